@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("haven-load: scenarios arrive with the load-test issue");
+}

@@ -1,0 +1,237 @@
+//! `/v1/meetings`: a program creates, reads, lists and deletes its own meetings, and reads their
+//! audit logs. Another program's meeting is answered as not found, never as forbidden, so
+//! existence does not leak.
+
+use super::error::{ApiError, ErrorBody};
+use super::ProgramAuth;
+use crate::app::AppState;
+use crate::meeting::ActorMsg;
+use crate::protocol::MeetingSettings;
+use crate::store::{AuditRow, MeetingRow, StoreError};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A new meeting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMeeting {
+    /// Optional id (letters, digits, `-`, `_`; at most 64); generated when absent.
+    pub id: Option<String>,
+    pub title: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub scheduled_end: Option<DateTime<Utc>>,
+    /// Participants at most (default from the server's limits).
+    pub capacity: Option<u32>,
+    pub settings: Option<MeetingSettings>,
+    /// Other programs whose members may join (their members stay theirs: each program sees only its own).
+    #[serde(default)]
+    pub shared_with: Vec<String>,
+}
+
+/// A meeting as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MeetingResponse {
+    pub id: String,
+    pub program_id: String,
+    pub title: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub scheduled_end: Option<DateTime<Utc>>,
+    pub capacity: u32,
+    pub settings: MeetingSettings,
+    pub shared_with: Vec<String>,
+    /// `scheduled`, `live` or `ended`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+fn ts(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
+    let status = if m.ended_at.is_some() {
+        "ended"
+    } else if app.rooms.get(&m.id).is_some() {
+        "live"
+    } else {
+        "scheduled"
+    };
+    MeetingResponse {
+        status: status.into(),
+        scheduled_start: m.scheduled_start.map(ts),
+        scheduled_end: m.scheduled_end.map(ts),
+        capacity: m.capacity.clamp(0, i64::from(u32::MAX)) as u32,
+        created_at: ts(m.created_at),
+        ended_at: m.ended_at.map(ts),
+        id: m.id,
+        program_id: m.program_id,
+        title: m.title,
+        settings: m.settings,
+        shared_with: m.shared_with,
+    }
+}
+
+/// Whether a meeting id is acceptable: it appears in links, so keep it URL-safe.
+pub fn valid_meeting_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+#[utoipa::path(post, path = "/v1/meetings", request_body = CreateMeeting,
+    responses((status = 201, body = MeetingResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(app): State<AppState>,
+    ProgramAuth(program): ProgramAuth,
+    body: Result<Json<CreateMeeting>, JsonRejection>,
+) -> Result<(StatusCode, Json<MeetingResponse>), ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = match req.id {
+        Some(id) if valid_meeting_id(&id) => id,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "id: use 1 to 64 letters, digits, `-` or `_`",
+            ))
+        }
+        None => format!("m_{}", hex::encode(rand::random::<[u8; 10]>())),
+    };
+    let title = req.title.trim().to_string();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::bad_request("title: 1 to 200 characters"));
+    }
+    if let (Some(s), Some(e)) = (req.scheduled_start, req.scheduled_end) {
+        if e <= s {
+            return Err(ApiError::bad_request(
+                "scheduled_end must be after scheduled_start",
+            ));
+        }
+    }
+    let limits = &app.config.limits;
+    let capacity = req.capacity.map(|c| c as usize).unwrap_or(limits.capacity);
+    if capacity == 0 || capacity > limits.max_capacity {
+        return Err(ApiError::bad_request(format!(
+            "capacity: 1 to {}",
+            limits.max_capacity
+        )));
+    }
+    let settings = req.settings.unwrap_or_default();
+    settings
+        .validate()
+        .map_err(|m| ApiError::bad_request(format!("settings: {m}")))?;
+    for p in &req.shared_with {
+        if app.programs.get(p).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "shared_with: unknown program `{p}`"
+            )));
+        }
+    }
+    let row = MeetingRow {
+        id,
+        program_id: program.id.clone(),
+        title,
+        scheduled_start: req.scheduled_start.map(|d| d.timestamp_millis()),
+        scheduled_end: req.scheduled_end.map(|d| d.timestamp_millis()),
+        capacity: capacity as i64,
+        settings,
+        shared_with: req.shared_with,
+        created_at: now_ms(),
+        ended_at: None,
+    };
+    match app.store.create_meeting(&row).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),
+        Err(StoreError::Conflict) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "meeting_exists",
+            "a meeting with that id exists",
+        )),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+/// The program's own meeting, or not found.
+async fn own_meeting(app: &AppState, program: &str, id: &str) -> Result<MeetingRow, ApiError> {
+    match app
+        .store
+        .meeting(id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        Some(m) if m.program_id == program => Ok(m),
+        _ => Err(ApiError::not_found("meeting")),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/meetings",
+    responses((status = 200, body = [MeetingResponse]), (status = 401, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn list(
+    State(app): State<AppState>,
+    ProgramAuth(program): ProgramAuth,
+) -> Result<Json<Vec<MeetingResponse>>, ApiError> {
+    let rows = app
+        .store
+        .meetings_of(&program.id, 1000)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(rows.into_iter().map(|m| response(&app, m)).collect()))
+}
+
+#[utoipa::path(get, path = "/v1/meetings/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = MeetingResponse), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn get_one(
+    State(app): State<AppState>,
+    ProgramAuth(program): ProgramAuth,
+    Path(id): Path<String>,
+) -> Result<Json<MeetingResponse>, ApiError> {
+    let m = own_meeting(&app, &program.id, &id).await?;
+    Ok(Json(response(&app, m)))
+}
+
+#[utoipa::path(delete, path = "/v1/meetings/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn delete(
+    State(app): State<AppState>,
+    ProgramAuth(program): ProgramAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !app
+        .store
+        .delete_meeting(&program.id, &id, now_ms())
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        return Err(ApiError::not_found("meeting"));
+    }
+    // A live meeting ends for everyone in it.
+    if let Some(h) = app.rooms.get(&id) {
+        let _ = h.tx.send(ActorMsg::End).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/meetings/{id}/audit", params(("id" = String, Path)),
+    responses((status = 200, body = [AuditRow]), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+pub async fn audit(
+    State(app): State<AppState>,
+    ProgramAuth(program): ProgramAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<AuditRow>>, ApiError> {
+    own_meeting(&app, &program.id, &id).await?;
+    let rows = app
+        .store
+        .audit_log(&id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(rows))
+}

@@ -1,0 +1,118 @@
+//! The HTTP API: meetings for programs (by API key), health, metrics, OpenAPI, and the router.
+
+pub mod error;
+pub mod meetings;
+
+use crate::app::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// The program a request is made for, from its API key (`Authorization: Bearer <key>`).
+pub struct ProgramAuth(pub Arc<crate::auth::Program>);
+
+impl FromRequestParts<AppState> for ProgramAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send the program's API key as `Authorization: Bearer <key>`",
+                )
+            })?;
+        app.programs
+            .by_api_key(key)
+            .cloned()
+            .map(ProgramAuth)
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key")
+            })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Haven API", description = "Meetings for programs. Authenticate with the program's API key as a bearer token."),
+    paths(meetings::create, meetings::list, meetings::get_one, meetings::delete, meetings::audit),
+    components(schemas(meetings::CreateMeeting, meetings::MeetingResponse, error::ErrorBody, crate::store::AuditRow, crate::protocol::MeetingSettings)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    if app.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "store not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// Every route of the server.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/meetings", get(meetings::list).post(meetings::create))
+        .route(
+            "/v1/meetings/{id}",
+            get(meetings::get_one).delete(meetings::delete),
+        )
+        .route("/v1/meetings/{id}/audit", get(meetings::audit))
+        .route("/v1/signal", get(crate::signal::upgrade))
+        .with_state(app)
+}

@@ -1,0 +1,833 @@
+//! The room actor: one tokio task per live meeting.
+//!
+//! It owns the meeting's [`Room`], receives commands on a bounded channel and carries out the
+//! effects: events to each participant's bounded outbound queue (with a per-participant `seq` and
+//! a replay buffer for resume), timers, closes, records for the store. There are no locks around
+//! room state: only this task touches it. A participant whose queue is full is cut off (their seat
+//! is held for the grace period like any dropped connection), so a slow client never stalls a room.
+
+use super::registry::Rooms;
+use super::store_writer::StoreWrite;
+use crate::metrics::Metrics;
+use crate::protocol::{Command, ErrorCode, Event, LeaveReason, ParticipantId, ProtocolError, Role};
+use crate::room::{Audience, Effect, Input, MemberKey, Millis, Outcome, Presence, Room, Timer};
+use axum::extract::ws::Utf8Bytes;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+/// A connection id, unique within the process.
+pub type ConnId = u64;
+
+/// A WebSocket close code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl CloseReason {
+    pub const SLOW_CONSUMER: CloseReason = CloseReason {
+        code: 4008,
+        reason: "slow_consumer",
+    };
+    pub const REPLACED: CloseReason = CloseReason {
+        code: 4004,
+        reason: "replaced",
+    };
+    pub const IDLE: CloseReason = CloseReason {
+        code: 4009,
+        reason: "idle_timeout",
+    };
+    pub const JOIN_TIMEOUT: CloseReason = CloseReason {
+        code: 4010,
+        reason: "join_timeout",
+    };
+    pub const SHUTDOWN: CloseReason = CloseReason {
+        code: 1001,
+        reason: "server_shutdown",
+    };
+
+    /// The close code for someone leaving the meeting for `reason`.
+    pub fn for_leave(reason: LeaveReason) -> CloseReason {
+        match reason {
+            LeaveReason::Left | LeaveReason::ConnectionLost => CloseReason {
+                code: 1000,
+                reason: "left",
+            },
+            LeaveReason::Removed => CloseReason {
+                code: 4000,
+                reason: "removed",
+            },
+            LeaveReason::Banned => CloseReason {
+                code: 4001,
+                reason: "banned",
+            },
+            LeaveReason::Denied => CloseReason {
+                code: 4002,
+                reason: "denied",
+            },
+            LeaveReason::MeetingEnded => CloseReason {
+                code: 4003,
+                reason: "meeting_ended",
+            },
+            LeaveReason::ServerShutdown => CloseReason::SHUTDOWN,
+        }
+    }
+}
+
+/// What goes to a connection's writer, in order.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Utf8Bytes),
+    Close(CloseReason),
+}
+
+/// The actor's grip on one connection: its bounded queue and a way to cut it off at once.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub id: ConnId,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Set to cut the connection off without queueing (used when the queue is full).
+    pub kill: Arc<watch::Sender<Option<CloseReason>>>,
+}
+
+impl ConnHandle {
+    /// Queues a frame; false when the queue is full or the connection gone.
+    fn try_frame(&self, text: String) -> Result<(), mpsc::error::TrySendError<Outbound>> {
+        self.tx.try_send(Outbound::Frame(Utf8Bytes::from(text)))
+    }
+
+    /// Closes after what is queued, or at once when the queue is full.
+    pub fn close(&self, reason: CloseReason) {
+        if self.tx.try_send(Outbound::Close(reason)).is_err() {
+            self.kill.send_replace(Some(reason));
+        }
+    }
+}
+
+/// Why a join or resume did not attach the connection.
+#[derive(Debug)]
+pub enum JoinFailure {
+    /// Refused; the error was already sent to the connection.
+    Refused,
+    /// The actor stopped meanwhile; resolve the meeting again and retry.
+    Retry,
+}
+
+/// Messages to a room actor.
+#[derive(Debug)]
+pub enum ActorMsg {
+    /// Before a WebSocket upgrade: would this member be let in?
+    Precheck {
+        member: MemberKey,
+        role: Role,
+        reply: oneshot::Sender<Option<ProtocolError>>,
+    },
+    Join {
+        conn: ConnHandle,
+        member: MemberKey,
+        role: Role,
+        display_name: Option<String>,
+        request_id: Option<Arc<str>>,
+        reply: oneshot::Sender<Result<ParticipantId, JoinFailure>>,
+    },
+    Resume {
+        conn: ConnHandle,
+        resume_token: String,
+        last_seq: u64,
+        request_id: Option<Arc<str>>,
+        reply: oneshot::Sender<Result<ParticipantId, JoinFailure>>,
+    },
+    Command {
+        conn_id: ConnId,
+        from: ParticipantId,
+        command: Command,
+        request_id: Option<Arc<str>>,
+    },
+    ConnectionClosed {
+        conn_id: ConnId,
+        participant_id: ParticipantId,
+    },
+    /// The program deleted the meeting: end it for everyone.
+    End,
+    /// The server is stopping.
+    Shutdown { done: oneshot::Sender<()> },
+    /// Replies with a copy of the room (tests and diagnostics).
+    #[cfg(test)]
+    Inspect(oneshot::Sender<Room>),
+}
+
+/// One participant's outbound state: it outlives connections, for resume.
+#[derive(Debug, Default)]
+struct Session {
+    conn: Option<ConnHandle>,
+    next_seq: u64,
+    /// Recent frames: (seq, event body, request id), for replay on resume.
+    replay: VecDeque<(u64, Arc<str>, Option<Arc<str>>)>,
+}
+
+/// Settings the actor needs from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct ActorConfig {
+    pub replay_events: usize,
+    /// How long an empty meeting keeps its actor.
+    pub idle_stop_ms: u64,
+}
+
+/// The wall clock as the actor sees it: Unix milliseconds derived from tokio's clock, so tests
+/// that pause tokio's time move the room's time too.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_ms: Millis,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let base_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Clock {
+            base: Instant::now(),
+            base_ms,
+        }
+    }
+    pub fn now(&self) -> Millis {
+        self.base_ms + self.base.elapsed().as_millis() as u64
+    }
+    pub fn instant_at(&self, at: Millis) -> Instant {
+        self.base + std::time::Duration::from_millis(at.saturating_sub(self.base_ms))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+pub(super) struct Actor {
+    pub room: Room,
+    pub rx: mpsc::Receiver<ActorMsg>,
+    pub rooms: Arc<Rooms>,
+    pub actor_id: u64,
+    pub metrics: Arc<Metrics>,
+    pub store_tx: mpsc::Sender<StoreWrite>,
+    pub config: ActorConfig,
+    pub clock: Clock,
+    sessions: HashMap<ParticipantId, Session>,
+    timers: BinaryHeap<Reverse<(Millis, u64, TimerKey)>>,
+    timer_seq: u64,
+    effects: Vec<Effect>,
+    writes: Vec<StoreWrite>,
+    slow: Vec<ParticipantId>,
+    ended: bool,
+}
+
+/// `Timer` with an ordering, for the heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TimerKey(Timer);
+
+impl PartialOrd for TimerKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerKey {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        // Heap entries are ordered by (deadline, insertion sequence) before this is consulted.
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// Renders a server frame: `{"seq":N,"id":...,` spliced in front of the event's own fields, so a
+/// fan-out serialises the event once and only this small prefix per recipient.
+pub fn render_frame(seq: u64, request_id: Option<&str>, body: &str) -> String {
+    let mut s = String::with_capacity(body.len() + 24 + request_id.map_or(0, |r| r.len() + 8));
+    s.push_str("{\"seq\":");
+    s.push_str(itoa_u64(seq).as_str());
+    if let Some(id) = request_id {
+        s.push_str(",\"id\":");
+        // A string always serialises.
+        s.push_str(&serde_json::to_string(id).unwrap_or_else(|_| "null".into()));
+    }
+    // Every event is a JSON object with at least its `type`, so the body starts with `{"`.
+    s.push(',');
+    s.push_str(body.get(1..).unwrap_or("}"));
+    s
+}
+
+fn itoa_u64(n: u64) -> String {
+    n.to_string()
+}
+
+/// Serialises an event body. Events are plain data; serialisation cannot fail.
+pub fn event_body(event: &Event) -> Arc<str> {
+    Arc::from(
+        serde_json::to_string(event).unwrap_or_else(|_| {
+            "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\"}".into()
+        }),
+    )
+}
+
+/// A fresh resume token for `meeting`: the meeting id (so a new connection can find the room) and
+/// 128 random bits (what proves it).
+pub fn new_resume_token(meeting: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "hvr.{}.{}",
+        b64.encode(meeting.as_bytes()),
+        b64.encode(rand::random::<[u8; 16]>())
+    )
+}
+
+/// The meeting id inside a resume token, if it has the shape of one.
+pub fn resume_token_meeting(token: &str) -> Option<String> {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let (Some("hvr"), Some(m), Some(r), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if r.len() != 22 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(m)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+impl Actor {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        room: Room,
+        rx: mpsc::Receiver<ActorMsg>,
+        rooms: Arc<Rooms>,
+        actor_id: u64,
+        metrics: Arc<Metrics>,
+        store_tx: mpsc::Sender<StoreWrite>,
+        config: ActorConfig,
+        clock: Clock,
+    ) -> Actor {
+        Actor {
+            room,
+            rx,
+            rooms,
+            actor_id,
+            metrics,
+            store_tx,
+            config,
+            clock,
+            sessions: HashMap::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            effects: Vec::with_capacity(64),
+            writes: Vec::new(),
+            slow: Vec::new(),
+            ended: false,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        self.metrics.live_meetings.inc();
+        let mut empty_since: Option<Millis> = None;
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            let idle_deadline = empty_since.map(|t| t + self.config.idle_stop_ms);
+            let wake = match (next_timer, idle_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = tokio::time::sleep_until(
+                wake.map(|w| self.clock.instant_at(w))
+                    .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600)),
+            );
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(ActorMsg::Shutdown { done }) => {
+                        self.input(Input::Shutdown, None);
+                        self.finish_writes().await;
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(msg) => self.on_msg(msg),
+                    None => break,
+                },
+                _ = sleep => {
+                    let now = self.clock.now();
+                    while let Some(Reverse((at, _, TimerKey(timer)))) = self.timers.peek().copied() {
+                        if at > now { break; }
+                        self.timers.pop();
+                        self.input(Input::Timer(timer), None);
+                    }
+                    if empty_since.is_some_and(|t| now >= t + self.config.idle_stop_ms) && self.room.is_empty() {
+                        break;
+                    }
+                }
+            }
+            self.finish_writes().await;
+            if self.ended {
+                break;
+            }
+            empty_since = match (self.room.is_empty(), empty_since) {
+                (true, None) => Some(self.clock.now()),
+                (true, since) => since,
+                (false, _) => None,
+            };
+        }
+        self.stop().await;
+    }
+
+    /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
+    async fn stop(mut self) {
+        self.rooms.remove_actor(self.room.id(), self.actor_id);
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                ActorMsg::Join { reply, .. } | ActorMsg::Resume { reply, .. } => {
+                    let _ = reply.send(Err(JoinFailure::Retry));
+                }
+                ActorMsg::Precheck { reply, .. } => {
+                    let _ = reply.send(None);
+                }
+                ActorMsg::Shutdown { done } => {
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+        self.finish_writes().await;
+        self.metrics.live_meetings.dec();
+    }
+
+    async fn finish_writes(&mut self) {
+        for w in self.writes.drain(..) {
+            // Waits only when the store is far behind (bounded queue); records are never dropped here.
+            let _ = self.store_tx.send(w).await;
+        }
+    }
+
+    fn on_msg(&mut self, msg: ActorMsg) {
+        match msg {
+            ActorMsg::Precheck {
+                member,
+                role,
+                reply,
+            } => {
+                let _ = reply.send(self.room.join_refusal(&member, role));
+            }
+            ActorMsg::Join {
+                conn,
+                member,
+                role,
+                display_name,
+                request_id,
+                reply,
+            } => {
+                let participant_id = ParticipantId::from_random(rand::random());
+                let input = Input::Join {
+                    participant_id,
+                    member,
+                    role,
+                    display_name,
+                    resume_token: new_resume_token(self.room.id()),
+                    random: rand::random(),
+                };
+                self.attach_input(input, conn, 0, request_id, reply);
+            }
+            ActorMsg::Resume {
+                conn,
+                resume_token,
+                last_seq,
+                request_id,
+                reply,
+            } => {
+                let input = Input::Resume {
+                    resume_token,
+                    new_resume_token: new_resume_token(self.room.id()),
+                };
+                self.attach_input(input, conn, last_seq, request_id, reply);
+            }
+            ActorMsg::Command {
+                conn_id,
+                from,
+                command,
+                request_id,
+            } => {
+                let current = self
+                    .sessions
+                    .get(&from)
+                    .and_then(|s| s.conn.as_ref())
+                    .map(|c| c.id);
+                if current != Some(conn_id) {
+                    return; // a replaced or cut-off connection; it is closing
+                }
+                self.input(Input::Command { from, command }, Some((from, request_id)));
+            }
+            ActorMsg::ConnectionClosed {
+                conn_id,
+                participant_id,
+            } => {
+                let Some(s) = self.sessions.get_mut(&participant_id) else {
+                    return;
+                };
+                if s.conn.as_ref().map(|c| c.id) != Some(conn_id) {
+                    return;
+                }
+                s.conn = None;
+                self.input(Input::Disconnected { participant_id }, None);
+            }
+            ActorMsg::End => {
+                if let Some(fac) = self
+                    .room
+                    .participants()
+                    .iter()
+                    .find(|p| p.role.is_facilitator())
+                    .map(|p| p.id)
+                {
+                    self.input(
+                        Input::Command {
+                            from: fac,
+                            command: Command::EndMeeting,
+                        },
+                        None,
+                    );
+                } else {
+                    // Nobody to attribute it to: the program ended it. Close everyone directly.
+                    self.input(Input::Shutdown, None);
+                    self.ended = true;
+                }
+            }
+            ActorMsg::Shutdown { .. } => {}
+            #[cfg(test)]
+            ActorMsg::Inspect(reply) => {
+                let _ = reply.send(self.room.clone());
+            }
+        }
+    }
+
+    /// A join or resume: on success the connection is attached to the participant before any
+    /// effect is carried out, so the snapshot reaches the new connection.
+    fn attach_input(
+        &mut self,
+        input: Input,
+        conn: ConnHandle,
+        last_seq: u64,
+        request_id: Option<Arc<str>>,
+        reply: oneshot::Sender<Result<ParticipantId, JoinFailure>>,
+    ) {
+        let now = self.clock.now();
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.clear();
+        match self.room.handle(input, now, &mut effects) {
+            Ok(Outcome::Attached {
+                participant_id,
+                resumed,
+            }) => {
+                let session = self.sessions.entry(participant_id).or_default();
+                if let Some(old) = session.conn.replace(conn.clone()) {
+                    if old.id != conn.id {
+                        old.close(CloseReason::REPLACED);
+                    }
+                }
+                let _ = reply.send(Ok(participant_id));
+                if resumed {
+                    self.replay_or_snapshot(participant_id, last_seq, request_id.clone());
+                }
+                self.dispatch(&mut effects, Some((participant_id, request_id)));
+            }
+            Ok(Outcome::Done) => {
+                let _ = reply.send(Err(JoinFailure::Refused));
+            }
+            Err(e) => {
+                self.metrics.error(e.code.as_str());
+                let body = event_body(&error_event(e));
+                let _ = conn.try_frame(render_frame(0, request_id.as_deref(), &body));
+                let _ = reply.send(Err(JoinFailure::Refused));
+            }
+        }
+        self.effects = effects;
+        self.after_dispatch();
+    }
+
+    /// After a resume: `resumed` (connection-level, seq 0), then the missed events when the
+    /// buffer still holds all of them, else a fresh snapshot.
+    fn replay_or_snapshot(
+        &mut self,
+        pid: ParticipantId,
+        last_seq: u64,
+        request_id: Option<Arc<str>>,
+    ) {
+        let token = match self.room.snapshot(pid) {
+            Some(Event::Welcome { resume_token, .. })
+            | Some(Event::Waiting { resume_token, .. }) => resume_token,
+            _ => return,
+        };
+        let Some(s) = self.sessions.get_mut(&pid) else {
+            return;
+        };
+        let oldest = s
+            .replay
+            .front()
+            .map(|(seq, _, _)| *seq)
+            .unwrap_or(s.next_seq + 1);
+        let replayable = last_seq <= s.next_seq && last_seq + 1 >= oldest;
+        let resumed = Event::Resumed {
+            participant_id: pid,
+            resume_token: token,
+            replayed: replayable,
+        };
+        let Some(conn) = s.conn.clone() else { return };
+        let mut ok = conn
+            .try_frame(render_frame(
+                0,
+                request_id.as_deref(),
+                &event_body(&resumed),
+            ))
+            .is_ok();
+        if replayable {
+            for (seq, body, rid) in s.replay.iter().filter(|(seq, _, _)| *seq > last_seq) {
+                ok &= conn
+                    .try_frame(render_frame(*seq, rid.as_deref(), body))
+                    .is_ok();
+            }
+        } else if let Some(snap) = self.room.snapshot(pid) {
+            let body = event_body(&snap);
+            self.deliver(pid, &body, None);
+        }
+        if !ok {
+            self.slow.push(pid);
+        }
+    }
+
+    /// Runs one input through the room and carries out the effects. `requester` gets errors and
+    /// has its request id echoed on the events this input sends it.
+    fn input(&mut self, input: Input, requester: Option<(ParticipantId, Option<Arc<str>>)>) {
+        let now = self.clock.now();
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.clear();
+        match self.room.handle(input, now, &mut effects) {
+            Ok(_) => {
+                let delivered = self.dispatch(&mut effects, requester.clone());
+                if let Some((pid, Some(rid))) = requester {
+                    if !delivered && self.sessions.contains_key(&pid) {
+                        self.deliver(pid, &event_body(&Event::Ack), Some(&rid));
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.error(e.code.as_str());
+                if let Some((pid, rid)) = requester {
+                    self.deliver(pid, &event_body(&error_event(e)), rid.as_ref());
+                }
+            }
+        }
+        self.effects = effects;
+        self.after_dispatch();
+    }
+
+    /// Cuts off connections found too slow during dispatch; their seats enter the grace period.
+    fn after_dispatch(&mut self) {
+        while let Some(pid) = self.slow.pop() {
+            let Some(s) = self.sessions.get_mut(&pid) else {
+                continue;
+            };
+            let Some(conn) = s.conn.take() else { continue };
+            self.metrics.slow_client_disconnects.inc();
+            conn.kill.send_replace(Some(CloseReason::SLOW_CONSUMER));
+            self.input(
+                Input::Disconnected {
+                    participant_id: pid,
+                },
+                None,
+            );
+        }
+    }
+
+    /// Carries out effects; returns whether any event reached the requester.
+    fn dispatch(
+        &mut self,
+        effects: &mut Vec<Effect>,
+        requester: Option<(ParticipantId, Option<Arc<str>>)>,
+    ) -> bool {
+        let (req_pid, req_id) = match requester {
+            Some((p, r)) => (Some(p), r),
+            None => (None, None),
+        };
+        let mut reached = false;
+        let mut recipients: Vec<ParticipantId> = Vec::new();
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Send { to, event } => {
+                    let body = event_body(&event);
+                    recipients.clear();
+                    match to {
+                        Audience::One(p) => recipients.push(p),
+                        Audience::Admitted => recipients.extend(
+                            self.room
+                                .participants()
+                                .iter()
+                                .filter(|p| p.admitted)
+                                .map(|p| p.id),
+                        ),
+                        Audience::AdmittedExcept(x) => recipients.extend(
+                            self.room
+                                .participants()
+                                .iter()
+                                .filter(|p| p.admitted && p.id != x)
+                                .map(|p| p.id),
+                        ),
+                        Audience::Facilitators => recipients.extend(
+                            self.room
+                                .participants()
+                                .iter()
+                                .filter(|p| p.admitted && p.role.is_facilitator())
+                                .map(|p| p.id),
+                        ),
+                    }
+                    for &pid in &recipients {
+                        let rid = if Some(pid) == req_pid {
+                            reached = true;
+                            req_id.as_ref()
+                        } else {
+                            None
+                        };
+                        self.deliver(pid, &body, rid);
+                    }
+                }
+                Effect::SetTimer { at, timer } => {
+                    self.timer_seq += 1;
+                    self.timers
+                        .push(Reverse((at, self.timer_seq, TimerKey(timer))));
+                }
+                Effect::Close {
+                    participant_id,
+                    reason,
+                } => {
+                    if let Some(s) = self.sessions.remove(&participant_id) {
+                        if let Some(conn) = s.conn {
+                            conn.close(CloseReason::for_leave(reason));
+                        }
+                    }
+                }
+                Effect::Presence {
+                    change: Presence::Admitted,
+                    ..
+                } => {
+                    self.metrics.participants.inc();
+                }
+                Effect::Presence {
+                    change: Presence::Left(_),
+                    ..
+                } => {
+                    self.metrics.participants.dec();
+                }
+                Effect::Presence { .. } => {}
+                Effect::Audit(entry) => {
+                    self.writes.push(StoreWrite::Audit {
+                        meeting: self.room.id().to_string(),
+                        entry,
+                    });
+                }
+                Effect::Banned { member } => {
+                    self.writes.push(StoreWrite::Ban {
+                        meeting: self.room.id().to_string(),
+                        member,
+                        at: self.clock.now() as i64,
+                    });
+                }
+                // The media plane (SFU) is not built yet; when it is, it subscribes to these rules.
+                Effect::MediaRule { .. } => {}
+                Effect::Ended => {
+                    self.ended = true;
+                    self.writes.push(StoreWrite::Ended {
+                        meeting: self.room.id().to_string(),
+                        at: self.clock.now() as i64,
+                    });
+                }
+            }
+        }
+        reached
+    }
+
+    /// Numbers a frame for one participant, keeps it for replay, and queues it if connected.
+    fn deliver(&mut self, pid: ParticipantId, body: &Arc<str>, request_id: Option<&Arc<str>>) {
+        let cap = self.config.replay_events;
+        let Some(s) = self.sessions.get_mut(&pid) else {
+            return;
+        };
+        s.next_seq += 1;
+        let seq = s.next_seq;
+        if cap > 0 {
+            if s.replay.len() >= cap {
+                s.replay.pop_front();
+            }
+            s.replay.push_back((seq, body.clone(), request_id.cloned()));
+        }
+        if let Some(conn) = &s.conn {
+            match conn.try_frame(render_frame(seq, request_id.map(|r| &**r), body)) {
+                Ok(()) => {
+                    self.metrics.messages_out.inc();
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if !self.slow.contains(&pid) {
+                        self.slow.push(pid);
+                    }
+                }
+                // The connection is gone; its reader reports the close.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+}
+
+/// An error as the event that carries it.
+pub fn error_event(e: ProtocolError) -> Event {
+    Event::Error {
+        code: e.code,
+        message: e.message,
+        suggestion: e.suggestion,
+    }
+}
+
+/// The error for a meeting that cannot be reached right now.
+pub fn unavailable() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::Unavailable,
+        "the meeting is not available right now; try again",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_frame_splices_seq_and_id_into_the_event() {
+        let body = event_body(&Event::Pong);
+        let f = render_frame(7, Some("r\"1"), &body);
+        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["id"], "r\"1");
+        assert_eq!(v["type"], "pong");
+        let f = render_frame(8, None, &event_body(&Event::ChatDeleted { message_id: 3 }));
+        let m: crate::protocol::ServerMessage = serde_json::from_str(&f).unwrap();
+        assert_eq!(m.seq, 8);
+        assert_eq!(m.event, Event::ChatDeleted { message_id: 3 });
+    }
+
+    #[test]
+    fn resume_token_names_its_meeting() {
+        let t = new_resume_token("demo-1");
+        assert_eq!(resume_token_meeting(&t).as_deref(), Some("demo-1"));
+        assert_eq!(resume_token_meeting("hvr.x.y"), None);
+        assert_eq!(resume_token_meeting("eyJhbGciOi.x.y"), None);
+    }
+}

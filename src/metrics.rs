@@ -1,0 +1,85 @@
+//! Prometheus metrics, one registry per server (so tests can run servers side by side).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Label for errors by stable code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
+/// The server's metrics. Cheap to update: atomics, no locks on the hot path (the error family
+/// takes a read lock only to find an existing series).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections: Gauge,
+    pub live_meetings: Gauge,
+    pub participants: Gauge,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub slow_client_disconnects: Counter,
+    pub errors: Family<CodeLabel, Counter>,
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Registers every metric under the `haven_` prefix.
+    pub fn new() -> Metrics {
+        let mut m = Metrics::default();
+        let mut reg = Registry::with_prefix("haven");
+        reg.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        reg.register(
+            "live_meetings",
+            "Meetings with a running room actor",
+            m.live_meetings.clone(),
+        );
+        reg.register(
+            "participants",
+            "Participants present in meetings (admitted)",
+            m.participants.clone(),
+        );
+        reg.register(
+            "messages_in",
+            "Signaling messages received",
+            m.messages_in.clone(),
+        );
+        reg.register(
+            "messages_out",
+            "Signaling messages sent",
+            m.messages_out.clone(),
+        );
+        reg.register(
+            "slow_client_disconnects",
+            "Connections cut because their outbound queue was full",
+            m.slow_client_disconnects.clone(),
+        );
+        reg.register(
+            "errors",
+            "Errors sent to clients and API callers, by code",
+            m.errors.clone(),
+        );
+        m.registry = reg;
+        m
+    }
+
+    /// Counts an error by its stable code.
+    pub fn error(&self, code: &'static str) {
+        self.errors.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

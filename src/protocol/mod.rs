@@ -1,0 +1,13 @@
+//! The signaling protocol: JSON text frames on `/v1/signal`.
+//!
+//! These Rust types are the single source of the protocol: `proto/schema.json` is generated from
+//! them (see [`schema`]) and the web client's types from that schema.
+
+pub mod error;
+pub mod ids;
+pub mod messages;
+pub mod schema;
+
+pub use error::{ErrorCode, ProtocolError};
+pub use ids::ParticipantId;
+pub use messages::*;

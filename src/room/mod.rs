@@ -1,0 +1,734 @@
+//! The room core: every rule of a meeting, sans-IO.
+//!
+//! `Room` is plain data plus [`Room::handle`]: an input and the time in, effects out. No tokio, no
+//! sockets, no clock, no randomness it was not given. The room actor (`meeting::actor`) carries the
+//! effects out. The rules are split by concern: `lobby` (joining, the waiting room, resume, leaving),
+//! `controls` (facilitator controls, chat, support), `floor` (the speaking queue, the floor, timed
+//! shares, go-arounds), `names` (display names).
+//!
+//! Contract: when `handle` returns `Err`, the room is unchanged and no effect was pushed.
+
+mod controls;
+mod floor;
+mod lobby;
+pub mod names;
+pub mod participant;
+#[cfg(test)]
+mod tests;
+
+use crate::protocol::{
+    Command, Event, FloorView, GoAroundView, LeaveReason, MeetingSettings, MeetingView,
+    ParticipantId, ParticipantView, ProtocolError, QueueEntry, Role, SupportView, WaitingView,
+};
+pub use names::DisplayName;
+pub use participant::{MemberKey, Participant};
+use std::collections::{HashSet, VecDeque};
+
+/// Time in milliseconds since the Unix epoch, as the actor's clock says.
+pub type Millis = u64;
+
+/// Limits the room enforces (from configuration).
+#[derive(Debug, Clone)]
+pub struct RoomLimits {
+    pub capacity: usize,
+    pub grace_ms: u64,
+    pub chat_max_chars: usize,
+    pub chat_burst: u32,
+    pub chat_refill_ms: u64,
+    pub support_max_chars: usize,
+}
+
+impl Default for RoomLimits {
+    fn default() -> Self {
+        RoomLimits {
+            capacity: 50,
+            grace_ms: 30_000,
+            chat_max_chars: 2000,
+            chat_burst: 5,
+            chat_refill_ms: 2000,
+            support_max_chars: 500,
+        }
+    }
+}
+
+/// What the room is asked to do.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A new connection joins. The actor supplies the random id, resume token and pseudonym bits.
+    Join {
+        participant_id: ParticipantId,
+        member: MemberKey,
+        role: Role,
+        display_name: Option<String>,
+        resume_token: String,
+        random: u64,
+    },
+    /// A new connection presents a resume token; `new_resume_token` replaces it (tokens work once).
+    Resume {
+        resume_token: String,
+        new_resume_token: String,
+    },
+    /// A command from a participant.
+    Command {
+        from: ParticipantId,
+        command: Command,
+    },
+    /// A participant's connection dropped; their seat is held for the grace period.
+    Disconnected { participant_id: ParticipantId },
+    /// A timer the room set came due.
+    Timer(Timer),
+    /// The server is stopping: everyone leaves with `server_shutdown`.
+    Shutdown,
+}
+
+/// A deadline the room asked for. Each carries an epoch; a stale one does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    Grace {
+        participant_id: ParticipantId,
+        epoch: u32,
+    },
+    ShareWarning {
+        epoch: u32,
+    },
+    ShareEnd {
+        epoch: u32,
+    },
+}
+
+/// Who an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    One(ParticipantId),
+    /// Everyone admitted (not the waiting room).
+    Admitted,
+    AdmittedExcept(ParticipantId),
+    /// Admitted facilitators and co-facilitators.
+    Facilitators,
+}
+
+/// A change of someone's presence, for the attendance ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Admitted,
+    Disconnected,
+    Resumed,
+    Left(LeaveReason),
+}
+
+/// A facilitator action, for the meeting's audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: Millis,
+    pub actor: ParticipantId,
+    pub actor_name: String,
+    pub action: &'static str,
+    pub target: Option<ParticipantId>,
+    pub target_name: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What the actor must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send {
+        to: Audience,
+        event: Event,
+    },
+    SetTimer {
+        at: Millis,
+        timer: Timer,
+    },
+    /// Close this participant's connection after the events already queued for it.
+    Close {
+        participant_id: ParticipantId,
+        reason: LeaveReason,
+    },
+    Presence {
+        participant_id: ParticipantId,
+        member: MemberKey,
+        change: Presence,
+        at: Millis,
+    },
+    Audit(AuditEntry),
+    /// The media layer's rule for this participant's audio (forward or drop).
+    MediaRule {
+        participant_id: ParticipantId,
+        audio: bool,
+    },
+    /// Persist a ban so it outlives this actor.
+    Banned {
+        member: MemberKey,
+    },
+    /// The meeting is over; the actor stops after delivering what is queued.
+    Ended,
+}
+
+/// What a successful input means for the connection that sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The connection now speaks for this participant (join, resume or a second join by the same member).
+    Attached {
+        participant_id: ParticipantId,
+        resumed: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Floor {
+    pub holder: ParticipantId,
+    pub started_at: Millis,
+    pub ends_at: Option<Millis>,
+    pub over_time: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GoAround {
+    pub order: Vec<ParticipantId>,
+    pub pos: usize,
+    pub passed: Vec<ParticipantId>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Dirty {
+    participants: Vec<ParticipantId>,
+    queue: bool,
+    floor: bool,
+    waiting: bool,
+    go_around: bool,
+    meeting: bool,
+}
+
+/// The state of one meeting.
+#[derive(Debug, Clone)]
+pub struct Room {
+    id: String,
+    title: String,
+    settings: MeetingSettings,
+    limits: RoomLimits,
+    locked: bool,
+    ended: bool,
+    participants: Vec<Participant>,
+    queue: Vec<QueueEntry>,
+    floor: Option<Floor>,
+    floor_epoch: u32,
+    go_around: Option<GoAround>,
+    banned: HashSet<MemberKey>,
+    chat_ids: VecDeque<u64>,
+    next_chat_id: u64,
+    support: Vec<SupportView>,
+    next_support_id: u64,
+    dirty: Dirty,
+}
+
+/// How many recent chat message ids are kept for `delete_chat`.
+const CHAT_IDS_KEPT: usize = 1000;
+
+impl Room {
+    /// A new, empty meeting. `banned` comes from the store (bans outlive the actor).
+    pub fn new(
+        id: String,
+        title: String,
+        settings: MeetingSettings,
+        limits: RoomLimits,
+        banned: impl IntoIterator<Item = MemberKey>,
+    ) -> Room {
+        Room {
+            id,
+            title,
+            settings,
+            limits,
+            locked: false,
+            ended: false,
+            participants: Vec::new(),
+            queue: Vec::new(),
+            floor: None,
+            floor_epoch: 0,
+            go_around: None,
+            banned: banned.into_iter().collect(),
+            chat_ids: VecDeque::new(),
+            next_chat_id: 1,
+            support: Vec::new(),
+            next_support_id: 1,
+            dirty: Dirty::default(),
+        }
+    }
+
+    /// Applies one input at time `now`, pushing effects onto `out`.
+    pub fn handle(
+        &mut self,
+        input: Input,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) -> Result<Outcome, ProtocolError> {
+        let outcome = match input {
+            Input::Join {
+                participant_id,
+                member,
+                role,
+                display_name,
+                resume_token,
+                random,
+            } => self.join(
+                participant_id,
+                member,
+                role,
+                display_name,
+                resume_token,
+                random,
+                now,
+                out,
+            )?,
+            Input::Resume {
+                resume_token,
+                new_resume_token,
+            } => self.resume(&resume_token, new_resume_token, now, out)?,
+            Input::Command { from, command } => {
+                self.command(from, command, now, out)?;
+                Outcome::Done
+            }
+            Input::Disconnected { participant_id } => {
+                self.disconnected(participant_id, now, out);
+                Outcome::Done
+            }
+            Input::Timer(timer) => {
+                self.timer(timer, now, out);
+                Outcome::Done
+            }
+            Input::Shutdown => {
+                self.shutdown(now, out);
+                Outcome::Done
+            }
+        };
+        self.flush(out);
+        Ok(outcome)
+    }
+
+    fn command(
+        &mut self,
+        from: ParticipantId,
+        command: Command,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ProtocolError> {
+        use crate::protocol::ErrorCode as C;
+        let actor = self
+            .get(from)
+            .ok_or_else(|| ProtocolError::new(C::NotJoined, "you are not in this meeting"))?;
+        if self.ended {
+            return Err(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
+        }
+        if command.is_facilitator_only() && !actor.role.is_facilitator() {
+            return Err(ProtocolError::new(
+                C::Forbidden,
+                "only a facilitator can do that",
+            ));
+        }
+        if !actor.admitted && !matches!(command, Command::Leave) {
+            return Err(ProtocolError::new(
+                C::NotAdmitted,
+                "you are in the waiting room; a facilitator will let you in",
+            ));
+        }
+        match command {
+            Command::Join { .. } | Command::Resume { .. } => Err(ProtocolError::new(
+                C::AlreadyJoined,
+                "this connection has already joined",
+            )),
+            // The actor answers `ping` itself; it never reaches the room.
+            Command::Ping => Ok(()),
+            Command::Leave => {
+                self.remove_participant(from, LeaveReason::Left, now, out);
+                Ok(())
+            }
+            Command::RaiseHand => self.raise_hand(from, now),
+            Command::LowerHand { participant_id } => {
+                self.lower_hand(from, participant_id, now, out)
+            }
+            Command::YieldFloor => self.yield_floor(from, now, out),
+            Command::Pass => self.pass(from, now, out),
+            Command::SetMuted { muted } => self.set_muted(from, muted),
+            Command::Chat { text } => self.chat(from, text, now, out),
+            Command::SupportRequest { text } => self.support_request(from, text, now, out),
+            Command::Admit { participant_id } => self.admit(from, participant_id, now, out),
+            Command::AdmitAll => self.admit_all(from, now, out),
+            Command::Deny {
+                participant_id,
+                message,
+            } => self.deny(from, participant_id, message, now, out),
+            Command::Mute { participant_id } => self.mute(from, participant_id, now, out),
+            Command::MuteAll => self.mute_all(from, now, out),
+            Command::AllowUnmute { participant_id } => {
+                self.allow_unmute(from, participant_id, now, out)
+            }
+            Command::Remove {
+                participant_id,
+                reason,
+            } => self.remove(from, participant_id, reason, false, now, out),
+            Command::Ban {
+                participant_id,
+                reason,
+            } => self.remove(from, participant_id, reason, true, now, out),
+            Command::Rename {
+                participant_id,
+                display_name,
+            } => self.rename(from, participant_id, &display_name, now, out),
+            Command::Lock => self.set_locked(from, true, now, out),
+            Command::Unlock => self.set_locked(from, false, now, out),
+            Command::SetChat { enabled } => self.set_chat(from, enabled, now, out),
+            Command::DeleteChat { message_id } => self.delete_chat(from, message_id, now, out),
+            Command::EndMeeting => {
+                self.end_meeting(from, now, out);
+                Ok(())
+            }
+            Command::UpdateSettings {
+                waiting_room,
+                floor_control,
+                share_seconds,
+                share_warning_seconds,
+                share_end,
+                video,
+            } => {
+                let mut s = self.settings.clone();
+                if let Some(v) = waiting_room {
+                    s.waiting_room = v;
+                }
+                if let Some(v) = floor_control {
+                    s.floor_control = v;
+                }
+                if let Some(v) = share_seconds {
+                    s.share_seconds = (v > 0).then_some(v);
+                }
+                if let Some(v) = share_warning_seconds {
+                    s.share_warning_seconds = v;
+                }
+                if let Some(v) = share_end {
+                    s.share_end = v;
+                }
+                if let Some(v) = video {
+                    s.video = v;
+                }
+                self.update_settings(from, s, now, out)
+            }
+            Command::Promote {
+                participant_id,
+                role,
+            } => self.promote(from, participant_id, role, now, out),
+            Command::AckSupport { request_id } => self.ack_support(from, request_id, now, out),
+            Command::NextSpeaker => self.next_speaker(from, now, out),
+            Command::GiveFloor { participant_id } => {
+                self.give_floor_command(from, participant_id, now, out)
+            }
+            Command::ExtendShare { seconds } => self.extend_share(from, seconds, now, out),
+            Command::MoveHand {
+                participant_id,
+                position,
+            } => self.move_hand(from, participant_id, position, now, out),
+            Command::StartGoAround => self.start_go_around(from, now, out),
+            Command::EndGoAround => self.end_go_around(from, now, out),
+        }
+    }
+
+    fn timer(&mut self, timer: Timer, now: Millis, out: &mut Vec<Effect>) {
+        match timer {
+            Timer::Grace {
+                participant_id,
+                epoch,
+            } => {
+                let expired = self
+                    .get(participant_id)
+                    .is_some_and(|p| !p.connected && p.grace_epoch == epoch);
+                if expired {
+                    self.remove_participant(participant_id, LeaveReason::ConnectionLost, now, out);
+                }
+            }
+            Timer::ShareWarning { epoch } => self.share_warning(epoch, now, out),
+            Timer::ShareEnd { epoch } => self.share_end(epoch, now, out),
+        }
+    }
+
+    // ---- queries ----
+
+    /// The meeting id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the meeting has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether nobody is in the meeting (nor in the waiting room, nor in a grace period).
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// How many seats are taken (waiting and held seats included).
+    pub fn len(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// The participants, waiting and admitted.
+    pub fn participants(&self) -> &[Participant] {
+        &self.participants
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> &MeetingSettings {
+        &self.settings
+    }
+
+    /// Whether new joins are refused.
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
+    /// The speaking queue, head first.
+    pub fn queue(&self) -> &[QueueEntry] {
+        &self.queue
+    }
+
+    /// Who holds the floor.
+    pub fn floor_holder(&self) -> Option<ParticipantId> {
+        self.floor.as_ref().map(|f| f.holder)
+    }
+
+    /// Why a join by this member in this role would be refused now, if it would.
+    pub fn join_refusal(&self, member: &MemberKey, role: Role) -> Option<ProtocolError> {
+        use crate::protocol::ErrorCode as C;
+        if self.ended {
+            return Some(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
+        }
+        if self.banned.contains(member) {
+            return Some(ProtocolError::new(
+                C::Banned,
+                "you cannot join this meeting",
+            ));
+        }
+        if self.participants.iter().any(|p| &p.member == member) {
+            return None; // a second join by the same member takes over their seat
+        }
+        if self.locked && !role.is_facilitator() {
+            return Some(ProtocolError::new(
+                C::MeetingLocked,
+                "the meeting is locked; ask the facilitator",
+            ));
+        }
+        if self.participants.len() >= self.limits.capacity {
+            return Some(ProtocolError::new(C::MeetingFull, "the meeting is full"));
+        }
+        None
+    }
+
+    pub(crate) fn get(&self, id: ParticipantId) -> Option<&Participant> {
+        self.participants.iter().find(|p| p.id == id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: ParticipantId) -> Option<&mut Participant> {
+        self.participants.iter_mut().find(|p| p.id == id)
+    }
+
+    /// Whether this participant's role and the floor rule let them speak at all.
+    fn may_speak(&self, p: &Participant) -> bool {
+        p.admitted
+            && p.role != Role::Observer
+            && (!self.settings.floor_control
+                || p.role.is_facilitator()
+                || self.floor_holder() == Some(p.id))
+    }
+
+    fn view(&self, p: &Participant) -> ParticipantView {
+        ParticipantView {
+            participant_id: p.id,
+            display_name: p.name.as_str().to_string(),
+            role: p.role,
+            muted: p.muted,
+            can_unmute: self.may_speak(p) && !p.mute_locked,
+            hand_raised: self.queue.iter().any(|q| q.participant_id == p.id),
+            connected: p.connected,
+        }
+    }
+
+    fn meeting_view(&self) -> MeetingView {
+        MeetingView {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            locked: self.locked,
+            settings: self.settings.clone(),
+        }
+    }
+
+    fn floor_view(&self) -> Option<FloorView> {
+        self.floor.as_ref().map(|f| FloorView {
+            participant_id: f.holder,
+            started_at: f.started_at,
+            ends_at: f.ends_at,
+            over_time: f.over_time,
+        })
+    }
+
+    fn go_around_view(&self) -> Option<GoAroundView> {
+        self.go_around.as_ref().map(|g| GoAroundView {
+            active: true,
+            order: g.order.clone(),
+            current: g.order.get(g.pos).copied(),
+            passed: g.passed.clone(),
+        })
+    }
+
+    fn waiting_views(&self) -> Vec<WaitingView> {
+        self.participants
+            .iter()
+            .filter(|p| !p.admitted)
+            .map(|p| WaitingView {
+                participant_id: p.id,
+                display_name: p.name.as_str().to_string(),
+                since: p.waiting_since,
+            })
+            .collect()
+    }
+
+    /// What a (re)connecting participant is shown: `welcome` when admitted, `waiting` otherwise.
+    pub fn snapshot(&self, id: ParticipantId) -> Option<Event> {
+        let p = self.get(id)?;
+        if !p.admitted {
+            return Some(Event::Waiting {
+                participant_id: p.id,
+                display_name: p.name.as_str().to_string(),
+                resume_token: p.resume_token.clone(),
+                meeting_title: self.title.clone(),
+            });
+        }
+        let fac = p.role.is_facilitator();
+        Some(Event::Welcome {
+            participant_id: p.id,
+            role: p.role,
+            display_name: p.name.as_str().to_string(),
+            resume_token: p.resume_token.clone(),
+            meeting: self.meeting_view(),
+            participants: self
+                .participants
+                .iter()
+                .filter(|q| q.admitted)
+                .map(|q| self.view(q))
+                .collect(),
+            queue: self.queue.clone(),
+            floor: self.floor_view(),
+            go_around: self.go_around_view(),
+            waiting: if fac {
+                self.waiting_views()
+            } else {
+                Vec::new()
+            },
+            support_requests: if fac {
+                self.support.clone()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    fn touch(&mut self, id: ParticipantId) {
+        if !self.dirty.participants.contains(&id) {
+            self.dirty.participants.push(id);
+        }
+    }
+
+    /// Emits the state-change events and media rules that the mutations of this input call for.
+    fn flush(&mut self, out: &mut Vec<Effect>) {
+        let dirty = std::mem::take(&mut self.dirty);
+        if dirty.meeting {
+            out.push(Effect::Send {
+                to: Audience::Admitted,
+                event: Event::MeetingUpdated {
+                    meeting: self.meeting_view(),
+                },
+            });
+        }
+        if dirty.floor {
+            out.push(Effect::Send {
+                to: Audience::Admitted,
+                event: Event::FloorChanged {
+                    floor: self.floor_view(),
+                },
+            });
+        }
+        if dirty.queue {
+            out.push(Effect::Send {
+                to: Audience::Admitted,
+                event: Event::QueueUpdated {
+                    queue: self.queue.clone(),
+                },
+            });
+        }
+        if dirty.go_around {
+            let go_around = self.go_around_view().unwrap_or(GoAroundView {
+                active: false,
+                order: Vec::new(),
+                current: None,
+                passed: Vec::new(),
+            });
+            out.push(Effect::Send {
+                to: Audience::Admitted,
+                event: Event::GoAround { go_around },
+            });
+        }
+        if dirty.waiting {
+            out.push(Effect::Send {
+                to: Audience::Facilitators,
+                event: Event::WaitingList {
+                    waiting: self.waiting_views(),
+                },
+            });
+        }
+        for id in dirty.participants {
+            if let Some(p) = self.get(id).filter(|p| p.admitted) {
+                out.push(Effect::Send {
+                    to: Audience::Admitted,
+                    event: Event::ParticipantUpdated {
+                        participant: self.view(p),
+                    },
+                });
+            }
+        }
+        // Media rules: recomputed for everyone (at most the meeting's capacity), sent when changed.
+        for i in 0..self.participants.len() {
+            let p = &self.participants[i];
+            let audio = self.may_speak(p) && !p.muted;
+            if audio != p.audio_forwarded {
+                let participant_id = p.id;
+                self.participants[i].audio_forwarded = audio;
+                out.push(Effect::MediaRule {
+                    participant_id,
+                    audio,
+                });
+            }
+        }
+    }
+
+    fn audit(
+        &self,
+        at: Millis,
+        actor: ParticipantId,
+        action: &'static str,
+        target: Option<ParticipantId>,
+        detail: Option<String>,
+    ) -> Effect {
+        Effect::Audit(AuditEntry {
+            at,
+            actor,
+            actor_name: self
+                .get(actor)
+                .map(|p| p.name.as_str().to_string())
+                .unwrap_or_default(),
+            action,
+            target,
+            target_name: target
+                .and_then(|t| self.get(t))
+                .map(|p| p.name.as_str().to_string()),
+            detail,
+        })
+    }
+}

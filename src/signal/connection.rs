@@ -1,0 +1,366 @@
+//! One WebSocket connection: a reader that turns frames into typed commands (enforcing size and
+//! rate limits) and a writer that drains the bounded outbound queue.
+//!
+//! Frames the connection answers itself (`pong`, errors about a frame that never reached the
+//! meeting, `resumed`) carry `seq` 0: they belong to the connection, not to the participant's
+//! event stream, and are not replayed on resume.
+
+use crate::app::AppState;
+use crate::meeting::actor::{
+    error_event, event_body, render_frame, resume_token_meeting, unavailable,
+};
+use crate::meeting::{ActorMsg, CloseReason, ConnHandle, JoinFailure, Outbound, RoomHandle};
+use crate::protocol::{
+    ClientMessage, Command, ErrorCode, Event, ParticipantId, ProtocolError, Role,
+};
+use crate::room::participant::TokenBucket;
+use crate::room::MemberKey;
+use crate::store::MeetingRow;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What the upgrade request proved.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A verified join token for this member, meeting and role.
+    Join {
+        meeting: MeetingRow,
+        member: MemberKey,
+        role: Role,
+    },
+    /// A resume token for a live meeting (the room verifies it).
+    Resume { meeting: String },
+}
+
+impl Credential {
+    fn meeting_id(&self) -> &str {
+        match self {
+            Credential::Join { meeting, .. } => &meeting.id,
+            Credential::Resume { meeting } => meeting,
+        }
+    }
+}
+
+/// Runs a connection until it closes.
+pub async fn run(socket: WebSocket, app: AppState, cred: Credential) {
+    app.metrics.connections.inc();
+    let (sink, stream) = socket.split();
+    let (tx, rx) = mpsc::channel(app.config.limits.outbound_queue.max(1));
+    let (kill_tx, kill_rx) = watch::channel(None);
+    let conn = ConnHandle {
+        id: app.next_conn_id(),
+        tx,
+        kill: Arc::new(kill_tx),
+    };
+    let writer_done = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(sink, rx, kill_rx, writer_done.clone()));
+    let limits = &app.config.limits;
+    let mut reader = Reader {
+        bucket: TokenBucket::full(limits.messages_per_second.saturating_mul(2).max(1), 0),
+        clock: Instant::now(),
+        app: app.clone(),
+        cred,
+        conn: conn.clone(),
+        joined: None,
+    };
+    reader.read_loop(stream, &writer_done).await;
+    if let Some((participant_id, handle)) = reader.joined.take() {
+        let _ = handle
+            .tx
+            .send(ActorMsg::ConnectionClosed {
+                conn_id: conn.id,
+                participant_id,
+            })
+            .await;
+    }
+    drop(reader);
+    // The writer ends when the actor lets go of the queue, or after its close frame; if the
+    // peer is gone it must not linger.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    conn.kill.send_replace(Some(CloseReason::IDLE));
+    app.metrics.connections.dec();
+}
+
+struct Reader {
+    app: AppState,
+    cred: Credential,
+    conn: ConnHandle,
+    bucket: TokenBucket,
+    clock: Instant,
+    joined: Option<(ParticipantId, RoomHandle)>,
+}
+
+impl Reader {
+    async fn read_loop(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        writer_done: &CancellationToken,
+    ) {
+        let limits = &self.app.config.limits;
+        let idle = Duration::from_secs(limits.idle_timeout_seconds.max(1));
+        let join_deadline =
+            Instant::now() + Duration::from_secs(limits.join_timeout_seconds.max(1));
+        let mut last_frame = Instant::now();
+        let shutdown = self.app.shutdown.clone();
+        loop {
+            let joined = self.joined.is_some();
+            let deadline = if joined {
+                last_frame + idle
+            } else {
+                join_deadline
+            };
+            let next = tokio::select! {
+                biased;
+                _ = writer_done.cancelled() => break,
+                // Joined connections are closed by their room at shutdown, after their last events.
+                _ = shutdown.cancelled(), if !joined => {
+                    self.conn.close(CloseReason::SHUTDOWN);
+                    break;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.conn.close(if joined { CloseReason::IDLE } else { CloseReason::JOIN_TIMEOUT });
+                    break;
+                }
+                m = stream.next() => m,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                // A frame over the hard limit, a protocol violation, or a reset: the connection is over.
+                Some(Err(_)) | None => break,
+            };
+            last_frame = Instant::now();
+            match msg {
+                Message::Text(text) => self.on_text(text).await,
+                Message::Binary(_) => self.direct_error(
+                    ProtocolError::new(
+                        ErrorCode::BinaryNotSupported,
+                        "binary frames are not part of the protocol; send JSON text",
+                    ),
+                    None,
+                ),
+                Message::Close(_) => break,
+                // tungstenite answers pings itself.
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
+        }
+    }
+
+    /// Sends a connection-level frame (seq 0); a full queue means the client is not reading.
+    fn direct(&self, event: &Event, request_id: Option<&str>) {
+        let frame = render_frame(0, request_id, &event_body(event));
+        if let Err(mpsc::error::TrySendError::Full(_)) = self
+            .conn
+            .tx
+            .try_send(Outbound::Frame(Utf8Bytes::from(frame)))
+        {
+            self.app.metrics.slow_client_disconnects.inc();
+            self.conn
+                .kill
+                .send_replace(Some(CloseReason::SLOW_CONSUMER));
+        }
+    }
+
+    fn direct_error(&self, e: ProtocolError, request_id: Option<&str>) {
+        self.app.metrics.error(e.code.as_str());
+        self.direct(&error_event(e), request_id);
+    }
+
+    async fn on_text(&mut self, text: Utf8Bytes) {
+        self.app.metrics.messages_in.inc();
+        let limits = &self.app.config.limits;
+        let now = self.clock.elapsed().as_millis() as u64;
+        let per_token_ms = 1000 / u64::from(limits.messages_per_second.max(1));
+        if !self.bucket.take(
+            limits.messages_per_second.saturating_mul(2).max(1),
+            per_token_ms.max(1),
+            now,
+        ) {
+            return self.direct_error(
+                ProtocolError::new(ErrorCode::RateLimited, "too many messages; slow down"),
+                None,
+            );
+        }
+        if text.len() > limits.max_message_bytes {
+            let msg = format!(
+                "a message can be at most {} bytes",
+                limits.max_message_bytes
+            );
+            return self.direct_error(ProtocolError::new(ErrorCode::MessageTooLarge, msg), None);
+        }
+        let msg = match ClientMessage::parse(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => return self.direct_error(e, None),
+        };
+        let rid: Option<Arc<str>> = msg.id.map(Arc::from);
+        match (&self.joined, msg.command) {
+            (_, Command::Ping) => self.direct(&Event::Pong, rid.as_deref()),
+            (None, Command::Join { display_name }) => self.join(display_name, rid).await,
+            (
+                None,
+                Command::Resume {
+                    resume_token,
+                    last_seq,
+                },
+            ) => self.resume(resume_token, last_seq, rid).await,
+            (None, _) => self.direct_error(
+                ProtocolError::new(ErrorCode::NotJoined, "send `join` (or `resume`) first"),
+                rid.as_deref(),
+            ),
+            (Some(_), Command::Join { .. } | Command::Resume { .. }) => self.direct_error(
+                ProtocolError::new(
+                    ErrorCode::AlreadyJoined,
+                    "this connection has already joined",
+                ),
+                rid.as_deref(),
+            ),
+            (Some((from, handle)), command) => {
+                let msg = ActorMsg::Command {
+                    conn_id: self.conn.id,
+                    from: *from,
+                    command,
+                    request_id: rid,
+                };
+                if handle.tx.send(msg).await.is_err() {
+                    // The meeting stopped (ended or restarting); the client reconnects.
+                    self.direct_error(unavailable(), None);
+                    self.conn.close(CloseReason::SHUTDOWN);
+                }
+            }
+        }
+    }
+
+    async fn join(&mut self, display_name: Option<String>, rid: Option<Arc<str>>) {
+        let Credential::Join {
+            meeting,
+            member,
+            role,
+        } = &self.cred
+        else {
+            let e = ProtocolError::new(
+                ErrorCode::NotJoined,
+                "this connection was opened with a resume token; send `resume`",
+            );
+            return self.direct_error(e, rid.as_deref());
+        };
+        for _ in 0..3 {
+            let handle = self.app.rooms.get_or_spawn(meeting);
+            let (reply, rx) = oneshot::channel();
+            let msg = ActorMsg::Join {
+                conn: self.conn.clone(),
+                member: member.clone(),
+                role: *role,
+                display_name: display_name.clone(),
+                request_id: rid.clone(),
+                reply,
+            };
+            if handle.tx.send(msg).await.is_err() {
+                continue;
+            }
+            match rx.await {
+                Ok(Ok(pid)) => {
+                    self.joined = Some((pid, handle));
+                    return;
+                }
+                Ok(Err(JoinFailure::Refused)) => return,
+                Ok(Err(JoinFailure::Retry)) | Err(_) => continue,
+            }
+        }
+        self.direct_error(unavailable(), rid.as_deref());
+    }
+
+    async fn resume(&mut self, resume_token: String, last_seq: u64, rid: Option<Arc<str>>) {
+        let invalid = || {
+            ProtocolError::new(
+                ErrorCode::InvalidResumeToken,
+                "that resume token is not valid here; join again",
+            )
+        };
+        if resume_token_meeting(&resume_token).as_deref() != Some(self.cred.meeting_id()) {
+            return self.direct_error(invalid(), rid.as_deref());
+        }
+        let Some(handle) = self.app.rooms.get(self.cred.meeting_id()) else {
+            return self.direct_error(invalid(), rid.as_deref());
+        };
+        let (reply, rx) = oneshot::channel();
+        let msg = ActorMsg::Resume {
+            conn: self.conn.clone(),
+            resume_token,
+            last_seq,
+            request_id: rid.clone(),
+            reply,
+        };
+        if handle.tx.send(msg).await.is_err() {
+            return self.direct_error(invalid(), rid.as_deref());
+        }
+        match rx.await {
+            Ok(Ok(pid)) => self.joined = Some((pid, handle)),
+            Ok(Err(JoinFailure::Refused)) => {}
+            Ok(Err(JoinFailure::Retry)) | Err(_) => self.direct_error(invalid(), rid.as_deref()),
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut kill: watch::Receiver<Option<CloseReason>>,
+    done: CancellationToken,
+) {
+    async fn close(sink: &mut SplitSink<WebSocket, Message>, r: CloseReason) {
+        let frame = CloseFrame {
+            code: r.code,
+            reason: Utf8Bytes::from_static(r.reason),
+        };
+        // Best effort: a client that is not reading may never take it.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = kill.changed() => {
+                let reason = (*kill.borrow()).unwrap_or(CloseReason::SLOW_CONSUMER);
+                close(&mut sink, reason).await;
+                break;
+            }
+            m = rx.recv() => m,
+        };
+        match item {
+            None => break,
+            Some(Outbound::Close(r)) => {
+                close(&mut sink, r).await;
+                break;
+            }
+            Some(Outbound::Frame(text)) => {
+                let sent = tokio::select! {
+                    biased;
+                    _ = kill.changed() => {
+                        let reason = (*kill.borrow()).unwrap_or(CloseReason::SLOW_CONSUMER);
+                        close(&mut sink, reason).await;
+                        break;
+                    }
+                    r = sink.send(Message::Text(text)) => r,
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    done.cancel();
+}

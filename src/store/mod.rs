@@ -1,0 +1,363 @@
+//! Persistence: programs, meetings, bans and the audit log, on SQLite or PostgreSQL.
+//!
+//! One set of queries runs on both through sqlx's `Any` driver; only the migrations differ (the
+//! two dialects disagree on auto-increment). Parameters are always numbered in order of appearance
+//! (`$1, $2, ...`, none reused), which both engines read the same way. Times are Unix milliseconds.
+
+use crate::protocol::MeetingSettings;
+use crate::room::{AuditEntry, MemberKey};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+/// A store failure. The variants say whose fault it is, so the API can answer 409 or 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A program as stored.
+#[derive(Debug, Clone)]
+pub struct ProgramRow {
+    pub id: String,
+    pub name: String,
+    pub token_alg: String,
+    pub token_key: String,
+    pub api_key_sha256: String,
+}
+
+/// A meeting as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeetingRow {
+    pub id: String,
+    pub program_id: String,
+    pub title: String,
+    pub scheduled_start: Option<i64>,
+    pub scheduled_end: Option<i64>,
+    pub capacity: i64,
+    pub settings: MeetingSettings,
+    /// Other programs whose members may join.
+    pub shared_with: Vec<String>,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+impl MeetingRow {
+    /// Whether members of `program` may join this meeting.
+    pub fn admits_program(&self, program: &str) -> bool {
+        self.program_id == program || self.shared_with.iter().any(|p| p == program)
+    }
+}
+
+/// An audit log entry as programs read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditRow {
+    pub at: i64,
+    pub actor: String,
+    pub actor_name: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub target_name: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl Store {
+    /// Connects and runs the embedded migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        opts = if postgres {
+            opts.max_connections(10)
+        } else {
+            // SQLite takes one writer at a time; WAL lets readers go on meanwhile.
+            opts.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+        };
+        let pool = opts.connect(url).await?;
+        if postgres {
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        } else {
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        }
+        Ok(Store { pool, postgres })
+    }
+
+    /// Whether this store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- programs ----
+
+    /// Inserts or replaces a program (configured programs are re-applied at every start).
+    pub async fn upsert_program(&self, p: &ProgramRow, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO programs (id, name, token_alg, token_key, api_key_sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, token_alg = excluded.token_alg, \
+             token_key = excluded.token_key, api_key_sha256 = excluded.api_key_sha256",
+        )
+        .bind(&p.id)
+        .bind(&p.name)
+        .bind(&p.token_alg)
+        .bind(&p.token_key)
+        .bind(&p.api_key_sha256)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { e.into() })?;
+        Ok(())
+    }
+
+    /// Every program.
+    pub async fn programs(&self) -> Result<Vec<ProgramRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, token_alg, token_key, api_key_sha256 FROM programs ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProgramRow {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    token_alg: r.try_get(2)?,
+                    token_key: r.try_get(3)?,
+                    api_key_sha256: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- meetings ----
+
+    /// Creates a meeting; `Conflict` when the id is taken.
+    pub async fn create_meeting(&self, m: &MeetingRow) -> Result<(), StoreError> {
+        let settings =
+            serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let shared = serde_json::to_string(&m.shared_with)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&m.id)
+        .bind(&m.program_id)
+        .bind(&m.title)
+        .bind(m.scheduled_start)
+        .bind(m.scheduled_end)
+        .bind(m.capacity)
+        .bind(settings)
+        .bind(shared)
+        .bind(m.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { e.into() })?;
+        Ok(())
+    }
+
+    const MEETING_COLUMNS: &'static str =
+        "id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, ended_at";
+
+    fn meeting_from_row(r: &AnyRow) -> Result<MeetingRow, StoreError> {
+        let settings: String = r.try_get(6)?;
+        let shared: String = r.try_get(7)?;
+        Ok(MeetingRow {
+            id: r.try_get(0)?,
+            program_id: r.try_get(1)?,
+            title: r.try_get(2)?,
+            scheduled_start: r.try_get(3)?,
+            scheduled_end: r.try_get(4)?,
+            capacity: r.try_get(5)?,
+            settings: serde_json::from_str(&settings)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            shared_with: serde_json::from_str(&shared)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            created_at: r.try_get(8)?,
+            ended_at: r.try_get(9)?,
+        })
+    }
+
+    /// A meeting that has not been deleted.
+    pub async fn meeting(&self, id: &str) -> Result<Option<MeetingRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM meetings WHERE id = $1 AND deleted_at IS NULL",
+            Self::MEETING_COLUMNS
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::meeting_from_row).transpose()
+    }
+
+    /// A program's own meetings, newest first.
+    pub async fn meetings_of(
+        &self,
+        program: &str,
+        limit: i64,
+    ) -> Result<Vec<MeetingRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM meetings WHERE program_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id LIMIT $2",
+            Self::MEETING_COLUMNS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(program)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::meeting_from_row).collect()
+    }
+
+    /// Marks a meeting deleted (it stays in the database for its audit log). False if not found.
+    pub async fn delete_meeting(
+        &self,
+        program: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE meetings SET deleted_at = $1 WHERE id = $2 AND program_id = $3 AND deleted_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .bind(program)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records the end of a meeting (first end wins).
+    pub async fn end_meeting(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- bans ----
+
+    /// Bans a member reference from a meeting.
+    pub async fn add_ban(
+        &self,
+        meeting: &str,
+        member: &MemberKey,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO bans (meeting_id, program_id, member_ref, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (meeting_id, program_id, member_ref) DO NOTHING",
+        )
+        .bind(meeting)
+        .bind(&member.program)
+        .bind(&member.member_ref)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The member references banned from a meeting.
+    pub async fn bans(&self, meeting: &str) -> Result<Vec<MemberKey>, StoreError> {
+        let rows = sqlx::query("SELECT program_id, member_ref FROM bans WHERE meeting_id = $1")
+            .bind(meeting)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MemberKey {
+                    program: r.try_get(0)?,
+                    member_ref: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- audit log ----
+
+    /// Appends audit entries in one transaction.
+    pub async fn append_audit(&self, entries: &[(String, AuditEntry)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (meeting, e) in entries {
+            sqlx::query(
+                "INSERT INTO audit_log (meeting_id, at, actor, actor_name, action, target, target_name, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(meeting)
+            .bind(e.at as i64)
+            .bind(e.actor.to_string())
+            .bind(&e.actor_name)
+            .bind(e.action)
+            .bind(e.target.map(|t| t.to_string()))
+            .bind(&e.target_name)
+            .bind(&e.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A meeting's audit log, oldest first.
+    pub async fn audit_log(&self, meeting: &str) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, actor_name, action, target, target_name, detail FROM audit_log WHERE meeting_id = $1 ORDER BY id",
+        )
+        .bind(meeting)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    at: r.try_get(0)?,
+                    actor: r.try_get(1)?,
+                    actor_name: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    target: r.try_get(4)?,
+                    target_name: r.try_get(5)?,
+                    detail: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}
