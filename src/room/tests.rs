@@ -668,10 +668,24 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => (0u8..6, 0u8..4, any::<bool>()).prop_map(|(member, role, named)| Op::Join { member, role, named }),
-        10 => (0u8..8, 0u8..36, 0u8..8, 0u32..400).prop_map(|(actor, kind, target, n)| Op::Cmd { actor, kind, target, n }),
+        10 => (0u8..8, kind(), 0u8..8, 0u32..400).prop_map(|(actor, kind, target, n)| Op::Cmd { actor, kind, target, n }),
         1 => (0u8..8).prop_map(|who| Op::Drop { who }),
         1 => (0u8..8).prop_map(|who| Op::Resume { who }),
         2 => (0u32..200_000).prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
+/// Command kinds, weighted toward the ones whose interplay the invariants are about.
+fn kind() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        3 => Just(5u8),  // unmute self
+        2 => Just(12u8), // facilitator mute
+        1 => Just(14u8), // allow unmute
+        2 => Just(27u8), // give floor
+        2 => Just(0u8),  // raise hand
+        1 => Just(26u8), // next speaker
+        1 => Just(9u8),  // admit
+        8 => 0u8..36,
     ]
 }
 
@@ -759,6 +773,11 @@ proptest! {
     #[test]
     fn room_invariants_hold_under_random_commands(ops in proptest::collection::vec(op(), 1..120), waiting in any::<bool>()) {
         let mut h = H::new(MeetingSettings { waiting_room: waiting, ..Default::default() });
+        // A facilitator and three members to start with, so most sequences exercise controls.
+        h.join("f0", Role::Facilitator);
+        for m in ["m0", "m1", "m2"] {
+            h.join(m, Role::Member);
+        }
         let roles = [Role::Facilitator, Role::CoFacilitator, Role::Member, Role::Observer];
         for op in ops {
             let ids: Vec<ParticipantId> = h.room.participants().iter().map(|p| p.id).collect();
