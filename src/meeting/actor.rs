@@ -484,27 +484,7 @@ impl Actor {
                 s.conn = None;
                 self.input(Input::Disconnected { participant_id }, None);
             }
-            ActorMsg::End => {
-                if let Some(fac) = self
-                    .room
-                    .participants()
-                    .iter()
-                    .find(|p| p.role.is_facilitator())
-                    .map(|p| p.id)
-                {
-                    self.input(
-                        Input::Command {
-                            from: fac,
-                            command: Command::EndMeeting,
-                        },
-                        None,
-                    );
-                } else {
-                    // Nobody to attribute it to: the program ended it. Close everyone directly.
-                    self.input(Input::Shutdown, None);
-                    self.ended = true;
-                }
-            }
+            ActorMsg::End => self.input(Input::End, None),
             ActorMsg::Shutdown { .. } => {}
             #[cfg(test)]
             ActorMsg::Inspect(reply) => {

@@ -381,6 +381,10 @@ impl Room {
 
     pub(super) fn end_meeting(&mut self, by: ParticipantId, now: Millis, out: &mut Vec<Effect>) {
         out.push(self.audit(now, by, "end_meeting", None, None));
+        self.end(now, out);
+    }
+
+    pub(super) fn end(&mut self, now: Millis, out: &mut Vec<Effect>) {
         self.close_all(LeaveReason::MeetingEnded, now, out);
         self.ended = true;
         out.push(Effect::Ended);

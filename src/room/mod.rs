@@ -79,6 +79,8 @@ pub enum Input {
     Timer(Timer),
     /// The server is stopping: everyone leaves with `server_shutdown`.
     Shutdown,
+    /// The program ended (deleted) the meeting: everyone gets `meeting_ended`.
+    End,
 }
 
 /// A deadline the room asked for. Each carries an epoch; a stale one does nothing.
@@ -298,6 +300,12 @@ impl Room {
             }
             Input::Shutdown => {
                 self.shutdown(now, out);
+                Outcome::Done
+            }
+            Input::End => {
+                if !self.ended {
+                    self.end(now, out);
+                }
                 Outcome::Done
             }
         };

@@ -1,0 +1,12 @@
+//! Integration tests: real sockets against an in-process server on port 0.
+
+mod api;
+mod facilitation;
+mod privacy;
+mod resume;
+mod schema;
+mod signal;
+mod slow_client;
+mod store;
+mod support;
+mod tokens;

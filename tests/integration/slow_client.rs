@@ -1,0 +1,48 @@
+//! A client that never reads is cut off; the rest of its meeting keeps receiving.
+
+use crate::support::*;
+use haven::auth::join_token::TokenRole::{Facilitator, Member};
+use serde_json::json;
+use tokio::net::TcpSocket;
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_while_the_meeting_goes_on() {
+    let app = spawn_with(|c| {
+        c.limits.outbound_queue = 16;
+        c.limits.messages_per_second = 100_000;
+    })
+    .await;
+    let (mut fac, _) = app.join(ALPHA, "open", "fac", Facilitator, "Facil").await;
+    let (mut reader, _) = app.join(ALPHA, "open", "reader", Member, "Reader").await;
+
+    // The slow client: a tiny receive buffer, joins, then never reads again.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.addr).await.unwrap();
+    let url = format!("ws://{}/v1/signal?token={}", app.addr, app.token(ALPHA, "open", "slow", Member));
+    let (mut slow_ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    use futures_util::SinkExt;
+    slow_ws.send(tokio_tungstenite::tungstenite::Message::Text(json!({"type": "join", "display_name": "Slow"}).to_string().into())).await.unwrap();
+    let joined = fac.recv_type("participant_joined").await;
+    let slow_pid = joined["participant"]["participant_id"].as_str().unwrap().to_string();
+
+    // Make events (hands up and down) until the server reports the slow client disconnected.
+    let mut cut = false;
+    for round in 0..2000 {
+        let (_, before) = fac.request(json!({"type": if round % 2 == 0 { "raise_hand" } else { "lower_hand" }})).await;
+        if before.iter().any(|v| v["type"] == "participant_updated" && v["participant"]["participant_id"] == slow_pid.as_str() && v["participant"]["connected"] == false) {
+            cut = true;
+            break;
+        }
+        // The reading member keeps up.
+        reader.recv_type("queue_updated").await;
+    }
+    assert!(cut, "the slow client was never cut off");
+    assert!(app.metrics().slow_client_disconnects.get() >= 1);
+    // The meeting goes on for those who read.
+    let (reply, _) = fac.request(json!({"type": "chat", "text": "still here"})).await;
+    assert_eq!(reply["type"], "chat");
+    let chat = reader.recv_type("chat").await;
+    assert_eq!(chat["text"], "still here");
+    drop(slow_ws);
+}

@@ -1,0 +1,104 @@
+//! The same store behaviour on SQLite and on PostgreSQL.
+
+use crate::support::*;
+use haven::protocol::{MeetingSettings, ParticipantId};
+use haven::room::{AuditEntry, MemberKey};
+use haven::store::{MeetingRow, ProgramRow, Store, StoreError};
+
+/// A fresh PostgreSQL database on the local server (`HAVEN_TEST_PG` overrides the admin URL).
+pub async fn fresh_postgres() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("HAVEN_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("haven_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL must be running on 127.0.0.1:5432 (see README)");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    format!("{base}/{name}")
+}
+
+async fn exercise(store: Store) {
+    let p = ProgramRow {
+        id: "p1".into(),
+        name: "Program one".into(),
+        token_alg: "HS256".into(),
+        token_key: "k".repeat(32),
+        api_key_sha256: "ab".repeat(32),
+    };
+    store.upsert_program(&p, 1).await.unwrap();
+    store.upsert_program(&ProgramRow { name: "Renamed".into(), ..p.clone() }, 2).await.unwrap();
+    let programs = store.programs().await.unwrap();
+    assert_eq!(programs.len(), 1);
+    assert_eq!(programs[0].name, "Renamed");
+
+    let m = MeetingRow {
+        id: "m1".into(),
+        program_id: "p1".into(),
+        title: "Group".into(),
+        scheduled_start: Some(1000),
+        scheduled_end: None,
+        capacity: 20,
+        settings: MeetingSettings { floor_control: true, ..Default::default() },
+        shared_with: vec!["p2".into()],
+        created_at: 5,
+        ended_at: None,
+    };
+    store.create_meeting(&m).await.unwrap();
+    assert!(matches!(store.create_meeting(&m).await, Err(StoreError::Conflict)));
+    assert_eq!(store.meeting("m1").await.unwrap().as_ref(), Some(&m));
+    assert_eq!(store.meetings_of("p1", 10).await.unwrap().len(), 1);
+    assert!(store.meetings_of("p2", 10).await.unwrap().is_empty());
+
+    let member = MemberKey { program: "p1".into(), member_ref: "ref-1".into() };
+    store.add_ban("m1", &member, 7).await.unwrap();
+    store.add_ban("m1", &member, 8).await.unwrap();
+    assert_eq!(store.bans("m1").await.unwrap(), vec![member]);
+
+    let entry = |action: &'static str| AuditEntry {
+        at: 9,
+        actor: ParticipantId::from_random(1),
+        actor_name: "Facil".into(),
+        action,
+        target: Some(ParticipantId::from_random(2)),
+        target_name: Some("Sam".into()),
+        detail: None,
+    };
+    store.append_audit(&[("m1".into(), entry("mute")), ("m1".into(), entry("remove"))]).await.unwrap();
+    let log = store.audit_log("m1").await.unwrap();
+    assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["mute", "remove"]);
+
+    store.end_meeting("m1", 50).await.unwrap();
+    store.end_meeting("m1", 60).await.unwrap();
+    assert_eq!(store.meeting("m1").await.unwrap().unwrap().ended_at, Some(50), "the first end wins");
+    assert!(!store.delete_meeting("p2", "m1", 70).await.unwrap(), "only the owner deletes");
+    assert!(store.delete_meeting("p1", "m1", 70).await.unwrap());
+    assert_eq!(store.meeting("m1").await.unwrap(), None);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn store_behaves_the_same_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    assert!(!store.is_postgres());
+    exercise(store).await;
+}
+
+#[tokio::test]
+async fn store_behaves_the_same_on_postgres() {
+    let store = Store::connect(&fresh_postgres().await).await.unwrap();
+    assert!(store.is_postgres());
+    exercise(store).await;
+}
+
+#[tokio::test]
+async fn a_whole_meeting_runs_on_postgres() {
+    let url = fresh_postgres().await;
+    let app = spawn_with(|c| c.database_url = Some(url)).await;
+    let (mut f, _) = app.join(ALPHA, "open", "fac", haven::auth::join_token::TokenRole::Facilitator, "Facil").await;
+    f.request(serde_json::json!({"type": "lock"})).await;
+    app.server.as_ref().unwrap().app.flush_store().await;
+    let log: Vec<serde_json::Value> =
+        app.http.get(app.url("/v1/meetings/open/audit")).bearer_auth(ALPHA_KEY).send().await.unwrap().json().await.unwrap();
+    assert_eq!(log[0]["action"], "lock");
+}

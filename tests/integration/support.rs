@@ -1,0 +1,233 @@
+//! The test harness: an in-process server on port 0 with known programs, and a WebSocket client.
+
+use futures_util::{SinkExt, StreamExt};
+use haven::auth::join_token::{self, JoinClaims, TokenRole};
+use haven::config::{Config, ProgramConfig, TokenAlg};
+use haven::Server;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Program ids chosen to be distinctive, so a privacy scan cannot match them by accident.
+pub const ALPHA: &str = "prog-alpha-7f3a";
+pub const BETA: &str = "prog-beta-91c2";
+pub const ED: &str = "prog-ed-55d1";
+pub const RS: &str = "prog-rs-2b8e";
+pub const ALPHA_SECRET: &str = "alpha-secret-0123456789abcdef0123456789abcdef";
+pub const BETA_SECRET: &str = "beta-secret-0123456789abcdef0123456789abcdef";
+pub const ALPHA_KEY: &str = "hk_test_alpha_key";
+pub const BETA_KEY: &str = "hk_test_beta_key";
+pub const ED_KEY: &str = "hk_test_ed_key";
+pub const RS_KEY: &str = "hk_test_rs_key";
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn program(id: &str, alg: TokenAlg, key: String, api_key: &str) -> ProgramConfig {
+    ProgramConfig {
+        id: id.into(),
+        name: format!("{id} name"),
+        token_alg: alg,
+        token_key: key.into(),
+        api_key_sha256: haven::auth::hash_api_key(api_key),
+    }
+}
+
+/// A server under test. Dropping it leaves the task running until the runtime ends (each test has its own runtime).
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub server: Option<Server>,
+    pub _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Starts a server with the four test programs; `tweak` adjusts the configuration first.
+pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    config.programs = vec![
+        program(ALPHA, TokenAlg::HS256, ALPHA_SECRET.into(), ALPHA_KEY),
+        program(BETA, TokenAlg::HS256, BETA_SECRET.into(), BETA_KEY),
+        program(ED, TokenAlg::EdDSA, fixture("ed25519_public.pem"), ED_KEY),
+        program(RS, TokenAlg::RS256, fixture("rsa_public.pem"), RS_KEY),
+    ];
+    tweak(&mut config);
+    let server = Server::start(config).await.expect("server starts");
+    let app = TestApp { addr: server.addr, server: Some(server), _dir: dir, http: reqwest::Client::new() };
+    // Meetings every test can use: `open` (no waiting room) and `lobby` (waiting room), both
+    // alpha's; `shared` is alpha's and shared with beta.
+    app.create_meeting(ALPHA_KEY, json!({"id": "open", "title": "Open group", "settings": {"waiting_room": false}})).await;
+    app.create_meeting(ALPHA_KEY, json!({"id": "lobby", "title": "Lobby group"})).await;
+    app.create_meeting(ALPHA_KEY, json!({"id": "shared", "title": "Shared group", "shared_with": [BETA], "settings": {"waiting_room": false}})).await;
+    app
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn create_meeting(&self, key: &str, body: Value) -> Value {
+        let r = self.http.post(self.url("/v1/meetings")).bearer_auth(key).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201, "create meeting {body}");
+        r.json().await.unwrap()
+    }
+
+    /// A token for `member` of `program` (alpha or beta) in `meeting`.
+    pub fn token(&self, program: &str, meeting: &str, member: &str, role: TokenRole) -> String {
+        let claims = join_token::claims_for(program, meeting, member, role, 3600);
+        sign_hs(program, &claims)
+    }
+
+    pub async fn connect(&self, token: &str) -> Client {
+        Client::connect(self.addr, token).await.unwrap_or_else(|(s, b)| panic!("connect refused: {s} {b}"))
+    }
+
+    /// Connects and joins; returns the client and its `welcome` (or `waiting`).
+    pub async fn join(&self, program: &str, meeting: &str, member: &str, role: TokenRole, name: &str) -> (Client, Value) {
+        let mut c = self.connect(&self.token(program, meeting, member, role)).await;
+        c.send(json!({"type": "join", "display_name": name})).await;
+        let first = c.recv().await;
+        assert!(first["type"] == "welcome" || first["type"] == "waiting", "join answered with {first}");
+        c.pid = first["participant_id"].as_str().map(String::from);
+        (c, first)
+    }
+
+    pub fn metrics(&self) -> std::sync::Arc<haven::metrics::Metrics> {
+        self.server.as_ref().unwrap().app.metrics.clone()
+    }
+}
+
+pub fn sign_hs(program: &str, claims: &JoinClaims) -> String {
+    let secret = if program == BETA { BETA_SECRET } else { ALPHA_SECRET };
+    jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+/// A WebSocket client that keeps every frame it received (for privacy scans).
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub pid: Option<String>,
+    pub seen: Vec<String>,
+    pub last_seq: u64,
+    next_id: u64,
+}
+
+/// How long a test waits for an expected frame before failing (a guard, not a pause).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Client {
+    /// Connects to `/v1/signal?token=`; on an HTTP refusal returns the status and JSON body.
+    pub async fn connect(addr: SocketAddr, token: &str) -> Result<Client, (u16, Value)> {
+        let url = format!("ws://{addr}/v1/signal?token={token}");
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((ws, _)) => Ok(Client { ws, pid: None, seen: Vec::new(), last_seq: 0, next_id: 0 }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().as_ref().map(|b| serde_json::from_slice(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+                Err((status, body))
+            }
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.unwrap();
+    }
+
+    /// The next text frame as JSON; panics on close or after `WAIT`.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for a frame");
+            match m {
+                Some(Ok(Message::Text(t))) => {
+                    self.seen.push(t.to_string());
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if let Some(s) = v["seq"].as_u64() {
+                        if s > 0 {
+                            assert!(s > self.last_seq, "seq must increase: {s} after {}", self.last_seq);
+                            self.last_seq = s;
+                        }
+                    }
+                    return v;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Frames until one of type `ty` (returned); the skipped ones are kept in `seen`.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Frames until one matching `pred`.
+    pub async fn recv_until(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        loop {
+            let v = self.recv().await;
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a command with a fresh id and returns every frame up to and including its reply
+    /// (the first frame echoing the id). Because the room answers in order, the frames before it
+    /// are everything the room sent this client before handling the command: a barrier.
+    pub async fn request(&mut self, mut cmd: Value) -> (Value, Vec<Value>) {
+        self.next_id += 1;
+        let id = format!("req-{}", self.next_id);
+        cmd["id"] = json!(id);
+        self.send(cmd).await;
+        let mut before = Vec::new();
+        loop {
+            let v = self.recv().await;
+            if v["id"] == id.as_str() {
+                return (v, before);
+            }
+            before.push(v);
+        }
+    }
+
+    /// Sends a command and expects an error with `code` as its reply.
+    pub async fn expect_error(&mut self, cmd: Value, code: &str) -> Value {
+        let (reply, _) = self.request(cmd).await;
+        assert_eq!(reply["type"], "error", "expected error {code}, got {reply}");
+        assert_eq!(reply["code"], code, "{reply}");
+        reply
+    }
+
+    /// Waits for the server to close the connection; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Text(t))) => self.seen.push(t.to_string()),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
