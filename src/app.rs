@@ -143,11 +143,7 @@ pub async fn open_store(config: &Config) -> Result<(Store, Option<Demo>), StartE
         };
         store.upsert_program(&row, now_ms()).await?;
     }
-    let demo = if config.programs.is_empty() {
-        bootstrap_demo(&store).await?
-    } else {
-        None
-    };
+    let demo = if config.programs.is_empty() { bootstrap_demo(&store).await? } else { None };
     Ok((store, demo))
 }
 
@@ -171,17 +167,11 @@ impl Server {
                 chat_refill_ms: limits.chat_refill_ms,
                 support_max_chars: 500,
             },
-            actor: ActorConfig {
-                replay_events: limits.replay_events,
-                idle_stop_ms: 60_000,
-            },
+            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
         });
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartError::Listen(config.listen, e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StartError::Listen(config.listen, e))?;
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
         let shutdown = CancellationToken::new();
         let app = AppState(Arc::new(AppInner {
             config,
@@ -202,22 +192,14 @@ impl Server {
         );
         let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel();
         let serve = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
+            let result = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "server stopped with an error");
             }
             let _ = writer_done_tx.send(());
         });
         tracing::info!(%addr, "listening");
-        Ok(Server {
-            addr,
-            app,
-            demo,
-            serve,
-            writer_done,
-        })
+        Ok(Server { addr, app, demo, serve, writer_done })
     }
 
     /// Stops gracefully: no new connections, every meeting tells its participants and closes,

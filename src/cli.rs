@@ -61,8 +61,7 @@ pub enum Cmd {
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
-    let mut config =
-        Config::load(cli.config.as_deref()).map_err(|e| format!("configuration: {e}"))?;
+    let mut config = Config::load(cli.config.as_deref()).map_err(|e| format!("configuration: {e}"))?;
     if let Some(d) = &cli.data_dir {
         config.data_dir = d.clone();
     }
@@ -72,9 +71,7 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
@@ -87,31 +84,12 @@ pub async fn main() -> ExitCode {
     let result = match &cli.command {
         None => serve(&cli, None).await,
         Some(Cmd::Serve { listen }) => serve(&cli, *listen).await,
-        Some(Cmd::Token {
-            program,
-            meeting,
-            member,
-            role,
-            ttl,
-            signing_key,
-        }) => {
-            token(
-                &cli,
-                program,
-                meeting,
-                member,
-                *role,
-                ttl.as_secs(),
-                signing_key.as_deref(),
-            )
-            .await
+        Some(Cmd::Token { program, meeting, member, role, ttl, signing_key }) => {
+            token(&cli, program, meeting, member, *role, ttl.as_secs(), signing_key.as_deref()).await
         }
         Some(Cmd::ApiKey) => {
             let key = auth::new_api_key();
-            println!(
-                "api key:        {key}\napi_key_sha256: {}",
-                auth::hash_api_key(&key)
-            );
+            println!("api key:        {key}\napi_key_sha256: {}", auth::hash_api_key(&key));
             println!("Give the key to the program; put only the hash in the configuration.");
             Ok(())
         }
@@ -156,10 +134,9 @@ fn print_welcome(server: &Server) {
         let claims = join_token::claims_for(DEMO_ID, DEMO_ID, member, role, 12 * 3600);
         join_token::mint(demo_program, &claims, None).ok()
     };
-    if let (Some(fac), Some(mem)) = (
-        mint("demo-facilitator", TokenRole::Facilitator),
-        mint("demo-member-1", TokenRole::Member),
-    ) {
+    if let (Some(fac), Some(mem)) =
+        (mint("demo-facilitator", TokenRole::Facilitator), mint("demo-member-1", TokenRole::Member))
+    {
         println!();
         println!("Demo meeting `demo` (join tokens valid for 12 hours):");
         println!("  facilitator link: {base}/#token={fac}");
@@ -172,10 +149,7 @@ fn print_welcome(server: &Server) {
         println!();
         println!("Demo program API key (shown only now; only its hash is stored):");
         println!("  {}", demo.api_key);
-        println!(
-            "  curl -H 'Authorization: Bearer {}' {base}/v1/meetings",
-            demo.api_key
-        );
+        println!("  curl -H 'Authorization: Bearer {}' {base}/v1/meetings", demo.api_key);
     }
 }
 
@@ -211,15 +185,11 @@ async fn token(
 ) -> Result<(), String> {
     let config = load_config(cli)?;
     let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
-    let programs = Programs::from_rows(&store.programs().await.map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    let p = programs
-        .get(program)
-        .ok_or_else(|| format!("unknown program `{program}`"))?;
+    let programs =
+        Programs::from_rows(&store.programs().await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let p = programs.get(program).ok_or_else(|| format!("unknown program `{program}`"))?;
     let pem = match signing_key {
-        Some(path) => {
-            Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
-        }
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
         None => None,
     };
     let claims = join_token::claims_for(program, meeting, member, role, ttl);

@@ -176,11 +176,7 @@ impl Config {
             fig = fig.merge(Toml::file_exact(f));
         }
         fig = fig.merge(Env::prefixed("HAVEN_").split("__").ignore(&["config"]));
-        fig = fig.merge(
-            Env::raw()
-                .only(&["DATABASE_URL"])
-                .map(|_| "database_url".into()),
-        );
+        fig = fig.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
         fig.extract().map_err(Box::new)
     }
 
@@ -188,17 +184,12 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(u) if !u.is_empty() => u.clone(),
-            _ => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("haven.db").display()
-            ),
+            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("haven.db").display()),
         }
     }
 
     /// Where people reach this server.
     pub fn public_url(&self, bound: SocketAddr) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
     }
 }

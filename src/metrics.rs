@@ -31,41 +31,17 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics::default();
         let mut reg = Registry::with_prefix("haven");
-        reg.register(
-            "connections",
-            "Open WebSocket connections",
-            m.connections.clone(),
-        );
-        reg.register(
-            "live_meetings",
-            "Meetings with a running room actor",
-            m.live_meetings.clone(),
-        );
-        reg.register(
-            "participants",
-            "Participants present in meetings (admitted)",
-            m.participants.clone(),
-        );
-        reg.register(
-            "messages_in",
-            "Signaling messages received",
-            m.messages_in.clone(),
-        );
-        reg.register(
-            "messages_out",
-            "Signaling messages sent",
-            m.messages_out.clone(),
-        );
+        reg.register("connections", "Open WebSocket connections", m.connections.clone());
+        reg.register("live_meetings", "Meetings with a running room actor", m.live_meetings.clone());
+        reg.register("participants", "Participants present in meetings (admitted)", m.participants.clone());
+        reg.register("messages_in", "Signaling messages received", m.messages_in.clone());
+        reg.register("messages_out", "Signaling messages sent", m.messages_out.clone());
         reg.register(
             "slow_client_disconnects",
             "Connections cut because their outbound queue was full",
             m.slow_client_disconnects.clone(),
         );
-        reg.register(
-            "errors",
-            "Errors sent to clients and API callers, by code",
-            m.errors.clone(),
-        );
+        reg.register("errors", "Errors sent to clients and API callers, by code", m.errors.clone());
         m.registry = reg;
         m
     }

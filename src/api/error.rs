@@ -24,21 +24,13 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     /// A server-side failure: logged in full, reported without detail.
     pub fn internal(e: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "something went wrong on the server",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on the server")
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -46,23 +38,12 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no such {what}"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                code: self.code.to_string(),
-                message: self.message,
-            }),
-        )
-            .into_response()
+        (self.status, Json(ErrorBody { code: self.code.to_string(), message: self.message })).into_response()
     }
 }

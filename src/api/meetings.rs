@@ -79,10 +79,7 @@ fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
 
 /// Whether a meeting id is acceptable: it appears in links, so keep it URL-safe.
 pub fn valid_meeting_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn now_ms() -> i64 {
@@ -100,11 +97,7 @@ pub async fn create(
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = match req.id {
         Some(id) if valid_meeting_id(&id) => id,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "id: use 1 to 64 letters, digits, `-` or `_`",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request("id: use 1 to 64 letters, digits, `-` or `_`")),
         None => format!("m_{}", hex::encode(rand::random::<[u8; 10]>())),
     };
     let title = req.title.trim().to_string();
@@ -113,28 +106,19 @@ pub async fn create(
     }
     if let (Some(s), Some(e)) = (req.scheduled_start, req.scheduled_end) {
         if e <= s {
-            return Err(ApiError::bad_request(
-                "scheduled_end must be after scheduled_start",
-            ));
+            return Err(ApiError::bad_request("scheduled_end must be after scheduled_start"));
         }
     }
     let limits = &app.config.limits;
     let capacity = req.capacity.map(|c| c as usize).unwrap_or(limits.capacity);
     if capacity == 0 || capacity > limits.max_capacity {
-        return Err(ApiError::bad_request(format!(
-            "capacity: 1 to {}",
-            limits.max_capacity
-        )));
+        return Err(ApiError::bad_request(format!("capacity: 1 to {}", limits.max_capacity)));
     }
     let settings = req.settings.unwrap_or_default();
-    settings
-        .validate()
-        .map_err(|m| ApiError::bad_request(format!("settings: {m}")))?;
+    settings.validate().map_err(|m| ApiError::bad_request(format!("settings: {m}")))?;
     for p in &req.shared_with {
         if app.programs.get(p).is_none() {
-            return Err(ApiError::bad_request(format!(
-                "shared_with: unknown program `{p}`"
-            )));
+            return Err(ApiError::bad_request(format!("shared_with: unknown program `{p}`")));
         }
     }
     let row = MeetingRow {
@@ -151,23 +135,16 @@ pub async fn create(
     };
     match app.store.create_meeting(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),
-        Err(StoreError::Conflict) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "meeting_exists",
-            "a meeting with that id exists",
-        )),
+        Err(StoreError::Conflict) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "meeting_exists", "a meeting with that id exists"))
+        }
         Err(e) => Err(ApiError::internal(&e)),
     }
 }
 
 /// The program's own meeting, or not found.
 async fn own_meeting(app: &AppState, program: &str, id: &str) -> Result<MeetingRow, ApiError> {
-    match app
-        .store
-        .meeting(id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-    {
+    match app.store.meeting(id).await.map_err(|e| ApiError::internal(&e))? {
         Some(m) if m.program_id == program => Ok(m),
         _ => Err(ApiError::not_found("meeting")),
     }
@@ -179,11 +156,7 @@ pub async fn list(
     State(app): State<AppState>,
     ProgramAuth(program): ProgramAuth,
 ) -> Result<Json<Vec<MeetingResponse>>, ApiError> {
-    let rows = app
-        .store
-        .meetings_of(&program.id, 1000)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let rows = app.store.meetings_of(&program.id, 1000).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(rows.into_iter().map(|m| response(&app, m)).collect()))
 }
 
@@ -205,12 +178,7 @@ pub async fn delete(
     ProgramAuth(program): ProgramAuth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !app
-        .store
-        .delete_meeting(&program.id, &id, now_ms())
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-    {
+    if !app.store.delete_meeting(&program.id, &id, now_ms()).await.map_err(|e| ApiError::internal(&e))? {
         return Err(ApiError::not_found("meeting"));
     }
     // A live meeting ends for everyone in it.
@@ -228,10 +196,6 @@ pub async fn audit(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
     own_meeting(&app, &program.id, &id).await?;
-    let rows = app
-        .store
-        .audit_log(&id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let rows = app.store.audit_log(&id).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(rows))
 }

@@ -20,10 +20,7 @@ pub struct ProgramAuth(pub Arc<crate::auth::Program>);
 impl FromRequestParts<AppState> for ProgramAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let key = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -41,9 +38,7 @@ impl FromRequestParts<AppState> for ProgramAuth {
             .by_api_key(key)
             .cloned()
             .map(ProgramAuth)
-            .ok_or_else(|| {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key")
-            })
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"))
     }
 }
 
@@ -87,13 +82,7 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -108,10 +97,7 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/meetings", get(meetings::list).post(meetings::create))
-        .route(
-            "/v1/meetings/{id}",
-            get(meetings::get_one).delete(meetings::delete),
-        )
+        .route("/v1/meetings/{id}", get(meetings::get_one).delete(meetings::delete))
         .route("/v1/meetings/{id}/audit", get(meetings::audit))
         .route("/v1/signal", get(crate::signal::upgrade))
         .with_state(app)

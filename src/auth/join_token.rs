@@ -127,14 +127,9 @@ fn b64_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError>
 }
 
 /// Verifies a join token: header, program, algorithm, signature, times, audience, claims.
-pub fn verify(
-    programs: &Programs,
-    token: &str,
-    leeway_seconds: u64,
-) -> Result<(Arc<Program>, JoinClaims), TokenError> {
+pub fn verify(programs: &Programs, token: &str, leeway_seconds: u64) -> Result<(Arc<Program>, JoinClaims), TokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed);
     };
@@ -143,9 +138,7 @@ pub fn verify(
     if alg.eq_ignore_ascii_case("none") {
         return Err(TokenError::AlgNone);
     }
-    let iss = b64_json::<IssuerOnly>(payload)?
-        .iss
-        .ok_or(TokenError::MissingClaim)?;
+    let iss = b64_json::<IssuerOnly>(payload)?.iss.ok_or(TokenError::MissingClaim)?;
     let program = programs.get(&iss).ok_or(TokenError::UnknownProgram)?;
     if alg != program.alg.as_str() {
         return Err(TokenError::WrongAlgorithm);
@@ -156,20 +149,18 @@ pub fn verify(
     v.set_audience(&[AUDIENCE]);
     v.set_issuer(&[program.id.as_str()]);
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    let data = jsonwebtoken::decode::<JoinClaims>(token, &program.decoding_key, &v).map_err(
-        |e| match e.kind() {
-            ErrorKind::InvalidSignature => TokenError::BadSignature,
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-            ErrorKind::InvalidAudience => TokenError::WrongAudience,
-            ErrorKind::InvalidIssuer => TokenError::UnknownProgram,
-            ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
-            ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
-            // serde could not fill the claims: a required Haven claim is missing or mistyped.
-            ErrorKind::Json(_) => TokenError::MissingClaim,
-            _ => TokenError::Malformed,
-        },
-    )?;
+    let data = jsonwebtoken::decode::<JoinClaims>(token, &program.decoding_key, &v).map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidIssuer => TokenError::UnknownProgram,
+        ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
+        ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+        // serde could not fill the claims: a required Haven claim is missing or mistyped.
+        ErrorKind::Json(_) => TokenError::MissingClaim,
+        _ => TokenError::Malformed,
+    })?;
     let claims = data.claims;
     if claims.sub.is_empty() || claims.meeting.is_empty() {
         return Err(TokenError::MissingClaim);
@@ -180,9 +171,7 @@ pub fn verify(
 /// Why a token could not be minted.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
-    #[error(
-        "program {0} verifies tokens with a public key; give its private key with --signing-key"
-    )]
+    #[error("program {0} verifies tokens with a public key; give its private key with --signing-key")]
     NeedsPrivateKey(String),
     #[error("signing failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
@@ -190,34 +179,18 @@ pub enum MintError {
 
 /// Signs join claims as `program` would. HS256 programs sign with their stored secret; others need
 /// the private key in PEM.
-pub fn mint(
-    program: &Program,
-    claims: &JoinClaims,
-    private_pem: Option<&[u8]>,
-) -> Result<String, MintError> {
+pub fn mint(program: &Program, claims: &JoinClaims, private_pem: Option<&[u8]>) -> Result<String, MintError> {
     let key = match (program.alg, private_pem) {
-        (TokenAlg::HS256, _) => {
-            EncodingKey::from_secret(program.key_material.expose_secret().as_bytes())
-        }
+        (TokenAlg::HS256, _) => EncodingKey::from_secret(program.key_material.expose_secret().as_bytes()),
         (TokenAlg::EdDSA, Some(pem)) => EncodingKey::from_ed_pem(pem)?,
         (TokenAlg::RS256, Some(pem)) => EncodingKey::from_rsa_pem(pem)?,
         _ => return Err(MintError::NeedsPrivateKey(program.id.clone())),
     };
-    Ok(jsonwebtoken::encode(
-        &Header::new(algorithm(program.alg)),
-        claims,
-        &key,
-    )?)
+    Ok(jsonwebtoken::encode(&Header::new(algorithm(program.alg)), claims, &key)?)
 }
 
 /// Claims for `member` of `program` in `meeting`, valid from now for `ttl_seconds`.
-pub fn claims_for(
-    program: &str,
-    meeting: &str,
-    member: &str,
-    role: TokenRole,
-    ttl_seconds: u64,
-) -> JoinClaims {
+pub fn claims_for(program: &str, meeting: &str, member: &str, role: TokenRole, ttl_seconds: u64) -> JoinClaims {
     let now = jsonwebtoken::get_current_timestamp();
     JoinClaims {
         iss: program.to_string(),

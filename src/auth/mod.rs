@@ -21,10 +21,7 @@ pub struct Program {
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Program")
-            .field("id", &self.id)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
+        f.debug_struct("Program").field("id", &self.id).field("alg", &self.alg).finish_non_exhaustive()
     }
 }
 
@@ -51,10 +48,7 @@ pub fn hash_api_key(key: &str) -> String {
 pub fn new_api_key() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
-    format!(
-        "hk_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("hk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// A fresh random HS256 secret (43 url-safe characters, 256 bits).
@@ -116,9 +110,7 @@ impl Programs {
     /// The program an API key belongs to.
     pub fn by_api_key(&self, key: &str) -> Option<&Arc<Program>> {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        self.by_key_hash
-            .get(&hash)
-            .and_then(|id| self.by_id.get(id))
+        self.by_key_hash.get(&hash).and_then(|id| self.by_id.get(id))
     }
 
     /// Whether any program exists.

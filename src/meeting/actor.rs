@@ -29,50 +29,20 @@ pub struct CloseReason {
 }
 
 impl CloseReason {
-    pub const SLOW_CONSUMER: CloseReason = CloseReason {
-        code: 4008,
-        reason: "slow_consumer",
-    };
-    pub const REPLACED: CloseReason = CloseReason {
-        code: 4004,
-        reason: "replaced",
-    };
-    pub const IDLE: CloseReason = CloseReason {
-        code: 4009,
-        reason: "idle_timeout",
-    };
-    pub const JOIN_TIMEOUT: CloseReason = CloseReason {
-        code: 4010,
-        reason: "join_timeout",
-    };
-    pub const SHUTDOWN: CloseReason = CloseReason {
-        code: 1001,
-        reason: "server_shutdown",
-    };
+    pub const SLOW_CONSUMER: CloseReason = CloseReason { code: 4008, reason: "slow_consumer" };
+    pub const REPLACED: CloseReason = CloseReason { code: 4004, reason: "replaced" };
+    pub const IDLE: CloseReason = CloseReason { code: 4009, reason: "idle_timeout" };
+    pub const JOIN_TIMEOUT: CloseReason = CloseReason { code: 4010, reason: "join_timeout" };
+    pub const SHUTDOWN: CloseReason = CloseReason { code: 1001, reason: "server_shutdown" };
 
     /// The close code for someone leaving the meeting for `reason`.
     pub fn for_leave(reason: LeaveReason) -> CloseReason {
         match reason {
-            LeaveReason::Left | LeaveReason::ConnectionLost => CloseReason {
-                code: 1000,
-                reason: "left",
-            },
-            LeaveReason::Removed => CloseReason {
-                code: 4000,
-                reason: "removed",
-            },
-            LeaveReason::Banned => CloseReason {
-                code: 4001,
-                reason: "banned",
-            },
-            LeaveReason::Denied => CloseReason {
-                code: 4002,
-                reason: "denied",
-            },
-            LeaveReason::MeetingEnded => CloseReason {
-                code: 4003,
-                reason: "meeting_ended",
-            },
+            LeaveReason::Left | LeaveReason::ConnectionLost => CloseReason { code: 1000, reason: "left" },
+            LeaveReason::Removed => CloseReason { code: 4000, reason: "removed" },
+            LeaveReason::Banned => CloseReason { code: 4001, reason: "banned" },
+            LeaveReason::Denied => CloseReason { code: 4002, reason: "denied" },
+            LeaveReason::MeetingEnded => CloseReason { code: 4003, reason: "meeting_ended" },
             LeaveReason::ServerShutdown => CloseReason::SHUTDOWN,
         }
     }
@@ -154,7 +124,9 @@ pub enum ActorMsg {
     /// The program deleted the meeting: end it for everyone.
     End,
     /// The server is stopping.
-    Shutdown { done: oneshot::Sender<()> },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
     /// Replies with a copy of the room (tests and diagnostics).
     #[cfg(test)]
     Inspect(oneshot::Sender<Room>),
@@ -191,10 +163,7 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        Clock {
-            base: Instant::now(),
-            base_ms,
-        }
+        Clock { base: Instant::now(), base_ms }
     }
     pub fn now(&self) -> Millis {
         self.base_ms + self.base.elapsed().as_millis() as u64
@@ -217,6 +186,7 @@ pub(super) struct Actor {
     pub actor_id: u64,
     pub metrics: Arc<Metrics>,
     pub store_tx: mpsc::Sender<StoreWrite>,
+    pub store: crate::store::Store,
     pub config: ActorConfig,
     pub clock: Clock,
     sessions: HashMap<ParticipantId, Session>,
@@ -268,9 +238,8 @@ fn itoa_u64(n: u64) -> String {
 /// Serialises an event body. Events are plain data; serialisation cannot fail.
 pub fn event_body(event: &Event) -> Arc<str> {
     Arc::from(
-        serde_json::to_string(event).unwrap_or_else(|_| {
-            "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\"}".into()
-        }),
+        serde_json::to_string(event)
+            .unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\"}".into()),
     )
 }
 
@@ -279,28 +248,20 @@ pub fn event_body(event: &Event) -> Arc<str> {
 pub fn new_resume_token(meeting: &str) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!(
-        "hvr.{}.{}",
-        b64.encode(meeting.as_bytes()),
-        b64.encode(rand::random::<[u8; 16]>())
-    )
+    format!("hvr.{}.{}", b64.encode(meeting.as_bytes()), b64.encode(rand::random::<[u8; 16]>()))
 }
 
 /// The meeting id inside a resume token, if it has the shape of one.
 pub fn resume_token_meeting(token: &str) -> Option<String> {
     use base64::Engine;
     let mut parts = token.split('.');
-    let (Some("hvr"), Some(m), Some(r), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("hvr"), Some(m), Some(r), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return None;
     };
     if r.len() != 22 {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(m)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(m).ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -313,6 +274,7 @@ impl Actor {
         actor_id: u64,
         metrics: Arc<Metrics>,
         store_tx: mpsc::Sender<StoreWrite>,
+        store: crate::store::Store,
         config: ActorConfig,
         clock: Clock,
     ) -> Actor {
@@ -323,6 +285,7 @@ impl Actor {
             actor_id,
             metrics,
             store_tx,
+            store,
             config,
             clock,
             sessions: HashMap::new(),
@@ -387,6 +350,20 @@ impl Actor {
 
     /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
     async fn stop(mut self) {
+        if self.ended {
+            // Committed before the actor leaves the registry, so no new actor can start for an
+            // ended meeting in between.
+            let at = self.clock.now() as i64;
+            for attempt in 0..5u64 {
+                match self.store.end_meeting(self.room.id(), at).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(meeting = %self.room.id(), error = %e, attempt, "cannot record the meeting's end; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                    }
+                }
+            }
+        }
         self.rooms.remove_actor(self.room.id(), self.actor_id);
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
@@ -394,8 +371,9 @@ impl Actor {
                 ActorMsg::Join { reply, .. } | ActorMsg::Resume { reply, .. } => {
                     let _ = reply.send(Err(JoinFailure::Retry));
                 }
-                ActorMsg::Precheck { reply, .. } => {
-                    let _ = reply.send(None);
+                ActorMsg::Precheck { member, role, reply } => {
+                    // An ended meeting refuses; an idle one that stopped lets the caller start a new actor.
+                    let _ = reply.send(self.room.join_refusal(&member, role));
                 }
                 ActorMsg::Shutdown { done } => {
                     let _ = done.send(());
@@ -416,21 +394,10 @@ impl Actor {
 
     fn on_msg(&mut self, msg: ActorMsg) {
         match msg {
-            ActorMsg::Precheck {
-                member,
-                role,
-                reply,
-            } => {
+            ActorMsg::Precheck { member, role, reply } => {
                 let _ = reply.send(self.room.join_refusal(&member, role));
             }
-            ActorMsg::Join {
-                conn,
-                member,
-                role,
-                display_name,
-                request_id,
-                reply,
-            } => {
+            ActorMsg::Join { conn, member, role, display_name, request_id, reply } => {
                 let participant_id = ParticipantId::from_random(rand::random());
                 let input = Input::Join {
                     participant_id,
@@ -442,39 +409,18 @@ impl Actor {
                 };
                 self.attach_input(input, conn, 0, request_id, reply);
             }
-            ActorMsg::Resume {
-                conn,
-                resume_token,
-                last_seq,
-                request_id,
-                reply,
-            } => {
-                let input = Input::Resume {
-                    resume_token,
-                    new_resume_token: new_resume_token(self.room.id()),
-                };
+            ActorMsg::Resume { conn, resume_token, last_seq, request_id, reply } => {
+                let input = Input::Resume { resume_token, new_resume_token: new_resume_token(self.room.id()) };
                 self.attach_input(input, conn, last_seq, request_id, reply);
             }
-            ActorMsg::Command {
-                conn_id,
-                from,
-                command,
-                request_id,
-            } => {
-                let current = self
-                    .sessions
-                    .get(&from)
-                    .and_then(|s| s.conn.as_ref())
-                    .map(|c| c.id);
+            ActorMsg::Command { conn_id, from, command, request_id } => {
+                let current = self.sessions.get(&from).and_then(|s| s.conn.as_ref()).map(|c| c.id);
                 if current != Some(conn_id) {
                     return; // a replaced or cut-off connection; it is closing
                 }
                 self.input(Input::Command { from, command }, Some((from, request_id)));
             }
-            ActorMsg::ConnectionClosed {
-                conn_id,
-                participant_id,
-            } => {
+            ActorMsg::ConnectionClosed { conn_id, participant_id } => {
                 let Some(s) = self.sessions.get_mut(&participant_id) else {
                     return;
                 };
@@ -507,10 +453,7 @@ impl Actor {
         let mut effects = std::mem::take(&mut self.effects);
         effects.clear();
         match self.room.handle(input, now, &mut effects) {
-            Ok(Outcome::Attached {
-                participant_id,
-                resumed,
-            }) => {
+            Ok(Outcome::Attached { participant_id, resumed }) => {
                 let session = self.sessions.entry(participant_id).or_default();
                 if let Some(old) = session.conn.replace(conn.clone()) {
                     if old.id != conn.id {
@@ -539,44 +482,22 @@ impl Actor {
 
     /// After a resume: `resumed` (connection-level, seq 0), then the missed events when the
     /// buffer still holds all of them, else a fresh snapshot.
-    fn replay_or_snapshot(
-        &mut self,
-        pid: ParticipantId,
-        last_seq: u64,
-        request_id: Option<Arc<str>>,
-    ) {
+    fn replay_or_snapshot(&mut self, pid: ParticipantId, last_seq: u64, request_id: Option<Arc<str>>) {
         let token = match self.room.snapshot(pid) {
-            Some(Event::Welcome { resume_token, .. })
-            | Some(Event::Waiting { resume_token, .. }) => resume_token,
+            Some(Event::Welcome { resume_token, .. }) | Some(Event::Waiting { resume_token, .. }) => resume_token,
             _ => return,
         };
         let Some(s) = self.sessions.get_mut(&pid) else {
             return;
         };
-        let oldest = s
-            .replay
-            .front()
-            .map(|(seq, _, _)| *seq)
-            .unwrap_or(s.next_seq + 1);
+        let oldest = s.replay.front().map(|(seq, _, _)| *seq).unwrap_or(s.next_seq + 1);
         let replayable = last_seq <= s.next_seq && last_seq + 1 >= oldest;
-        let resumed = Event::Resumed {
-            participant_id: pid,
-            resume_token: token,
-            replayed: replayable,
-        };
+        let resumed = Event::Resumed { participant_id: pid, resume_token: token, replayed: replayable };
         let Some(conn) = s.conn.clone() else { return };
-        let mut ok = conn
-            .try_frame(render_frame(
-                0,
-                request_id.as_deref(),
-                &event_body(&resumed),
-            ))
-            .is_ok();
+        let mut ok = conn.try_frame(render_frame(0, request_id.as_deref(), &event_body(&resumed))).is_ok();
         if replayable {
             for (seq, body, rid) in s.replay.iter().filter(|(seq, _, _)| *seq > last_seq) {
-                ok &= conn
-                    .try_frame(render_frame(*seq, rid.as_deref(), body))
-                    .is_ok();
+                ok &= conn.try_frame(render_frame(*seq, rid.as_deref(), body)).is_ok();
             }
         } else if let Some(snap) = self.room.snapshot(pid) {
             let body = event_body(&snap);
@@ -622,21 +543,12 @@ impl Actor {
             let Some(conn) = s.conn.take() else { continue };
             self.metrics.slow_client_disconnects.inc();
             conn.kill.send_replace(Some(CloseReason::SLOW_CONSUMER));
-            self.input(
-                Input::Disconnected {
-                    participant_id: pid,
-                },
-                None,
-            );
+            self.input(Input::Disconnected { participant_id: pid }, None);
         }
     }
 
     /// Carries out effects; returns whether any event reached the requester.
-    fn dispatch(
-        &mut self,
-        effects: &mut Vec<Effect>,
-        requester: Option<(ParticipantId, Option<Arc<str>>)>,
-    ) -> bool {
+    fn dispatch(&mut self, effects: &mut Vec<Effect>, requester: Option<(ParticipantId, Option<Arc<str>>)>) -> bool {
         let (req_pid, req_id) = match requester {
             Some((p, r)) => (Some(p), r),
             None => (None, None),
@@ -650,20 +562,11 @@ impl Actor {
                     recipients.clear();
                     match to {
                         Audience::One(p) => recipients.push(p),
-                        Audience::Admitted => recipients.extend(
-                            self.room
-                                .participants()
-                                .iter()
-                                .filter(|p| p.admitted)
-                                .map(|p| p.id),
-                        ),
-                        Audience::AdmittedExcept(x) => recipients.extend(
-                            self.room
-                                .participants()
-                                .iter()
-                                .filter(|p| p.admitted && p.id != x)
-                                .map(|p| p.id),
-                        ),
+                        Audience::Admitted => {
+                            recipients.extend(self.room.participants().iter().filter(|p| p.admitted).map(|p| p.id))
+                        }
+                        Audience::AdmittedExcept(x) => recipients
+                            .extend(self.room.participants().iter().filter(|p| p.admitted && p.id != x).map(|p| p.id)),
                         Audience::Facilitators => recipients.extend(
                             self.room
                                 .participants()
@@ -684,37 +587,24 @@ impl Actor {
                 }
                 Effect::SetTimer { at, timer } => {
                     self.timer_seq += 1;
-                    self.timers
-                        .push(Reverse((at, self.timer_seq, TimerKey(timer))));
+                    self.timers.push(Reverse((at, self.timer_seq, TimerKey(timer))));
                 }
-                Effect::Close {
-                    participant_id,
-                    reason,
-                } => {
+                Effect::Close { participant_id, reason } => {
                     if let Some(s) = self.sessions.remove(&participant_id) {
                         if let Some(conn) = s.conn {
                             conn.close(CloseReason::for_leave(reason));
                         }
                     }
                 }
-                Effect::Presence {
-                    change: Presence::Admitted,
-                    ..
-                } => {
+                Effect::Presence { change: Presence::Admitted, .. } => {
                     self.metrics.participants.inc();
                 }
-                Effect::Presence {
-                    change: Presence::Left(_),
-                    ..
-                } => {
+                Effect::Presence { change: Presence::Left(_), .. } => {
                     self.metrics.participants.dec();
                 }
                 Effect::Presence { .. } => {}
                 Effect::Audit(entry) => {
-                    self.writes.push(StoreWrite::Audit {
-                        meeting: self.room.id().to_string(),
-                        entry,
-                    });
+                    self.writes.push(StoreWrite::Audit { meeting: self.room.id().to_string(), entry });
                 }
                 Effect::Banned { member } => {
                     self.writes.push(StoreWrite::Ban {
@@ -725,13 +615,7 @@ impl Actor {
                 }
                 // The media plane (SFU) is not built yet; when it is, it subscribes to these rules.
                 Effect::MediaRule { .. } => {}
-                Effect::Ended => {
-                    self.ended = true;
-                    self.writes.push(StoreWrite::Ended {
-                        meeting: self.room.id().to_string(),
-                        at: self.clock.now() as i64,
-                    });
-                }
+                Effect::Ended => self.ended = true,
             }
         }
         reached
@@ -770,19 +654,12 @@ impl Actor {
 
 /// An error as the event that carries it.
 pub fn error_event(e: ProtocolError) -> Event {
-    Event::Error {
-        code: e.code,
-        message: e.message,
-        suggestion: e.suggestion,
-    }
+    Event::Error { code: e.code, message: e.message, suggestion: e.suggestion }
 }
 
 /// The error for a meeting that cannot be reached right now.
 pub fn unavailable() -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::Unavailable,
-        "the meeting is not available right now; try again",
-    )
+    ProtocolError::new(ErrorCode::Unavailable, "the meeting is not available right now; try again")
 }
 
 #[cfg(test)]

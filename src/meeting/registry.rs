@@ -42,11 +42,7 @@ pub struct Rooms {
 
 impl Rooms {
     pub fn new(deps: RoomDeps) -> Arc<Rooms> {
-        Arc::new(Rooms {
-            map: DashMap::new(),
-            next_actor: AtomicU64::new(1),
-            deps,
-        })
+        Arc::new(Rooms { map: DashMap::new(), next_actor: AtomicU64::new(1), deps })
     }
 
     /// The live meeting, if its actor runs.
@@ -90,8 +86,19 @@ impl Rooms {
                             return;
                         }
                     };
-                    let room = Room::new(meeting.id.clone(), meeting.title.clone(), meeting.settings.clone(), limits, bans);
-                    let actor = Actor::new(room, rx, rooms, actor_id, deps.metrics, deps.store_tx, deps.actor, Clock::new());
+                    let room =
+                        Room::new(meeting.id.clone(), meeting.title.clone(), meeting.settings.clone(), limits, bans);
+                    let actor = Actor::new(
+                        room,
+                        rx,
+                        rooms,
+                        actor_id,
+                        deps.metrics,
+                        deps.store_tx,
+                        deps.store,
+                        deps.actor,
+                        Clock::new(),
+                    );
                     actor.run().await;
                 });
                 RoomHandle { actor_id, tx }

@@ -1,4 +1,4 @@
-//! Writes what room actors record (audit entries, bans, meeting ends) without making any actor
+//! Writes what room actors record (audit entries, bans) without making any actor
 //! wait on the database: actors hand records to a bounded queue; one task writes them in batches.
 
 use crate::room::{AuditEntry, MemberKey};
@@ -16,10 +16,6 @@ pub enum StoreWrite {
     Ban {
         meeting: String,
         member: MemberKey,
-        at: i64,
-    },
-    Ended {
-        meeting: String,
         at: i64,
     },
     /// Replies once everything queued before it is written (for shutdown and tests).
@@ -40,15 +36,8 @@ pub fn spawn(store: Store) -> mpsc::Sender<StoreWrite> {
             for w in batch.drain(..) {
                 match w {
                     StoreWrite::Audit { meeting, entry } => audits.push((meeting, entry)),
-                    StoreWrite::Ban {
-                        meeting,
-                        member,
-                        at,
-                    } => {
+                    StoreWrite::Ban { meeting, member, at } => {
                         retry("ban", || store.add_ban(&meeting, &member, at)).await;
-                    }
-                    StoreWrite::Ended { meeting, at } => {
-                        retry("meeting end", || store.end_meeting(&meeting, at)).await;
                     }
                     StoreWrite::Flush(done) => flushes.push(done),
                 }

@@ -151,11 +151,7 @@ pub struct ProtocolError {
 impl ProtocolError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtocolError {
-            code,
-            message: message.into(),
-            suggestion: None,
-        }
+        ProtocolError { code, message: message.into(), suggestion: None }
     }
 }
 
@@ -177,23 +173,14 @@ mod tests {
         let schema = serde_json::to_value(schemars::schema_for!(ErrorCode)).unwrap();
         let names: Vec<String> = schema["oneOf"]
             .as_array()
-            .map(|v| {
-                v.iter()
-                    .filter_map(|s| s["const"].as_str().map(String::from))
-                    .collect()
-            })
+            .map(|v| v.iter().filter_map(|s| s["const"].as_str().map(String::from)).collect())
             .or_else(|| {
-                schema["enum"].as_array().map(|v| {
-                    v.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
+                schema["enum"].as_array().map(|v| v.iter().filter_map(|s| s.as_str().map(String::from)).collect())
             })
             .unwrap();
         assert!(names.len() > 30);
         for name in names {
-            let code: ErrorCode =
-                serde_json::from_value(serde_json::Value::String(name.clone())).unwrap();
+            let code: ErrorCode = serde_json::from_value(serde_json::Value::String(name.clone())).unwrap();
             assert_eq!(code.as_str(), name);
         }
     }

@@ -22,11 +22,7 @@ impl ParticipantId {
     /// Parses the wire form `p` + 12 hex digits.
     pub fn parse(s: &str) -> Option<Self> {
         let hex = s.strip_prefix('p')?;
-        if hex.len() != 12
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return None;
         }
         u64::from_str_radix(hex, 16).ok().map(ParticipantId)
@@ -48,9 +44,8 @@ impl Serialize for ParticipantId {
 impl<'de> Deserialize<'de> for ParticipantId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        ParticipantId::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom("participant_id must be `p` followed by 12 hex digits")
-        })
+        ParticipantId::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom("participant_id must be `p` followed by 12 hex digits"))
     }
 }
 
@@ -77,14 +72,7 @@ mod tests {
         let s = id.to_string();
         assert_eq!(s, "pbeefcafef00d");
         assert_eq!(ParticipantId::parse(&s), Some(id));
-        for bad in [
-            "",
-            "p",
-            "pBEEFCAFEF00D",
-            "x0000000000000",
-            "p0000000000000",
-            "p00000000000g",
-        ] {
+        for bad in ["", "p", "pBEEFCAFEF00D", "x0000000000000", "p0000000000000", "p00000000000g"] {
             assert_eq!(ParticipantId::parse(bad), None, "{bad}");
         }
     }

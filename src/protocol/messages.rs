@@ -99,9 +99,7 @@ impl MeetingSettings {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(s) = self.share_seconds {
             if s == 0 || s > MAX_SHARE_SECONDS {
-                return Err(format!(
-                    "share_seconds must be between 1 and {MAX_SHARE_SECONDS}"
-                ));
+                return Err(format!("share_seconds must be between 1 and {MAX_SHARE_SECONDS}"));
             }
             if self.share_warning_seconds >= s {
                 return Err("share_warning_seconds must be shorter than share_seconds".into());
@@ -128,20 +126,14 @@ pub const MAX_REQUEST_ID_LEN: usize = 64;
 impl ClientMessage {
     /// Parses one text frame. Unknown types and unknown fields are errors with their own codes.
     pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
-        let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            ProtocolError::new(
-                ErrorCode::InvalidJson,
-                format!("frame is not valid JSON: {e}"),
-            )
-        })?;
-        let obj = value.as_object_mut().ok_or_else(|| {
-            ProtocolError::new(ErrorCode::InvalidMessage, "a message must be a JSON object")
-        })?;
+        let mut value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("frame is not valid JSON: {e}")))?;
+        let obj = value
+            .as_object_mut()
+            .ok_or_else(|| ProtocolError::new(ErrorCode::InvalidMessage, "a message must be a JSON object"))?;
         let id = match obj.remove("id") {
             None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_LEN => {
-                Some(s)
-            }
+            Some(serde_json::Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_LEN => Some(s),
             Some(_) => {
                 return Err(ProtocolError::new(
                     ErrorCode::InvalidMessage,
@@ -153,25 +145,14 @@ impl ClientMessage {
             Some(serde_json::Value::String(t)) if Command::TYPES.contains(&t.as_str()) => {}
             Some(serde_json::Value::String(t)) => {
                 let shown: String = t.chars().take(40).collect();
-                return Err(ProtocolError::new(
-                    ErrorCode::UnknownType,
-                    format!("unknown message type `{shown}`"),
-                ));
+                return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{shown}`")));
             }
-            _ => {
-                return Err(ProtocolError::new(
-                    ErrorCode::UnknownType,
-                    "a message needs a string `type`",
-                ))
-            }
+            _ => return Err(ProtocolError::new(ErrorCode::UnknownType, "a message needs a string `type`")),
         }
         let command = serde_json::from_value::<Command>(value).map_err(|e| {
             let text = e.to_string();
-            let code = if text.starts_with("unknown field") {
-                ErrorCode::UnknownField
-            } else {
-                ErrorCode::InvalidMessage
-            };
+            let code =
+                if text.starts_with("unknown field") { ErrorCode::UnknownField } else { ErrorCode::InvalidMessage };
             ProtocolError::new(code, text)
         })?;
         Ok(ClientMessage { id, command })
@@ -259,10 +240,7 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Facilitator: change someone's display name.
-    Rename {
-        participant_id: ParticipantId,
-        display_name: String,
-    },
+    Rename { participant_id: ParticipantId, display_name: String },
     /// Facilitator: refuse new joins.
     Lock,
     /// Facilitator: accept new joins again.
@@ -290,10 +268,7 @@ pub enum Command {
         video: Option<VideoPolicy>,
     },
     /// Facilitator: change someone's role.
-    Promote {
-        participant_id: ParticipantId,
-        role: PromoteTo,
-    },
+    Promote { participant_id: ParticipantId, role: PromoteTo },
     /// Facilitator: acknowledge a support request.
     AckSupport { request_id: u64 },
     /// Facilitator: give the floor to the head of the queue (or the next in a go-around).
@@ -306,10 +281,7 @@ pub enum Command {
         seconds: Option<u32>,
     },
     /// Facilitator: move a raised hand to a position (0 = head).
-    MoveHand {
-        participant_id: ParticipantId,
-        position: u32,
-    },
+    MoveHand { participant_id: ParticipantId, position: u32 },
     /// Facilitator: start a check-in round.
     StartGoAround,
     /// Facilitator: stop the round.
@@ -643,12 +615,7 @@ mod tests {
     fn parses_flat_command_with_id() {
         let m = ClientMessage::parse(r#"{"type":"join","display_name":"Sam","id":"r1"}"#).unwrap();
         assert_eq!(m.id.as_deref(), Some("r1"));
-        assert_eq!(
-            m.command,
-            Command::Join {
-                display_name: Some("Sam".into())
-            }
-        );
+        assert_eq!(m.command, Command::Join { display_name: Some("Sam".into()) });
     }
 
     #[test]
@@ -657,15 +624,9 @@ mod tests {
         assert_eq!(code("{"), ErrorCode::InvalidJson);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"kind":"join"}"#), ErrorCode::UnknownType);
-        assert_eq!(
-            code(r#"{"type":"join","colour":"red"}"#),
-            ErrorCode::UnknownField
-        );
+        assert_eq!(code(r#"{"type":"join","colour":"red"}"#), ErrorCode::UnknownField);
         assert_eq!(code(r#"{"type":"set_muted"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(
-            code(r#"{"type":"mute","participant_id":"bob"}"#),
-            ErrorCode::InvalidMessage
-        );
+        assert_eq!(code(r#"{"type":"mute","participant_id":"bob"}"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"[1,2]"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"type":"ping","id":5}"#), ErrorCode::InvalidMessage);
     }
@@ -677,12 +638,7 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| {
-                v["properties"]["type"]["const"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|v| v["properties"]["type"]["const"].as_str().unwrap().to_string())
             .collect();
         types.sort();
         let mut listed: Vec<String> = Command::TYPES.iter().map(|s| s.to_string()).collect();
@@ -692,17 +648,9 @@ mod tests {
 
     #[test]
     fn settings_validation_rejects_warning_longer_than_share() {
-        let s = MeetingSettings {
-            share_seconds: Some(30),
-            share_warning_seconds: 30,
-            ..Default::default()
-        };
+        let s = MeetingSettings { share_seconds: Some(30), share_warning_seconds: 30, ..Default::default() };
         assert!(s.validate().is_err());
-        let s = MeetingSettings {
-            share_seconds: Some(180),
-            share_warning_seconds: 30,
-            ..Default::default()
-        };
+        let s = MeetingSettings { share_seconds: Some(180), share_warning_seconds: 30, ..Default::default() };
         assert!(s.validate().is_ok());
     }
 }

@@ -3,39 +3,24 @@
 use super::lobby::{bounded_text, name_error, not_found};
 use super::{Audience, Effect, Millis, Room};
 use crate::protocol::{
-    ErrorCode as C, Event, LeaveReason, MeetingSettings, ParticipantId, PromoteTo, ProtocolError,
-    Role, SupportView,
+    ErrorCode as C, Event, LeaveReason, MeetingSettings, ParticipantId, PromoteTo, ProtocolError, Role, SupportView,
 };
 
 impl Room {
-    pub(super) fn set_muted(
-        &mut self,
-        id: ParticipantId,
-        muted: bool,
-    ) -> Result<(), ProtocolError> {
+    pub(super) fn set_muted(&mut self, id: ParticipantId, muted: bool) -> Result<(), ProtocolError> {
         let p = self.get(id).ok_or_else(not_found)?;
         if p.muted == muted {
             return Err(ProtocolError::new(
                 C::NoChange,
-                if muted {
-                    "you are already muted"
-                } else {
-                    "you are already unmuted"
-                },
+                if muted { "you are already muted" } else { "you are already unmuted" },
             ));
         }
         if !muted {
             if p.role == Role::Observer {
-                return Err(ProtocolError::new(
-                    C::ObserverCannotSpeak,
-                    "observers cannot unmute",
-                ));
+                return Err(ProtocolError::new(C::ObserverCannotSpeak, "observers cannot unmute"));
             }
             if p.mute_locked {
-                return Err(ProtocolError::new(
-                    C::MuteLocked,
-                    "a facilitator muted you; they can allow you to unmute",
-                ));
+                return Err(ProtocolError::new(C::MuteLocked, "a facilitator muted you; they can allow you to unmute"));
             }
             if !self.may_speak(p) {
                 return Err(ProtocolError::new(
@@ -53,26 +38,14 @@ impl Room {
 
     /// The target of a facilitator control: present, admitted, and not a facilitator unless the
     /// sender is the facilitator (co-facilitators cannot act against the facilitator).
-    fn control_target(
-        &self,
-        by: ParticipantId,
-        id: ParticipantId,
-    ) -> Result<&super::Participant, ProtocolError> {
+    fn control_target(&self, by: ParticipantId, id: ParticipantId) -> Result<&super::Participant, ProtocolError> {
         let t = self.get(id).ok_or_else(not_found)?;
         if id == by {
-            return Err(ProtocolError::new(
-                C::Forbidden,
-                "you cannot do that to yourself",
-            ));
+            return Err(ProtocolError::new(C::Forbidden, "you cannot do that to yourself"));
         }
         let by_role = self.get(by).map(|p| p.role);
-        if t.role == Role::Facilitator
-            || (t.role == Role::CoFacilitator && by_role != Some(Role::Facilitator))
-        {
-            return Err(ProtocolError::new(
-                C::Forbidden,
-                "you cannot do that to a facilitator",
-            ));
+        if t.role == Role::Facilitator || (t.role == Role::CoFacilitator && by_role != Some(Role::Facilitator)) {
+            return Err(ProtocolError::new(C::Forbidden, "you cannot do that to a facilitator"));
         }
         Ok(t)
     }
@@ -86,16 +59,10 @@ impl Room {
     ) -> Result<(), ProtocolError> {
         let t = self.control_target(by, id)?;
         if !t.admitted {
-            return Err(ProtocolError::new(
-                C::NotAdmitted,
-                "that participant is still waiting",
-            ));
+            return Err(ProtocolError::new(C::NotAdmitted, "that participant is still waiting"));
         }
         if t.muted && t.mute_locked {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "that participant is already muted",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "that participant is already muted"));
         }
         out.push(self.audit(now, by, "mute", Some(id), None));
         if let Some(p) = self.get_mut(id) {
@@ -141,10 +108,7 @@ impl Room {
     ) -> Result<(), ProtocolError> {
         let t = self.get(id).ok_or_else(not_found)?;
         if !t.mute_locked {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "that participant may already unmute",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "that participant may already unmute"));
         }
         out.push(self.audit(now, by, "allow_unmute", Some(id), None));
         if let Some(p) = self.get_mut(id) {
@@ -167,29 +131,13 @@ impl Room {
         let t = self.control_target(by, id)?;
         let member = t.member.clone();
         let reason = bounded_text(reason, self.limits.support_max_chars)?;
-        out.push(self.audit(
-            now,
-            by,
-            if ban { "ban" } else { "remove" },
-            Some(id),
-            reason.clone(),
-        ));
+        out.push(self.audit(now, by, if ban { "ban" } else { "remove" }, Some(id), reason.clone()));
         if ban {
             self.banned.insert(member.clone());
             out.push(Effect::Banned { member });
         }
-        out.push(Effect::Send {
-            to: Audience::One(id),
-            event: Event::Removed {
-                banned: ban,
-                reason,
-            },
-        });
-        let leave = if ban {
-            LeaveReason::Banned
-        } else {
-            LeaveReason::Removed
-        };
+        out.push(Effect::Send { to: Audience::One(id), event: Event::Removed { banned: ban, reason } });
+        let leave = if ban { LeaveReason::Banned } else { LeaveReason::Removed };
         self.remove_participant(id, leave, now, out);
         Ok(())
     }
@@ -205,16 +153,10 @@ impl Room {
         let t = self.get(id).ok_or_else(not_found)?;
         let name = super::DisplayName::parse(raw).map_err(name_error)?;
         if t.name == name {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "that is already their name",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "that is already their name"));
         }
         if self.name_taken(&name, Some(id)) {
-            let mut err = ProtocolError::new(
-                C::NameTaken,
-                "someone in this meeting already uses that name",
-            );
+            let mut err = ProtocolError::new(C::NameTaken, "someone in this meeting already uses that name");
             err.suggestion = Some(self.free_variant(&name, Some(id)).as_str().to_string());
             return Err(err);
         }
@@ -239,14 +181,7 @@ impl Room {
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
         if self.locked == locked {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                if locked {
-                    "already locked"
-                } else {
-                    "already unlocked"
-                },
-            ));
+            return Err(ProtocolError::new(C::NoChange, if locked { "already locked" } else { "already unlocked" }));
         }
         out.push(self.audit(now, by, if locked { "lock" } else { "unlock" }, None, None));
         self.locked = locked;
@@ -264,20 +199,10 @@ impl Room {
         if self.settings.chat_enabled == enabled {
             return Err(ProtocolError::new(
                 C::NoChange,
-                if enabled {
-                    "chat is already on"
-                } else {
-                    "chat is already off"
-                },
+                if enabled { "chat is already on" } else { "chat is already off" },
             ));
         }
-        out.push(self.audit(
-            now,
-            by,
-            if enabled { "chat_on" } else { "chat_off" },
-            None,
-            None,
-        ));
+        out.push(self.audit(now, by, if enabled { "chat_on" } else { "chat_off" }, None, None));
         self.settings.chat_enabled = enabled;
         self.dirty.meeting = true;
         Ok(())
@@ -296,38 +221,23 @@ impl Room {
             return Err(ProtocolError::new(C::ChatDisabled, "observers cannot chat"));
         }
         if !self.settings.chat_enabled && !p.role.is_facilitator() {
-            return Err(ProtocolError::new(
-                C::ChatDisabled,
-                "chat is switched off in this meeting",
-            ));
+            return Err(ProtocolError::new(C::ChatDisabled, "chat is switched off in this meeting"));
         }
         let text = text.trim();
         let len = text.chars().count();
         if len == 0 || len > self.limits.chat_max_chars {
             return Err(ProtocolError::new(
                 C::InvalidChat,
-                format!(
-                    "a chat message must be 1 to {} characters",
-                    self.limits.chat_max_chars
-                ),
+                format!("a chat message must be 1 to {} characters", self.limits.chat_max_chars),
             ));
         }
-        if text
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(ProtocolError::new(
-                C::InvalidChat,
-                "a chat message cannot contain control characters",
-            ));
+        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ProtocolError::new(C::InvalidChat, "a chat message cannot contain control characters"));
         }
         // Checked last: a refused message must not cost a token (the state stays unchanged).
         let mut bucket = p.chat_bucket.clone();
         if !bucket.take(capacity, refill, now) {
-            return Err(ProtocolError::new(
-                C::RateLimited,
-                "you are sending messages too quickly; wait a moment",
-            ));
+            return Err(ProtocolError::new(C::RateLimited, "you are sending messages too quickly; wait a moment"));
         }
         let display_name = p.name.as_str().to_string();
         if let Some(p) = self.get_mut(id) {
@@ -341,13 +251,7 @@ impl Room {
         self.chat_ids.push_back(message_id);
         out.push(Effect::Send {
             to: Audience::Admitted,
-            event: Event::Chat {
-                message_id,
-                participant_id: id,
-                display_name,
-                text: text.to_string(),
-                at: now,
-            },
+            event: Event::Chat { message_id, participant_id: id, display_name, text: text.to_string(), at: now },
         });
         Ok(())
     }
@@ -359,28 +263,13 @@ impl Room {
         now: Millis,
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
-        let pos = self
-            .chat_ids
-            .iter()
-            .position(|&m| m == message_id)
-            .ok_or_else(|| {
-                ProtocolError::new(
-                    C::ChatNotFound,
-                    "no such chat message (or it was already deleted)",
-                )
+        let pos =
+            self.chat_ids.iter().position(|&m| m == message_id).ok_or_else(|| {
+                ProtocolError::new(C::ChatNotFound, "no such chat message (or it was already deleted)")
             })?;
         self.chat_ids.remove(pos);
-        out.push(self.audit(
-            now,
-            by,
-            "delete_chat",
-            None,
-            Some(format!("message {message_id}")),
-        ));
-        out.push(Effect::Send {
-            to: Audience::Admitted,
-            event: Event::ChatDeleted { message_id },
-        });
+        out.push(self.audit(now, by, "delete_chat", None, Some(format!("message {message_id}"))));
+        out.push(Effect::Send { to: Audience::Admitted, event: Event::ChatDeleted { message_id } });
         Ok(())
     }
 
@@ -391,14 +280,9 @@ impl Room {
         now: Millis,
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
-        settings
-            .validate()
-            .map_err(|m| ProtocolError::new(C::InvalidSettings, m))?;
+        settings.validate().map_err(|m| ProtocolError::new(C::InvalidSettings, m))?;
         if settings == self.settings {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "those settings are already in effect",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "those settings are already in effect"));
         }
         let detail = serde_json::to_string(&settings).ok();
         out.push(self.audit(now, by, "update_settings", None, detail));
@@ -408,12 +292,8 @@ impl Room {
         self.dirty.meeting = true;
         if floor_control_on {
             // Whoever may no longer speak is muted now (muting needs no consent; unmuting does).
-            let ids: Vec<ParticipantId> = self
-                .participants
-                .iter()
-                .filter(|p| !p.muted && !self.may_speak(p))
-                .map(|p| p.id)
-                .collect();
+            let ids: Vec<ParticipantId> =
+                self.participants.iter().filter(|p| !p.muted && !self.may_speak(p)).map(|p| p.id).collect();
             for id in ids {
                 if let Some(p) = self.get_mut(id) {
                     p.muted = true;
@@ -440,16 +320,10 @@ impl Room {
         let by_role = self.get(by).map(|p| p.role).ok_or_else(not_found)?;
         let t = self.get(id).ok_or_else(not_found)?;
         if !t.admitted {
-            return Err(ProtocolError::new(
-                C::NotAdmitted,
-                "that participant is still waiting",
-            ));
+            return Err(ProtocolError::new(C::NotAdmitted, "that participant is still waiting"));
         }
         if t.role == Role::Observer {
-            return Err(ProtocolError::new(
-                C::Forbidden,
-                "observers cannot be given a speaking role",
-            ));
+            return Err(ProtocolError::new(C::Forbidden, "observers cannot be given a speaking role"));
         }
         let new_role = match to {
             PromoteTo::Facilitator => Role::Facilitator,
@@ -457,14 +331,9 @@ impl Room {
             PromoteTo::Member => Role::Member,
         };
         if t.role == new_role {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "they already have that role",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "they already have that role"));
         }
-        if (t.role == Role::Facilitator || new_role == Role::Facilitator)
-            && by_role != Role::Facilitator
-        {
+        if (t.role == Role::Facilitator || new_role == Role::Facilitator) && by_role != Role::Facilitator {
             return Err(ProtocolError::new(
                 C::Forbidden,
                 "only the facilitator can hand over or change the facilitator",
@@ -477,15 +346,10 @@ impl Room {
                 .filter(|p| p.id != id && p.admitted && p.connected && p.role.is_facilitator())
                 .count();
             if others == 0 {
-                return Err(ProtocolError::new(
-                    C::LastFacilitator,
-                    "the meeting needs at least one facilitator",
-                ));
+                return Err(ProtocolError::new(C::LastFacilitator, "the meeting needs at least one facilitator"));
             }
         }
-        let detail = serde_json::to_value(new_role)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from));
+        let detail = serde_json::to_value(new_role).ok().and_then(|v| v.as_str().map(String::from));
         out.push(self.audit(now, by, "promote", Some(id), detail));
         if let Some(p) = self.get_mut(id) {
             p.role = new_role;
@@ -513,18 +377,9 @@ impl Room {
     ) -> Result<(), ProtocolError> {
         let p = self.get(id).ok_or_else(not_found)?;
         if p.role.is_facilitator() {
-            return Err(ProtocolError::new(
-                C::Forbidden,
-                "support requests go from members to facilitators",
-            ));
+            return Err(ProtocolError::new(C::Forbidden, "support requests go from members to facilitators"));
         }
-        if self
-            .support
-            .iter()
-            .filter(|s| s.participant_id == id)
-            .count()
-            >= 3
-        {
+        if self.support.iter().filter(|s| s.participant_id == id).count() >= 3 {
             return Err(ProtocolError::new(
                 C::RateLimited,
                 "the facilitators already have your requests; they will reach out",
@@ -542,14 +397,9 @@ impl Room {
         self.support.push(request.clone());
         out.push(Effect::Send {
             to: Audience::One(id),
-            event: Event::SupportRequestSent {
-                request_id: request.request_id,
-            },
+            event: Event::SupportRequestSent { request_id: request.request_id },
         });
-        out.push(Effect::Send {
-            to: Audience::Facilitators,
-            event: Event::SupportRequest { request },
-        });
+        out.push(Effect::Send { to: Audience::Facilitators, event: Event::SupportRequest { request } });
         Ok(())
     }
 
@@ -564,27 +414,13 @@ impl Room {
             .support
             .iter()
             .position(|s| s.request_id == request_id)
-            .ok_or_else(|| {
-                ProtocolError::new(
-                    C::SupportRequestNotFound,
-                    "no open support request with that id",
-                )
-            })?;
+            .ok_or_else(|| ProtocolError::new(C::SupportRequestNotFound, "no open support request with that id"))?;
         let req = self.support.remove(pos);
         out.push(self.audit(now, by, "ack_support", Some(req.participant_id), None));
         let ev = Event::SupportAcknowledged { request_id, by };
-        out.push(Effect::Send {
-            to: Audience::Facilitators,
-            event: ev.clone(),
-        });
-        if self
-            .get(req.participant_id)
-            .is_some_and(|p| !p.role.is_facilitator())
-        {
-            out.push(Effect::Send {
-                to: Audience::One(req.participant_id),
-                event: ev,
-            });
+        out.push(Effect::Send { to: Audience::Facilitators, event: ev.clone() });
+        if self.get(req.participant_id).is_some_and(|p| !p.role.is_facilitator()) {
+            out.push(Effect::Send { to: Audience::One(req.participant_id), event: ev });
         }
         Ok(())
     }

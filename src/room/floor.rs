@@ -14,28 +14,15 @@ use crate::protocol::{
 const DEFAULT_EXTENSION_SECONDS: u32 = 60;
 
 impl Room {
-    pub(super) fn raise_hand(
-        &mut self,
-        id: ParticipantId,
-        now: Millis,
-    ) -> Result<(), ProtocolError> {
+    pub(super) fn raise_hand(&mut self, id: ParticipantId, now: Millis) -> Result<(), ProtocolError> {
         let p = self.get(id).ok_or_else(not_found)?;
         if p.role == Role::Observer {
-            return Err(ProtocolError::new(
-                C::ObserverCannotSpeak,
-                "observers cannot raise a hand",
-            ));
+            return Err(ProtocolError::new(C::ObserverCannotSpeak, "observers cannot raise a hand"));
         }
         if self.queue.iter().any(|q| q.participant_id == id) {
-            return Err(ProtocolError::new(
-                C::HandAlreadyRaised,
-                "your hand is already raised",
-            ));
+            return Err(ProtocolError::new(C::HandAlreadyRaised, "your hand is already raised"));
         }
-        self.queue.push(QueueEntry {
-            participant_id: id,
-            raised_at: now,
-        });
+        self.queue.push(QueueEntry { participant_id: id, raised_at: now });
         self.dirty.queue = true;
         self.touch(id);
         Ok(())
@@ -50,10 +37,7 @@ impl Room {
     ) -> Result<(), ProtocolError> {
         let id = target.unwrap_or(by);
         if id != by && !self.get(by).is_some_and(|p| p.role.is_facilitator()) {
-            return Err(ProtocolError::new(
-                C::Forbidden,
-                "only a facilitator can lower someone else's hand",
-            ));
+            return Err(ProtocolError::new(C::Forbidden, "only a facilitator can lower someone else's hand"));
         }
         let pos = self
             .queue
@@ -81,23 +65,12 @@ impl Room {
             .queue
             .iter()
             .position(|q| q.participant_id == id)
-            .ok_or_else(|| {
-                ProtocolError::new(C::HandNotRaised, "that participant is not in the queue")
-            })?;
+            .ok_or_else(|| ProtocolError::new(C::HandNotRaised, "that participant is not in the queue"))?;
         let to = (position as usize).min(self.queue.len() - 1);
         if from == to {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "they are already at that place",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "they are already at that place"));
         }
-        out.push(self.audit(
-            now,
-            by,
-            "move_hand",
-            Some(id),
-            Some(format!("position {to}")),
-        ));
+        out.push(self.audit(now, by, "move_hand", Some(id), Some(format!("position {to}"))));
         let entry = self.queue.remove(from);
         self.queue.insert(to, entry);
         self.dirty.queue = true;
@@ -111,26 +84,15 @@ impl Room {
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
         if self.floor_holder() != Some(id) {
-            return Err(ProtocolError::new(
-                C::NotFloorHolder,
-                "you do not have the floor",
-            ));
+            return Err(ProtocolError::new(C::NotFloorHolder, "you do not have the floor"));
         }
         self.end_share(ShareEndReason::Yielded, now, out);
         self.advance_go_around_after(id, now, out);
         Ok(())
     }
 
-    pub(super) fn pass(
-        &mut self,
-        id: ParticipantId,
-        now: Millis,
-        out: &mut Vec<Effect>,
-    ) -> Result<(), ProtocolError> {
-        let g = self
-            .go_around
-            .as_ref()
-            .ok_or_else(|| ProtocolError::new(C::NoGoAround, "no go-around is running"))?;
+    pub(super) fn pass(&mut self, id: ParticipantId, now: Millis, out: &mut Vec<Effect>) -> Result<(), ProtocolError> {
+        let g = self.go_around.as_ref().ok_or_else(|| ProtocolError::new(C::NoGoAround, "no go-around is running"))?;
         if g.order.get(g.pos) != Some(&id) {
             return Err(ProtocolError::new(C::NotFloorHolder, "it is not your turn"));
         }
@@ -177,22 +139,13 @@ impl Room {
     ) -> Result<(), ProtocolError> {
         let t = self.get(id).ok_or_else(not_found)?;
         if !t.admitted {
-            return Err(ProtocolError::new(
-                C::NotAdmitted,
-                "that participant is still waiting",
-            ));
+            return Err(ProtocolError::new(C::NotAdmitted, "that participant is still waiting"));
         }
         if t.role == Role::Observer {
-            return Err(ProtocolError::new(
-                C::ObserverCannotSpeak,
-                "observers cannot be given the floor",
-            ));
+            return Err(ProtocolError::new(C::ObserverCannotSpeak, "observers cannot be given the floor"));
         }
         if self.floor_holder() == Some(id) {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "they already have the floor",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "they already have the floor"));
         }
         out.push(self.audit(now, by, "give_floor", Some(id), None));
         self.give_floor(id, now, out);
@@ -210,12 +163,7 @@ impl Room {
         }
         self.floor_epoch = self.floor_epoch.wrapping_add(1);
         let ends_at = self.settings.share_seconds.map(|s| now + s as u64 * 1000);
-        self.floor = Some(Floor {
-            holder: id,
-            started_at: now,
-            ends_at,
-            over_time: false,
-        });
+        self.floor = Some(Floor { holder: id, started_at: now, ends_at, over_time: false });
         if let Some(end) = ends_at {
             self.set_share_timers(end, now, out);
         }
@@ -231,24 +179,13 @@ impl Room {
         let epoch = self.floor_epoch;
         let warn_ms = self.settings.share_warning_seconds as u64 * 1000;
         if warn_ms > 0 && end.saturating_sub(warn_ms) > now {
-            out.push(Effect::SetTimer {
-                at: end - warn_ms,
-                timer: Timer::ShareWarning { epoch },
-            });
+            out.push(Effect::SetTimer { at: end - warn_ms, timer: Timer::ShareWarning { epoch } });
         }
-        out.push(Effect::SetTimer {
-            at: end,
-            timer: Timer::ShareEnd { epoch },
-        });
+        out.push(Effect::SetTimer { at: end, timer: Timer::ShareEnd { epoch } });
     }
 
     /// Takes the floor back. In a floor-controlled meeting the speaker is muted again.
-    pub(super) fn end_share(
-        &mut self,
-        reason: ShareEndReason,
-        _now: Millis,
-        out: &mut Vec<Effect>,
-    ) {
+    pub(super) fn end_share(&mut self, reason: ShareEndReason, _now: Millis, out: &mut Vec<Effect>) {
         let Some(floor) = self.floor.take() else {
             return;
         };
@@ -261,13 +198,7 @@ impl Room {
                 }
             }
         }
-        out.push(Effect::Send {
-            to: Audience::Admitted,
-            event: Event::ShareEnded {
-                participant_id: holder,
-                reason,
-            },
-        });
+        out.push(Effect::Send { to: Audience::Admitted, event: Event::ShareEnded { participant_id: holder, reason } });
         self.dirty.floor = true;
         self.touch(holder);
     }
@@ -279,33 +210,16 @@ impl Room {
         now: Millis,
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
-        let floor = self
-            .floor
-            .as_ref()
-            .ok_or_else(|| ProtocolError::new(C::NoShareRunning, "no share is running"))?;
+        let floor = self.floor.as_ref().ok_or_else(|| ProtocolError::new(C::NoShareRunning, "no share is running"))?;
         let Some(end) = floor.ends_at else {
-            return Err(ProtocolError::new(
-                C::NoShareRunning,
-                "this share is untimed; there is nothing to extend",
-            ));
+            return Err(ProtocolError::new(C::NoShareRunning, "this share is untimed; there is nothing to extend"));
         };
-        let secs = seconds
-            .or(self.settings.share_seconds)
-            .unwrap_or(DEFAULT_EXTENSION_SECONDS);
+        let secs = seconds.or(self.settings.share_seconds).unwrap_or(DEFAULT_EXTENSION_SECONDS);
         if secs == 0 || secs > crate::protocol::MAX_SHARE_SECONDS {
-            return Err(ProtocolError::new(
-                C::InvalidSettings,
-                "an extension must be 1 to 3600 seconds",
-            ));
+            return Err(ProtocolError::new(C::InvalidSettings, "an extension must be 1 to 3600 seconds"));
         }
         let holder = floor.holder;
-        out.push(self.audit(
-            now,
-            by,
-            "extend_share",
-            Some(holder),
-            Some(format!("{secs} s")),
-        ));
+        out.push(self.audit(now, by, "extend_share", Some(holder), Some(format!("{secs} s"))));
         let new_end = end.max(now) + secs as u64 * 1000;
         self.floor_epoch = self.floor_epoch.wrapping_add(1);
         if let Some(f) = self.floor.as_mut() {
@@ -326,11 +240,7 @@ impl Room {
         let remaining_seconds = (ends_at.saturating_sub(now).div_ceil(1000)) as u32;
         out.push(Effect::Send {
             to: Audience::Admitted,
-            event: Event::ShareWarning {
-                participant_id: f.holder,
-                ends_at,
-                remaining_seconds,
-            },
+            event: Event::ShareWarning { participant_id: f.holder, ends_at, remaining_seconds },
         });
     }
 
@@ -362,30 +272,16 @@ impl Room {
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
         if self.go_around.is_some() {
-            return Err(ProtocolError::new(
-                C::GoAroundActive,
-                "a go-around is already running",
-            ));
+            return Err(ProtocolError::new(C::GoAroundActive, "a go-around is already running"));
         }
-        let order: Vec<ParticipantId> = self
-            .participants
-            .iter()
-            .filter(|p| p.admitted && p.role == Role::Member)
-            .map(|p| p.id)
-            .collect();
+        let order: Vec<ParticipantId> =
+            self.participants.iter().filter(|p| p.admitted && p.role == Role::Member).map(|p| p.id).collect();
         if order.is_empty() {
-            return Err(ProtocolError::new(
-                C::NobodyPresent,
-                "there are no members present for a go-around",
-            ));
+            return Err(ProtocolError::new(C::NobodyPresent, "there are no members present for a go-around"));
         }
         out.push(self.audit(now, by, "start_go_around", None, None));
         let first = order[0];
-        self.go_around = Some(GoAround {
-            order,
-            pos: 0,
-            passed: Vec::new(),
-        });
+        self.go_around = Some(GoAround { order, pos: 0, passed: Vec::new() });
         self.dirty.go_around = true;
         self.give_floor(first, now, out);
         Ok(())
@@ -407,11 +303,7 @@ impl Room {
 
     /// After `id`'s share ended: if it was their go-around turn, the next one comes up.
     fn advance_go_around_after(&mut self, id: ParticipantId, now: Millis, out: &mut Vec<Effect>) {
-        if self
-            .go_around
-            .as_ref()
-            .is_some_and(|g| g.order.get(g.pos) == Some(&id))
-        {
+        if self.go_around.as_ref().is_some_and(|g| g.order.get(g.pos) == Some(&id)) {
             self.advance_go_around(now, out);
         }
     }

@@ -3,9 +3,7 @@
 use super::names::{pseudonym, DisplayName, NameError};
 use super::participant::{MemberKey, Participant, TokenBucket};
 use super::{Audience, Effect, Millis, Outcome, Presence, Room, Timer};
-use crate::protocol::{
-    ErrorCode as C, Event, LeaveReason, ParticipantId, ProtocolError, Role, ShareEndReason,
-};
+use crate::protocol::{ErrorCode as C, Event, LeaveReason, ParticipantId, ProtocolError, Role, ShareEndReason};
 
 impl Room {
     #[allow(clippy::too_many_arguments)]
@@ -29,30 +27,18 @@ impl Room {
             let pid = self.participants[existing].id;
             self.reattach(pid, resume_token, now, out);
             if let Some(ev) = self.snapshot(pid) {
-                out.push(Effect::Send {
-                    to: Audience::One(pid),
-                    event: ev,
-                });
+                out.push(Effect::Send { to: Audience::One(pid), event: ev });
             }
-            return Ok(Outcome::Attached {
-                participant_id: pid,
-                resumed: false,
-            });
+            return Ok(Outcome::Attached { participant_id: pid, resumed: false });
         }
         if self.get(id).is_some() {
-            return Err(ProtocolError::new(
-                C::Internal,
-                "participant id collision; please retry",
-            ));
+            return Err(ProtocolError::new(C::Internal, "participant id collision; please retry"));
         }
         let name = match display_name {
             Some(raw) => {
                 let name = DisplayName::parse(&raw).map_err(name_error)?;
                 if self.name_taken(&name, None) {
-                    let mut err = ProtocolError::new(
-                        C::NameTaken,
-                        "someone in this meeting already uses that name",
-                    );
+                    let mut err = ProtocolError::new(C::NameTaken, "someone in this meeting already uses that name");
                     err.suggestion = Some(self.free_variant(&name, None).as_str().to_string());
                     return Err(err);
                 }
@@ -81,54 +67,31 @@ impl Room {
         });
         if waits {
             if let Some(ev) = self.snapshot(id) {
-                out.push(Effect::Send {
-                    to: Audience::One(id),
-                    event: ev,
-                });
+                out.push(Effect::Send { to: Audience::One(id), event: ev });
             }
             self.dirty.waiting = true;
         } else {
             self.enter(id, now, out);
         }
-        Ok(Outcome::Attached {
-            participant_id: id,
-            resumed: false,
-        })
+        Ok(Outcome::Attached { participant_id: id, resumed: false })
     }
 
     /// A participant becomes present: their snapshot, everyone else's notice, the ledger's record.
     fn enter(&mut self, id: ParticipantId, now: Millis, out: &mut Vec<Effect>) {
         let Some(p) = self.get(id) else { return };
-        let (member, view, is_member, connected) = (
-            p.member.clone(),
-            self.view(p),
-            p.role == Role::Member,
-            p.connected,
-        );
+        let (member, view, is_member, connected) =
+            (p.member.clone(), self.view(p), p.role == Role::Member, p.connected);
         if let Some(ev) = self.snapshot(id) {
-            out.push(Effect::Send {
-                to: Audience::One(id),
-                event: ev,
-            });
+            out.push(Effect::Send { to: Audience::One(id), event: ev });
         }
         out.push(Effect::Send {
             to: Audience::AdmittedExcept(id),
             event: Event::ParticipantJoined { participant: view },
         });
-        out.push(Effect::Presence {
-            participant_id: id,
-            member: member.clone(),
-            change: Presence::Admitted,
-            at: now,
-        });
+        out.push(Effect::Presence { participant_id: id, member: member.clone(), change: Presence::Admitted, at: now });
         if !connected {
             // Admitted while their connection was down: present from their resume on.
-            out.push(Effect::Presence {
-                participant_id: id,
-                member,
-                change: Presence::Disconnected,
-                at: now,
-            });
+            out.push(Effect::Presence { participant_id: id, member, change: Presence::Disconnected, at: now });
         }
         if is_member {
             if let Some(g) = self.go_around.as_mut() {
@@ -138,13 +101,7 @@ impl Room {
         }
     }
 
-    fn reattach(
-        &mut self,
-        id: ParticipantId,
-        new_token: String,
-        now: Millis,
-        out: &mut Vec<Effect>,
-    ) {
+    fn reattach(&mut self, id: ParticipantId, new_token: String, now: Millis, out: &mut Vec<Effect>) {
         let Some(p) = self.get_mut(id) else { return };
         let was_disconnected = !p.connected;
         p.connected = true;
@@ -152,12 +109,7 @@ impl Room {
         p.resume_token = new_token;
         let (admitted, member) = (p.admitted, p.member.clone());
         if was_disconnected && admitted {
-            out.push(Effect::Presence {
-                participant_id: id,
-                member,
-                change: Presence::Resumed,
-                at: now,
-            });
+            out.push(Effect::Presence { participant_id: id, member, change: Presence::Resumed, at: now });
             self.touch(id);
         }
     }
@@ -172,17 +124,17 @@ impl Room {
         if self.ended {
             return Err(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
         }
-        let id = self
-            .participants
-            .iter()
-            .find(|p| !token.is_empty() && p.resume_token == token)
-            .map(|p| p.id)
-            .ok_or_else(|| ProtocolError::new(C::InvalidResumeToken, "that resume token is not valid here (used, expired or for another meeting); join again"))?;
+        let id =
+            self.participants.iter().find(|p| !token.is_empty() && p.resume_token == token).map(|p| p.id).ok_or_else(
+                || {
+                    ProtocolError::new(
+                        C::InvalidResumeToken,
+                        "that resume token is not valid here (used, expired or for another meeting); join again",
+                    )
+                },
+            )?;
         self.reattach(id, new_token, now, out);
-        Ok(Outcome::Attached {
-            participant_id: id,
-            resumed: true,
-        })
+        Ok(Outcome::Attached { participant_id: id, resumed: true })
     }
 
     pub(super) fn disconnected(&mut self, id: ParticipantId, now: Millis, out: &mut Vec<Effect>) {
@@ -194,20 +146,9 @@ impl Room {
         p.connected = false;
         p.grace_epoch = p.grace_epoch.wrapping_add(1);
         let (epoch, admitted, member) = (p.grace_epoch, p.admitted, p.member.clone());
-        out.push(Effect::SetTimer {
-            at: now + grace,
-            timer: Timer::Grace {
-                participant_id: id,
-                epoch,
-            },
-        });
+        out.push(Effect::SetTimer { at: now + grace, timer: Timer::Grace { participant_id: id, epoch } });
         if admitted {
-            out.push(Effect::Presence {
-                participant_id: id,
-                member,
-                change: Presence::Disconnected,
-                at: now,
-            });
+            out.push(Effect::Presence { participant_id: id, member, change: Presence::Disconnected, at: now });
             self.touch(id);
         }
     }
@@ -236,10 +177,7 @@ impl Room {
         if p.admitted {
             out.push(Effect::Send {
                 to: Audience::Admitted,
-                event: Event::ParticipantLeft {
-                    participant_id: id,
-                    reason,
-                },
+                event: Event::ParticipantLeft { participant_id: id, reason },
             });
             out.push(Effect::Presence {
                 participant_id: id,
@@ -250,15 +188,9 @@ impl Room {
         } else {
             self.dirty.waiting = true;
         }
-        out.push(Effect::Close {
-            participant_id: id,
-            reason,
-        });
+        out.push(Effect::Close { participant_id: id, reason });
         if p.audio_forwarded {
-            out.push(Effect::MediaRule {
-                participant_id: id,
-                audio: false,
-            });
+            out.push(Effect::MediaRule { participant_id: id, audio: false });
         }
         if p.role == Role::Facilitator {
             self.hand_over_if_needed(now, out);
@@ -268,18 +200,11 @@ impl Room {
     /// When the last facilitator leaves, the longest-present co-facilitator takes over, so the
     /// meeting keeps someone who can run it.
     fn hand_over_if_needed(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        if self
-            .participants
-            .iter()
-            .any(|p| p.admitted && p.role == Role::Facilitator)
-        {
+        if self.participants.iter().any(|p| p.admitted && p.role == Role::Facilitator) {
             return;
         }
-        let Some(next) = self
-            .participants
-            .iter()
-            .find(|p| p.admitted && p.connected && p.role == Role::CoFacilitator)
-            .map(|p| p.id)
+        let Some(next) =
+            self.participants.iter().find(|p| p.admitted && p.connected && p.role == Role::CoFacilitator).map(|p| p.id)
         else {
             return;
         };
@@ -287,13 +212,7 @@ impl Room {
             p.role = Role::Facilitator;
         }
         self.touch(next);
-        out.push(self.audit(
-            now,
-            next,
-            "handover",
-            Some(next),
-            Some("last facilitator left".into()),
-        ));
+        out.push(self.audit(now, next, "handover", Some(next), Some("last facilitator left".into())));
     }
 
     pub(super) fn admit(
@@ -305,10 +224,7 @@ impl Room {
     ) -> Result<(), ProtocolError> {
         let p = self.get(id).ok_or_else(not_found)?;
         if p.admitted {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "that participant is already in the meeting",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "that participant is already in the meeting"));
         }
         self.admit_one(by, id, now, out);
         Ok(())
@@ -320,12 +236,7 @@ impl Room {
         now: Millis,
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
-        let waiting: Vec<ParticipantId> = self
-            .participants
-            .iter()
-            .filter(|p| !p.admitted)
-            .map(|p| p.id)
-            .collect();
+        let waiting: Vec<ParticipantId> = self.participants.iter().filter(|p| !p.admitted).map(|p| p.id).collect();
         if waiting.is_empty() {
             return Err(ProtocolError::new(C::NoChange, "nobody is waiting"));
         }
@@ -335,22 +246,13 @@ impl Room {
         Ok(())
     }
 
-    fn admit_one(
-        &mut self,
-        by: ParticipantId,
-        id: ParticipantId,
-        now: Millis,
-        out: &mut Vec<Effect>,
-    ) {
+    fn admit_one(&mut self, by: ParticipantId, id: ParticipantId, now: Millis, out: &mut Vec<Effect>) {
         out.push(self.audit(now, by, "admit", Some(id), None));
         if let Some(p) = self.get_mut(id) {
             p.admitted = true;
         }
         self.dirty.waiting = true;
-        out.push(Effect::Send {
-            to: Audience::One(id),
-            event: Event::Admitted,
-        });
+        out.push(Effect::Send { to: Audience::One(id), event: Event::Admitted });
         self.enter(id, now, out);
     }
 
@@ -364,17 +266,11 @@ impl Room {
     ) -> Result<(), ProtocolError> {
         let p = self.get(id).ok_or_else(not_found)?;
         if p.admitted {
-            return Err(ProtocolError::new(
-                C::NoChange,
-                "that participant is already in the meeting; use remove",
-            ));
+            return Err(ProtocolError::new(C::NoChange, "that participant is already in the meeting; use remove"));
         }
         let message = bounded_text(message, self.limits.support_max_chars)?;
         out.push(self.audit(now, by, "deny", Some(id), message.clone()));
-        out.push(Effect::Send {
-            to: Audience::One(id),
-            event: Event::Denied { message },
-        });
+        out.push(Effect::Send { to: Audience::One(id), event: Event::Denied { message } });
         self.remove_participant(id, LeaveReason::Denied, now, out);
         Ok(())
     }
@@ -397,10 +293,7 @@ impl Room {
     fn close_all(&mut self, reason: LeaveReason, now: Millis, out: &mut Vec<Effect>) {
         if reason == LeaveReason::MeetingEnded {
             for p in &self.participants {
-                out.push(Effect::Send {
-                    to: Audience::One(p.id),
-                    event: Event::MeetingEnded,
-                });
+                out.push(Effect::Send { to: Audience::One(p.id), event: Event::MeetingEnded });
             }
         }
         self.go_around = None;
@@ -415,17 +308,11 @@ impl Room {
     }
 
     pub(super) fn name_taken(&self, name: &DisplayName, except: Option<ParticipantId>) -> bool {
-        self.participants
-            .iter()
-            .any(|p| Some(p.id) != except && p.name.skeleton() == name.skeleton())
+        self.participants.iter().any(|p| Some(p.id) != except && p.name.skeleton() == name.skeleton())
     }
 
     /// The name itself when free, else the first free `name 2`, `name 3`, ...
-    pub(super) fn free_variant(
-        &self,
-        name: &DisplayName,
-        except: Option<ParticipantId>,
-    ) -> DisplayName {
+    pub(super) fn free_variant(&self, name: &DisplayName, except: Option<ParticipantId>) -> DisplayName {
         if !self.name_taken(name, except) {
             return name.clone();
         }
@@ -438,10 +325,7 @@ impl Room {
 }
 
 pub(super) fn not_found() -> ProtocolError {
-    ProtocolError::new(
-        C::ParticipantNotFound,
-        "that participant is not in this meeting",
-    )
+    ProtocolError::new(C::ParticipantNotFound, "that participant is not in this meeting")
 }
 
 pub(super) fn name_error(e: NameError) -> ProtocolError {
@@ -449,23 +333,14 @@ pub(super) fn name_error(e: NameError) -> ProtocolError {
 }
 
 /// Optional free text (reasons, messages): trimmed, empty becomes none, bounded in characters.
-pub(super) fn bounded_text(
-    text: Option<String>,
-    max_chars: usize,
-) -> Result<Option<String>, ProtocolError> {
+pub(super) fn bounded_text(text: Option<String>, max_chars: usize) -> Result<Option<String>, ProtocolError> {
     let Some(t) = text else { return Ok(None) };
     let t = t.trim();
     if t.chars().count() > max_chars {
-        return Err(ProtocolError::new(
-            C::InvalidMessage,
-            format!("text can be at most {max_chars} characters"),
-        ));
+        return Err(ProtocolError::new(C::InvalidMessage, format!("text can be at most {max_chars} characters")));
     }
     if t.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ProtocolError::new(
-            C::InvalidMessage,
-            "text cannot contain control characters",
-        ));
+        return Err(ProtocolError::new(C::InvalidMessage, "text cannot contain control characters"));
     }
     Ok((!t.is_empty()).then(|| t.to_string()))
 }

@@ -17,8 +17,8 @@ pub mod participant;
 mod tests;
 
 use crate::protocol::{
-    Command, Event, FloorView, GoAroundView, LeaveReason, MeetingSettings, MeetingView,
-    ParticipantId, ParticipantView, ProtocolError, QueueEntry, Role, SupportView, WaitingView,
+    Command, Event, FloorView, GoAroundView, LeaveReason, MeetingSettings, MeetingView, ParticipantId, ParticipantView,
+    ProtocolError, QueueEntry, Role, SupportView, WaitingView,
 };
 pub use names::DisplayName;
 pub use participant::{MemberKey, Participant};
@@ -64,15 +64,9 @@ pub enum Input {
         random: u64,
     },
     /// A new connection presents a resume token; `new_resume_token` replaces it (tokens work once).
-    Resume {
-        resume_token: String,
-        new_resume_token: String,
-    },
+    Resume { resume_token: String, new_resume_token: String },
     /// A command from a participant.
-    Command {
-        from: ParticipantId,
-        command: Command,
-    },
+    Command { from: ParticipantId, command: Command },
     /// A participant's connection dropped; their seat is held for the grace period.
     Disconnected { participant_id: ParticipantId },
     /// A timer the room set came due.
@@ -86,16 +80,9 @@ pub enum Input {
 /// A deadline the room asked for. Each carries an epoch; a stale one does nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
-    Grace {
-        participant_id: ParticipantId,
-        epoch: u32,
-    },
-    ShareWarning {
-        epoch: u32,
-    },
-    ShareEnd {
-        epoch: u32,
-    },
+    Grace { participant_id: ParticipantId, epoch: u32 },
+    ShareWarning { epoch: u32 },
+    ShareEnd { epoch: u32 },
 }
 
 /// Who an event goes to.
@@ -258,34 +245,14 @@ impl Room {
     }
 
     /// Applies one input at time `now`, pushing effects onto `out`.
-    pub fn handle(
-        &mut self,
-        input: Input,
-        now: Millis,
-        out: &mut Vec<Effect>,
-    ) -> Result<Outcome, ProtocolError> {
+    pub fn handle(&mut self, input: Input, now: Millis, out: &mut Vec<Effect>) -> Result<Outcome, ProtocolError> {
         let outcome = match input {
-            Input::Join {
-                participant_id,
-                member,
-                role,
-                display_name,
-                resume_token,
-                random,
-            } => self.join(
-                participant_id,
-                member,
-                role,
-                display_name,
-                resume_token,
-                random,
-                now,
-                out,
-            )?,
-            Input::Resume {
-                resume_token,
-                new_resume_token,
-            } => self.resume(&resume_token, new_resume_token, now, out)?,
+            Input::Join { participant_id, member, role, display_name, resume_token, random } => {
+                self.join(participant_id, member, role, display_name, resume_token, random, now, out)?
+            }
+            Input::Resume { resume_token, new_resume_token } => {
+                self.resume(&resume_token, new_resume_token, now, out)?
+            }
             Input::Command { from, command } => {
                 self.command(from, command, now, out)?;
                 Outcome::Done
@@ -321,17 +288,12 @@ impl Room {
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
         use crate::protocol::ErrorCode as C;
-        let actor = self
-            .get(from)
-            .ok_or_else(|| ProtocolError::new(C::NotJoined, "you are not in this meeting"))?;
+        let actor = self.get(from).ok_or_else(|| ProtocolError::new(C::NotJoined, "you are not in this meeting"))?;
         if self.ended {
             return Err(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
         }
         if command.is_facilitator_only() && !actor.role.is_facilitator() {
-            return Err(ProtocolError::new(
-                C::Forbidden,
-                "only a facilitator can do that",
-            ));
+            return Err(ProtocolError::new(C::Forbidden, "only a facilitator can do that"));
         }
         if !actor.admitted && !matches!(command, Command::Leave) {
             return Err(ProtocolError::new(
@@ -340,10 +302,9 @@ impl Room {
             ));
         }
         match command {
-            Command::Join { .. } | Command::Resume { .. } => Err(ProtocolError::new(
-                C::AlreadyJoined,
-                "this connection has already joined",
-            )),
+            Command::Join { .. } | Command::Resume { .. } => {
+                Err(ProtocolError::new(C::AlreadyJoined, "this connection has already joined"))
+            }
             // The actor answers `ping` itself; it never reaches the room.
             Command::Ping => Ok(()),
             Command::Leave => {
@@ -351,9 +312,7 @@ impl Room {
                 Ok(())
             }
             Command::RaiseHand => self.raise_hand(from, now),
-            Command::LowerHand { participant_id } => {
-                self.lower_hand(from, participant_id, now, out)
-            }
+            Command::LowerHand { participant_id } => self.lower_hand(from, participant_id, now, out),
             Command::YieldFloor => self.yield_floor(from, now, out),
             Command::Pass => self.pass(from, now, out),
             Command::SetMuted { muted } => self.set_muted(from, muted),
@@ -361,27 +320,15 @@ impl Room {
             Command::SupportRequest { text } => self.support_request(from, text, now, out),
             Command::Admit { participant_id } => self.admit(from, participant_id, now, out),
             Command::AdmitAll => self.admit_all(from, now, out),
-            Command::Deny {
-                participant_id,
-                message,
-            } => self.deny(from, participant_id, message, now, out),
+            Command::Deny { participant_id, message } => self.deny(from, participant_id, message, now, out),
             Command::Mute { participant_id } => self.mute(from, participant_id, now, out),
             Command::MuteAll => self.mute_all(from, now, out),
-            Command::AllowUnmute { participant_id } => {
-                self.allow_unmute(from, participant_id, now, out)
+            Command::AllowUnmute { participant_id } => self.allow_unmute(from, participant_id, now, out),
+            Command::Remove { participant_id, reason } => self.remove(from, participant_id, reason, false, now, out),
+            Command::Ban { participant_id, reason } => self.remove(from, participant_id, reason, true, now, out),
+            Command::Rename { participant_id, display_name } => {
+                self.rename(from, participant_id, &display_name, now, out)
             }
-            Command::Remove {
-                participant_id,
-                reason,
-            } => self.remove(from, participant_id, reason, false, now, out),
-            Command::Ban {
-                participant_id,
-                reason,
-            } => self.remove(from, participant_id, reason, true, now, out),
-            Command::Rename {
-                participant_id,
-                display_name,
-            } => self.rename(from, participant_id, &display_name, now, out),
             Command::Lock => self.set_locked(from, true, now, out),
             Command::Unlock => self.set_locked(from, false, now, out),
             Command::SetChat { enabled } => self.set_chat(from, enabled, now, out),
@@ -419,20 +366,12 @@ impl Room {
                 }
                 self.update_settings(from, s, now, out)
             }
-            Command::Promote {
-                participant_id,
-                role,
-            } => self.promote(from, participant_id, role, now, out),
+            Command::Promote { participant_id, role } => self.promote(from, participant_id, role, now, out),
             Command::AckSupport { request_id } => self.ack_support(from, request_id, now, out),
             Command::NextSpeaker => self.next_speaker(from, now, out),
-            Command::GiveFloor { participant_id } => {
-                self.give_floor_command(from, participant_id, now, out)
-            }
+            Command::GiveFloor { participant_id } => self.give_floor_command(from, participant_id, now, out),
             Command::ExtendShare { seconds } => self.extend_share(from, seconds, now, out),
-            Command::MoveHand {
-                participant_id,
-                position,
-            } => self.move_hand(from, participant_id, position, now, out),
+            Command::MoveHand { participant_id, position } => self.move_hand(from, participant_id, position, now, out),
             Command::StartGoAround => self.start_go_around(from, now, out),
             Command::EndGoAround => self.end_go_around(from, now, out),
         }
@@ -440,13 +379,8 @@ impl Room {
 
     fn timer(&mut self, timer: Timer, now: Millis, out: &mut Vec<Effect>) {
         match timer {
-            Timer::Grace {
-                participant_id,
-                epoch,
-            } => {
-                let expired = self
-                    .get(participant_id)
-                    .is_some_and(|p| !p.connected && p.grace_epoch == epoch);
+            Timer::Grace { participant_id, epoch } => {
+                let expired = self.get(participant_id).is_some_and(|p| !p.connected && p.grace_epoch == epoch);
                 if expired {
                     self.remove_participant(participant_id, LeaveReason::ConnectionLost, now, out);
                 }
@@ -510,19 +444,13 @@ impl Room {
             return Some(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
         }
         if self.banned.contains(member) {
-            return Some(ProtocolError::new(
-                C::Banned,
-                "you cannot join this meeting",
-            ));
+            return Some(ProtocolError::new(C::Banned, "you cannot join this meeting"));
         }
         if self.participants.iter().any(|p| &p.member == member) {
             return None; // a second join by the same member takes over their seat
         }
         if self.locked && !role.is_facilitator() {
-            return Some(ProtocolError::new(
-                C::MeetingLocked,
-                "the meeting is locked; ask the facilitator",
-            ));
+            return Some(ProtocolError::new(C::MeetingLocked, "the meeting is locked; ask the facilitator"));
         }
         if self.participants.len() >= self.limits.capacity {
             return Some(ProtocolError::new(C::MeetingFull, "the meeting is full"));
@@ -542,9 +470,7 @@ impl Room {
     fn may_speak(&self, p: &Participant) -> bool {
         p.admitted
             && p.role != Role::Observer
-            && (!self.settings.floor_control
-                || p.role.is_facilitator()
-                || self.floor_holder() == Some(p.id))
+            && (!self.settings.floor_control || p.role.is_facilitator() || self.floor_holder() == Some(p.id))
     }
 
     fn view(&self, p: &Participant) -> ParticipantView {
@@ -616,25 +542,12 @@ impl Room {
             display_name: p.name.as_str().to_string(),
             resume_token: p.resume_token.clone(),
             meeting: self.meeting_view(),
-            participants: self
-                .participants
-                .iter()
-                .filter(|q| q.admitted)
-                .map(|q| self.view(q))
-                .collect(),
+            participants: self.participants.iter().filter(|q| q.admitted).map(|q| self.view(q)).collect(),
             queue: self.queue.clone(),
             floor: self.floor_view(),
             go_around: self.go_around_view(),
-            waiting: if fac {
-                self.waiting_views()
-            } else {
-                Vec::new()
-            },
-            support_requests: if fac {
-                self.support.clone()
-            } else {
-                Vec::new()
-            },
+            waiting: if fac { self.waiting_views() } else { Vec::new() },
+            support_requests: if fac { self.support.clone() } else { Vec::new() },
         })
     }
 
@@ -650,26 +563,14 @@ impl Room {
         if dirty.meeting {
             out.push(Effect::Send {
                 to: Audience::Admitted,
-                event: Event::MeetingUpdated {
-                    meeting: self.meeting_view(),
-                },
+                event: Event::MeetingUpdated { meeting: self.meeting_view() },
             });
         }
         if dirty.floor {
-            out.push(Effect::Send {
-                to: Audience::Admitted,
-                event: Event::FloorChanged {
-                    floor: self.floor_view(),
-                },
-            });
+            out.push(Effect::Send { to: Audience::Admitted, event: Event::FloorChanged { floor: self.floor_view() } });
         }
         if dirty.queue {
-            out.push(Effect::Send {
-                to: Audience::Admitted,
-                event: Event::QueueUpdated {
-                    queue: self.queue.clone(),
-                },
-            });
+            out.push(Effect::Send { to: Audience::Admitted, event: Event::QueueUpdated { queue: self.queue.clone() } });
         }
         if dirty.go_around {
             let go_around = self.go_around_view().unwrap_or(GoAroundView {
@@ -678,26 +579,19 @@ impl Room {
                 current: None,
                 passed: Vec::new(),
             });
-            out.push(Effect::Send {
-                to: Audience::Admitted,
-                event: Event::GoAround { go_around },
-            });
+            out.push(Effect::Send { to: Audience::Admitted, event: Event::GoAround { go_around } });
         }
         if dirty.waiting {
             out.push(Effect::Send {
                 to: Audience::Facilitators,
-                event: Event::WaitingList {
-                    waiting: self.waiting_views(),
-                },
+                event: Event::WaitingList { waiting: self.waiting_views() },
             });
         }
         for id in dirty.participants {
             if let Some(p) = self.get(id).filter(|p| p.admitted) {
                 out.push(Effect::Send {
                     to: Audience::Admitted,
-                    event: Event::ParticipantUpdated {
-                        participant: self.view(p),
-                    },
+                    event: Event::ParticipantUpdated { participant: self.view(p) },
                 });
             }
         }
@@ -708,10 +602,7 @@ impl Room {
             if audio != p.audio_forwarded {
                 let participant_id = p.id;
                 self.participants[i].audio_forwarded = audio;
-                out.push(Effect::MediaRule {
-                    participant_id,
-                    audio,
-                });
+                out.push(Effect::MediaRule { participant_id, audio });
             }
         }
     }
@@ -727,15 +618,10 @@ impl Room {
         Effect::Audit(AuditEntry {
             at,
             actor,
-            actor_name: self
-                .get(actor)
-                .map(|p| p.name.as_str().to_string())
-                .unwrap_or_default(),
+            actor_name: self.get(actor).map(|p| p.name.as_str().to_string()).unwrap_or_default(),
             action,
             target,
-            target_name: target
-                .and_then(|t| self.get(t))
-                .map(|p| p.name.as_str().to_string()),
+            target_name: target.and_then(|t| self.get(t)).map(|p| p.name.as_str().to_string()),
             detail,
         })
     }

@@ -21,13 +21,9 @@ pub enum NameError {
     TooLong,
     #[error("a display name cannot contain invisible, control or text-direction characters")]
     InvisibleCharacters,
-    #[error(
-        "a display name cannot contain an email address; choose a name that does not identify you"
-    )]
+    #[error("a display name cannot contain an email address; choose a name that does not identify you")]
     Email,
-    #[error(
-        "a display name cannot contain a phone number; choose a name that does not identify you"
-    )]
+    #[error("a display name cannot contain a phone number; choose a name that does not identify you")]
     Phone,
     #[error("a display name cannot contain a web address")]
     Url,
@@ -156,18 +152,16 @@ fn skeleton_of(text: &str) -> String {
     let lower = text.to_lowercase();
     let first: String = unicode_security::confusable_detection::skeleton(&lower).collect();
     let lower = first.to_lowercase();
-    unicode_security::confusable_detection::skeleton(&lower)
-        .collect::<String>()
-        .to_lowercase()
+    unicode_security::confusable_detection::skeleton(&lower).collect::<String>().to_lowercase()
 }
 
 const ADJECTIVES: &[&str] = &[
-    "Calm", "Quiet", "Gentle", "Bright", "Steady", "Kind", "Brave", "Warm", "Patient", "Hopeful",
-    "Clear", "Golden", "Silver", "Morning", "Evening", "Open", "Still", "Honest", "Bold", "Soft",
+    "Calm", "Quiet", "Gentle", "Bright", "Steady", "Kind", "Brave", "Warm", "Patient", "Hopeful", "Clear", "Golden",
+    "Silver", "Morning", "Evening", "Open", "Still", "Honest", "Bold", "Soft",
 ];
 const NOUNS: &[&str] = &[
-    "Heron", "Otter", "Maple", "River", "Willow", "Finch", "Harbor", "Meadow", "Cedar", "Lantern",
-    "Sparrow", "Pine", "Brook", "Fox", "Owl", "Aspen", "Robin", "Fern", "Stone", "Wren",
+    "Heron", "Otter", "Maple", "River", "Willow", "Finch", "Harbor", "Meadow", "Cedar", "Lantern", "Sparrow", "Pine",
+    "Brook", "Fox", "Owl", "Aspen", "Robin", "Fern", "Stone", "Wren",
 ];
 
 /// A pseudonym from random bits the caller supplies (the core has no randomness of its own).
@@ -201,34 +195,18 @@ mod tests {
 
     #[test]
     fn refuses_invisible_and_direction_characters() {
-        for s in [
-            "Sa\u{200B}m",
-            "Sam\u{202E}",
-            "\u{2067}Sam",
-            "Sa\u{0007}m",
-            "Sam\u{FEFF}",
-            "S\u{200D}am",
-            "Sam\u{E0041}",
-        ] {
-            assert_eq!(
-                DisplayName::parse(s),
-                Err(NameError::InvisibleCharacters),
-                "{s:?}"
-            );
+        for s in
+            ["Sa\u{200B}m", "Sam\u{202E}", "\u{2067}Sam", "Sa\u{0007}m", "Sam\u{FEFF}", "S\u{200D}am", "Sam\u{E0041}"]
+        {
+            assert_eq!(DisplayName::parse(s), Err(NameError::InvisibleCharacters), "{s:?}");
         }
     }
 
     #[test]
     fn refuses_contact_details() {
         assert_eq!(DisplayName::parse("sam@example.org"), Err(NameError::Email));
-        assert_eq!(
-            DisplayName::parse("Sam 555-123-4567"),
-            Err(NameError::Phone)
-        );
-        assert_eq!(
-            DisplayName::parse("+44 20 7946 0958"),
-            Err(NameError::Phone)
-        );
+        assert_eq!(DisplayName::parse("Sam 555-123-4567"), Err(NameError::Phone));
+        assert_eq!(DisplayName::parse("+44 20 7946 0958"), Err(NameError::Phone));
         assert_eq!(DisplayName::parse("see example.com"), Err(NameError::Url));
         assert_eq!(DisplayName::parse("https://x.y"), Err(NameError::Url));
         assert_eq!(DisplayName::parse("www.sam"), Err(NameError::Url));

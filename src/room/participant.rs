@@ -24,10 +24,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn full(capacity: u32, now: Millis) -> Self {
-        TokenBucket {
-            tokens: capacity,
-            last: now,
-        }
+        TokenBucket { tokens: capacity, last: now }
     }
 
     /// Whether an action may happen now (taking a token when it may).

@@ -137,7 +137,9 @@ fn join_sends_welcome_snapshot_and_tells_others() {
         }
         e => panic!("expected welcome, got {e:?}"),
     }
-    assert!(matches!(&h.events_to(f)[..], [Event::ParticipantJoined { participant }] if participant.participant_id == m));
+    assert!(
+        matches!(&h.events_to(f)[..], [Event::ParticipantJoined { participant }] if participant.participant_id == m)
+    );
 }
 
 #[test]
@@ -149,7 +151,10 @@ fn taken_name_is_refused_with_a_free_suggestion() {
         let e = h.join_as("c", Role::Member, Some(clash)).unwrap_err();
         assert_eq!(e.code, ErrorCode::NameTaken, "{clash}");
         let suggestion = e.suggestion.unwrap();
-        assert_eq!(DisplayName::parse(&suggestion).unwrap().skeleton(), DisplayName::parse("Sam 3").unwrap().skeleton());
+        assert_eq!(
+            DisplayName::parse(&suggestion).unwrap().skeleton(),
+            DisplayName::parse("Sam 3").unwrap().skeleton()
+        );
     }
     assert_eq!(h.room.len(), 2, "a refused join leaves no seat behind");
 }
@@ -193,7 +198,9 @@ fn waiting_member_is_admitted_by_facilitator() {
     assert_eq!(h.code(m, Command::RaiseHand), ErrorCode::NotAdmitted);
     // Presence starts only at admission.
     h.cmd(f, Command::Admit { participant_id: m }).unwrap();
-    assert!(h.out.iter().any(|e| matches!(e, Effect::Presence { change: Presence::Admitted, participant_id, .. } if *participant_id == m)));
+    assert!(h.out.iter().any(
+        |e| matches!(e, Effect::Presence { change: Presence::Admitted, participant_id, .. } if *participant_id == m)
+    ));
     let to_m = h.events_to(m);
     assert!(matches!(to_m[0], Event::Admitted));
     assert!(to_m.iter().any(|e| matches!(e, Event::Welcome { .. })));
@@ -367,7 +374,10 @@ fn rename_applies_name_rules() {
     assert_eq!(h.code(f, Command::Rename { participant_id: m, display_name: "fac".into() }), ErrorCode::NameTaken);
     assert_eq!(h.code(f, Command::Rename { participant_id: m, display_name: "@bad".into() }), ErrorCode::InvalidName);
     h.cmd(f, Command::Rename { participant_id: m, display_name: "Member A".into() }).unwrap();
-    assert!(h.events_to(m).iter().any(|e| matches!(e, Event::ParticipantUpdated { participant } if participant.display_name == "Member A")));
+    assert!(h
+        .events_to(m)
+        .iter()
+        .any(|e| matches!(e, Event::ParticipantUpdated { participant } if participant.display_name == "Member A")));
     assert!(h.out.iter().any(|e| matches!(e, Effect::Audit(a) if a.action == "rename")));
 }
 
@@ -443,7 +453,9 @@ fn support_request_reaches_facilitators_only_until_acknowledged() {
     assert!(h.events_to(other).is_empty());
     assert_eq!(h.code(f, Command::AckSupport { request_id: id }), ErrorCode::SupportRequestNotFound);
     // Members never see open requests in their snapshot.
-    assert!(matches!(h.room.snapshot(other), Some(Event::Welcome { support_requests, .. }) if support_requests.is_empty()));
+    assert!(
+        matches!(h.room.snapshot(other), Some(Event::Welcome { support_requests, .. }) if support_requests.is_empty())
+    );
 }
 
 // ---- queue and floor ----
@@ -486,7 +498,13 @@ fn yield_and_extend_need_a_running_share() {
 }
 
 fn timed(end: ShareEnd) -> MeetingSettings {
-    MeetingSettings { waiting_room: false, share_seconds: Some(180), share_warning_seconds: 30, share_end: end, ..Default::default() }
+    MeetingSettings {
+        waiting_room: false,
+        share_seconds: Some(180),
+        share_warning_seconds: 30,
+        share_end: end,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -498,7 +516,9 @@ fn timed_share_warns_then_ends_hard() {
     let start = h.now;
     assert!(h.advance(149_999).is_empty());
     let warn = h.advance(1);
-    assert!(matches!(sends(&warn)[..], [Event::ShareWarning { remaining_seconds: 30, ends_at, .. }] if *ends_at == start + 180_000));
+    assert!(
+        matches!(sends(&warn)[..], [Event::ShareWarning { remaining_seconds: 30, ends_at, .. }] if *ends_at == start + 180_000)
+    );
     assert!(h.advance(29_999).is_empty());
     let end = h.advance(1);
     assert!(sends(&end).iter().any(|e| matches!(e, Event::ShareEnded { reason: ShareEndReason::TimeUp, .. })));
@@ -610,7 +630,10 @@ fn dropped_participant_keeps_seat_hand_and_floor_within_grace() {
     assert_eq!(h.room.queue()[0].participant_id, b);
     assert!(h.p(b).connected);
     // The token worked once.
-    assert_eq!(h.run(Input::Resume { resume_token: token, new_resume_token: "x".into() }).unwrap_err().code, ErrorCode::InvalidResumeToken);
+    assert_eq!(
+        h.run(Input::Resume { resume_token: token, new_resume_token: "x".into() }).unwrap_err().code,
+        ErrorCode::InvalidResumeToken
+    );
     // a did not come back: gone after the grace period, floor released.
     let gone = h.advance(1_000);
     assert!(gone.iter().any(|e| matches!(e, Effect::Presence { change: Presence::Left(LeaveReason::ConnectionLost), participant_id, .. } if *participant_id == a)));
@@ -627,8 +650,14 @@ fn shutdown_and_end_close_everyone() {
     let f = h.join("fac", Role::Facilitator);
     let m = h.join("m", Role::Member);
     h.cmd(f, Command::EndMeeting).unwrap();
-    assert!(h.out.iter().any(|e| matches!(e, Effect::Send { to: Audience::One(p), event: Event::MeetingEnded } if *p == m)));
-    assert_eq!(h.out.iter().filter(|e| matches!(e, Effect::Close { reason: LeaveReason::MeetingEnded, .. })).count(), 2);
+    assert!(h
+        .out
+        .iter()
+        .any(|e| matches!(e, Effect::Send { to: Audience::One(p), event: Event::MeetingEnded } if *p == m)));
+    assert_eq!(
+        h.out.iter().filter(|e| matches!(e, Effect::Close { reason: LeaveReason::MeetingEnded, .. })).count(),
+        2
+    );
     assert!(h.out.contains(&Effect::Ended));
     assert!(h.room.is_ended() && h.room.is_empty());
     assert_eq!(h.join_as("x", Role::Member, Some("x")).unwrap_err().code, ErrorCode::MeetingEnded);

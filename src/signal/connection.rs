@@ -6,13 +6,9 @@
 //! event stream, and are not replayed on resume.
 
 use crate::app::AppState;
-use crate::meeting::actor::{
-    error_event, event_body, render_frame, resume_token_meeting, unavailable,
-};
+use crate::meeting::actor::{error_event, event_body, render_frame, resume_token_meeting, unavailable};
 use crate::meeting::{ActorMsg, CloseReason, ConnHandle, JoinFailure, Outbound, RoomHandle};
-use crate::protocol::{
-    ClientMessage, Command, ErrorCode, Event, ParticipantId, ProtocolError, Role,
-};
+use crate::protocol::{ClientMessage, Command, ErrorCode, Event, ParticipantId, ProtocolError, Role};
 use crate::room::participant::TokenBucket;
 use crate::room::MemberKey;
 use crate::store::MeetingRow;
@@ -29,11 +25,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub enum Credential {
     /// A verified join token for this member, meeting and role.
-    Join {
-        meeting: MeetingRow,
-        member: MemberKey,
-        role: Role,
-    },
+    Join { meeting: MeetingRow, member: MemberKey, role: Role },
     /// A resume token for a live meeting (the room verifies it).
     Resume { meeting: String },
 }
@@ -53,11 +45,7 @@ pub async fn run(socket: WebSocket, app: AppState, cred: Credential) {
     let (sink, stream) = socket.split();
     let (tx, rx) = mpsc::channel(app.config.limits.outbound_queue.max(1));
     let (kill_tx, kill_rx) = watch::channel(None);
-    let conn = ConnHandle {
-        id: app.next_conn_id(),
-        tx,
-        kill: Arc::new(kill_tx),
-    };
+    let conn = ConnHandle { id: app.next_conn_id(), tx, kill: Arc::new(kill_tx) };
     let writer_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(sink, rx, kill_rx, writer_done.clone()));
     let limits = &app.config.limits;
@@ -71,22 +59,13 @@ pub async fn run(socket: WebSocket, app: AppState, cred: Credential) {
     };
     reader.read_loop(stream, &writer_done).await;
     if let Some((participant_id, handle)) = reader.joined.take() {
-        let _ = handle
-            .tx
-            .send(ActorMsg::ConnectionClosed {
-                conn_id: conn.id,
-                participant_id,
-            })
-            .await;
+        let _ = handle.tx.send(ActorMsg::ConnectionClosed { conn_id: conn.id, participant_id }).await;
     }
     drop(reader);
     // The writer ends when the actor lets go of the queue, or after its close frame; if the
     // peer is gone it must not linger.
     let abort = writer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(5), writer)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
         abort.abort();
     }
     conn.kill.send_replace(Some(CloseReason::IDLE));
@@ -103,24 +82,15 @@ struct Reader {
 }
 
 impl Reader {
-    async fn read_loop(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        writer_done: &CancellationToken,
-    ) {
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, writer_done: &CancellationToken) {
         let limits = &self.app.config.limits;
         let idle = Duration::from_secs(limits.idle_timeout_seconds.max(1));
-        let join_deadline =
-            Instant::now() + Duration::from_secs(limits.join_timeout_seconds.max(1));
+        let join_deadline = Instant::now() + Duration::from_secs(limits.join_timeout_seconds.max(1));
         let mut last_frame = Instant::now();
         let shutdown = self.app.shutdown.clone();
         loop {
             let joined = self.joined.is_some();
-            let deadline = if joined {
-                last_frame + idle
-            } else {
-                join_deadline
-            };
+            let deadline = if joined { last_frame + idle } else { join_deadline };
             let next = tokio::select! {
                 biased;
                 _ = writer_done.cancelled() => break,
@@ -160,15 +130,10 @@ impl Reader {
     /// Sends a connection-level frame (seq 0); a full queue means the client is not reading.
     fn direct(&self, event: &Event, request_id: Option<&str>) {
         let frame = render_frame(0, request_id, &event_body(event));
-        if let Err(mpsc::error::TrySendError::Full(_)) = self
-            .conn
-            .tx
-            .try_send(Outbound::Frame(Utf8Bytes::from(frame)))
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.conn.tx.try_send(Outbound::Frame(Utf8Bytes::from(frame)))
         {
             self.app.metrics.slow_client_disconnects.inc();
-            self.conn
-                .kill
-                .send_replace(Some(CloseReason::SLOW_CONSUMER));
+            self.conn.kill.send_replace(Some(CloseReason::SLOW_CONSUMER));
         }
     }
 
@@ -182,21 +147,11 @@ impl Reader {
         let limits = &self.app.config.limits;
         let now = self.clock.elapsed().as_millis() as u64;
         let per_token_ms = 1000 / u64::from(limits.messages_per_second.max(1));
-        if !self.bucket.take(
-            limits.messages_per_second.saturating_mul(2).max(1),
-            per_token_ms.max(1),
-            now,
-        ) {
-            return self.direct_error(
-                ProtocolError::new(ErrorCode::RateLimited, "too many messages; slow down"),
-                None,
-            );
+        if !self.bucket.take(limits.messages_per_second.saturating_mul(2).max(1), per_token_ms.max(1), now) {
+            return self.direct_error(ProtocolError::new(ErrorCode::RateLimited, "too many messages; slow down"), None);
         }
         if text.len() > limits.max_message_bytes {
-            let msg = format!(
-                "a message can be at most {} bytes",
-                limits.max_message_bytes
-            );
+            let msg = format!("a message can be at most {} bytes", limits.max_message_bytes);
             return self.direct_error(ProtocolError::new(ErrorCode::MessageTooLarge, msg), None);
         }
         let msg = match ClientMessage::parse(text.as_str()) {
@@ -207,31 +162,17 @@ impl Reader {
         match (&self.joined, msg.command) {
             (_, Command::Ping) => self.direct(&Event::Pong, rid.as_deref()),
             (None, Command::Join { display_name }) => self.join(display_name, rid).await,
-            (
-                None,
-                Command::Resume {
-                    resume_token,
-                    last_seq,
-                },
-            ) => self.resume(resume_token, last_seq, rid).await,
+            (None, Command::Resume { resume_token, last_seq }) => self.resume(resume_token, last_seq, rid).await,
             (None, _) => self.direct_error(
                 ProtocolError::new(ErrorCode::NotJoined, "send `join` (or `resume`) first"),
                 rid.as_deref(),
             ),
             (Some(_), Command::Join { .. } | Command::Resume { .. }) => self.direct_error(
-                ProtocolError::new(
-                    ErrorCode::AlreadyJoined,
-                    "this connection has already joined",
-                ),
+                ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined"),
                 rid.as_deref(),
             ),
             (Some((from, handle)), command) => {
-                let msg = ActorMsg::Command {
-                    conn_id: self.conn.id,
-                    from: *from,
-                    command,
-                    request_id: rid,
-                };
+                let msg = ActorMsg::Command { conn_id: self.conn.id, from: *from, command, request_id: rid };
                 if handle.tx.send(msg).await.is_err() {
                     // The meeting stopped (ended or restarting); the client reconnects.
                     self.direct_error(unavailable(), None);
@@ -242,12 +183,7 @@ impl Reader {
     }
 
     async fn join(&mut self, display_name: Option<String>, rid: Option<Arc<str>>) {
-        let Credential::Join {
-            meeting,
-            member,
-            role,
-        } = &self.cred
-        else {
+        let Credential::Join { meeting, member, role } = &self.cred else {
             let e = ProtocolError::new(
                 ErrorCode::NotJoined,
                 "this connection was opened with a resume token; send `resume`",
@@ -281,12 +217,8 @@ impl Reader {
     }
 
     async fn resume(&mut self, resume_token: String, last_seq: u64, rid: Option<Arc<str>>) {
-        let invalid = || {
-            ProtocolError::new(
-                ErrorCode::InvalidResumeToken,
-                "that resume token is not valid here; join again",
-            )
-        };
+        let invalid =
+            || ProtocolError::new(ErrorCode::InvalidResumeToken, "that resume token is not valid here; join again");
         if resume_token_meeting(&resume_token).as_deref() != Some(self.cred.meeting_id()) {
             return self.direct_error(invalid(), rid.as_deref());
         }
@@ -294,13 +226,7 @@ impl Reader {
             return self.direct_error(invalid(), rid.as_deref());
         };
         let (reply, rx) = oneshot::channel();
-        let msg = ActorMsg::Resume {
-            conn: self.conn.clone(),
-            resume_token,
-            last_seq,
-            request_id: rid.clone(),
-            reply,
-        };
+        let msg = ActorMsg::Resume { conn: self.conn.clone(), resume_token, last_seq, request_id: rid.clone(), reply };
         if handle.tx.send(msg).await.is_err() {
             return self.direct_error(invalid(), rid.as_deref());
         }
@@ -319,16 +245,9 @@ async fn write_loop(
     done: CancellationToken,
 ) {
     async fn close(sink: &mut SplitSink<WebSocket, Message>, r: CloseReason) {
-        let frame = CloseFrame {
-            code: r.code,
-            reason: Utf8Bytes::from_static(r.reason),
-        };
+        let frame = CloseFrame { code: r.code, reason: Utf8Bytes::from_static(r.reason) };
         // Best effort: a client that is not reading may never take it.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            sink.send(Message::Close(Some(frame))),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
     }
     loop {
         let item = tokio::select! {

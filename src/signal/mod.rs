@@ -28,12 +28,7 @@ pub struct SignalQuery {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// The upgrade handler.
@@ -75,9 +70,7 @@ async fn authorize(app: &AppState, token: Option<&str>) -> Result<Credential, Ap
             "the server is restarting; try again shortly",
         ));
     }
-    let token = token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| token_error(join_token::TokenError::Missing))?;
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| token_error(join_token::TokenError::Missing))?;
     if let Some(meeting) = resume_token_meeting(token) {
         // A resume token: the live room checks it; here we only find the room.
         return match app.rooms.get(&meeting) {
@@ -90,86 +83,46 @@ async fn authorize(app: &AppState, token: Option<&str>) -> Result<Credential, Ap
         };
     }
     let (program, claims) =
-        join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds)
-            .map_err(token_error)?;
+        join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).map_err(token_error)?;
     let meeting = app
         .store
         .meeting(&claims.meeting)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "meeting_not_found",
-                "no such meeting",
-            )
-        })?;
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?;
     if !meeting.admits_program(&program.id) {
         return Err(token_error(join_token::TokenError::WrongMeeting));
     }
     if meeting.ended_at.is_some() {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            ErrorCode::MeetingEnded.as_str(),
-            "the meeting has ended",
-        ));
+        return Err(ApiError::new(StatusCode::GONE, ErrorCode::MeetingEnded.as_str(), "the meeting has ended"));
     }
-    let member = MemberKey {
-        program: program.id.clone(),
-        member_ref: claims.sub,
-    };
+    let member = MemberKey { program: program.id.clone(), member_ref: claims.sub };
     let role = claims.role.into();
     // Ask the meeting whether it would take this member now (capacity, lock, ban).
     for _ in 0..2 {
         let handle = app.rooms.get_or_spawn(&meeting);
         let (reply, rx) = oneshot::channel();
-        if handle
-            .tx
-            .send(ActorMsg::Precheck {
-                member: member.clone(),
-                role,
-                reply,
-            })
-            .await
-            .is_err()
-        {
+        if handle.tx.send(ActorMsg::Precheck { member: member.clone(), role, reply }).await.is_err() {
             continue; // the actor stopped just now; a fresh one is spawned on the next turn
         }
         match rx.await {
-            Ok(None) => {
-                return Ok(Credential::Join {
-                    meeting,
-                    member,
-                    role,
-                })
-            }
+            Ok(None) => return Ok(Credential::Join { meeting, member, role }),
             Ok(Some(refusal)) => {
                 let status = match refusal.code {
                     ErrorCode::Banned => StatusCode::FORBIDDEN,
                     ErrorCode::MeetingEnded => StatusCode::GONE,
                     _ => StatusCode::CONFLICT,
                 };
-                return Err(ApiError::new(
-                    status,
-                    refusal.code.as_str(),
-                    refusal.message,
-                ));
+                return Err(ApiError::new(status, refusal.code.as_str(), refusal.message));
             }
             Err(_) => continue,
         }
     }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the meeting is restarting; try again",
-    ))
+    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the meeting is restarting; try again"))
 }
 
 fn token_error(e: join_token::TokenError) -> ApiError {
-    let status = if e == join_token::TokenError::WrongMeeting {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::UNAUTHORIZED
-    };
+    let status =
+        if e == join_token::TokenError::WrongMeeting { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
     ApiError::new(status, e.code(), e.to_string())
 }

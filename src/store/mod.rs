@@ -92,18 +92,10 @@ impl Store {
             // SQLite takes one writer at a time; WAL lets readers go on meanwhile.
             opts.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     Ok(())
                 })
             })
@@ -151,11 +143,9 @@ impl Store {
 
     /// Every program.
     pub async fn programs(&self) -> Result<Vec<ProgramRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, token_alg, token_key, api_key_sha256 FROM programs ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT id, name, token_alg, token_key, api_key_sha256 FROM programs ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(ProgramRow {
@@ -173,10 +163,8 @@ impl Store {
 
     /// Creates a meeting; `Conflict` when the id is taken.
     pub async fn create_meeting(&self, m: &MeetingRow) -> Result<(), StoreError> {
-        let settings =
-            serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let shared = serde_json::to_string(&m.shared_with)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let settings = serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let shared = serde_json::to_string(&m.shared_with).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -209,10 +197,8 @@ impl Store {
             scheduled_start: r.try_get(3)?,
             scheduled_end: r.try_get(4)?,
             capacity: r.try_get(5)?,
-            settings: serde_json::from_str(&settings)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            shared_with: serde_json::from_str(&shared)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            settings: serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            shared_with: serde_json::from_str(&shared).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             created_at: r.try_get(8)?,
             ended_at: r.try_get(9)?,
         })
@@ -220,48 +206,30 @@ impl Store {
 
     /// A meeting that has not been deleted.
     pub async fn meeting(&self, id: &str) -> Result<Option<MeetingRow>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM meetings WHERE id = $1 AND deleted_at IS NULL",
-            Self::MEETING_COLUMNS
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let sql = format!("SELECT {} FROM meetings WHERE id = $1 AND deleted_at IS NULL", Self::MEETING_COLUMNS);
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::meeting_from_row).transpose()
     }
 
     /// A program's own meetings, newest first.
-    pub async fn meetings_of(
-        &self,
-        program: &str,
-        limit: i64,
-    ) -> Result<Vec<MeetingRow>, StoreError> {
+    pub async fn meetings_of(&self, program: &str, limit: i64) -> Result<Vec<MeetingRow>, StoreError> {
         let sql = format!(
             "SELECT {} FROM meetings WHERE program_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id LIMIT $2",
             Self::MEETING_COLUMNS
         );
-        let rows = sqlx::query(&sql)
-            .bind(program)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(program).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(Self::meeting_from_row).collect()
     }
 
     /// Marks a meeting deleted (it stays in the database for its audit log). False if not found.
-    pub async fn delete_meeting(
-        &self,
-        program: &str,
-        id: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE meetings SET deleted_at = $1 WHERE id = $2 AND program_id = $3 AND deleted_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .bind(program)
-            .execute(&self.pool)
-            .await?;
+    pub async fn delete_meeting(&self, program: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("UPDATE meetings SET deleted_at = $1 WHERE id = $2 AND program_id = $3 AND deleted_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .bind(program)
+                .execute(&self.pool)
+                .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -278,12 +246,7 @@ impl Store {
     // ---- bans ----
 
     /// Bans a member reference from a meeting.
-    pub async fn add_ban(
-        &self,
-        meeting: &str,
-        member: &MemberKey,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn add_ban(&self, meeting: &str, member: &MemberKey, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO bans (meeting_id, program_id, member_ref, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (meeting_id, program_id, member_ref) DO NOTHING",
@@ -303,14 +266,7 @@ impl Store {
             .bind(meeting)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MemberKey {
-                    program: r.try_get(0)?,
-                    member_ref: r.try_get(1)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| Ok(MemberKey { program: r.try_get(0)?, member_ref: r.try_get(1)? })).collect()
     }
 
     // ---- audit log ----

@@ -18,9 +18,19 @@ async fn meetings_are_created_listed_read_and_deleted_by_their_program() {
     assert_eq!(created["capacity"], 12);
     assert_eq!(created["status"], "scheduled");
     assert_eq!(created["settings"]["share_seconds"], 180);
-    let got: Value = app.http.get(app.url(&format!("/v1/meetings/{id}"))).bearer_auth(BETA_KEY).send().await.unwrap().json().await.unwrap();
+    let got: Value = app
+        .http
+        .get(app.url(&format!("/v1/meetings/{id}")))
+        .bearer_auth(BETA_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["title"], "Thursday IOP");
-    let list: Vec<Value> = app.http.get(app.url("/v1/meetings")).bearer_auth(BETA_KEY).send().await.unwrap().json().await.unwrap();
+    let list: Vec<Value> =
+        app.http.get(app.url("/v1/meetings")).bearer_auth(BETA_KEY).send().await.unwrap().json().await.unwrap();
     assert_eq!(list.len(), 1, "beta sees only its own meeting");
     let r = app.http.delete(app.url(&format!("/v1/meetings/{id}"))).bearer_auth(BETA_KEY).send().await.unwrap();
     assert_eq!(r.status(), 204);
@@ -41,7 +51,8 @@ async fn one_program_cannot_read_or_delete_anothers_meetings() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "not_found");
     }
-    let list: Vec<Value> = app.http.get(app.url("/v1/meetings")).bearer_auth(BETA_KEY).send().await.unwrap().json().await.unwrap();
+    let list: Vec<Value> =
+        app.http.get(app.url("/v1/meetings")).bearer_auth(BETA_KEY).send().await.unwrap().json().await.unwrap();
     assert!(list.is_empty());
     // Alpha's meeting is untouched.
     let r = app.http.get(app.url("/v1/meetings/open")).bearer_auth(ALPHA_KEY).send().await.unwrap();
@@ -66,7 +77,10 @@ async fn invalid_meeting_requests_say_what_is_wrong() {
         (json!({"title": "x", "capacity": 0}), 422),
         (json!({"title": "x", "id": "has space"}), 422),
         (json!({"title": "x", "settings": {"share_seconds": 10, "share_warning_seconds": 30}}), 422),
-        (json!({"title": "x", "scheduled_start": "2026-12-03T19:00:00Z", "scheduled_end": "2026-12-03T18:00:00Z"}), 422),
+        (
+            json!({"title": "x", "scheduled_start": "2026-12-03T19:00:00Z", "scheduled_end": "2026-12-03T18:00:00Z"}),
+            422,
+        ),
         (json!({"title": "x", "colour": "blue"}), 422),
         (json!({"title": "x", "shared_with": ["nobody"]}), 422),
         (json!({"title": "x", "id": "open"}), 409),

@@ -8,7 +8,12 @@ use serde_json::json;
 #[tokio::test]
 async fn nothing_a_member_receives_identifies_anyone_else() {
     let app = spawn_app().await;
-    let refs = [("alpha-fac-REF-1181", ALPHA), ("alpha-mem-REF-2292", ALPHA), ("beta-mem-REF-3303", BETA), ("beta-mem-REF-4414", BETA)];
+    let refs = [
+        ("alpha-fac-REF-1181", ALPHA),
+        ("alpha-mem-REF-2292", ALPHA),
+        ("beta-mem-REF-3303", BETA),
+        ("beta-mem-REF-4414", BETA),
+    ];
     let tokens: Vec<String> = refs
         .iter()
         .enumerate()
@@ -32,7 +37,8 @@ async fn nothing_a_member_receives_identifies_anyone_else() {
     clients[0].request(json!({"type": "mute", "participant_id": p2})).await;
     let p1 = clients[1].pid.clone().unwrap();
     clients[0].request(json!({"type": "give_floor", "participant_id": p1})).await;
-    clients[3].request(json!({"type": "leave"})).await;
+    clients[3].send(json!({"type": "leave"})).await;
+    assert_eq!(clients[3].closed().await, Some(1000));
     // Barrier: everyone still connected makes a request, so they hold everything sent before it.
     for c in clients.iter_mut().take(3) {
         c.request(json!({"type": "ping"})).await;

@@ -17,7 +17,8 @@ async fn joining_receives_welcome_snapshot_with_resume_token() {
     assert_eq!(welcome["meeting"]["id"], "open");
     assert_eq!(welcome["meeting"]["title"], "Open group");
     assert!(welcome["resume_token"].as_str().unwrap().starts_with("hvr."));
-    let names: Vec<&str> = welcome["participants"].as_array().unwrap().iter().map(|p| p["display_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        welcome["participants"].as_array().unwrap().iter().map(|p| p["display_name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["Facil", "Sam"]);
     assert!(welcome["participant_id"].as_str().unwrap().starts_with('p'));
 }
@@ -44,7 +45,9 @@ async fn a_dropped_socket_is_held_then_reported_as_disconnected() {
     let (m, _) = app.join(ALPHA, "open", "mem-1", Member, "Sam").await;
     let pid = m.pid.clone().unwrap();
     drop(m);
-    let upd = f.recv_until(|v| v["type"] == "participant_updated" && v["participant"]["participant_id"] == pid.as_str()).await;
+    let upd = f
+        .recv_until(|v| v["type"] == "participant_updated" && v["participant"]["participant_id"] == pid.as_str())
+        .await;
     assert_eq!(upd["participant"]["connected"], false, "seat held, shown as disconnected");
 }
 
@@ -111,7 +114,11 @@ async fn unknown_meeting_and_full_meeting_are_refused_before_the_upgrade() {
     let err = Client::connect(app.addr, &app.token(ALPHA, "no-such-meeting", "m", Member)).await.err().unwrap();
     assert_eq!(err.0, 404);
     assert_eq!(err.1["code"], "meeting_not_found");
-    app.create_meeting(ALPHA_KEY, json!({"id": "tiny", "title": "Tiny", "capacity": 1, "settings": {"waiting_room": false}})).await;
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "tiny", "title": "Tiny", "capacity": 1, "settings": {"waiting_room": false}}),
+    )
+    .await;
     let (_a, _) = app.join(ALPHA, "tiny", "a", Member, "A").await;
     let err = Client::connect(app.addr, &app.token(ALPHA, "tiny", "b", Member)).await.err().unwrap();
     assert_eq!(err.0, 409);

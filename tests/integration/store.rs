@@ -10,7 +10,8 @@ pub async fn fresh_postgres() -> String {
     use sqlx::Connection;
     let admin = std::env::var("HAVEN_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let name = format!("haven_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL must be running on 127.0.0.1:5432 (see README)");
+    let mut conn =
+        sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL must be running on 127.0.0.1:5432 (see README)");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     format!("{base}/{name}")
@@ -98,7 +99,15 @@ async fn a_whole_meeting_runs_on_postgres() {
     let (mut f, _) = app.join(ALPHA, "open", "fac", haven::auth::join_token::TokenRole::Facilitator, "Facil").await;
     f.request(serde_json::json!({"type": "lock"})).await;
     app.server.as_ref().unwrap().app.flush_store().await;
-    let log: Vec<serde_json::Value> =
-        app.http.get(app.url("/v1/meetings/open/audit")).bearer_auth(ALPHA_KEY).send().await.unwrap().json().await.unwrap();
+    let log: Vec<serde_json::Value> = app
+        .http
+        .get(app.url("/v1/meetings/open/audit"))
+        .bearer_auth(ALPHA_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(log[0]["action"], "lock");
 }

@@ -53,11 +53,8 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a server with the four test programs; `tweak` adjusts the configuration first.
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
+    let mut config =
+        Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_path_buf(), ..Default::default() };
     config.programs = vec![
         program(ALPHA, TokenAlg::HS256, ALPHA_SECRET.into(), ALPHA_KEY),
         program(BETA, TokenAlg::HS256, BETA_SECRET.into(), BETA_KEY),
@@ -69,9 +66,14 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let app = TestApp { addr: server.addr, server: Some(server), _dir: dir, http: reqwest::Client::new() };
     // Meetings every test can use: `open` (no waiting room) and `lobby` (waiting room), both
     // alpha's; `shared` is alpha's and shared with beta.
-    app.create_meeting(ALPHA_KEY, json!({"id": "open", "title": "Open group", "settings": {"waiting_room": false}})).await;
+    app.create_meeting(ALPHA_KEY, json!({"id": "open", "title": "Open group", "settings": {"waiting_room": false}}))
+        .await;
     app.create_meeting(ALPHA_KEY, json!({"id": "lobby", "title": "Lobby group"})).await;
-    app.create_meeting(ALPHA_KEY, json!({"id": "shared", "title": "Shared group", "shared_with": [BETA], "settings": {"waiting_room": false}})).await;
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "shared", "title": "Shared group", "shared_with": [BETA], "settings": {"waiting_room": false}}),
+    )
+    .await;
     app
 }
 
@@ -97,7 +99,14 @@ impl TestApp {
     }
 
     /// Connects and joins; returns the client and its `welcome` (or `waiting`).
-    pub async fn join(&self, program: &str, meeting: &str, member: &str, role: TokenRole, name: &str) -> (Client, Value) {
+    pub async fn join(
+        &self,
+        program: &str,
+        meeting: &str,
+        member: &str,
+        role: TokenRole,
+        name: &str,
+    ) -> (Client, Value) {
         let mut c = self.connect(&self.token(program, meeting, member, role)).await;
         c.send(json!({"type": "join", "display_name": name})).await;
         let first = c.recv().await;
@@ -113,7 +122,12 @@ impl TestApp {
 
 pub fn sign_hs(program: &str, claims: &JoinClaims) -> String {
     let secret = if program == BETA { BETA_SECRET } else { ALPHA_SECRET };
-    jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 /// A WebSocket client that keeps every frame it received (for privacy scans).
@@ -136,7 +150,11 @@ impl Client {
             Ok((ws, _)) => Ok(Client { ws, pid: None, seen: Vec::new(), last_seq: 0, next_id: 0 }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let status = resp.status().as_u16();
-                let body = resp.body().as_ref().map(|b| serde_json::from_slice(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                    .unwrap_or(Value::Null);
                 Err((status, body))
             }
             Err(e) => panic!("websocket connect failed: {e}"),

@@ -20,7 +20,12 @@ async fn each_bad_token_is_refused_with_its_own_code() {
     let good = claims_for(ALPHA, "open", "m1", TokenRole::Member, 600);
 
     // Signed with the wrong secret.
-    let forged = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &good, &EncodingKey::from_secret(b"not-the-secret-not-the-secret-xx")).unwrap();
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &good,
+        &EncodingKey::from_secret(b"not-the-secret-not-the-secret-xx"),
+    )
+    .unwrap();
     assert_eq!(refused(&app, &forged).await, (401, "token_bad_signature".into()));
 
     // Expired beyond the leeway.
@@ -49,13 +54,21 @@ async fn each_bad_token_is_refused_with_its_own_code() {
     assert_eq!(refused(&app, &sign_hs(BETA, &c)).await, (403, "token_wrong_meeting".into()));
 
     // alg: none.
-    let none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&serde_json::to_value(&good).unwrap()));
+    let none = format!(
+        "{}.{}.",
+        b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(&serde_json::to_value(&good).unwrap())
+    );
     assert_eq!(refused(&app, &none).await, (401, "token_alg_none".into()));
 
     // HS/RS confusion: an HS256 token "signed" with the RS256 program's public key.
     let c = claims_for(RS, "open", "r1", TokenRole::Member, 600);
-    let confused =
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(fixture("rsa_public.pem").as_bytes())).unwrap();
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(fixture("rsa_public.pem").as_bytes()),
+    )
+    .unwrap();
     assert_eq!(refused(&app, &confused).await, (401, "token_wrong_algorithm".into()));
 
     // Missing and malformed.
@@ -75,8 +88,16 @@ async fn each_bad_token_is_refused_with_its_own_code() {
 #[tokio::test]
 async fn asymmetric_programs_verify_with_their_public_keys() {
     let app = spawn_app().await;
-    app.create_meeting(ED_KEY, serde_json::json!({"id": "ed-meeting", "title": "Ed", "settings": {"waiting_room": false}})).await;
-    app.create_meeting(RS_KEY, serde_json::json!({"id": "rs-meeting", "title": "Rs", "settings": {"waiting_room": false}})).await;
+    app.create_meeting(
+        ED_KEY,
+        serde_json::json!({"id": "ed-meeting", "title": "Ed", "settings": {"waiting_room": false}}),
+    )
+    .await;
+    app.create_meeting(
+        RS_KEY,
+        serde_json::json!({"id": "rs-meeting", "title": "Rs", "settings": {"waiting_room": false}}),
+    )
+    .await;
     let ed = jsonwebtoken::encode(
         &Header::new(Algorithm::EdDSA),
         &claims_for(ED, "ed-meeting", "e1", TokenRole::Member, 600),
