@@ -471,6 +471,9 @@ pub enum ShareEndReason {
 }
 
 /// What the server tells a client.
+// `Welcome` is large, but events are built once per fan-out and serialised straight away; boxing
+// it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {

@@ -118,6 +118,8 @@ pub struct AuditEntry {
 }
 
 /// What the actor must do.
+// Effects live in one reused buffer per actor, so the size of the largest (a `welcome`) costs nothing per input.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Send {

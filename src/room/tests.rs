@@ -104,7 +104,7 @@ impl H {
                     self.timers.remove(0);
                     self.now = at.max(self.now);
                     let _ = self.run(Input::Timer(t));
-                    all.extend(self.out.drain(..));
+                    all.append(&mut self.out);
                 }
                 _ => break,
             }
@@ -741,15 +741,15 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         17 => Command::Rename { participant_id: pid, display_name: format!("N{n}") },
         18 => Command::Lock,
         19 => Command::Unlock,
-        20 => Command::SetChat { enabled: n % 2 == 0 },
+        20 => Command::SetChat { enabled: n.is_multiple_of(2) },
         21 => Command::DeleteChat { message_id: u64::from(n % 5) },
         22 => Command::EndMeeting,
         23 => Command::UpdateSettings {
             waiting_room: None,
-            floor_control: Some(n % 2 == 0),
+            floor_control: Some(n.is_multiple_of(2)),
             share_seconds: Some(n % 4 * 60),
             share_warning_seconds: Some(n % 3 * 15),
-            share_end: Some(if n % 5 == 0 { ShareEnd::Hard } else { ShareEnd::Soft }),
+            share_end: Some(if n.is_multiple_of(5) { ShareEnd::Hard } else { ShareEnd::Soft }),
             video: None,
         },
         24 => Command::Promote {

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub enum Credential {
     /// A verified join token for this member, meeting and role.
-    Join { meeting: MeetingRow, member: MemberKey, role: Role },
+    Join { meeting: Box<MeetingRow>, member: MemberKey, role: Role },
     /// A resume token for a live meeting (the room verifies it).
     Resume { meeting: String },
 }

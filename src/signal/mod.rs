@@ -106,7 +106,7 @@ async fn authorize(app: &AppState, token: Option<&str>) -> Result<Credential, Ap
             continue; // the actor stopped just now; a fresh one is spawned on the next turn
         }
         match rx.await {
-            Ok(None) => return Ok(Credential::Join { meeting, member, role }),
+            Ok(None) => return Ok(Credential::Join { meeting: Box::new(meeting), member, role }),
             Ok(Some(refusal)) => {
                 let status = match refusal.code {
                     ErrorCode::Banned => StatusCode::FORBIDDEN,
