@@ -193,3 +193,56 @@ impl Config {
         self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn file_then_environment_then_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "haven.toml",
+                r#"
+                listen = "0.0.0.0:9000"
+                [[programs]]
+                id = "p1"
+                name = "P one"
+                token_alg = "HS256"
+                token_key = "0123456789abcdef0123456789abcdef"
+                api_key_sha256 = "00"
+                [limits]
+                capacity = 12
+                "#,
+            )?;
+            jail.set_env("HAVEN_LIMITS__CAPACITY", "30");
+            jail.set_env("DATABASE_URL", "postgres://x@y/z");
+            let c = Config::load(Some(std::path::Path::new("haven.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.limits.capacity, 30, "environment overrides the file");
+            assert_eq!(c.limits.outbound_queue, 256, "defaults fill the rest");
+            assert_eq!(c.database_url(), "postgres://x@y/z");
+            assert_eq!(c.programs[0].token_key.expose_secret(), "0123456789abcdef0123456789abcdef");
+            assert!(!format!("{:?}", c.programs[0]).contains("0123456789abcdef"), "secrets never print");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("haven.toml", "lissen = \"0.0.0.0:1\"")?;
+            assert!(Config::load(Some(std::path::Path::new("haven.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn example_configuration_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/haven.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let c: Config = toml::from_str(&text).unwrap();
+        assert_eq!(c.programs[0].token_alg, TokenAlg::EdDSA);
+    }
+}
