@@ -29,6 +29,8 @@ pub struct AppInner {
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     pub store_tx: mpsc::Sender<StoreWrite>,
+    /// The server's certificate keys.
+    pub keyring: crate::attendance::certificate::Keyring,
     next_conn: AtomicU64,
 }
 
@@ -66,6 +68,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("configuration: {0}")]
     Program(#[from] auth::ProgramError),
+    #[error("server keys: {0}")]
+    Keyring(#[from] crate::attendance::certificate::KeyringError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
 }
@@ -118,6 +122,12 @@ async fn bootstrap_demo(store: &Store) -> Result<Option<Demo>, StartError> {
         shared_with: Vec::new(),
         created_at: now_ms(),
         ended_at: None,
+        // One minute present earns the demo's certificate, so it can be tried in a short visit.
+        credit_policy: Some(crate::attendance::credit::CreditPolicy {
+            min_minutes: Some(1),
+            min_share_percent: None,
+            max_gap_seconds: 120,
+        }),
     };
     match store.create_meeting(&meeting).await {
         Ok(()) | Err(crate::store::StoreError::Conflict) => {}
@@ -147,11 +157,28 @@ pub async fn open_store(config: &Config) -> Result<(Store, Option<Demo>), StartE
     Ok((store, demo))
 }
 
+/// Purges attendance older than `days`, hourly, and logs how much went.
+async fn retention(app: AppState, days: u32) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let before = now_ms() - i64::from(days) * 86_400_000;
+        match app.store.purge_attendance(before).await {
+            Ok(n) => tracing::info!(rows = n, days, "attendance retention purge"),
+            Err(e) => tracing::error!(error = %e, "attendance retention purge failed"),
+        }
+    }
+}
+
 impl Server {
     /// Starts the server: store, programs, listener. Returns once it accepts connections.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let (store, demo) = open_store(&config).await?;
         let programs = Programs::from_rows(&store.programs().await?)?;
+        let keyring = crate::attendance::certificate::Keyring::load_or_create(&store, now_ms()).await?;
         let metrics = Arc::new(Metrics::new());
         let store_tx = store_writer::spawn(store.clone());
         let limits = &config.limits;
@@ -167,7 +194,11 @@ impl Server {
                 chat_refill_ms: limits.chat_refill_ms,
                 support_max_chars: 500,
             },
-            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
+            actor: ActorConfig {
+                replay_events: limits.replay_events,
+                idle_stop_ms: 60_000,
+                heartbeat_ms: limits.heartbeat_seconds.max(1) * 1000,
+            },
         });
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
@@ -181,8 +212,12 @@ impl Server {
             metrics,
             shutdown: shutdown.clone(),
             store_tx,
+            keyring,
             next_conn: AtomicU64::new(1),
         }));
+        if let Some(days) = app.config.attendance_retention_days {
+            tokio::spawn(retention(app.clone(), days));
+        }
         let router = crate::api::router(app.clone()).layer(
             tower_http::trace::TraceLayer::new_for_http()
                 // The path only: the query may hold a join token, which never goes into a log.

@@ -56,8 +56,33 @@ pub enum Cmd {
     },
     /// Generate a program API key and print it with the hash to put in the configuration.
     ApiKey,
+    /// Export a program's attendance (the same data as GET /v1/attendance).
+    Export {
+        #[arg(long)]
+        program: String,
+        /// From this date (YYYY-MM-DD) or RFC 3339 time, inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// To this date (inclusive) or RFC 3339 time (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Make a new certificate signing key; older keys keep verifying (restart the server to use it).
+    RotateKey,
     /// Print the protocol's JSON Schema (the content of proto/schema.json).
     Schema,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
 }
 
 fn load_config(cli: &Cli) -> Result<Config, String> {
@@ -93,6 +118,10 @@ pub async fn main() -> ExitCode {
             println!("Give the key to the program; put only the hash in the configuration.");
             Ok(())
         }
+        Some(Cmd::Export { program, from, to, format, out }) => {
+            export(&cli, program, from.as_deref(), to.as_deref(), *format, out.as_deref()).await
+        }
+        Some(Cmd::RotateKey) => rotate_key(&cli).await,
         Some(Cmd::Schema) => {
             print!("{}", crate::protocol::schema::protocol_schema_text());
             Ok(())
@@ -195,5 +224,42 @@ async fn token(
     let claims = join_token::claims_for(program, meeting, member, role, ttl);
     let token = join_token::mint(p, &claims, pem.as_deref()).map_err(|e| e.to_string())?;
     println!("{token}");
+    Ok(())
+}
+
+async fn export(
+    cli: &Cli,
+    program: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    format: ExportFormat,
+    out: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use crate::attendance::{self, Filter};
+    let config = load_config(cli)?;
+    let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    let parse = |s: Option<&str>, end: bool, default: i64| match s {
+        Some(s) => attendance::parse_time(s, end).ok_or_else(|| format!("`{s}`: use YYYY-MM-DD or RFC 3339")),
+        None => Ok(default),
+    };
+    let f = Filter { meeting: None, member: None, from: parse(from, false, 0)?, to: parse(to, true, i64::MAX)? };
+    let rows = attendance::export(&store, program, &f).await.map_err(|e| e.to_string())?;
+    let text = match format {
+        ExportFormat::Csv => attendance::to_csv(&rows).map_err(|e| e.to_string())?,
+        ExportFormat::Json => serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())? + "\n",
+    };
+    match out {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+async fn rotate_key(cli: &Cli) -> Result<(), String> {
+    let config = load_config(cli)?;
+    let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    let key = crate::attendance::certificate::generate_key(chrono::Utc::now().timestamp_millis());
+    store.rotate_key(&key).await.map_err(|e| e.to_string())?;
+    println!("new signing key {}; earlier keys stay published and keep verifying", key.kid);
     Ok(())
 }

@@ -63,6 +63,9 @@ pub struct ProgramConfig {
     /// SHA-256 (hex) of the program's API key; the key itself is never stored.
     /// `haven api-key` makes a key and prints its hash.
     pub api_key_sha256: String,
+    /// The credit policy of this program's meetings when a meeting does not set one.
+    #[serde(default)]
+    pub default_credit_policy: Option<crate::attendance::credit::CreditPolicy>,
 }
 
 fn ser_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -151,6 +154,8 @@ pub struct Config {
     /// Programs. When none are configured and none are stored, a demo program is created.
     pub programs: Vec<ProgramConfig>,
     pub limits: Limits,
+    /// Attendance older than this many days is purged (hourly). `None` keeps it forever.
+    pub attendance_retention_days: Option<u32>,
 }
 
 impl Default for Config {
@@ -163,6 +168,7 @@ impl Default for Config {
             log_format: LogFormat::Human,
             programs: Vec::new(),
             limits: Limits::default(),
+            attendance_retention_days: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod app;
+pub mod attendance;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod protocol;
 pub mod room;
 pub mod signal;
 pub mod store;
+pub mod web;
 
 pub use app::Server;
 pub use config::Config;

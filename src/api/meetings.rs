@@ -5,6 +5,7 @@
 use super::error::{ApiError, ErrorBody};
 use super::ProgramAuth;
 use crate::app::AppState;
+use crate::attendance::credit::CreditPolicy;
 use crate::meeting::ActorMsg;
 use crate::protocol::MeetingSettings;
 use crate::store::{AuditRow, MeetingRow, StoreError};
@@ -31,6 +32,8 @@ pub struct CreateMeeting {
     /// Other programs whose members may join (their members stay theirs: each program sees only its own).
     #[serde(default)]
     pub shared_with: Vec<String>,
+    /// How attendance earns credit (default: three quarters of the scheduled time).
+    pub credit_policy: Option<CreditPolicy>,
 }
 
 /// A meeting as the API shows it.
@@ -48,6 +51,7 @@ pub struct MeetingResponse {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+    pub credit_policy: CreditPolicy,
 }
 
 fn ts(ms: i64) -> DateTime<Utc> {
@@ -74,6 +78,7 @@ fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
         title: m.title,
         settings: m.settings,
         shared_with: m.shared_with,
+        credit_policy: m.credit_policy.unwrap_or_default(),
     }
 }
 
@@ -116,6 +121,9 @@ pub async fn create(
     }
     let settings = req.settings.unwrap_or_default();
     settings.validate().map_err(|m| ApiError::bad_request(format!("settings: {m}")))?;
+    if let Some(p) = &req.credit_policy {
+        p.validate().map_err(|m| ApiError::bad_request(format!("credit_policy: {m}")))?;
+    }
     for p in &req.shared_with {
         if app.programs.get(p).is_none() {
             return Err(ApiError::bad_request(format!("shared_with: unknown program `{p}`")));
@@ -132,6 +140,9 @@ pub async fn create(
         shared_with: req.shared_with,
         created_at: now_ms(),
         ended_at: None,
+        credit_policy: req.credit_policy.or_else(|| {
+            app.config.programs.iter().find(|p| p.id == program.id).and_then(|p| p.default_credit_policy.clone())
+        }),
     };
     match app.store.create_meeting(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),

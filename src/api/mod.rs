@@ -1,5 +1,6 @@
 //! The HTTP API: meetings for programs (by API key), health, metrics, OpenAPI, and the router.
 
+pub mod attendance;
 pub mod error;
 pub mod meetings;
 
@@ -45,8 +46,11 @@ impl FromRequestParts<AppState> for ProgramAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Haven API", description = "Meetings for programs. Authenticate with the program's API key as a bearer token."),
-    paths(meetings::create, meetings::list, meetings::get_one, meetings::delete, meetings::audit),
-    components(schemas(meetings::CreateMeeting, meetings::MeetingResponse, error::ErrorBody, crate::store::AuditRow, crate::protocol::MeetingSettings)),
+    paths(meetings::create, meetings::list, meetings::get_one, meetings::delete, meetings::audit,
+        attendance::export, attendance::certificate, attendance::verify, attendance::jwks),
+    components(schemas(meetings::CreateMeeting, meetings::MeetingResponse, error::ErrorBody, crate::store::AuditRow,
+        crate::protocol::MeetingSettings, crate::attendance::AttendanceRow, crate::attendance::credit::CreditPolicy,
+        attendance::CertificateResponse, attendance::VerifyRequest, attendance::VerifyResponse)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -99,6 +103,11 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/meetings", get(meetings::list).post(meetings::create))
         .route("/v1/meetings/{id}", get(meetings::get_one).delete(meetings::delete))
         .route("/v1/meetings/{id}/audit", get(meetings::audit))
+        .route("/v1/attendance", get(attendance::export))
+        .route("/v1/attendance/{id}/certificate", get(attendance::certificate))
+        .route("/v1/certificates/verify", axum::routing::post(attendance::verify))
+        .route("/.well-known/jwks.json", get(attendance::jwks))
         .route("/v1/signal", get(crate::signal::upgrade))
+        .fallback(crate::web::serve)
         .with_state(app)
 }

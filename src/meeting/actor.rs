@@ -8,9 +8,11 @@
 
 use super::registry::Rooms;
 use super::store_writer::StoreWrite;
+use crate::attendance::credit::Kind;
 use crate::metrics::Metrics;
 use crate::protocol::{Command, ErrorCode, Event, LeaveReason, ParticipantId, ProtocolError, Role};
 use crate::room::{Audience, Effect, Input, MemberKey, Millis, Outcome, Presence, Room, Timer};
+use crate::store::PresenceRow;
 use axum::extract::ws::Utf8Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -145,6 +147,8 @@ struct Session {
 #[derive(Debug, Clone)]
 pub struct ActorConfig {
     pub replay_events: usize,
+    /// How often a meeting with people present records that it is alive.
+    pub heartbeat_ms: u64,
     /// How long an empty meeting keeps its actor.
     pub idle_stop_ms: u64,
 }
@@ -301,13 +305,11 @@ impl Actor {
     pub(super) async fn run(mut self) {
         self.metrics.live_meetings.inc();
         let mut empty_since: Option<Millis> = None;
+        let mut next_heartbeat = self.clock.now() + self.config.heartbeat_ms;
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let idle_deadline = empty_since.map(|t| t + self.config.idle_stop_ms);
-            let wake = match (next_timer, idle_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = [next_timer, idle_deadline, Some(next_heartbeat)].into_iter().flatten().min();
             let sleep = tokio::time::sleep_until(
                 wake.map(|w| self.clock.instant_at(w))
                     .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600)),
@@ -330,6 +332,12 @@ impl Actor {
                         self.timers.pop();
                         self.input(Input::Timer(timer), None);
                     }
+                    if now >= next_heartbeat {
+                        next_heartbeat = now + self.config.heartbeat_ms;
+                        if self.room.participants().iter().any(|p| p.admitted) {
+                            self.writes.push(StoreWrite::Heartbeat { meeting: self.room.id().to_string(), at: now as i64 });
+                        }
+                    }
                     if empty_since.is_some_and(|t| now >= t + self.config.idle_stop_ms) && self.room.is_empty() {
                         break;
                     }
@@ -351,8 +359,19 @@ impl Actor {
     /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
     async fn stop(mut self) {
         if self.ended {
-            // Committed before the actor leaves the registry, so no new actor can start for an
-            // ended meeting in between.
+            // Every presence record is committed before the results are computed from them.
+            self.finish_writes().await;
+            let (done, wait) = oneshot::channel();
+            if self.store_tx.send(StoreWrite::Flush(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+            if let Err(e) = crate::attendance::finalize(&self.store, self.room.id(), self.clock.now() as i64).await {
+                tracing::error!(meeting = %self.room.id(), error = %e, "cannot finalize attendance; exports show live figures");
+            }
+        }
+        if self.ended {
+            // Committed after the results and before the actor leaves the registry: an ended
+            // meeting always has final results, and no new actor can start for it in between.
             let at = self.clock.now() as i64;
             for attempt in 0..5u64 {
                 match self.store.end_meeting(self.room.id(), at).await {
@@ -596,13 +615,29 @@ impl Actor {
                         }
                     }
                 }
-                Effect::Presence { change: Presence::Admitted, .. } => {
-                    self.metrics.participants.inc();
+                Effect::Presence { participant_id, member, change, at } => {
+                    let (kind, reason) = match change {
+                        Presence::Admitted => {
+                            self.metrics.participants.inc();
+                            (Kind::Admitted, None)
+                        }
+                        Presence::Left(r) => {
+                            self.metrics.participants.dec();
+                            (Kind::Left, Some(r.as_str().to_string()))
+                        }
+                        Presence::Disconnected => (Kind::Disconnected, None),
+                        Presence::Resumed => (Kind::Resumed, None),
+                    };
+                    self.writes.push(StoreWrite::Presence(PresenceRow {
+                        meeting_id: self.room.id().to_string(),
+                        program_id: member.program,
+                        member_ref: member.member_ref,
+                        participant_id: participant_id.to_string(),
+                        kind,
+                        reason,
+                        at: at as i64,
+                    }));
                 }
-                Effect::Presence { change: Presence::Left(_), .. } => {
-                    self.metrics.participants.dec();
-                }
-                Effect::Presence { .. } => {}
                 Effect::Audit(entry) => {
                     self.writes.push(StoreWrite::Audit { meeting: self.room.id().to_string(), entry });
                 }

@@ -1,8 +1,10 @@
-//! Writes what room actors record (audit entries, bans) without making any actor
-//! wait on the database: actors hand records to a bounded queue; one task writes them in batches.
+//! Writes what room actors record (presence for the attendance ledger, heartbeats, audit entries,
+//! bans) without making any actor wait on the database: actors hand records to a bounded queue;
+//! one task commits them in batches, each batch as soon as it is taken (well within a second).
+//! When the queue is full, actors wait: admission slows down, records are never dropped.
 
 use crate::room::{AuditEntry, MemberKey};
-use crate::store::Store;
+use crate::store::{PresenceRow, Store};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -16,6 +18,11 @@ pub enum StoreWrite {
     Ban {
         meeting: String,
         member: MemberKey,
+        at: i64,
+    },
+    Presence(PresenceRow),
+    Heartbeat {
+        meeting: String,
         at: i64,
     },
     /// Replies once everything queued before it is written (for shutdown and tests).
@@ -32,6 +39,8 @@ pub fn spawn(store: Store) -> mpsc::Sender<StoreWrite> {
         let mut batch = Vec::with_capacity(128);
         while rx.recv_many(&mut batch, 128).await > 0 {
             let mut audits = Vec::new();
+            let mut presence = Vec::new();
+            let mut heartbeats: Vec<(String, i64)> = Vec::new();
             let mut flushes = Vec::new();
             for w in batch.drain(..) {
                 match w {
@@ -39,8 +48,19 @@ pub fn spawn(store: Store) -> mpsc::Sender<StoreWrite> {
                     StoreWrite::Ban { meeting, member, at } => {
                         retry("ban", || store.add_ban(&meeting, &member, at)).await;
                     }
+                    StoreWrite::Presence(row) => presence.push(row),
+                    StoreWrite::Heartbeat { meeting, at } => match heartbeats.iter_mut().find(|(m, _)| *m == meeting) {
+                        Some(h) => h.1 = h.1.max(at),
+                        None => heartbeats.push((meeting, at)),
+                    },
                     StoreWrite::Flush(done) => flushes.push(done),
                 }
+            }
+            if !presence.is_empty() {
+                retry("attendance ledger", || store.append_presence(&presence)).await;
+            }
+            for (meeting, at) in &heartbeats {
+                retry("heartbeat", || store.heartbeat(meeting, *at)).await;
             }
             if !audits.is_empty() {
                 retry("audit log", || store.append_audit(&audits)).await;

@@ -84,6 +84,8 @@ pub enum ErrorCode {
     InvalidSettings,
     /// The value given is already in effect (mute an already muted participant's lock, lock a locked meeting).
     NoChange,
+    /// No certificate: the meeting has not ended, or the attendance was not credited.
+    CertificateUnavailable,
     /// The server is shutting down or overloaded; try again shortly.
     Unavailable,
     /// An unexpected server-side failure; nothing the client did.
@@ -131,6 +133,7 @@ impl ErrorCode {
             ErrorCode::InvalidResumeToken => "invalid_resume_token",
             ErrorCode::InvalidSettings => "invalid_settings",
             ErrorCode::NoChange => "no_change",
+            ErrorCode::CertificateUnavailable => "certificate_unavailable",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -286,6 +286,8 @@ pub enum Command {
     StartGoAround,
     /// Facilitator: stop the round.
     EndGoAround,
+    /// After the meeting's end: one's own attendance certificate (connect with `certificate=1`).
+    CertificateRequest,
 }
 
 impl Command {
@@ -325,6 +327,7 @@ impl Command {
         "move_hand",
         "start_go_around",
         "end_go_around",
+        "certificate_request",
     ];
 
     /// Whether only facilitators (and co-facilitators) may send this.
@@ -592,6 +595,12 @@ pub enum Event {
         reason: Option<String>,
     },
     MeetingEnded,
+    /// One's own attendance certificate: a compact JWS anyone can verify with `/.well-known/jwks.json`.
+    Certificate {
+        certificate: String,
+        minutes_present: i64,
+        credited: bool,
+    },
 }
 
 /// A server frame as it appears on the wire: the event plus `seq` and the echoed request `id`.

@@ -28,13 +28,15 @@ pub enum Credential {
     Join { meeting: Box<MeetingRow>, member: MemberKey, role: Role },
     /// A resume token for a live meeting (the room verifies it).
     Resume { meeting: String },
+    /// A verified join token for an ended meeting: only `certificate_request`.
+    Certificate { meeting: String, member: MemberKey },
 }
 
 impl Credential {
     fn meeting_id(&self) -> &str {
         match self {
             Credential::Join { meeting, .. } => &meeting.id,
-            Credential::Resume { meeting } => meeting,
+            Credential::Resume { meeting } | Credential::Certificate { meeting, .. } => meeting,
         }
     }
 }
@@ -161,6 +163,14 @@ impl Reader {
         let rid: Option<Arc<str>> = msg.id.map(Arc::from);
         match (&self.joined, msg.command) {
             (_, Command::Ping) => self.direct(&Event::Pong, rid.as_deref()),
+            (None, Command::CertificateRequest) => self.certificate(rid).await,
+            (None, _) if matches!(self.cred, Credential::Certificate { .. }) => {
+                let e = ProtocolError::new(
+                    ErrorCode::MeetingEnded,
+                    "the meeting has ended; only certificate_request is possible",
+                );
+                self.direct_error(e, rid.as_deref())
+            }
             (None, Command::Join { display_name }) => self.join(display_name, rid).await,
             (None, Command::Resume { resume_token, last_seq }) => self.resume(resume_token, last_seq, rid).await,
             (None, _) => self.direct_error(
@@ -179,6 +189,42 @@ impl Reader {
                     self.conn.close(CloseReason::SHUTDOWN);
                 }
             }
+        }
+    }
+
+    /// One's own certificate, from the final attendance record.
+    async fn certificate(&mut self, rid: Option<Arc<str>>) {
+        let Credential::Certificate { meeting, member } = &self.cred else {
+            let e = ProtocolError::new(
+                ErrorCode::CertificateUnavailable,
+                "certificates are available after the meeting ends",
+            );
+            return self.direct_error(e, rid.as_deref());
+        };
+        let unavailable = |m: String| ProtocolError::new(ErrorCode::CertificateUnavailable, m);
+        let result = match self.app.store.result_for(meeting, &member.program, &member.member_ref).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return self.direct_error(
+                    unavailable("there is no attendance record for you in this meeting".into()),
+                    rid.as_deref(),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read attendance");
+                return self.direct_error(ProtocolError::new(ErrorCode::Internal, "please try again"), rid.as_deref());
+            }
+        };
+        match crate::api::attendance::issue(&self.app, &result) {
+            Ok(c) => self.direct(
+                &Event::Certificate {
+                    certificate: c.certificate,
+                    minutes_present: c.claims.minutes_present,
+                    credited: true,
+                },
+                rid.as_deref(),
+            ),
+            Err(e) => self.direct_error(unavailable(e.message), rid.as_deref()),
         }
     }
 

@@ -25,6 +25,9 @@ use tokio::sync::oneshot;
 #[derive(Debug, Deserialize)]
 pub struct SignalQuery {
     token: Option<String>,
+    /// `certificate=1`: after the meeting's end, a connection only for `certificate_request`.
+    #[serde(default)]
+    certificate: Option<String>,
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -38,7 +41,8 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    match authorize(&app, q.token.as_deref().or(bearer(&headers))).await {
+    let certificate = q.certificate.as_deref().is_some_and(|v| v == "1" || v == "true");
+    match authorize(&app, q.token.as_deref().or(bearer(&headers)), certificate).await {
         Ok(cred) => {
             let limits = &app.config.limits;
             ws.read_buffer_size(limits.ws_read_buffer_bytes)
@@ -55,7 +59,7 @@ pub async fn upgrade(
     }
 }
 
-async fn authorize(app: &AppState, token: Option<&str>) -> Result<Credential, ApiError> {
+async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Result<Credential, ApiError> {
     if app.metrics.connections.get() >= app.config.limits.max_connections as i64 {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -93,10 +97,13 @@ async fn authorize(app: &AppState, token: Option<&str>) -> Result<Credential, Ap
     if !meeting.admits_program(&program.id) {
         return Err(token_error(join_token::TokenError::WrongMeeting));
     }
+    let member = MemberKey { program: program.id.clone(), member_ref: claims.sub };
     if meeting.ended_at.is_some() {
+        if certificate {
+            return Ok(Credential::Certificate { meeting: meeting.id, member });
+        }
         return Err(ApiError::new(StatusCode::GONE, ErrorCode::MeetingEnded.as_str(), "the meeting has ended"));
     }
-    let member = MemberKey { program: program.id.clone(), member_ref: claims.sub };
     let role = claims.role.into();
     // Ask the meeting whether it would take this member now (capacity, lock, ban).
     for _ in 0..2 {

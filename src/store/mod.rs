@@ -4,6 +4,7 @@
 //! two dialects disagree on auto-increment). Parameters are always numbered in order of appearance
 //! (`$1, $2, ...`, none reused), which both engines read the same way. Times are Unix milliseconds.
 
+use crate::attendance::credit::{CreditPolicy, Kind, Record};
 use crate::protocol::MeetingSettings;
 use crate::room::{AuditEntry, MemberKey};
 use serde::Serialize;
@@ -48,6 +49,8 @@ pub struct MeetingRow {
     pub shared_with: Vec<String>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// How attendance earns credit; `None` means the default policy.
+    pub credit_policy: Option<CreditPolicy>,
 }
 
 impl MeetingRow {
@@ -165,9 +168,15 @@ impl Store {
     pub async fn create_meeting(&self, m: &MeetingRow) -> Result<(), StoreError> {
         let settings = serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let shared = serde_json::to_string(&m.shared_with).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let policy = m
+            .credit_policy
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, credit_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&m.id)
         .bind(&m.program_id)
@@ -178,6 +187,7 @@ impl Store {
         .bind(settings)
         .bind(shared)
         .bind(m.created_at)
+        .bind(policy)
         .execute(&self.pool)
         .await
         .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { e.into() })?;
@@ -185,7 +195,7 @@ impl Store {
     }
 
     const MEETING_COLUMNS: &'static str =
-        "id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, ended_at";
+        "id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, ended_at, credit_policy";
 
     fn meeting_from_row(r: &AnyRow) -> Result<MeetingRow, StoreError> {
         let settings: String = r.try_get(6)?;
@@ -201,12 +211,24 @@ impl Store {
             shared_with: serde_json::from_str(&shared).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             created_at: r.try_get(8)?,
             ended_at: r.try_get(9)?,
+            credit_policy: r
+                .try_get::<Option<String>, _>(10)?
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         })
     }
 
     /// A meeting that has not been deleted.
     pub async fn meeting(&self, id: &str) -> Result<Option<MeetingRow>, StoreError> {
         let sql = format!("SELECT {} FROM meetings WHERE id = $1 AND deleted_at IS NULL", Self::MEETING_COLUMNS);
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::meeting_from_row).transpose()
+    }
+
+    /// A meeting, deleted or not (attendance outlives a meeting's deletion).
+    pub async fn meeting_any(&self, id: &str) -> Result<Option<MeetingRow>, StoreError> {
+        let sql = format!("SELECT {} FROM meetings WHERE id = $1", Self::MEETING_COLUMNS);
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::meeting_from_row).transpose()
     }
@@ -315,5 +337,264 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// One presence record for the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceRow {
+    pub meeting_id: String,
+    pub program_id: String,
+    pub member_ref: String,
+    pub participant_id: String,
+    pub kind: Kind,
+    pub reason: Option<String>,
+    pub at: i64,
+}
+
+/// A stored attendance result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRow {
+    pub id: String,
+    pub meeting_id: String,
+    pub program_id: String,
+    pub member_ref: String,
+    pub computed_at: i64,
+    /// JSON of `attendance::StoredResult`.
+    pub result: String,
+}
+
+/// A server signing key.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub kid: String,
+    pub private_pem: String,
+    pub public_x: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl Store {
+    // ---- attendance ledger ----
+
+    /// Appends presence records in one transaction (the ledger is append-only).
+    pub async fn append_presence(&self, rows: &[PresenceRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO presence (meeting_id, program_id, member_ref, participant_id, kind, reason, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&r.meeting_id)
+            .bind(&r.program_id)
+            .bind(&r.member_ref)
+            .bind(&r.participant_id)
+            .bind(r.kind.as_str())
+            .bind(&r.reason)
+            .bind(r.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a meeting was alive at `at` (bounds what a crash can lose).
+    pub async fn heartbeat(&self, meeting: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meeting_heartbeats (meeting_id, at) VALUES ($1, $2) \
+             ON CONFLICT (meeting_id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(meeting)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest moment a meeting is known to have been alive: its last heartbeat or record.
+    pub async fn last_alive(&self, meeting: &str) -> Result<Option<i64>, StoreError> {
+        let hb: Option<i64> = sqlx::query("SELECT at FROM meeting_heartbeats WHERE meeting_id = $1")
+            .bind(meeting)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let rec: Option<i64> = sqlx::query("SELECT MAX(at) FROM presence WHERE meeting_id = $1")
+            .bind(meeting)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(match (hb, rec) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// The (meeting, member) pairs of a program with presence in `[from, to)`, optionally filtered.
+    pub async fn attendance_pairs(
+        &self,
+        program: &str,
+        meeting: Option<&str>,
+        member: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT meeting_id, member_ref FROM presence WHERE program_id = $1 AND at >= $2 AND at < $3 \
+             AND ($4 = '' OR meeting_id = $5) AND ($6 = '' OR member_ref = $7) ORDER BY meeting_id, member_ref",
+        )
+        .bind(program)
+        .bind(from)
+        .bind(to)
+        .bind(meeting.unwrap_or(""))
+        .bind(meeting.unwrap_or(""))
+        .bind(member.unwrap_or(""))
+        .bind(member.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Every member of every program present in a meeting.
+    pub async fn meeting_members(&self, meeting: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT program_id, member_ref FROM presence WHERE meeting_id = $1 ORDER BY program_id, member_ref")
+            .bind(meeting)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// One member's presence records in one meeting.
+    pub async fn presence_of(&self, meeting: &str, program: &str, member: &str) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT participant_id, kind, at FROM presence WHERE meeting_id = $1 AND program_id = $2 AND member_ref = $3 ORDER BY id",
+        )
+        .bind(meeting)
+        .bind(program)
+        .bind(member)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get(1)?;
+                Ok(Record {
+                    seat: r.try_get(0)?,
+                    kind: Kind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("presence kind `{kind}`")))?,
+                    at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a final result; the first one stored for a member and meeting stays.
+    pub async fn insert_result(&self, r: &ResultRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO attendance_results (id, meeting_id, program_id, member_ref, computed_at, result) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (meeting_id, program_id, member_ref) DO NOTHING",
+        )
+        .bind(&r.id)
+        .bind(&r.meeting_id)
+        .bind(&r.program_id)
+        .bind(&r.member_ref)
+        .bind(r.computed_at)
+        .bind(&r.result)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn result_from_row(r: &AnyRow) -> Result<ResultRow, StoreError> {
+        Ok(ResultRow {
+            id: r.try_get(0)?,
+            meeting_id: r.try_get(1)?,
+            program_id: r.try_get(2)?,
+            member_ref: r.try_get(3)?,
+            computed_at: r.try_get(4)?,
+            result: r.try_get(5)?,
+        })
+    }
+
+    /// The final result for a member in a meeting.
+    pub async fn result_for(
+        &self,
+        meeting: &str,
+        program: &str,
+        member: &str,
+    ) -> Result<Option<ResultRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, meeting_id, program_id, member_ref, computed_at, result FROM attendance_results \
+             WHERE meeting_id = $1 AND program_id = $2 AND member_ref = $3",
+        )
+        .bind(meeting)
+        .bind(program)
+        .bind(member)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::result_from_row).transpose()
+    }
+
+    /// A final result by id.
+    pub async fn result_by_id(&self, id: &str) -> Result<Option<ResultRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, meeting_id, program_id, member_ref, computed_at, result FROM attendance_results WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::result_from_row).transpose()
+    }
+
+    /// Deletes ledger records and results older than `before`; returns how many rows went.
+    pub async fn purge_attendance(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let a = sqlx::query("DELETE FROM presence WHERE at < $1").bind(before).execute(&mut *tx).await?.rows_affected();
+        let b = sqlx::query("DELETE FROM attendance_results WHERE computed_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(a + b)
+    }
+
+    // ---- server keys ----
+
+    /// Every signing key, newest first.
+    pub async fn server_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, private_pem, public_x, created_at, retired_at FROM server_keys ORDER BY created_at DESC, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    kid: r.try_get(0)?,
+                    private_pem: r.try_get(1)?,
+                    public_x: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                    retired_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a key and retires every other (retired keys still verify; only the new one signs).
+    pub async fn rotate_key(&self, k: &KeyRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE server_keys SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(k.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO server_keys (kid, private_pem, public_x, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&k.kid)
+            .bind(&k.private_pem)
+            .bind(&k.public_x)
+            .bind(k.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Integration tests: real sockets against an in-process server on port 0.
 
 mod api;
+mod attendance;
+mod crash;
 mod facilitation;
 mod privacy;
 mod resume;

@@ -42,6 +42,11 @@ async fn exercise(store: Store) {
         shared_with: vec!["p2".into()],
         created_at: 5,
         ended_at: None,
+        credit_policy: Some(haven::attendance::credit::CreditPolicy {
+            min_minutes: Some(30),
+            min_share_percent: None,
+            max_gap_seconds: 60,
+        }),
     };
     store.create_meeting(&m).await.unwrap();
     assert!(matches!(store.create_meeting(&m).await, Err(StoreError::Conflict)));

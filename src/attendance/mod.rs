@@ -1,0 +1,255 @@
+//! Attendance for program credit: the ledger's records become results, exports and certificates.
+//!
+//! The room emits presence effects; the actor hands them to the store writer, which commits them
+//! in batches (the ledger is append-only). A meeting's heartbeat bounds what a crash can lose: an
+//! interval still open is closed at the last moment the meeting was known alive. When a meeting
+//! ends, each member's result is computed once and stored with the policy that decided it.
+
+pub mod certificate;
+pub mod credit;
+
+use crate::store::{MeetingRow, ResultRow, Store, StoreError};
+use chrono::{DateTime, SecondsFormat, Utc};
+use credit::{CreditPolicy, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// A result as stored at the meeting's end: the outcome, the policy and the meeting as they were.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredResult {
+    pub meeting_title: String,
+    pub scheduled_start: Option<i64>,
+    pub scheduled_end: Option<i64>,
+    pub policy: CreditPolicy,
+    pub outcome: Outcome,
+}
+
+/// One row of an attendance export.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct AttendanceRow {
+    /// Present once the meeting has ended and the result is final; certificates use it.
+    pub attendance_id: Option<String>,
+    /// False while the meeting is still open (the figures can still change).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub meeting_id: String,
+    pub meeting_title: String,
+    /// The program's own reference for the member.
+    pub member_ref: String,
+    pub scheduled_start: Option<String>,
+    pub scheduled_end: Option<String>,
+    pub first_admitted: Option<String>,
+    pub last_left: Option<String>,
+    pub minutes_present: i64,
+    pub seconds_present: i64,
+    pub interruptions: u32,
+    pub credited: bool,
+    /// The rule that decided the verdict.
+    pub rule: String,
+    pub policy: CreditPolicy,
+    /// Presence intervals, RFC 3339 pairs.
+    pub intervals: Vec<[String; 2]>,
+}
+
+/// What to export.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub meeting: Option<String>,
+    pub member: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from: i64,
+    /// Unix milliseconds, exclusive.
+    pub to: i64,
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn scheduled(m: &MeetingRow) -> Option<(i64, i64)> {
+    m.scheduled_start.zip(m.scheduled_end)
+}
+
+/// Computes a member's outcome in a meeting from the ledger.
+async fn outcome(store: &Store, meeting: &MeetingRow, program: &str, member: &str) -> Result<Outcome, StoreError> {
+    let records = store.presence_of(&meeting.id, program, member).await?;
+    let open_end = store.last_alive(&meeting.id).await?.unwrap_or(0);
+    let policy = meeting.credit_policy.clone().unwrap_or_default();
+    Ok(credit::compute(&records, open_end, &policy, scheduled(meeting)))
+}
+
+fn row(id: Option<String>, meeting_id: &str, member: &str, r: StoredResult) -> AttendanceRow {
+    let o = r.outcome;
+    AttendanceRow {
+        is_final: id.is_some(),
+        attendance_id: id,
+        meeting_id: meeting_id.to_string(),
+        meeting_title: r.meeting_title,
+        member_ref: member.to_string(),
+        scheduled_start: r.scheduled_start.map(rfc3339),
+        scheduled_end: r.scheduled_end.map(rfc3339),
+        first_admitted: o.first_admitted.map(rfc3339),
+        last_left: o.last_left.map(rfc3339),
+        minutes_present: o.seconds_present / 60,
+        seconds_present: o.seconds_present,
+        interruptions: o.interruptions,
+        credited: o.credited,
+        rule: o.rule,
+        policy: r.policy,
+        intervals: o.intervals.iter().map(|&(s, e)| [rfc3339(s), rfc3339(e)]).collect(),
+    }
+}
+
+/// A program's attendance: final results where the meeting has ended, live figures otherwise.
+/// Only the program's own members, whoever else was in the meeting.
+pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<AttendanceRow>, StoreError> {
+    let pairs = store.attendance_pairs(program, f.meeting.as_deref(), f.member.as_deref(), f.from, f.to).await?;
+    let mut out = Vec::with_capacity(pairs.len());
+    let mut meeting: Option<MeetingRow> = None;
+    for (meeting_id, member) in pairs {
+        if let Some(stored) = store.result_for(&meeting_id, program, &member).await? {
+            let r: StoredResult =
+                serde_json::from_str(&stored.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(row(Some(stored.id), &meeting_id, &member, r));
+            continue;
+        }
+        if meeting.as_ref().map(|m| m.id.as_str()) != Some(meeting_id.as_str()) {
+            meeting = store.meeting_any(&meeting_id).await?;
+        }
+        let Some(m) = meeting.as_ref() else { continue };
+        let o = outcome(store, m, program, &member).await?;
+        let r = StoredResult {
+            meeting_title: m.title.clone(),
+            scheduled_start: m.scheduled_start,
+            scheduled_end: m.scheduled_end,
+            policy: m.credit_policy.clone().unwrap_or_default(),
+            outcome: o,
+        };
+        out.push(row(None, &meeting_id, &member, r));
+    }
+    Ok(out)
+}
+
+/// Computes and stores every member's final result for an ended meeting (idempotent: a result
+/// once stored is never rewritten, even if the policy changes later).
+pub async fn finalize(store: &Store, meeting_id: &str, now: i64) -> Result<usize, StoreError> {
+    let Some(m) = store.meeting_any(meeting_id).await? else { return Ok(0) };
+    let members = store.meeting_members(meeting_id).await?;
+    for (program, member) in &members {
+        let o = outcome(store, &m, program, member).await?;
+        let r = StoredResult {
+            meeting_title: m.title.clone(),
+            scheduled_start: m.scheduled_start,
+            scheduled_end: m.scheduled_end,
+            policy: m.credit_policy.clone().unwrap_or_default(),
+            outcome: o,
+        };
+        let result = serde_json::to_string(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        store
+            .insert_result(&ResultRow {
+                id: format!("att_{}", hex::encode(rand::random::<[u8; 12]>())),
+                meeting_id: meeting_id.to_string(),
+                program_id: program.clone(),
+                member_ref: member.clone(),
+                computed_at: now,
+                result,
+            })
+            .await?;
+    }
+    Ok(members.len())
+}
+
+/// The export as CSV (RFC 4180, header row). Intervals are `start/end` pairs joined by `;`.
+pub fn to_csv(rows: &[AttendanceRow]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "attendance_id",
+        "final",
+        "meeting_id",
+        "meeting_title",
+        "member_ref",
+        "scheduled_start",
+        "scheduled_end",
+        "first_admitted",
+        "last_left",
+        "minutes_present",
+        "seconds_present",
+        "interruptions",
+        "credited",
+        "rule",
+        "intervals",
+    ])?;
+    for r in rows {
+        let intervals = r.intervals.iter().map(|[s, e]| format!("{s}/{e}")).collect::<Vec<_>>().join(";");
+        w.write_record([
+            r.attendance_id.as_deref().unwrap_or(""),
+            if r.is_final { "true" } else { "false" },
+            &r.meeting_id,
+            &r.meeting_title,
+            &r.member_ref,
+            r.scheduled_start.as_deref().unwrap_or(""),
+            r.scheduled_end.as_deref().unwrap_or(""),
+            r.first_admitted.as_deref().unwrap_or(""),
+            r.last_left.as_deref().unwrap_or(""),
+            &r.minutes_present.to_string(),
+            &r.seconds_present.to_string(),
+            &r.interruptions.to_string(),
+            if r.credited { "true" } else { "false" },
+            &r.rule,
+            &intervals,
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Parses a date (`2026-11-26`, UTC midnight) or an RFC 3339 time into Unix milliseconds.
+/// `end_of_day` makes a bare date mean the end of that day (for an inclusive `to`).
+pub fn parse_time(s: &str, end_of_day: bool) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let d = if end_of_day { d.succ_opt()? } else { d };
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_by_rfc_4180() {
+        let r = AttendanceRow {
+            attendance_id: Some("att_1".into()),
+            is_final: true,
+            meeting_id: "m1".into(),
+            meeting_title: "Tuesday, \"evening\" group".into(),
+            member_ref: "ref-1".into(),
+            scheduled_start: None,
+            scheduled_end: None,
+            first_admitted: Some(rfc3339(0)),
+            last_left: Some(rfc3339(60_000)),
+            minutes_present: 1,
+            seconds_present: 60,
+            interruptions: 0,
+            credited: true,
+            rule: "met: present 1 of 1 minutes required".into(),
+            policy: CreditPolicy::default(),
+            intervals: vec![[rfc3339(0), rfc3339(60_000)]],
+        };
+        let text = to_csv(&[r]).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().starts_with("attendance_id,final,meeting_id,meeting_title"));
+        let line = lines.next().unwrap();
+        assert!(line.contains("\"Tuesday, \"\"evening\"\" group\""), "{line}");
+        assert!(line.contains("1970-01-01T00:00:00Z/1970-01-01T00:01:00Z"));
+    }
+
+    #[test]
+    fn dates_parse_inclusively() {
+        assert_eq!(parse_time("1970-01-02", false), Some(86_400_000));
+        assert_eq!(parse_time("1970-01-01", true), Some(86_400_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z", true), Some(1000));
+        assert_eq!(parse_time("yesterday", false), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! Promise 3: a `kill -9` loses at most a heartbeat of presence. The real binary is started,
+//! members are admitted, the process is killed with SIGKILL and started again, and the export
+//! holds every member with presence up to within one heartbeat of the kill.
+
+use crate::support::*;
+use haven::auth::join_token::TokenRole::Member;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+fn start(dir: &std::path::Path, config: &std::path::Path) -> (Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the haven binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("Haven is running at http://") {
+            break rest.trim().parse().unwrap();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+#[tokio::test]
+async fn after_sigkill_the_export_keeps_presence_up_to_the_last_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[programs]]\nid = \"{ALPHA}\"\nname = \"Alpha\"\ntoken_alg = \"HS256\"\ntoken_key = \"{ALPHA_SECRET}\"\napi_key_sha256 = \"{}\"\n\n[limits]\nheartbeat_seconds = 1\n",
+            haven::auth::hash_api_key(ALPHA_KEY)
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = start(dir.path(), &config);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{addr}/v1/meetings"))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"id": "crash", "title": "Crash", "settings": {"waiting_room": false}, "credit_policy": {"min_minutes": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token = |m: &str| {
+        let claims = haven::auth::join_token::claims_for(ALPHA, "crash", m, Member, 600);
+        sign_hs(ALPHA, &claims)
+    };
+    let mut clients = Vec::new();
+    for m in ["m-1", "m-2", "m-3"] {
+        let mut c = Client::connect(addr, &token(m)).await.unwrap();
+        c.send(json!({"type": "join"})).await;
+        assert_eq!(c.recv().await["type"], "welcome");
+        clients.push(c);
+    }
+    // Wait until the live export shows presence extending two heartbeats past admission.
+    let live = async {
+        loop {
+            let rows: Vec<Value> = http
+                .get(format!("http://{addr}/v1/attendance"))
+                .bearer_auth(ALPHA_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if rows.len() == 3 && rows.iter().all(|r| r["seconds_present"].as_i64().unwrap() >= 2) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), live).await.expect("heartbeats advance presence");
+    let killed_at = chrono::Utc::now().timestamp_millis();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(clients);
+
+    let (mut child, addr) = start(dir.path(), &config);
+    let rows: Vec<Value> = http
+        .get(format!("http://{addr}/v1/attendance?format=json"))
+        .bearer_auth(ALPHA_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(rows.len(), 3, "every member is in the export");
+    for r in &rows {
+        let last = chrono::DateTime::parse_from_rfc3339(r["last_left"].as_str().unwrap()).unwrap().timestamp_millis();
+        // One heartbeat (1 s), plus the whole-second rounding of the export's times.
+        assert!(killed_at - last <= 2_000, "presence lost: {} ms before the kill ({r})", killed_at - last);
+        assert!(last <= killed_at + 1_000);
+    }
+}

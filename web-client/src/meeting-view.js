@@ -1,0 +1,621 @@
+// The meeting screen: the floor and its timer, your own controls, the speaking queue, who is
+// here, chat, and for facilitators the waiting room, support requests and meeting controls.
+// `render` is called after every change; it updates the page in place.
+
+import { byId, clock, confirmDialog, h, reconcile, setText, show, spokenDuration, timeOfDay } from './dom.js';
+import {
+  isFacilitator,
+  mySeat,
+  myQueuePlace,
+  nameOf,
+  ordinal,
+  roleLabel,
+  serverNow,
+  unmuteBlocker,
+} from './state.js';
+
+/** @typedef {import('./state.js').MeetingState} MeetingState */
+/** @typedef {import('./protocol').ClientMessage} ClientMessage */
+/** @typedef {import('./protocol').ParticipantView} ParticipantView */
+/** @typedef {import('./protocol').WaitingView} WaitingView */
+/** @typedef {import('./protocol').SupportView} SupportView */
+/** @typedef {import('./protocol').QueueEntry} QueueEntry */
+/** @typedef {import('./state.js').ChatLine} ChatLine */
+
+/**
+ * @typedef {object} Ctx
+ * @property {() => MeetingState} state
+ * @property {(cmd: ClientMessage) => boolean} send false when offline (the caller said so on screen)
+ * @property {() => void} leave
+ */
+
+/** @type {Ctx} */
+let ctx;
+
+/** @param {string} id */
+const button = (id) => byId(id, HTMLButtonElement);
+
+/**
+ * Wires the meeting screen's fixed controls once.
+ * @param {Ctx} c
+ */
+export function bindMeeting(c) {
+  ctx = c;
+  const send = c.send;
+
+  button('hand-btn').addEventListener('click', () => {
+    const me = mySeat(ctx.state());
+    if (me) send(me.hand_raised ? { type: 'lower_hand' } : { type: 'raise_hand' });
+  });
+  button('mic-btn').addEventListener('click', () => {
+    const s = ctx.state();
+    const me = mySeat(s);
+    if (!me) return;
+    if (!me.muted) {
+      send({ type: 'set_muted', muted: true });
+      return;
+    }
+    const blocker = unmuteBlocker(s);
+    if (blocker) {
+      // The button says why it is unavailable; say it again for whoever pressed it anyway.
+      const reason = byId('mic-reason');
+      reason.classList.remove('flash');
+      void reason.offsetWidth;
+      reason.classList.add('flash');
+      return;
+    }
+    send({ type: 'set_muted', muted: false });
+  });
+  button('yield-btn').addEventListener('click', () => send({ type: 'yield_floor' }));
+  button('pass-btn').addEventListener('click', () => send({ type: 'pass' }));
+
+  // Support: a small private form.
+  const supportBtn = button('support-btn');
+  const supportForm = byId('support-form', HTMLFormElement);
+  const supportText = byId('support-text', HTMLTextAreaElement);
+  const closeSupport = () => {
+    show(supportForm, false);
+    supportBtn.setAttribute('aria-expanded', 'false');
+  };
+  supportBtn.addEventListener('click', () => {
+    const open = Boolean(supportForm.hidden);
+    show(supportForm, open);
+    supportBtn.setAttribute('aria-expanded', String(open));
+    if (open) supportText.focus();
+  });
+  supportForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = supportText.value.trim();
+    if (send({ type: 'support_request', text: text || null })) {
+      supportText.value = '';
+      closeSupport();
+      setText(byId('support-status'), 'Sending…');
+      supportBtn.focus();
+    }
+  });
+  button('support-cancel').addEventListener('click', () => {
+    closeSupport();
+    supportBtn.focus();
+  });
+
+  // Chat.
+  const chatForm = byId('chat-form', HTMLFormElement);
+  const chatInput = byId('chat-input', HTMLInputElement);
+  chatForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = chatInput.value.trim();
+    if (text && send({ type: 'chat', text })) chatInput.value = '';
+  });
+
+  // Facilitator: the floor.
+  button('next-btn').addEventListener('click', () => send({ type: 'next_speaker' }));
+  button('extend-btn').addEventListener('click', () => send({ type: 'extend_share' }));
+  button('goaround-btn').addEventListener('click', () =>
+    send(ctx.state().goAround ? { type: 'end_go_around' } : { type: 'start_go_around' }),
+  );
+
+  // Facilitator: the waiting room and the meeting.
+  button('admit-all').addEventListener('click', () => send({ type: 'admit_all' }));
+  button('lock-btn').addEventListener('click', () =>
+    send(ctx.state().meeting?.locked ? { type: 'unlock' } : { type: 'lock' }),
+  );
+  button('chat-toggle').addEventListener('click', () =>
+    send({ type: 'set_chat', enabled: !ctx.state().meeting?.settings.chat_enabled }),
+  );
+  button('mute-all').addEventListener('click', () => send({ type: 'mute_all' }));
+  button('waiting-toggle').addEventListener('click', () =>
+    send({ type: 'update_settings', waiting_room: !(ctx.state().meeting?.settings.waiting_room ?? true) }),
+  );
+  const shareLength = byId('share-length', HTMLSelectElement);
+  shareLength.addEventListener('change', () =>
+    send({ type: 'update_settings', share_seconds: Number(shareLength.value) }),
+  );
+  button('end-btn').addEventListener('click', async () => {
+    const ok = await confirmDialog({
+      title: 'End the meeting for everyone?',
+      text: 'Everyone will be disconnected and the meeting cannot be restarted.',
+      confirm: 'End meeting',
+      danger: true,
+    });
+    if (ok !== null) send({ type: 'end_meeting' });
+  });
+}
+
+/** @param {MeetingState} s */
+export function render(s) {
+  const me = mySeat(s);
+  const fac = isFacilitator(s.myRole);
+  const observer = s.myRole === 'observer';
+
+  renderFloor(s, fac);
+  renderMe(s, me, fac, observer);
+  renderQueue(s, fac);
+  renderPeople(s, fac);
+  renderChat(s, fac, observer);
+
+  show(byId('fac-waiting'), fac && s.waiting.length > 0);
+  show(byId('fac-support'), fac && s.support.length > 0);
+  show(byId('fac-meeting'), fac);
+  show(byId('fac-floor'), fac);
+  if (fac) {
+    renderWaiting(s);
+    renderSupport(s);
+    renderMeetingControls(s);
+  }
+}
+
+/** Only the timer changes every second. @param {MeetingState} s */
+export function tick(s) {
+  renderTimer(s);
+  for (const li of byId('waiting-list').children) {
+    const since = Number(/** @type {HTMLElement} */ (li).dataset.since);
+    const el = li.querySelector('.since');
+    if (el && since) setText(el, waitedFor(serverNow(s) - since));
+  }
+}
+
+/** @param {number} ms */
+function waitedFor(ms) {
+  const min = Math.floor(ms / 60_000);
+  return min < 1 ? 'just arrived' : `waiting ${min} min`;
+}
+
+/** @param {MeetingState} s @param {boolean} fac */
+function renderFloor(s, fac) {
+  const floor = s.floor;
+  const status = byId('floor-status');
+  const card = byId('floor-card');
+  const mine = floor?.participant_id === s.me;
+  let text = 'Nobody has the floor.';
+  if (floor) text = mine ? 'You have the floor.' : `${nameOf(s, floor.participant_id)} has the floor.`;
+  setText(status, text);
+  card.classList.toggle('mine', mine);
+  card.classList.toggle('active', Boolean(floor));
+  renderTimer(s);
+
+  const g = s.goAround;
+  const gEl = byId('goaround-status');
+  show(gEl, Boolean(g));
+  if (g) {
+    const names = g.order.map((id) => {
+      const passed = g.passed.includes(id) ? ' (passed)' : '';
+      const now = id === g.current ? ' (now)' : '';
+      return `${nameOf(s, id)}${now}${passed}`;
+    });
+    setText(gEl, `Go-around: ${names.join(', ') || 'nobody left'}`);
+  }
+
+  show(button('yield-btn'), mine);
+  show(button('pass-btn'), Boolean(g && g.current === s.me));
+  if (fac) {
+    const next = button('next-btn');
+    next.disabled = s.queue.length === 0 && !g;
+    setText(next, g ? 'Next in go-around' : 'Next speaker');
+    show(button('extend-btn'), Boolean(floor));
+    setText(button('goaround-btn'), g ? 'End go-around' : 'Start go-around');
+  }
+}
+
+/** @param {MeetingState} s */
+function renderTimer(s) {
+  const el = byId('floor-timer');
+  const floor = s.floor;
+  if (!floor) {
+    show(el, false);
+    return;
+  }
+  show(el, true);
+  const now = serverNow(s);
+  const warnMs = (s.meeting?.settings.share_warning_seconds ?? 30) * 1000;
+  let text;
+  let spoken;
+  let tone = 'calm';
+  if (floor.ends_at) {
+    const left = floor.ends_at - now;
+    if (floor.over_time || left <= 0) {
+      const over = Math.max(0, -left);
+      text = `Over time by ${clock(over)}`;
+      spoken = `Over time by ${spokenDuration(over)}`;
+      tone = 'over';
+    } else {
+      text = `${clock(left)} left`;
+      spoken = `${spokenDuration(left)} left`;
+      if (left <= warnMs || s.warning?.participant_id === floor.participant_id) tone = 'warn';
+    }
+  } else {
+    const elapsed = now - floor.started_at;
+    text = `Sharing for ${clock(elapsed)}`;
+    spoken = `Sharing for ${spokenDuration(elapsed)}`;
+  }
+  setText(el, text);
+  el.setAttribute('aria-label', spoken);
+  el.dataset.tone = tone;
+}
+
+/**
+ * @param {MeetingState} s
+ * @param {ParticipantView | null} me
+ * @param {boolean} fac
+ * @param {boolean} observer
+ */
+function renderMe(s, me, fac, observer) {
+  setText(byId('my-name'), s.myName);
+  setText(byId('my-role'), s.myRole && s.myRole !== 'member' ? ` (${roleLabel(s.myRole)})` : '');
+
+  const hand = button('hand-btn');
+  show(hand, !observer);
+  const raised = Boolean(me?.hand_raised);
+  setText(hand, raised ? 'Lower hand' : 'Raise hand');
+  hand.setAttribute('aria-pressed', String(raised));
+
+  const mic = button('mic-btn');
+  show(mic, !observer);
+  const muted = me?.muted ?? true;
+  const blocker = muted ? unmuteBlocker(s) : null;
+  setText(mic, muted ? 'Unmute' : 'Mute');
+  mic.classList.toggle('live', !muted);
+  // aria-disabled rather than disabled: the button stays focusable and its reason is read with it.
+  mic.setAttribute('aria-disabled', String(Boolean(blocker)));
+  let reason = blocker ?? (muted ? 'You are muted.' : 'You are unmuted.');
+  if (observer) reason = 'You are observing: you can listen and read, but not speak or chat.';
+  setText(byId('mic-reason'), reason);
+  byId('mic-reason').dataset.tone = blocker ? 'blocked' : 'plain';
+
+  show(button('support-btn'), !fac);
+  const last = s.mySupport[s.mySupport.length - 1];
+  const status = byId('support-status');
+  if (last) {
+    setText(
+      status,
+      last.acknowledged
+        ? 'A facilitator saw your request for support.'
+        : 'Your request was sent privately to the facilitators.',
+    );
+  } else if (status.textContent !== 'Sending…') {
+    setText(status, '');
+  }
+}
+
+/** @param {MeetingState} s @param {boolean} fac */
+function renderQueue(s, fac) {
+  const n = s.queue.length;
+  const place = myQueuePlace(s);
+  let summary = n === 0 ? 'No hands raised.' : `${n} hand${n === 1 ? '' : 's'} raised.`;
+  if (place) summary += ` You are ${ordinal(place)}.`;
+  setText(byId('queue-summary'), summary);
+
+  reconcile(
+    byId('queue-list'),
+    s.queue,
+    (q) => q.participant_id,
+    (q) => {
+      const li = h('li', { class: 'row' }, h('span', { class: 'name' }), h('span', { class: 'meta' }));
+      const actions = h('span', { class: 'row-actions' });
+      const id = q.participant_id;
+      actions.append(
+        h('button', { type: 'button', class: 'small', 'data-act': 'give', onclick: () => ctx.send({ type: 'give_floor', participant_id: id }) }),
+        h('button', { type: 'button', class: 'small', 'data-act': 'front', onclick: () => ctx.send({ type: 'move_hand', participant_id: id, position: 0 }) }),
+        h('button', { type: 'button', class: 'small quiet', 'data-act': 'lower', onclick: () => ctx.send({ type: 'lower_hand', participant_id: id }) }),
+      );
+      li.append(actions);
+      return li;
+    },
+    (li, q, i) => {
+      const name = nameOf(s, q.participant_id);
+      const you = q.participant_id === s.me;
+      setText(/** @type {Element} */ (li.querySelector('.name')), name);
+      setText(/** @type {Element} */ (li.querySelector('.meta')), you ? 'you' : '');
+      li.classList.toggle('you', you);
+      li.dataset.pid = q.participant_id;
+      li.setAttribute('aria-label', `${ordinal(i + 1)}: ${name}${you ? ' (you)' : ''}`);
+      const actions = /** @type {HTMLElement} */ (li.querySelector('.row-actions'));
+      show(actions, fac);
+      if (fac) {
+        const [give, front, lower] = /** @type {HTMLButtonElement[]} */ (Array.from(actions.children));
+        label(give, 'Give the floor', `to ${name}`);
+        label(front, 'Move to front', `: ${name}`);
+        show(front, i > 0);
+        label(lower, 'Lower hand', `of ${name}`);
+      }
+    },
+  );
+}
+
+/**
+ * Visible text plus a hidden part that names whom the button is about.
+ * @param {HTMLElement} el @param {string} visible @param {string} hidden
+ */
+function label(el, visible, hidden) {
+  const full = `${visible} ${hidden}`.replace(' :', ':');
+  if (el.dataset.label === full) return;
+  el.dataset.label = full;
+  el.replaceChildren(visible, h('span', { class: 'visually-hidden', text: ` ${hidden}`.replace(' :', ':') }));
+}
+
+/** @param {ParticipantView} p @param {MeetingState} s */
+function personStatus(p, s) {
+  const bits = [];
+  if (s.floor?.participant_id === p.participant_id) bits.push('sharing');
+  if (p.hand_raised) bits.push('hand raised');
+  if (!p.muted) bits.push('unmuted');
+  else if (!p.can_unmute && !s.meeting?.settings.floor_control) bits.push('muted by facilitator');
+  else bits.push('muted');
+  if (!p.connected) bits.push('reconnecting…');
+  return bits.join(' · ');
+}
+
+/** @param {MeetingState} s @param {boolean} fac */
+function renderPeople(s, fac) {
+  const people = [...s.participants.values()];
+  setText(byId('people-count'), `(${people.length})`);
+  reconcile(
+    byId('people-list'),
+    people,
+    (p) => p.participant_id,
+    (p) => createPerson(p.participant_id),
+    (li, p) => {
+      const you = p.participant_id === s.me;
+      li.dataset.pid = p.participant_id;
+      li.classList.toggle('you', you);
+      li.classList.toggle('away', !p.connected);
+      setText(/** @type {Element} */ (li.querySelector('.name')), p.display_name);
+      const role = p.role === 'member' ? '' : roleLabel(p.role);
+      setText(/** @type {Element} */ (li.querySelector('.badge')), [you ? 'you' : '', role].filter(Boolean).join(', '));
+      setText(/** @type {Element} */ (li.querySelector('.meta')), personStatus(p, s));
+      const manage = /** @type {HTMLDetailsElement} */ (li.querySelector('details'));
+      show(manage, fac && !you);
+      if (fac && !you) updateManage(manage, p, s);
+    },
+  );
+}
+
+/** @param {string} id */
+function createPerson(id) {
+  const act = (/** @type {string} */ name, /** @type {() => void} */ fn, cls = 'small') =>
+    h('button', { type: 'button', class: cls, 'data-act': name, onclick: fn });
+  const who = () => ctx.state().participants.get(id);
+  const menu = h(
+    'div',
+    { class: 'menu' },
+    act('mute', () => {
+      const p = who();
+      if (!p) return;
+      ctx.send(p.can_unmute ? { type: 'mute', participant_id: id } : { type: 'allow_unmute', participant_id: id });
+    }),
+    act('floor', () => ctx.send({ type: 'give_floor', participant_id: id })),
+    act('lower', () => ctx.send({ type: 'lower_hand', participant_id: id })),
+    act('rename', async () => {
+      const p = who();
+      if (!p) return;
+      const name = await confirmDialog({
+        title: `Rename ${p.display_name}`,
+        text: 'Everyone will see the new name. Use this to remove a name that identifies someone.',
+        confirm: 'Rename',
+        field: 'New name',
+      });
+      if (name) ctx.send({ type: 'rename', participant_id: id, display_name: name });
+    }),
+    act('promote', () => {
+      const p = who();
+      if (!p) return;
+      ctx.send({ type: 'promote', participant_id: id, role: p.role === 'co_facilitator' ? 'member' : 'co_facilitator' });
+    }),
+    act(
+      'remove',
+      async () => {
+        const p = who();
+        if (!p) return;
+        const reason = await confirmDialog({
+          title: `Remove ${p.display_name}?`,
+          text: 'They leave the meeting now. They can join again with their link.',
+          confirm: 'Remove',
+          field: 'Reason shown to them (optional)',
+          danger: true,
+        });
+        if (reason !== null) ctx.send({ type: 'remove', participant_id: id, reason: reason || null });
+      },
+      'small danger',
+    ),
+    act(
+      'ban',
+      async () => {
+        const p = who();
+        if (!p) return;
+        const reason = await confirmDialog({
+          title: `Ban ${p.display_name} from this meeting?`,
+          text: 'They leave now and cannot come back to this meeting.',
+          confirm: 'Ban',
+          field: 'Reason shown to them (optional)',
+          danger: true,
+        });
+        if (reason !== null) ctx.send({ type: 'ban', participant_id: id, reason: reason || null });
+      },
+      'small danger',
+    ),
+  );
+  return h(
+    'li',
+    { class: 'row person' },
+    h('span', { class: 'who' }, h('span', { class: 'name' }), ' ', h('span', { class: 'badge' })),
+    h('span', { class: 'meta' }),
+    h('details', { class: 'manage' }, h('summary', {}), menu),
+  );
+}
+
+/** @param {HTMLDetailsElement} details @param {ParticipantView} p @param {MeetingState} s */
+function updateManage(details, p, s) {
+  const name = p.display_name;
+  label(/** @type {HTMLElement} */ (details.querySelector('summary')), 'Manage', name);
+  /** @param {string} act */
+  const b = (act) => /** @type {HTMLButtonElement} */ (details.querySelector(`[data-act="${act}"]`));
+  const floorLocked = Boolean(s.meeting?.settings.floor_control);
+  // One button for mute and allow-unmute, so focus stays on it when it flips.
+  label(b('mute'), p.can_unmute || floorLocked ? 'Mute' : 'Allow to unmute', name);
+  show(b('mute'), p.role !== 'observer');
+  label(b('floor'), 'Give the floor', `to ${name}`);
+  show(b('floor'), p.role !== 'observer' && s.floor?.participant_id !== p.participant_id);
+  label(b('lower'), 'Lower hand', `of ${name}`);
+  show(b('lower'), p.hand_raised);
+  label(b('rename'), 'Rename…', name);
+  show(b('promote'), p.role === 'member' || p.role === 'co_facilitator');
+  label(b('promote'), p.role === 'co_facilitator' ? 'Make member' : 'Make co-facilitator', name);
+  label(b('remove'), 'Remove…', name);
+  label(b('ban'), 'Ban…', name);
+}
+
+/** @param {MeetingState} s */
+function renderWaiting(s) {
+  setText(byId('waiting-count'), `(${s.waiting.length})`);
+  button('admit-all').hidden = s.waiting.length < 2;
+  reconcile(
+    byId('waiting-list'),
+    s.waiting,
+    (w) => w.participant_id,
+    (w) => {
+      const id = w.participant_id;
+      return h(
+        'li',
+        { class: 'row' },
+        h('span', { class: 'name' }),
+        h('span', { class: 'meta since' }),
+        h(
+          'span',
+          { class: 'row-actions' },
+          h('button', { type: 'button', class: 'small primary', 'data-act': 'admit', onclick: () => ctx.send({ type: 'admit', participant_id: id }) }),
+          h('button', {
+            type: 'button',
+            class: 'small quiet',
+            'data-act': 'deny',
+            onclick: async () => {
+              const message = await confirmDialog({
+                title: `Turn ${w.display_name} away?`,
+                text: 'They will not join this time. You can add a kind message they will see.',
+                confirm: 'Turn away',
+                field: 'Message to them (optional)',
+              });
+              if (message !== null) ctx.send({ type: 'deny', participant_id: id, message: message || null });
+            },
+          }),
+        ),
+      );
+    },
+    (li, w) => {
+      li.dataset.since = String(w.since);
+      setText(/** @type {Element} */ (li.querySelector('.name')), w.display_name);
+      setText(/** @type {Element} */ (li.querySelector('.since')), waitedFor(serverNow(s) - w.since));
+      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="admit"]')), 'Admit', w.display_name);
+      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="deny"]')), 'Turn away…', w.display_name);
+    },
+  );
+}
+
+/** @param {MeetingState} s */
+function renderSupport(s) {
+  setText(byId('support-count'), `(${s.support.length})`);
+  reconcile(
+    byId('support-list'),
+    s.support,
+    (r) => String(r.request_id),
+    (r) =>
+      h(
+        'li',
+        { class: 'row support-row' },
+        h('span', { class: 'who' }, h('span', { class: 'name' }), ' ', h('span', { class: 'meta' })),
+        h('span', { class: 'text' }),
+        h('button', { type: 'button', class: 'small primary', 'data-act': 'ack', onclick: () => ctx.send({ type: 'ack_support', request_id: r.request_id }) }),
+      ),
+    (li, r) => {
+      setText(/** @type {Element} */ (li.querySelector('.name')), r.display_name);
+      setText(/** @type {Element} */ (li.querySelector('.meta')), `at ${timeOfDay(r.at)}`);
+      setText(/** @type {Element} */ (li.querySelector('.text')), r.text ? `“${r.text}”` : 'No message.');
+      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="ack"]')), 'Acknowledge', `${r.display_name}'s request`);
+    },
+  );
+}
+
+/** @param {MeetingState} s */
+function renderMeetingControls(s) {
+  const m = s.meeting;
+  if (!m) return;
+  const lock = button('lock-btn');
+  setText(lock, m.locked ? 'Unlock meeting' : 'Lock meeting');
+  lock.setAttribute('aria-pressed', String(m.locked));
+  const chat = button('chat-toggle');
+  setText(chat, m.settings.chat_enabled ? 'Turn chat off' : 'Turn chat on');
+  chat.setAttribute('aria-pressed', String(Boolean(m.settings.chat_enabled)));
+  const waiting = button('waiting-toggle');
+  const wr = m.settings.waiting_room ?? true;
+  setText(waiting, wr ? 'Turn waiting room off' : 'Turn waiting room on');
+  waiting.setAttribute('aria-pressed', String(wr));
+  const select = byId('share-length', HTMLSelectElement);
+  const secs = String(m.settings.share_seconds ?? 0);
+  if (![...select.options].some((o) => o.value === secs)) {
+    select.append(h('option', { value: secs, text: `${Math.round(Number(secs) / 60)} minutes` }));
+  }
+  if (document.activeElement !== select) select.value = secs;
+}
+
+/** @param {MeetingState} s @param {boolean} fac @param {boolean} observer */
+function renderChat(s, fac, observer) {
+  const enabled = s.meeting?.settings.chat_enabled ?? true;
+  show(byId('chat-off'), !enabled);
+  show(byId('chat-empty'), s.chat.length === 0);
+  const form = byId('chat-form', HTMLFormElement);
+  show(form, !observer);
+  const canChat = enabled || fac;
+  byId('chat-input', HTMLInputElement).disabled = !canChat;
+  button('chat-send').disabled = !canChat;
+  const log = byId('chat-log');
+  // Follow new messages only when the reader is already at the bottom.
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  reconcile(
+    log,
+    s.chat,
+    (c) => String(c.message_id),
+    (c) => {
+      const del = h('button', {
+        type: 'button',
+        class: 'small quiet',
+        'data-act': 'delete',
+        onclick: () => ctx.send({ type: 'delete_chat', message_id: c.message_id }),
+      });
+      return h(
+        'li',
+        { class: 'msg' },
+        h('span', { class: 'msg-head' }, h('span', { class: 'name' }), ' ', h('span', { class: 'meta' })),
+        h('span', { class: 'text' }),
+        del,
+      );
+    },
+    (li, c) => {
+      setText(/** @type {Element} */ (li.querySelector('.name')), c.participant_id === s.me ? `${c.display_name} (you)` : c.display_name);
+      setText(/** @type {Element} */ (li.querySelector('.meta')), timeOfDay(c.at));
+      setText(/** @type {Element} */ (li.querySelector('.text')), c.text);
+      li.classList.toggle('you', c.participant_id === s.me);
+      const del = /** @type {HTMLElement} */ (li.querySelector('[data-act="delete"]'));
+      show(del, fac);
+      if (fac) label(del, 'Delete', `message from ${c.display_name}`);
+    },
+  );
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
