@@ -33,7 +33,16 @@ async fn two_second_meeting(app: &TestApp) {
 
 #[tokio::test]
 async fn export_shows_intervals_and_verdicts_and_only_the_programs_own_members() {
-    let app = spawn_app().await;
+    export_scenario(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn export_shows_intervals_and_verdicts_on_postgres() {
+    let url = crate::store::fresh_postgres().await;
+    export_scenario(spawn_with(|c| c.database_url = Some(url)).await).await;
+}
+
+async fn export_scenario(app: TestApp) {
     two_second_meeting(&app).await;
     let (mut f, _) = app.join(ALPHA, "att", "fac-ref", Facilitator, "Facil").await;
     let (a, welcome_a) = app.join(ALPHA, "att", "alice-ref", Member, "Alice").await;

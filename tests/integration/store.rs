@@ -72,6 +72,64 @@ async fn exercise(store: Store) {
     let log = store.audit_log("m1").await.unwrap();
     assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["mute", "remove"]);
 
+    // The attendance ledger, results and keys.
+    use haven::attendance::credit::Kind;
+    use haven::store::{PresenceRow, ResultRow};
+    let rec = |member: &str, program: &str, kind: Kind, at: i64| PresenceRow {
+        meeting_id: "m1".into(),
+        program_id: program.into(),
+        member_ref: member.into(),
+        participant_id: "p000000000001".into(),
+        kind,
+        reason: None,
+        at,
+    };
+    store
+        .append_presence(&[
+            rec("ref-1", "p1", Kind::Admitted, 100),
+            rec("ref-1", "p1", Kind::Left, 900),
+            rec("ref-2", "p2", Kind::Admitted, 200),
+        ])
+        .await
+        .unwrap();
+    store.heartbeat("m1", 1000).await.unwrap();
+    store.heartbeat("m1", 2000).await.unwrap();
+    assert_eq!(store.last_alive("m1").await.unwrap(), Some(2000));
+    assert_eq!(
+        store.attendance_pairs("p1", None, None, 0, i64::MAX).await.unwrap(),
+        vec![("m1".into(), "ref-1".into())]
+    );
+    assert!(store.attendance_pairs("p1", Some("other"), None, 0, i64::MAX).await.unwrap().is_empty());
+    assert!(store.attendance_pairs("p1", None, None, 1000, 2000).await.unwrap().is_empty());
+    assert_eq!(store.meeting_members("m1").await.unwrap().len(), 2);
+    assert_eq!(store.presence_of("m1", "p1", "ref-1").await.unwrap().len(), 2);
+    let result = ResultRow {
+        id: "att_1".into(),
+        meeting_id: "m1".into(),
+        program_id: "p1".into(),
+        member_ref: "ref-1".into(),
+        computed_at: 3000,
+        result: "{}".into(),
+    };
+    store.insert_result(&result).await.unwrap();
+    store.insert_result(&ResultRow { id: "att_2".into(), result: "{\"x\":1}".into(), ..result.clone() }).await.unwrap();
+    assert_eq!(
+        store.result_for("m1", "p1", "ref-1").await.unwrap(),
+        Some(result.clone()),
+        "a stored result is never rewritten"
+    );
+    assert_eq!(store.result_by_id("att_1").await.unwrap(), Some(result));
+    let k1 = haven::attendance::certificate::generate_key(1);
+    let k2 = haven::attendance::certificate::generate_key(2);
+    store.rotate_key(&k1).await.unwrap();
+    store.rotate_key(&k2).await.unwrap();
+    let keys = store.server_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!((keys[0].kid.as_str(), keys[0].retired_at), (k2.kid.as_str(), None));
+    assert_eq!(keys[1].retired_at, Some(2));
+    assert_eq!(store.purge_attendance(150).await.unwrap(), 1);
+    assert_eq!(store.purge_attendance(5000).await.unwrap(), 3);
+
     store.end_meeting("m1", 50).await.unwrap();
     store.end_meeting("m1", 60).await.unwrap();
     assert_eq!(store.meeting("m1").await.unwrap().unwrap().ended_at, Some(50), "the first end wins");
