@@ -146,6 +146,9 @@ export type ClientMessage1 =
     }
   | {
       type: "end_go_around";
+    }
+  | {
+      type: "certificate_request";
     };
 /**
  * A participant's id, random per meeting.
@@ -306,6 +309,12 @@ export type ServerMessage1 =
     }
   | {
       type: "meeting_ended";
+    }
+  | {
+      certificate: string;
+      credited: boolean;
+      minutes_present: number;
+      type: "certificate";
     };
 /**
  * A participant's role in a meeting.
@@ -352,6 +361,7 @@ export type ErrorCode =
   | "invalid_resume_token"
   | "invalid_settings"
   | "no_change"
+  | "certificate_unavailable"
   | "unavailable"
   | "internal";
 /**

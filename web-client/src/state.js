@@ -333,6 +333,8 @@ export function apply(s, msg, now) {
     case 'ack':
     case 'resumed':
       break; // the connection and the caller handle these
+    case 'certificate':
+      break; // only on a certificate connection after the meeting (not offered by this client yet)
     default: {
       /** @type {never} */
       const unhandled = msg;

@@ -1,0 +1,251 @@
+// Test harness: a real `haven` server on port 0 with its own data directory, Debian's Chromium
+// driven by playwright-core, and helpers that act through the UI the way a person would.
+
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const run = promisify(execFile);
+
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const HAVEN = path.join(REPO, 'target', 'debug', 'haven');
+export const ARTIFACTS = path.join(REPO, 'test-artifacts');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** How long a UI condition may take before the test fails (the server answers in milliseconds). */
+export const TIMEOUT = 10_000;
+
+/** @typedef {import('playwright-core').Browser} Browser */
+/** @typedef {import('playwright-core').BrowserContext} BrowserContext */
+/** @typedef {import('playwright-core').Page} Page */
+
+export class Harness {
+  /** @type {import('node:child_process').ChildProcess | null} */
+  server = null;
+  /** @type {Browser | null} */
+  browser = null;
+  dataDir = '';
+  base = '';
+  apiKey = '';
+  /** @type {string[]} */
+  serverLog = [];
+  /** Errors seen in any page (uncaught exceptions, console errors such as CSP violations). @type {string[]} */
+  pageErrors = [];
+  /** @type {BrowserContext[]} */
+  contexts = [];
+
+  async start() {
+    if (!existsSync(HAVEN)) {
+      throw new Error(`${HAVEN} is missing: build it first with \`cargo build --bin haven\``);
+    }
+    this.dataDir = await mkdtemp(path.join(tmpdir(), 'haven-browser-'));
+    await mkdir(ARTIFACTS, { recursive: true });
+    /** @type {Record<string, string | undefined>} */
+    const env = { ...process.env, RUST_LOG: 'warn' };
+    for (const key of Object.keys(env)) if (key.startsWith('HAVEN_') || key === 'DATABASE_URL') delete env[key];
+    const server = spawn(HAVEN, ['--data-dir', this.dataDir, 'serve', '--listen', '127.0.0.1:0'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.server = server;
+    server.stderr?.on('data', (d) => this.serverLog.push(String(d)));
+    const stdout = /** @type {import('node:stream').Readable} */ (server.stdout);
+    let out = '';
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${this.serverLog.join('')}`)), 30_000);
+      server.on('exit', (code) => reject(new Error(`server exited (${code}):\n${out}\n${this.serverLog.join('')}`)));
+      stdout.on('data', (d) => {
+        out += String(d);
+        const url = /Haven is running at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        const key = /API key[^\n]*\n\s+(\S+)/.exec(out);
+        if (url && key) {
+          clearTimeout(timer);
+          this.base = url[1];
+          this.apiKey = key[1];
+          resolve(undefined);
+        }
+      });
+    });
+    this.browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-quic',
+        '--use-fake-ui-for-media-stream',
+        '--use-fake-device-for-media-stream',
+      ],
+    });
+  }
+
+  async stop() {
+    await this.browser?.close().catch(() => {});
+    if (this.server && this.server.exitCode === null) {
+      const exited = new Promise((resolve) => this.server?.once('exit', resolve));
+      this.server.kill('SIGTERM');
+      const timer = setTimeout(() => this.server?.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (this.dataDir) await rm(this.dataDir, { recursive: true, force: true });
+  }
+
+  /**
+   * Creates a meeting of the demo program over the HTTP API (waiting room on unless settings say).
+   * @param {string} id
+   * @param {Record<string, unknown>} [settings]
+   */
+  async createMeeting(id, settings = {}) {
+    const res = await fetch(`${this.base}/v1/meetings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id, title: `Group ${id}`, settings }),
+    });
+    if (!res.ok) throw new Error(`create meeting ${id}: ${res.status} ${await res.text()}`);
+    return id;
+  }
+
+  /**
+   * Mints a join token with the `haven token` command.
+   * @param {string} meeting @param {string} member @param {'facilitator' | 'member' | 'observer'} role
+   */
+  async token(meeting, member, role) {
+    const { stdout } = await run(HAVEN, [
+      '--data-dir',
+      this.dataDir,
+      'token',
+      '--meeting',
+      meeting,
+      '--member',
+      member,
+      '--role',
+      role,
+    ]);
+    const token = stdout.trim().split(/\s+/).pop();
+    if (!token) throw new Error('haven token printed nothing');
+    return token;
+  }
+
+  /**
+   * A new browser context (its own storage, like another person's device) on a join link.
+   * @param {string} meeting
+   * @param {string} member
+   * @param {'facilitator' | 'member' | 'observer'} role
+   * @param {{ width: number, height: number }} [viewport]
+   */
+  async open(meeting, member, role, viewport = { width: 1280, height: 800 }) {
+    const token = await this.token(meeting, member, role);
+    const browser = /** @type {Browser} */ (this.browser);
+    const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
+    this.contexts.push(context);
+    const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    page.on('pageerror', (e) => this.pageErrors.push(`${member}: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') this.pageErrors.push(`${member}: ${m.text()}`);
+    });
+    await page.goto(`${this.base}/#token=${token}`);
+    return page;
+  }
+
+  /** Closes the contexts a test opened. */
+  async closeContexts() {
+    const all = this.contexts.splice(0);
+    await Promise.all(all.map((c) => c.close().catch(() => {})));
+  }
+}
+
+/**
+ * Chooses a display name on the name screen and joins.
+ * @param {Page} page @param {string} name
+ */
+export async function joinAs(page, name) {
+  await page.getByLabel('Display name').fill(name);
+  await page.getByRole('button', { name: 'Join the meeting' }).click();
+}
+
+/** @param {Page} page */
+export async function waitForMeeting(page) {
+  await page.locator('#screen-meeting').waitFor({ state: 'visible' });
+}
+
+/** @param {Page} page */
+export async function waitForWaitingRoom(page) {
+  await page.getByRole('heading', { name: "You're in the waiting room" }).waitFor({ state: 'visible' });
+}
+
+/**
+ * Names in the speaking queue, top first, as the page shows them.
+ * @param {Page} page
+ */
+export function queueNames(page) {
+  return page.locator('#queue-list li .name').allTextContents();
+}
+
+/**
+ * Waits until `read()` satisfies `ok` (polling the DOM, like Playwright's expect), and returns it.
+ * @template T
+ * @param {() => Promise<T>} read
+ * @param {(value: T) => boolean} ok
+ * @param {string} what described in the failure
+ * @param {number} [timeout]
+ */
+export async function eventually(read, ok, what, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  /** @type {T | undefined} */
+  let last;
+  for (;;) {
+    last = await read();
+    if (ok(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * The row of a person in the facilitator's "People here" list.
+ * @param {Page} page @param {string} name
+ */
+export function personRow(page, name) {
+  return page.locator('#people-list li').filter({ has: page.locator('.name', { hasText: new RegExp(`^${name}$`) }) });
+}
+
+/**
+ * A facilitator admits a waiting person through the waiting-room list.
+ * @param {Page} fac @param {string} name
+ */
+export async function admit(fac, name) {
+  await fac.getByRole('button', { name: `Admit ${name}`, exact: true }).click();
+}
+
+/**
+ * Opens a facilitator page and members, each choosing a name; members are admitted via the UI.
+ * @param {Harness} t
+ * @param {string} meeting
+ * @param {string[]} members display names
+ */
+export async function meetingWith(t, meeting, members) {
+  await t.createMeeting(meeting);
+  const fac = await t.open(meeting, `${meeting}-fac`, 'facilitator');
+  await joinAs(fac, 'Facil');
+  await waitForMeeting(fac);
+  /** @type {Page[]} */
+  const pages = [];
+  for (const name of members) {
+    const page = await t.open(meeting, `${meeting}-${name.toLowerCase()}`, 'member');
+    await joinAs(page, name);
+    await waitForWaitingRoom(page);
+    await admit(fac, name);
+    await waitForMeeting(page);
+    pages.push(page);
+  }
+  return { fac, members: pages };
+}
