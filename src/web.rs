@@ -28,8 +28,12 @@ pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
     }
-    let path = uri.path().trim_start_matches('/');
+    let path = uri.path().strip_prefix('/').unwrap_or(uri.path());
     let path = if path.is_empty() { "index.html" } else { path };
+    // Only plain relative names of embedded files; never anything that climbs or is ambiguous.
+    if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") || path.contains('\\') {
+        return not_found();
+    }
     let Some(content_type) = content_type(path) else {
         return not_found();
     };
@@ -108,6 +112,17 @@ mod tests {
         assert_eq!(content_type("style.css"), Some("text/css; charset=utf-8"));
         assert_eq!(content_type("protocol.d.ts"), None);
         assert_eq!(content_type("README"), None);
+    }
+
+    #[tokio::test]
+    async fn paths_that_climb_are_not_found() {
+        for path in ["/../Cargo.toml", "/./index.html", "//index.html", "/a/../index.html", "/..\\x.js"] {
+            let uri: Uri = path.parse().unwrap();
+            let r = serve(Method::GET, uri, HeaderMap::new()).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+        let r = serve(Method::GET, Uri::from_static("/"), HeaderMap::new()).await;
+        assert_eq!(r.status(), StatusCode::OK);
     }
 
     #[test]

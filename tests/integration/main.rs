@@ -12,3 +12,4 @@ mod slow_client;
 mod store;
 mod support;
 mod tokens;
+mod web;

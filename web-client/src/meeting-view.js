@@ -187,7 +187,11 @@ function renderFloor(s, fac) {
   const card = byId('floor-card');
   const mine = floor?.participant_id === s.me;
   let text = 'Nobody has the floor.';
-  if (floor) text = mine ? 'You have the floor.' : `${nameOf(s, floor.participant_id)} has the floor.`;
+  if (floor) {
+    text = mine
+      ? 'You have the floor. Unmute when you are ready to share.'
+      : `${nameOf(s, floor.participant_id)} has the floor.`;
+  }
   setText(status, text);
   card.classList.toggle('mine', mine);
   card.classList.toggle('active', Boolean(floor));
@@ -327,7 +331,6 @@ function renderQueue(s, fac) {
       setText(/** @type {Element} */ (li.querySelector('.meta')), you ? 'you' : '');
       li.classList.toggle('you', you);
       li.dataset.pid = q.participant_id;
-      li.setAttribute('aria-label', `${ordinal(i + 1)}: ${name}${you ? ' (you)' : ''}`);
       const actions = /** @type {HTMLElement} */ (li.querySelector('.row-actions'));
       show(actions, fac);
       if (fac) {

@@ -222,16 +222,10 @@ export function apply(s, msg, now) {
       }
       break;
     }
-    case 'queue_updated': {
-      const placeBefore = myQueuePlace(s);
+    case 'queue_updated':
+      // The queue summary on screen is a live region: it announces the count and one's place.
       s.queue = msg.queue;
-      const place = myQueuePlace(s);
-      if (place !== placeBefore) {
-        if (place > 0) notes.push({ text: `You are ${ordinal(place)} in the speaking queue.` });
-        else if (placeBefore > 0 && s.floor?.participant_id !== s.me) notes.push({ text: 'Your hand is down.' });
-      }
       break;
-    }
     case 'floor_changed': {
       const before = s.floor;
       const floor = msg.floor ?? null;
@@ -241,15 +235,8 @@ export function apply(s, msg, now) {
         s.clockOffset = floor.started_at - now;
       }
       if (!floor || floor.participant_id !== s.warning?.participant_id) s.warning = null;
-      if (floor && floor.participant_id !== before?.participant_id) {
-        notes.push(
-          floor.participant_id === s.me
-            ? { text: 'You have the floor. Unmute when you are ready to share.', urgent: true }
-            : { text: `${nameOf(s, floor.participant_id)} has the floor.` },
-        );
-      } else if (!floor && before) {
-        notes.push({ text: 'Nobody has the floor.' });
-      } else if (floor && floor.over_time && !before?.over_time) {
+      // Who holds the floor is announced by the floor status on screen (a live region).
+      if (floor && floor.over_time && !before?.over_time && floor.participant_id === before?.participant_id) {
         notes.push({ text: floor.participant_id === s.me ? 'Your share is over time.' : 'The share is over time.' });
       }
       break;

@@ -13,7 +13,8 @@ import { chromium } from 'playwright-core';
 const run = promisify(execFile);
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-export const HAVEN = path.join(REPO, 'target', 'debug', 'haven');
+/** The server binary; `WEB_TEST_SERVER_BIN` overrides it (e.g. a release build). */
+export const HAVEN = process.env.WEB_TEST_SERVER_BIN ?? path.join(REPO, 'target', 'debug', 'haven');
 export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -23,6 +24,14 @@ export const TIMEOUT = 10_000;
 /** @typedef {import('playwright-core').Browser} Browser */
 /** @typedef {import('playwright-core').BrowserContext} BrowserContext */
 /** @typedef {import('playwright-core').Page} Page */
+
+/** The environment without configuration meant for another server (HAVEN_*, DATABASE_URL). */
+function serverEnv() {
+  /** @type {Record<string, string | undefined>} */
+  const env = { ...process.env, RUST_LOG: 'warn' };
+  for (const key of Object.keys(env)) if (key.startsWith('HAVEN_') || key === 'DATABASE_URL') delete env[key];
+  return env;
+}
 
 export class Harness {
   /** @type {import('node:child_process').ChildProcess | null} */
@@ -45,11 +54,8 @@ export class Harness {
     }
     this.dataDir = await mkdtemp(path.join(tmpdir(), 'haven-browser-'));
     await mkdir(ARTIFACTS, { recursive: true });
-    /** @type {Record<string, string | undefined>} */
-    const env = { ...process.env, RUST_LOG: 'warn' };
-    for (const key of Object.keys(env)) if (key.startsWith('HAVEN_') || key === 'DATABASE_URL') delete env[key];
     const server = spawn(HAVEN, ['--data-dir', this.dataDir, 'serve', '--listen', '127.0.0.1:0'], {
-      env,
+      env: serverEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.server = server;
@@ -128,7 +134,7 @@ export class Harness {
       member,
       '--role',
       role,
-    ]);
+    ], { env: serverEnv() });
     const token = stdout.trim().split(/\s+/).pop();
     if (!token) throw new Error('haven token printed nothing');
     return token;

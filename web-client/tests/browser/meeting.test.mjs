@@ -252,7 +252,10 @@ test('screenshots of the member and facilitator views on a phone and a desktop',
   await indigo.getByRole('button', { name: 'I need support' }).click();
   await indigo.getByRole('button', { name: 'Send privately' }).click();
   await fac.locator('#support-list li', { hasText: 'Indigo' }).waitFor();
-  const late = await t.open('shots', 'shots-jordan', 'member');
+  const late = await t.open('shots', 'shots-jordan', 'member', { width: 390, height: 844 });
+  await late.getByLabel('Display name').fill('jordan@example.org');
+  await late.locator('#name-feedback', { hasText: 'email address' }).waitFor();
+  await late.screenshot({ path: path.join(ARTIFACTS, 'name-phone.png'), fullPage: true });
   await joinAs(late, 'Jordan');
   await waitForWaitingRoom(late);
   await fac.locator('#waiting-list li', { hasText: 'Jordan' }).waitFor();
@@ -260,10 +263,10 @@ test('screenshots of the member and facilitator views on a phone and a desktop',
 
   const sizes = { phone: { width: 390, height: 844 }, desktop: { width: 1280, height: 800 } };
   for (const [size, viewport] of Object.entries(sizes)) {
-    for (const [who, page] of [['member', harper], ['facilitator', fac], ['waiting', late]]) {
-      await /** @type {import('playwright-core').Page} */ (page).setViewportSize(viewport);
-      const file = path.join(ARTIFACTS, `${who}-${size}.png`);
-      await /** @type {import('playwright-core').Page} */ (page).screenshot({ path: file, fullPage: true });
+    for (const [who, page] of /** @type {const} */ ([['member', harper], ['facilitator', fac], ['waiting', late]])) {
+      await page.setViewportSize(viewport);
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.screenshot({ path: path.join(ARTIFACTS, `${who}-${size}.png`), fullPage: true });
     }
   }
   // The phone layout has no horizontal scrolling.
