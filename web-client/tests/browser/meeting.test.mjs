@@ -233,6 +233,54 @@ test('a dropped connection comes back by itself with the resume token and keeps 
   await eventually(() => queueNames(fac), (q) => q.length === 0, 'the hand lowered');
 });
 
+test('facilitator controls: turn away with a message, lock, a go-around with a pass, end the meeting', async () => {
+  const { fac, members } = await meetingWith(t, 'controls', ['Kai', 'Lee']);
+  const [kai, lee] = members;
+
+  // Turned away with a kind message, which the member reads.
+  const moss = await t.open('controls', 'controls-moss', 'member');
+  await joinAs(moss, 'Moss');
+  await waitForWaitingRoom(moss);
+  await fac.getByRole('button', { name: 'Turn away… Moss' }).click();
+  await fac.getByLabel('Message to them (optional)').fill('This group is full tonight; see you Thursday.');
+  await fac.getByRole('button', { name: 'Turn away', exact: true }).click();
+  await moss.getByRole('heading', { name: "The facilitator didn't let you in this time" }).waitFor();
+  await moss.getByText('see you Thursday').waitFor();
+
+  // Lock and unlock: everyone's client follows the meeting state.
+  await fac.getByRole('button', { name: 'Lock meeting' }).click();
+  await fac.getByRole('button', { name: 'Unlock meeting' }).waitFor();
+  await fac.getByRole('button', { name: 'Unlock meeting' }).click();
+  await fac.getByRole('button', { name: 'Lock meeting' }).waitFor();
+
+  // A go-around: the first member has the floor and passes; the next one has it.
+  await fac.getByRole('button', { name: 'Start go-around' }).click();
+  await kai.locator('#goaround-status', { hasText: 'Go-around' }).waitFor();
+  await fac.locator('#floor-status', { hasText: 'has the floor' }).waitFor();
+  const first = (await fac.locator('#floor-status').textContent())?.startsWith('Kai') ? kai : lee;
+  const second = first === kai ? lee : kai;
+  await first.getByRole('button', { name: 'Pass my turn' }).click();
+  await second.locator('#floor-status', { hasText: 'You have the floor' }).waitFor();
+  await second.getByRole('button', { name: "I'm done sharing" }).click();
+  await fac.getByRole('button', { name: 'Start go-around' }).waitFor();
+
+  // Chat off: members cannot type; a deleted message disappears for everyone.
+  await kai.getByLabel('Message to everyone').fill('a message to delete');
+  await kai.getByRole('button', { name: 'Send' }).click();
+  await fac.getByRole('button', { name: 'Delete message from Kai' }).click();
+  await lee.locator('#chat-log li', { hasText: 'a message to delete' }).waitFor({ state: 'detached' });
+  await fac.getByRole('button', { name: 'Turn chat off' }).click();
+  await lee.locator('#chat-off').waitFor();
+  assert.equal(await lee.getByLabel('Message to everyone').isDisabled(), true);
+
+  // Ending the meeting asks first, then everyone sees the end.
+  await fac.getByRole('button', { name: 'End meeting for everyone' }).click();
+  await fac.getByRole('dialog').getByRole('button', { name: 'End meeting' }).click();
+  for (const page of [fac, kai, lee]) {
+    await page.getByRole('heading', { name: 'The meeting has ended' }).waitFor();
+  }
+});
+
 test('screenshots of the member and facilitator views on a phone and a desktop', async () => {
   const { fac, members } = await meetingWith(t, 'shots', ['Gray', 'Harper', 'Indigo']);
   const [gray, harper, indigo] = members;
