@@ -25,11 +25,12 @@ before(async () => {
 
 afterEach(async () => {
   await t.closeContexts();
+  // Uncaught exceptions and console errors (CSP violations among them) fail the test that caused them.
+  assert.deepEqual(t.pageErrors.splice(0), [], 'no page errors or console errors');
 });
 
 after(async () => {
   await t.stop();
-  assert.deepEqual(t.pageErrors, [], 'no page errors or console errors (CSP violations included)');
 });
 
 test('the server serves the client with its security headers', async () => {
