@@ -1,3 +1,309 @@
-fn main() {
-    eprintln!("haven-load: scenarios arrive with the load-test issue");
+//! `haven-load`: load scenarios for Haven. See load-tests/README.md.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use haven_load::launch::{self, Pinning};
+use haven_load::report::{self, Comparison, Machine, Output};
+use haven_load::scenarios::rooms::{self, RoomsParams};
+use haven_load::scenarios::storms::{self, JoinStormParams, ResumeStormParams};
+use haven_load::{target, Target, TargetKind};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Load scenarios for the Haven signaling server.
+///
+/// By default each scenario starts the release binary (target/release/haven) itself, pinned to
+/// core 0 with the load generator on core 1, with a config file and data dir in a temp dir.
+/// `--target` runs against a server that is already running instead.
+#[derive(Parser, Debug)]
+#[command(name = "haven-load", version)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// A running Haven server (http://HOST:PORT) instead of starting one.
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// The API key of a program on --target.
+    #[arg(long, global = true)]
+    api_key: Option<String>,
+    /// That program's HS256 join-token secret.
+    #[arg(long, global = true)]
+    program_secret: Option<String>,
+    /// That program's id (`iss` of join tokens).
+    #[arg(long, global = true, default_value = "load")]
+    program_id: String,
+    /// The --target server's process id, for its RSS and CPU time from /proc.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// The Haven binary to start (default: target/release/haven beside this binary, or in the workspace).
+    #[arg(long, global = true)]
+    haven_bin: Option<PathBuf>,
+    /// Do not pin the server and the generator to separate cores.
+    #[arg(long, global = true)]
+    no_pin: bool,
+    /// Loopback source addresses for client sockets (127.0.0.1..=N); default by connection count.
+    #[arg(long, global = true)]
+    source_ips: Option<u32>,
+    /// Print JSON instead of the table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// R meetings of P participants: join, hold, hands, mutes, floor, chat; fan-out latency, RSS and CPU per participant.
+    Rooms(RoomsArgs),
+    /// N joins as fast as possible (or at --rate): joins per second and join latency.
+    JoinStorm(JoinStormArgs),
+    /// N connected participants drop at once and resume with their resume tokens: who kept their seat.
+    ResumeStorm(ResumeStormArgs),
+    /// Audio forwarding load. Not available: the SFU is not built yet, so this exits with an error.
+    Audio,
+    /// The reference broadcast server (started by `rooms --reference`).
+    #[command(hide = true)]
+    ReferenceServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RoomsArgs {
+    /// Meetings.
+    #[arg(long, default_value_t = 500)]
+    rooms: usize,
+    /// Participants per meeting (the first is the facilitator).
+    #[arg(long, default_value_t = 20)]
+    participants: usize,
+    /// Joins in flight at once while filling the meetings.
+    #[arg(long, default_value_t = 200)]
+    join_concurrency: usize,
+    /// Seconds everyone stays idle before the idle RSS is read.
+    #[arg(long, default_value_t = 5.0)]
+    idle_secs: f64,
+    /// Seconds of activity.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Hand, mute and floor events per participant per minute.
+    #[arg(long, default_value_t = 1.0)]
+    events_per_min: f64,
+    /// Chat messages per participant per minute.
+    #[arg(long, default_value_t = 0.2)]
+    chat_per_min: f64,
+    /// Share of the non-chat events that are mute toggles.
+    #[arg(long, default_value_t = 0.2)]
+    mute_share: f64,
+    /// Every n-th non-chat event is a floor event (next_speaker / yield_floor); 0 for none.
+    #[arg(long, default_value_t = 10)]
+    floor_every: u64,
+    /// Closed loop (hands only): each meeting's next event goes as soon as the last reached everyone.
+    #[arg(long)]
+    saturate: bool,
+    /// Also run the same clients against the reference broadcast server and report the ratios.
+    #[arg(long)]
+    reference: bool,
+}
+
+#[derive(Args, Debug)]
+struct JoinStormArgs {
+    #[arg(long, default_value_t = 1000)]
+    joins: usize,
+    /// Participants per meeting.
+    #[arg(long, default_value_t = 20)]
+    per_meeting: usize,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Joins started per second; 0 for as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+#[derive(Args, Debug)]
+struct ResumeStormArgs {
+    #[arg(long, default_value_t = 1000)]
+    participants: usize,
+    #[arg(long, default_value_t = 20)]
+    per_meeting: usize,
+    #[arg(long, default_value_t = 200)]
+    join_concurrency: usize,
+    /// Milliseconds between the drop and the resumes.
+    #[arg(long, default_value_t = 100)]
+    reconnect_delay_ms: u64,
+}
+
+fn haven_bin(g: &Global) -> PathBuf {
+    if let Some(b) = &g.haven_bin {
+        return b.clone();
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let beside = dir.join("haven");
+            if beside.exists() && dir.ends_with("release") {
+                return beside;
+            }
+        }
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/haven"))
+}
+
+/// The server to load: the one given, or a release binary started now.
+async fn haven_target(g: &Global, pin: &Pinning) -> anyhow::Result<(Target, Option<launch::Launched>)> {
+    if let Some(url) = &g.target {
+        let target = Target {
+            kind: TargetKind::Haven,
+            addr: target::parse_addr(url)?,
+            program_id: g.program_id.clone(),
+            api_key: g.api_key.clone().context("--target needs --api-key")?,
+            secret: g.program_secret.clone().context("--target needs --program-secret")?,
+            server_pid: g.server_pid,
+            description: format!("running server at {url}"),
+        };
+        return Ok((target, None));
+    }
+    let l = launch::spawn_haven(&haven_bin(g), pin.server_core).await?;
+    Ok((l.target.clone(), Some(l)))
+}
+
+async fn stop(l: Option<launch::Launched>) {
+    if let Some(l) = l {
+        l.stop().await;
+    }
+}
+
+fn rooms_params(a: &RoomsArgs, g: &Global) -> RoomsParams {
+    RoomsParams {
+        rooms: a.rooms,
+        participants: a.participants,
+        join_concurrency: a.join_concurrency,
+        idle_secs: a.idle_secs,
+        duration_secs: a.duration,
+        events_per_min: a.events_per_min,
+        chat_per_min: a.chat_per_min,
+        mute_share: a.mute_share,
+        floor_every: a.floor_every,
+        saturate: a.saturate,
+        source_ips: g.source_ips,
+    }
+}
+
+async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Rooms(a) => {
+            let p = rooms_params(a, g);
+            let (target, launched) = haven_target(g, &pin).await?;
+            let haven = rooms::run(&target, &p).await;
+            stop(launched).await;
+            let haven = haven?;
+            if !a.reference {
+                return Ok(Output::Rooms(Box::new(haven)));
+            }
+            let l = launch::spawn_reference(&std::env::current_exe()?, pin.server_core).await?;
+            let reference = rooms::run(&l.target, &p).await;
+            l.stop().await;
+            Ok(Output::Compare(Box::new(Comparison::new(haven, reference?))))
+        }
+        Command::JoinStorm(a) => {
+            let p = JoinStormParams {
+                joins: a.joins,
+                per_meeting: a.per_meeting,
+                concurrency: a.concurrency,
+                rate: a.rate,
+                source_ips: g.source_ips,
+            };
+            let (target, launched) = haven_target(g, &pin).await?;
+            let r = storms::join_storm(&target, &p).await;
+            stop(launched).await;
+            Ok(Output::JoinStorm(r?))
+        }
+        Command::ResumeStorm(a) => {
+            let p = ResumeStormParams {
+                participants: a.participants,
+                per_meeting: a.per_meeting,
+                join_concurrency: a.join_concurrency,
+                reconnect_delay_ms: a.reconnect_delay_ms,
+                source_ips: g.source_ips,
+            };
+            let (target, launched) = haven_target(g, &pin).await?;
+            let r = storms::resume_storm(&target, &p).await;
+            stop(launched).await;
+            Ok(Output::ResumeStorm(r?))
+        }
+        Command::Audio | Command::ReferenceServer { .. } => unreachable!("handled in main"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Audio => {
+            eprintln!(
+                "haven-load audio: not available. Haven's SFU (the media server that will consume the \
+                 media rules) is not built yet, so there is no audio path to load. This subcommand is \
+                 a placeholder for that scenario."
+            );
+            return ExitCode::from(2);
+        }
+        Command::ReferenceServer { listen } => {
+            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+            return rt.block_on(async {
+                let listener = match tokio::net::TcpListener::bind(listen.as_str()).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("reference-server: cannot listen on {listen}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let addr = listener.local_addr().expect("bound address");
+                println!("{} ws://{addr}", haven_load::reference::BANNER);
+                haven_load::reference::serve(listener).await;
+                ExitCode::SUCCESS
+            });
+        }
+        _ => {}
+    }
+    // Pin only when this run starts the server itself (then both sides are ours).
+    let pin = Pinning::auto(!cli.global.no_pin && cli.global.target.is_none());
+    let pinning = if let Some(core) = pin.generator_core {
+        match launch::pin_current_thread(core) {
+            Ok(()) => pin.describe(),
+            Err(e) => format!("pinning failed ({e}); not pinned"),
+        }
+    } else {
+        pin.describe()
+    };
+    let nofile = haven_load::net::raise_nofile(200_000);
+    if nofile < 20_000 {
+        eprintln!("haven-load: open-file limit is {nofile}; large scenarios may fail");
+    }
+    // One generator core: a current-thread runtime; otherwise a multi-threaded one.
+    let rt = if pin.generator_core.is_some() {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    }
+    .expect("tokio runtime");
+    let json = cli.global.json;
+    let machine = Machine::describe(pinning);
+    match rt.block_on(run(cli, pin)) {
+        Ok(out) => {
+            if json {
+                println!("{}", report::json(&machine, &out));
+            } else {
+                print!("{}", report::human(&machine, &out));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("haven-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,252 @@
+//! Output: a human table, or JSON (`--json`) for machines.
+
+use crate::scenarios::rooms::RoomsReport;
+use crate::scenarios::storms::{JoinStormReport, ResumeStormReport};
+use crate::stats::Summary;
+use serde::Serialize;
+use std::fmt::Write;
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub date: String,
+    pub pinning: String,
+}
+
+impl Machine {
+    pub fn describe(pinning: String) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpu_model,
+            memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            pinning,
+        }
+    }
+}
+
+/// Haven against the reference, same clients, same pattern.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub haven: RoomsReport,
+    pub reference: RoomsReport,
+    /// Haven ÷ reference, completed events per second (fan-out throughput; meaningful with --saturate).
+    pub throughput_ratio: f64,
+    /// Haven ÷ reference, deliveries per second.
+    pub deliveries_ratio: f64,
+    /// Haven ÷ reference, fan-out latency p50 and p99 (above 1: Haven is slower).
+    pub latency_p50_ratio: f64,
+    pub latency_p99_ratio: f64,
+}
+
+impl Comparison {
+    pub fn new(haven: RoomsReport, reference: RoomsReport) -> Comparison {
+        let r = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Comparison {
+            throughput_ratio: r(haven.events_per_s, reference.events_per_s),
+            deliveries_ratio: r(haven.deliveries_per_s, reference.deliveries_per_s),
+            latency_p50_ratio: r(haven.fanout.p50_ms, reference.fanout.p50_ms),
+            latency_p99_ratio: r(haven.fanout.p99_ms, reference.fanout.p99_ms),
+            haven,
+            reference,
+        }
+    }
+}
+
+/// Everything one invocation prints.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Output {
+    Rooms(Box<RoomsReport>),
+    Compare(Box<Comparison>),
+    JoinStorm(JoinStormReport),
+    ResumeStorm(ResumeStormReport),
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    machine: &'a Machine,
+    #[serde(flatten)]
+    output: &'a Output,
+}
+
+pub fn json(machine: &Machine, output: &Output) -> String {
+    serde_json::to_string_pretty(&Envelope { machine, output }).unwrap_or_default()
+}
+
+fn row(s: &mut String, k: &str, v: impl std::fmt::Display) {
+    let _ = writeln!(s, "  {k:<34} {v}");
+}
+
+fn kib(k: u64) -> String {
+    format!("{:.1} MiB", k as f64 / 1024.0)
+}
+
+fn rooms_table(s: &mut String, r: &RoomsReport) {
+    let _ = writeln!(s, "rooms ({:?}, {}): {}", r.server_kind, r.mode, r.server);
+    row(s, "meetings x participants", format!("{} x {} ({} joined)", r.rooms, r.participants_per_room, r.participants));
+    row(
+        s,
+        "joins",
+        format!("{} ok, {} failed, {:.0}/s over {:.1} s", r.join.ok, r.join.failed, r.join.per_s, r.join.wall_s),
+    );
+    row(s, "join latency", r.join.latency);
+    if let Some(o) = r.offered_events_per_s {
+        row(s, "events offered", format!("{o:.1}/s"));
+    }
+    row(
+        s,
+        "events completed",
+        format!(
+            "{} ({:.1}/s over {:.1} s), {} timed out",
+            r.events_completed, r.events_per_s, r.duration_s, r.events_timed_out
+        ),
+    );
+    row(s, "fan-out latency (all, max/event)", r.fanout);
+    for (k, v) in &r.fanout_by_kind {
+        row(s, &format!("  {k}"), v);
+    }
+    row(s, "per-recipient delivery", r.per_recipient);
+    row(
+        s,
+        "messages",
+        format!(
+            "{:.0} deliveries/s, {:.0} frames in/s, {:.0} frames out/s",
+            r.deliveries_per_s, r.frames_in_per_s, r.frames_out_per_s
+        ),
+    );
+    row(s, "errors", format!("{} {:?}", r.errors_total, r.errors));
+    if let Some(p) = &r.server_proc {
+        row(
+            s,
+            "server RSS before / idle / end",
+            format!(
+                "{} / {} / {} (peak {})",
+                kib(p.rss_before_kib),
+                kib(p.rss_idle_kib),
+                kib(p.rss_end_kib),
+                kib(p.peak_rss_kib)
+            ),
+        );
+        row(
+            s,
+            "server RSS per idle participant",
+            format!(
+                "{:.0} bytes ({:.1} KiB)",
+                p.rss_per_idle_participant_bytes,
+                p.rss_per_idle_participant_bytes / 1024.0
+            ),
+        );
+        row(s, "server CPU joining", format!("{:.2} s ({:.3} ms per join)", p.cpu_join_s, p.cpu_per_join_ms));
+        row(s, "server CPU idle", format!("{:.1}% of a core", p.cpu_idle_pct));
+        row(
+            s,
+            "server CPU active",
+            format!(
+                "{:.2} s, {:.1}% of a core, {:.2} µs per participant-second, {:.1} µs per event",
+                p.cpu_active_s, p.cpu_active_pct, p.cpu_us_per_participant_s, p.cpu_us_per_event
+            ),
+        );
+        row(s, "server threads", p.threads);
+    } else {
+        row(s, "server /proc figures", "n/a (pid unknown; pass --server-pid)");
+    }
+    row(
+        s,
+        "load generator CPU active",
+        format!("{:.1}% of a core, RSS {}", r.generator.cpu_active_pct, kib(r.generator.rss_kib)),
+    );
+}
+
+fn summary_ratio(a: &Summary, b: &Summary) -> String {
+    if b.count == 0 || a.count == 0 {
+        return "n/a".into();
+    }
+    format!("p50 {:.2}x  p99 {:.2}x", a.p50_ms / b.p50_ms.max(1e-9), a.p99_ms / b.p99_ms.max(1e-9))
+}
+
+/// The human table.
+pub fn human(machine: &Machine, output: &Output) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "machine: {} CPUs ({}), {} GiB, Linux {}, {}",
+        machine.cpus, machine.cpu_model, machine.memory_gib, machine.kernel, machine.date
+    );
+    let _ = writeln!(s, "pinning: {}", machine.pinning);
+    match output {
+        Output::Rooms(r) => rooms_table(&mut s, r),
+        Output::Compare(c) => {
+            rooms_table(&mut s, &c.haven);
+            let _ = writeln!(s);
+            rooms_table(&mut s, &c.reference);
+            let _ = writeln!(s);
+            let _ = writeln!(s, "Haven / reference:");
+            row(&mut s, "fan-out throughput (events/s)", format!("{:.2}", c.throughput_ratio));
+            row(&mut s, "deliveries/s", format!("{:.2}", c.deliveries_ratio));
+            row(&mut s, "fan-out latency", summary_ratio(&c.haven.fanout, &c.reference.fanout));
+        }
+        Output::JoinStorm(j) => {
+            let _ = writeln!(s, "join-storm: {}", j.server);
+            row(
+                &mut s,
+                "joins",
+                format!(
+                    "{} attempted in meetings of {}, concurrency {}{}",
+                    j.joins,
+                    j.per_meeting,
+                    j.concurrency,
+                    j.offered_rate.map(|r| format!(", offered {r:.0}/s")).unwrap_or_default()
+                ),
+            );
+            row(&mut s, "result", format!("{} ok, {} failed in {:.2} s", j.ok, j.failed, j.wall_s));
+            row(&mut s, "joins per second", format!("{:.0}", j.joins_per_s));
+            row(&mut s, "join latency", j.latency);
+            row(&mut s, "errors", format!("{:?}", j.errors));
+            if let (Some(c), Some(pj)) = (j.server_cpu_s, j.server_cpu_per_join_ms) {
+                row(&mut s, "server CPU", format!("{c:.2} s ({pj:.3} ms per join)"));
+            }
+            if let Some(r) = j.server_rss_after_kib {
+                row(&mut s, "server RSS after", kib(r));
+            }
+        }
+        Output::ResumeStorm(r) => {
+            let _ = writeln!(s, "resume-storm: {}", r.server);
+            row(
+                &mut s,
+                "participants",
+                format!(
+                    "{} in meetings of {}, {} joined, {} dropped",
+                    r.participants, r.per_meeting, r.joined, r.dropped
+                ),
+            );
+            row(&mut s, "kept their seats", format!("{} of {} ({} replayed)", r.kept_seat, r.dropped, r.replayed));
+            row(&mut s, "new seat / failed", format!("{} / {}", r.new_seat, r.failed));
+            row(&mut s, "resumes", format!("{:.0}/s over {:.2} s", r.resumes_per_s, r.wall_s));
+            row(&mut s, "resume latency", r.latency);
+            row(&mut s, "errors", format!("{:?}", r.errors));
+            if let Some(c) = r.server_cpu_s {
+                row(&mut s, "server CPU during resumes", format!("{c:.2} s"));
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,148 @@
+//! Smoke versions of every scenario, tiny and a few seconds each, so the harness cannot rot.
+//! They assert that the harness produced sane results (everyone joined, histograms filled, no
+//! errors), never wall-clock thresholds.
+
+use haven_load::launch;
+use haven_load::report::{self, Comparison, Machine, Output};
+use haven_load::scenarios::rooms::{self, RoomsParams};
+use haven_load::scenarios::storms::{self, JoinStormParams, ResumeStormParams};
+
+fn tiny_rooms() -> RoomsParams {
+    RoomsParams {
+        rooms: 2,
+        participants: 4,
+        join_concurrency: 8,
+        idle_secs: 0.2,
+        duration_secs: 2.0,
+        // Fast enough that a couple of seconds see every kind of event.
+        events_per_min: 300.0,
+        chat_per_min: 60.0,
+        mute_share: 0.3,
+        floor_every: 3,
+        saturate: false,
+        // Exercise binding several loopback source addresses.
+        source_ips: Some(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_against_haven_in_process() {
+    let app = launch::in_process_haven().await.unwrap();
+    let r = rooms::run(&app.target, &tiny_rooms()).await.unwrap();
+    assert_eq!(r.join.ok, 8, "{r:#?}");
+    assert_eq!(r.join.failed, 0);
+    assert_eq!(r.join.latency.count, 8);
+    assert!(r.events_completed > 0, "{r:#?}");
+    assert_eq!(r.events_timed_out, 0, "{r:#?}");
+    assert_eq!(r.errors_total, 0, "{:?}", r.errors);
+    assert!(r.fanout.count > 0 && r.fanout.p50_ms > 0.0);
+    assert!(r.fanout_by_kind.contains_key("hand"), "{:?}", r.fanout_by_kind.keys());
+    // Every completed event reached all four participants of its meeting.
+    assert_eq!(r.per_recipient.count, r.events_completed * 4);
+    let p = r.server_proc.as_ref().expect("/proc figures for our own pid");
+    assert!(p.rss_idle_kib > 0);
+    let text = report::human(&Machine::describe("test".into()), &Output::Rooms(Box::new(r.clone())));
+    assert!(text.contains("fan-out latency"), "{text}");
+    app.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_rooms_against_haven_and_reference() {
+    let p = RoomsParams { saturate: true, duration_secs: 1.0, source_ips: None, ..tiny_rooms() };
+    let app = launch::in_process_haven().await.unwrap();
+    let haven = rooms::run(&app.target, &p).await.unwrap();
+    app.server.shutdown().await;
+    let (target, task) = launch::in_process_reference().await.unwrap();
+    let reference = rooms::run(&target, &p).await.unwrap();
+    task.abort();
+    for r in [&haven, &reference] {
+        assert_eq!(r.join.ok, 8, "{r:#?}");
+        assert!(r.events_completed > 0, "{r:#?}");
+        assert_eq!(r.events_timed_out, 0, "{r:#?}");
+        assert_eq!(r.errors_total, 0, "{:?}", r.errors);
+    }
+    assert!(haven.fanout_by_kind.contains_key("hand"));
+    assert!(reference.fanout_by_kind.contains_key("relay"));
+    // The reference relays to the others only.
+    assert_eq!(reference.per_recipient.count, reference.events_completed * 3);
+    let c = Comparison::new(haven, reference);
+    assert!(c.throughput_ratio > 0.0 && c.latency_p99_ratio > 0.0);
+    let json = report::json(&Machine::describe("test".into()), &Output::Compare(Box::new(c)));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["kind"], "compare");
+    assert!(v["throughput_ratio"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_storm_in_process() {
+    let app = launch::in_process_haven().await.unwrap();
+    let p = JoinStormParams { joins: 30, per_meeting: 10, concurrency: 8, rate: 0.0, source_ips: None };
+    let r = storms::join_storm(&app.target, &p).await.unwrap();
+    assert_eq!(r.ok, 30, "{r:#?}");
+    assert_eq!(r.latency.count, 30);
+    assert!(r.joins_per_s > 0.0);
+    // At a set rate too.
+    let p = JoinStormParams { rate: 200.0, joins: 10, ..p };
+    let r = storms::join_storm(&app.target, &p).await.unwrap();
+    assert_eq!(r.ok, 10, "{r:#?}");
+    app.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_storm_in_process() {
+    let app = launch::in_process_haven().await.unwrap();
+    let p = ResumeStormParams {
+        participants: 12,
+        per_meeting: 6,
+        join_concurrency: 8,
+        reconnect_delay_ms: 50,
+        source_ips: None,
+    };
+    let r = storms::resume_storm(&app.target, &p).await.unwrap();
+    assert_eq!(r.joined, 12, "{r:#?}");
+    assert_eq!(r.dropped, 12);
+    assert_eq!(r.kept_seat, 12, "{r:#?}");
+    assert_eq!(r.latency.count, 12);
+    app.server.shutdown().await;
+}
+
+/// The binary end to end: `--target` a running server (here in-process), JSON out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_against_a_running_target() {
+    let app = launch::in_process_haven().await.unwrap();
+    let t = &app.target;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_haven-load"))
+        .args(["--target", &format!("http://{}", t.addr), "--api-key", &t.api_key])
+        .args(["--program-secret", &t.secret, "--program-id", &t.program_id, "--json"])
+        .args(["rooms", "--rooms", "1", "--participants", "3", "--duration", "1", "--idle-secs", "0.1"])
+        .args(["--events-per-min", "120"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "rooms");
+    assert_eq!(v["join"]["ok"], 3);
+    assert!(v["machine"]["cpus"].as_u64().unwrap() >= 1);
+    app.server.shutdown().await;
+}
+
+/// The reference server as its own process, as `rooms --reference` starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_server_process() {
+    let l = launch::spawn_reference(std::path::Path::new(env!("CARGO_BIN_EXE_haven-load")), None).await.unwrap();
+    let p = RoomsParams { rooms: 1, participants: 3, duration_secs: 1.0, source_ips: None, ..tiny_rooms() };
+    let r = rooms::run(&l.target, &p).await.unwrap();
+    l.stop().await;
+    assert_eq!(r.join.ok, 3);
+    assert!(r.events_completed > 0, "{r:#?}");
+    assert!(r.server_proc.is_some(), "pid known");
+}
+
+#[test]
+fn audio_is_a_documented_stub() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haven-load")).arg("audio").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SFU") && err.contains("not built yet"), "{err}");
+}
