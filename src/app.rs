@@ -31,6 +31,8 @@ pub struct AppInner {
     pub store_tx: mpsc::Sender<StoreWrite>,
     /// The server's certificate keys.
     pub keyring: crate::attendance::certificate::Keyring,
+    /// The media engine, when enabled.
+    pub sfu: Option<crate::sfu::SfuHandle>,
     next_conn: AtomicU64,
 }
 
@@ -181,6 +183,22 @@ impl Server {
         let keyring = crate::attendance::certificate::Keyring::load_or_create(&store, now_ms()).await?;
         let metrics = Arc::new(Metrics::new());
         let store_tx = store_writer::spawn(store.clone());
+        let sfu = if config.media.enabled {
+            let ip = config.listen.ip();
+            let advertise = config.media.advertise_ip.unwrap_or(if ip.is_unspecified() {
+                tracing::warn!("listening on all interfaces: set media.advertise_ip to the address browsers can reach");
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                ip
+            });
+            let bind = std::net::SocketAddr::new(ip, config.media.udp_port);
+            let handle = crate::sfu::start(crate::sfu::SfuConfig { bind, advertise }, metrics.clone())
+                .map_err(|e| StartError::Listen(bind, e))?;
+            tracing::info!(addr = %handle.addr, "media (UDP)");
+            Some(handle)
+        } else {
+            None
+        };
         let limits = &config.limits;
         let rooms = Rooms::new(RoomDeps {
             metrics: metrics.clone(),
@@ -199,6 +217,7 @@ impl Server {
                 idle_stop_ms: 60_000,
                 heartbeat_ms: limits.heartbeat_seconds.max(1) * 1000,
             },
+            sfu: sfu.clone(),
         });
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
@@ -213,6 +232,7 @@ impl Server {
             shutdown: shutdown.clone(),
             store_tx,
             keyring,
+            sfu,
             next_conn: AtomicU64::new(1),
         }));
         if let Some(days) = app.config.attendance_retention_days {

@@ -138,6 +138,25 @@ impl Default for Limits {
     }
 }
 
+/// The media plane (SFU).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Whether the SFU runs.
+    pub enabled: bool,
+    /// UDP port for all media (0: any free port).
+    pub udp_port: u16,
+    /// The address browsers are told to send media to (behind NAT: the public address). Default:
+    /// the listen address, or 127.0.0.1 when listening on all interfaces.
+    pub advertise_ip: Option<std::net::IpAddr>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig { enabled: true, udp_port: 0, advertise_ip: None }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -156,6 +175,7 @@ pub struct Config {
     pub limits: Limits,
     /// Attendance older than this many days is purged (hourly). `None` keeps it forever.
     pub attendance_retention_days: Option<u32>,
+    pub media: MediaConfig,
 }
 
 impl Default for Config {
@@ -169,6 +189,7 @@ impl Default for Config {
             programs: Vec::new(),
             limits: Limits::default(),
             attendance_retention_days: None,
+            media: MediaConfig::default(),
         }
     }
 }

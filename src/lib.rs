@@ -16,6 +16,7 @@ pub mod meeting;
 pub mod metrics;
 pub mod protocol;
 pub mod room;
+pub mod sfu;
 pub mod signal;
 pub mod store;
 pub mod web;

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub messages_out: Counter,
     pub slow_client_disconnects: Counter,
     pub errors: Family<CodeLabel, Counter>,
+    pub media_participants: Gauge,
+    pub media_packets_forwarded: Counter,
+    pub media_packets_dropped: Counter,
+    pub media_bytes_forwarded: Counter,
     registry: Registry,
 }
 
@@ -42,6 +46,22 @@ impl Metrics {
             m.slow_client_disconnects.clone(),
         );
         reg.register("errors", "Errors sent to clients and API callers, by code", m.errors.clone());
+        reg.register("media_participants", "Participants with a media session", m.media_participants.clone());
+        reg.register(
+            "media_packets_forwarded",
+            "Media packets forwarded (per subscriber)",
+            m.media_packets_forwarded.clone(),
+        );
+        reg.register(
+            "media_packets_dropped",
+            "Media packets dropped by rule (muted, no floor, not allowed)",
+            m.media_packets_dropped.clone(),
+        );
+        reg.register(
+            "media_bytes_forwarded",
+            "Media payload bytes forwarded (per subscriber)",
+            m.media_bytes_forwarded.clone(),
+        );
         m.registry = reg;
         m
     }

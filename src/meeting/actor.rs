@@ -129,6 +129,16 @@ pub enum ActorMsg {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+    /// From the SFU: an event for one participant (SDP answer or offer, media errors).
+    MediaEvent {
+        participant_id: ParticipantId,
+        event: Box<Event>,
+        request_id: Option<Arc<str>>,
+    },
+    /// From the SFU: who is speaking now.
+    ActiveSpeaker {
+        participant_id: Option<ParticipantId>,
+    },
     /// Replies with a copy of the room (tests and diagnostics).
     #[cfg(test)]
     Inspect(oneshot::Sender<Room>),
@@ -191,6 +201,8 @@ pub(super) struct Actor {
     pub metrics: Arc<Metrics>,
     pub store_tx: mpsc::Sender<StoreWrite>,
     pub store: crate::store::Store,
+    pub sfu: Option<crate::sfu::SfuHandle>,
+    pub self_tx: mpsc::Sender<ActorMsg>,
     pub config: ActorConfig,
     pub clock: Clock,
     sessions: HashMap<ParticipantId, Session>,
@@ -198,6 +210,7 @@ pub(super) struct Actor {
     timer_seq: u64,
     effects: Vec<Effect>,
     writes: Vec<StoreWrite>,
+    sfu_cmds: Vec<crate::sfu::SfuCmd>,
     slow: Vec<ParticipantId>,
     ended: bool,
 }
@@ -279,6 +292,8 @@ impl Actor {
         metrics: Arc<Metrics>,
         store_tx: mpsc::Sender<StoreWrite>,
         store: crate::store::Store,
+        sfu: Option<crate::sfu::SfuHandle>,
+        self_tx: mpsc::Sender<ActorMsg>,
         config: ActorConfig,
         clock: Clock,
     ) -> Actor {
@@ -290,6 +305,8 @@ impl Actor {
             metrics,
             store_tx,
             store,
+            sfu,
+            self_tx,
             config,
             clock,
             sessions: HashMap::new(),
@@ -297,6 +314,7 @@ impl Actor {
             timer_seq: 0,
             effects: Vec::with_capacity(64),
             writes: Vec::new(),
+            sfu_cmds: Vec::new(),
             slow: Vec::new(),
             ended: false,
         }
@@ -409,6 +427,41 @@ impl Actor {
             // Waits only when the store is far behind (bounded queue); records are never dropped here.
             let _ = self.store_tx.send(w).await;
         }
+        if let Some(sfu) = &self.sfu {
+            for c in self.sfu_cmds.drain(..) {
+                // Rules are never dropped: the actor waits if the media engine is behind.
+                let _ = sfu.tx.send(c).await;
+            }
+        } else {
+            self.sfu_cmds.clear();
+        }
+    }
+
+    fn peer_key(&self, participant_id: ParticipantId) -> crate::sfu::PeerKey {
+        crate::sfu::PeerKey { meeting: Arc::from(self.room.id()), participant_id }
+    }
+
+    /// Media signaling goes to the SFU with the sender's identity; the room is not involved.
+    fn media_command(&mut self, from: ParticipantId, command: Command, request_id: Option<Arc<str>>) {
+        use crate::sfu::SfuCmd;
+        let key = self.peer_key(from);
+        if self.sfu.is_none() {
+            let e = ProtocolError::new(ErrorCode::Unavailable, "media is not available on this server");
+            self.deliver(from, &event_body(&error_event(e)), request_id.as_ref());
+            return;
+        }
+        match command {
+            Command::MediaOffer { sdp } => {
+                // The current rule first, so the new session starts under it.
+                if let Some(p) = self.room.participants().iter().find(|p| p.id == from) {
+                    self.sfu_cmds.push(SfuCmd::Rule { key: key.clone(), rule: p.media });
+                }
+                self.sfu_cmds.push(SfuCmd::Offer { key, sdp, request_id, events: self.self_tx.clone() });
+            }
+            Command::MediaAnswer { sdp } => self.sfu_cmds.push(SfuCmd::Answer { key, sdp }),
+            Command::IceCandidate { candidate } => self.sfu_cmds.push(SfuCmd::Candidate { key, candidate }),
+            _ => {}
+        }
     }
 
     fn on_msg(&mut self, msg: ActorMsg) {
@@ -437,6 +490,13 @@ impl Actor {
                 if current != Some(conn_id) {
                     return; // a replaced or cut-off connection; it is closing
                 }
+                if matches!(
+                    command,
+                    Command::MediaOffer { .. } | Command::MediaAnswer { .. } | Command::IceCandidate { .. }
+                ) {
+                    self.media_command(from, command, request_id);
+                    return;
+                }
                 self.input(Input::Command { from, command }, Some((from, request_id)));
             }
             ActorMsg::ConnectionClosed { conn_id, participant_id } => {
@@ -450,6 +510,17 @@ impl Actor {
                 self.input(Input::Disconnected { participant_id }, None);
             }
             ActorMsg::End => self.input(Input::End, None),
+            ActorMsg::MediaEvent { participant_id, event, request_id } => {
+                self.deliver(participant_id, &event_body(&event), request_id.as_ref());
+            }
+            ActorMsg::ActiveSpeaker { participant_id } => {
+                let body = event_body(&Event::ActiveSpeaker { participant_id });
+                let ids: Vec<ParticipantId> =
+                    self.room.participants().iter().filter(|p| p.admitted).map(|p| p.id).collect();
+                for id in ids {
+                    self.deliver(id, &body, None);
+                }
+            }
             ActorMsg::Shutdown { .. } => {}
             #[cfg(test)]
             ActorMsg::Inspect(reply) => {
@@ -648,8 +719,12 @@ impl Actor {
                         at: self.clock.now() as i64,
                     });
                 }
-                // The media plane (SFU) is not built yet; when it is, it subscribes to these rules.
-                Effect::MediaRule { .. } => {}
+                Effect::MediaRule { participant_id, rule } => {
+                    self.sfu_cmds.push(crate::sfu::SfuCmd::Rule { key: self.peer_key(participant_id), rule });
+                }
+                Effect::MediaClosed { participant_id } => {
+                    self.sfu_cmds.push(crate::sfu::SfuCmd::Close { key: self.peer_key(participant_id) });
+                }
                 Effect::Ended => self.ended = true,
             }
         }

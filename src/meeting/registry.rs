@@ -30,6 +30,7 @@ pub struct RoomDeps {
     pub store: crate::store::Store,
     pub limits: RoomLimits,
     pub actor: ActorConfig,
+    pub sfu: Option<crate::sfu::SfuHandle>,
 }
 
 /// The registry of live meetings.
@@ -73,6 +74,7 @@ impl Rooms {
                 let mut limits = self.deps.limits.clone();
                 limits.capacity = meeting.capacity.clamp(1, i64::from(u32::MAX)) as usize;
                 let rooms = self.clone();
+                let self_tx = tx.clone();
                 let deps = self.deps.clone();
                 let meeting = meeting.clone();
                 tokio::spawn(async move {
@@ -96,6 +98,8 @@ impl Rooms {
                         deps.metrics,
                         deps.store_tx,
                         deps.store,
+                        deps.sfu,
+                        self_tx,
                         deps.actor,
                         Clock::new(),
                     );

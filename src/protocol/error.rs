@@ -86,6 +86,8 @@ pub enum ErrorCode {
     NoChange,
     /// No certificate: the meeting has not ended, or the attendance was not credited.
     CertificateUnavailable,
+    /// The SDP or ICE candidate could not be used; `message` says why.
+    InvalidMedia,
     /// The server is shutting down or overloaded; try again shortly.
     Unavailable,
     /// An unexpected server-side failure; nothing the client did.
@@ -134,6 +136,7 @@ impl ErrorCode {
             ErrorCode::InvalidSettings => "invalid_settings",
             ErrorCode::NoChange => "no_change",
             ErrorCode::CertificateUnavailable => "certificate_unavailable",
+            ErrorCode::InvalidMedia => "invalid_media",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

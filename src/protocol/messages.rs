@@ -288,6 +288,12 @@ pub enum Command {
     EndGoAround,
     /// After the meeting's end: one's own attendance certificate (connect with `certificate=1`).
     CertificateRequest,
+    /// Start (or restart) media: the client's SDP offer. Each offer starts a fresh media session.
+    MediaOffer { sdp: String },
+    /// The client's SDP answer to a server `media_offer` (the server adds or removes others' tracks).
+    MediaAnswer { sdp: String },
+    /// A trickled ICE candidate (`candidate:...` line). Optional: the server also learns addresses from ICE checks.
+    IceCandidate { candidate: String },
 }
 
 impl Command {
@@ -328,6 +334,9 @@ impl Command {
         "start_go_around",
         "end_go_around",
         "certificate_request",
+        "media_offer",
+        "media_answer",
+        "ice_candidate",
     ];
 
     /// Whether only facilitators (and co-facilitators) may send this.
@@ -600,6 +609,19 @@ pub enum Event {
         certificate: String,
         minutes_present: i64,
         credited: bool,
+    },
+    /// The server's SDP answer to the client's `media_offer`.
+    MediaAnswer {
+        sdp: String,
+    },
+    /// The server renegotiates (someone started or stopped sending): answer with `media_answer`.
+    /// Each incoming stream's id (msid) is the sender's participant id.
+    MediaOffer {
+        sdp: String,
+    },
+    /// Who is speaking now (from the audio-level header extension), or nobody.
+    ActiveSpeaker {
+        participant_id: Option<ParticipantId>,
     },
 }
 

@@ -63,7 +63,7 @@ impl Room {
             mute_locked: false,
             resume_token,
             chat_bucket: TokenBucket::full(self.limits.chat_burst, now),
-            audio_forwarded: false,
+            media: Default::default(),
         });
         if waits {
             if let Some(ev) = self.snapshot(id) {
@@ -189,9 +189,7 @@ impl Room {
             self.dirty.waiting = true;
         }
         out.push(Effect::Close { participant_id: id, reason });
-        if p.audio_forwarded {
-            out.push(Effect::MediaRule { participant_id: id, audio: false });
-        }
+        out.push(Effect::MediaClosed { participant_id: id });
         if p.role == Role::Facilitator {
             self.hand_over_if_needed(now, out);
         }

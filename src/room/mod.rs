@@ -142,10 +142,14 @@ pub enum Effect {
         at: Millis,
     },
     Audit(AuditEntry),
-    /// The media layer's rule for this participant's audio (forward or drop).
+    /// The media layer's rule for this participant (what of theirs is forwarded, what they get).
     MediaRule {
         participant_id: ParticipantId,
-        audio: bool,
+        rule: MediaRule,
+    },
+    /// The participant is gone: the media layer releases everything of theirs.
+    MediaClosed {
+        participant_id: ParticipantId,
     },
     /// Persist a ban so it outlives this actor.
     Banned {
@@ -153,6 +157,31 @@ pub enum Effect {
     },
     /// The meeting is over; the actor stops after delivering what is queued.
     Ended,
+}
+
+/// Whose video reaches whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoAudience {
+    /// Not forwarded at all.
+    #[default]
+    Nobody,
+    /// Forwarded to facilitators only (a camera-on check without exposing members to each other).
+    Facilitators,
+    Everyone,
+}
+
+/// The forwarding rule for one participant. The SFU applies it to every packet; the room is its
+/// only source, so the facilitator's word holds whatever a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MediaRule {
+    /// Their audio is forwarded (admitted, may speak, not muted).
+    pub audio: bool,
+    /// Who receives their video.
+    pub video: VideoAudience,
+    /// They receive the meeting's media (admitted: the waiting room hears nothing).
+    pub receives: bool,
+    /// They receive video meant for facilitators only.
+    pub receives_private_video: bool,
 }
 
 /// What a successful input means for the connection that sent it.
@@ -376,6 +405,10 @@ impl Room {
             Command::MoveHand { participant_id, position } => self.move_hand(from, participant_id, position, now, out),
             Command::StartGoAround => self.start_go_around(from, now, out),
             Command::EndGoAround => self.end_go_around(from, now, out),
+            // Media signaling goes from the actor to the SFU and never reaches the rules.
+            Command::MediaOffer { .. } | Command::MediaAnswer { .. } | Command::IceCandidate { .. } => {
+                Err(ProtocolError::new(C::Internal, "media signaling is handled by the media layer"))
+            }
             // Answered by the connection from the store; a live meeting has no final record yet.
             Command::CertificateRequest => {
                 Err(ProtocolError::new(C::CertificateUnavailable, "certificates are available after the meeting ends"))
@@ -477,6 +510,23 @@ impl Room {
         p.admitted
             && p.role != Role::Observer
             && (!self.settings.floor_control || p.role.is_facilitator() || self.floor_holder() == Some(p.id))
+    }
+
+    /// The forwarding rule that follows from the participant's role, state and the settings.
+    pub(crate) fn media_rule(&self, p: &Participant) -> MediaRule {
+        use crate::protocol::VideoPolicy;
+        if !p.admitted {
+            return MediaRule::default();
+        }
+        let fac = p.role.is_facilitator();
+        let video = match (p.role, self.settings.video) {
+            (Role::Observer, _) => VideoAudience::Nobody,
+            _ if fac => VideoAudience::Everyone,
+            (_, VideoPolicy::FacilitatorsOnly) => VideoAudience::Nobody,
+            (_, VideoPolicy::MembersToFacilitators) => VideoAudience::Facilitators,
+            (_, VideoPolicy::Everyone) => VideoAudience::Everyone,
+        };
+        MediaRule { audio: self.may_speak(p) && !p.muted, video, receives: true, receives_private_video: fac }
     }
 
     fn view(&self, p: &Participant) -> ParticipantView {
@@ -604,11 +654,11 @@ impl Room {
         // Media rules: recomputed for everyone (at most the meeting's capacity), sent when changed.
         for i in 0..self.participants.len() {
             let p = &self.participants[i];
-            let audio = self.may_speak(p) && !p.muted;
-            if audio != p.audio_forwarded {
+            let rule = self.media_rule(p);
+            if rule != p.media {
                 let participant_id = p.id;
-                self.participants[i].audio_forwarded = audio;
-                out.push(Effect::MediaRule { participant_id, audio });
+                self.participants[i].media = rule;
+                out.push(Effect::MediaRule { participant_id, rule });
             }
         }
     }

@@ -66,6 +66,6 @@ pub struct Participant {
     pub mute_locked: bool,
     pub resume_token: String,
     pub chat_bucket: TokenBucket,
-    /// The audio rule last sent to the media layer.
-    pub audio_forwarded: bool,
+    /// The rule last sent to the media layer.
+    pub media: super::MediaRule,
 }

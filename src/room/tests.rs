@@ -260,9 +260,9 @@ fn member_cannot_unmute_after_facilitator_mute() {
     let f = h.join("fac", Role::Facilitator);
     let m = h.join("m", Role::Member);
     h.cmd(m, Command::SetMuted { muted: false }).unwrap();
-    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, audio: true }));
+    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, rule: MediaRule { audio: true, ..h.p(m).media } }));
     h.cmd(f, Command::Mute { participant_id: m }).unwrap();
-    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, audio: false }));
+    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, rule: MediaRule { audio: false, ..h.p(m).media } }));
     assert_eq!(h.code(m, Command::SetMuted { muted: false }), ErrorCode::MuteLocked);
     h.cmd(f, Command::AllowUnmute { participant_id: m }).unwrap();
     assert!(h.p(m).muted, "allowing does not unmute anyone without their consent");
@@ -290,10 +290,10 @@ fn floor_control_lets_only_floor_holder_and_facilitators_speak() {
     h.cmd(f, Command::SetMuted { muted: false }).unwrap();
     h.cmd(f, Command::GiveFloor { participant_id: m }).unwrap();
     h.cmd(m, Command::SetMuted { muted: false }).unwrap();
-    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, audio: true }));
+    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, rule: MediaRule { audio: true, ..h.p(m).media } }));
     h.cmd(m, Command::YieldFloor).unwrap();
     assert!(h.p(m).muted, "the share's end mutes the speaker again");
-    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, audio: false }));
+    assert!(h.out.contains(&Effect::MediaRule { participant_id: m, rule: MediaRule { audio: false, ..h.p(m).media } }));
 }
 
 #[test]
@@ -787,8 +787,19 @@ fn check_invariants(room: &Room) {
     }
     for p in room.participants() {
         assert!(!p.mute_locked || p.muted, "a mute lock always means muted");
-        let forwarded = room.may_speak(p) && !p.muted;
-        assert_eq!(p.audio_forwarded, forwarded, "the media rule matches the room's state");
+        assert_eq!(p.media, room.media_rule(p), "the media rule sent matches the room's state");
+        if p.media.audio {
+            assert!(
+                !p.muted && p.admitted && p.role != Role::Observer,
+                "only unmuted, admitted speakers are forwarded"
+            );
+            if room.settings.floor_control && !p.role.is_facilitator() {
+                assert_eq!(room.floor_holder(), Some(p.id), "floor control: only the floor holder is forwarded");
+            }
+        }
+        if !p.admitted {
+            assert_eq!(p.media, MediaRule::default(), "the waiting room publishes and receives nothing");
+        }
     }
     let mut names = std::collections::HashSet::new();
     for p in room.participants() {
@@ -866,4 +877,46 @@ proptest! {
             check_invariants(&h.room);
         }
     }
+}
+
+#[test]
+fn video_policy_decides_whose_camera_reaches_whom() {
+    use crate::protocol::VideoPolicy;
+    let mut h = H::new(MeetingSettings {
+        waiting_room: false,
+        video: VideoPolicy::MembersToFacilitators,
+        ..Default::default()
+    });
+    let f = h.join("fac", Role::Facilitator);
+    let m = h.join("m", Role::Member);
+    let o = h.join("o", Role::Observer);
+    assert_eq!(h.p(m).media.video, VideoAudience::Facilitators);
+    assert_eq!(h.p(f).media.video, VideoAudience::Everyone);
+    assert_eq!(h.p(o).media.video, VideoAudience::Nobody);
+    assert!(h.p(f).media.receives_private_video && !h.p(m).media.receives_private_video);
+    let upd = |v| Command::UpdateSettings {
+        waiting_room: None,
+        floor_control: None,
+        share_seconds: None,
+        share_warning_seconds: None,
+        share_end: None,
+        video: Some(v),
+    };
+    h.cmd(f, upd(VideoPolicy::FacilitatorsOnly)).unwrap();
+    assert_eq!(h.p(m).media.video, VideoAudience::Nobody);
+    assert!(h.out.iter().any(|e| matches!(e, Effect::MediaRule { participant_id, .. } if *participant_id == m)));
+    h.cmd(f, upd(VideoPolicy::Everyone)).unwrap();
+    assert_eq!(h.p(m).media.video, VideoAudience::Everyone);
+}
+
+#[test]
+fn the_waiting_room_hears_and_publishes_nothing_and_leaving_releases_media() {
+    let mut h = H::new(MeetingSettings::default());
+    let f = h.join("fac", Role::Facilitator);
+    let m = h.join("m", Role::Member);
+    assert_eq!(h.p(m).media, MediaRule::default());
+    h.cmd(f, Command::Admit { participant_id: m }).unwrap();
+    assert!(h.p(m).media.receives);
+    h.cmd(m, Command::Leave).unwrap();
+    assert!(h.out.contains(&Effect::MediaClosed { participant_id: m }));
 }

@@ -4,6 +4,7 @@ mod api;
 mod attendance;
 mod crash;
 mod facilitation;
+mod media;
 mod privacy;
 mod resume;
 mod schema;

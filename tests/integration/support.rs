@@ -192,6 +192,17 @@ impl Client {
         }
     }
 
+    /// The next text frame, however long it takes; `None` when the connection closes.
+    pub async fn next_frame(&mut self) -> Option<Value> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).ok(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
     /// Frames until one of type `ty` (returned); the skipped ones are kept in `seen`.
     pub async fn recv_type(&mut self, ty: &str) -> Value {
         loop {

@@ -149,6 +149,18 @@ export type ClientMessage1 =
     }
   | {
       type: "certificate_request";
+    }
+  | {
+      sdp: string;
+      type: "media_offer";
+    }
+  | {
+      sdp: string;
+      type: "media_answer";
+    }
+  | {
+      candidate: string;
+      type: "ice_candidate";
     };
 /**
  * A participant's id, random per meeting.
@@ -315,6 +327,18 @@ export type ServerMessage1 =
       credited: boolean;
       minutes_present: number;
       type: "certificate";
+    }
+  | {
+      sdp: string;
+      type: "media_answer";
+    }
+  | {
+      sdp: string;
+      type: "media_offer";
+    }
+  | {
+      participant_id?: ParticipantId | null;
+      type: "active_speaker";
     };
 /**
  * A participant's role in a meeting.
@@ -362,6 +386,7 @@ export type ErrorCode =
   | "invalid_settings"
   | "no_change"
   | "certificate_unavailable"
+  | "invalid_media"
   | "unavailable"
   | "internal";
 /**

@@ -49,6 +49,7 @@
  * @property {{ participant_id: string, ends_at: number } | null} warning the running share's warning
  * @property {number} clockOffset server clock minus this device's clock, in ms (estimated)
  * @property {Ending | null} ending
+ * @property {string | null} activeSpeaker who is speaking now (from the SFU), if anyone
  */
 
 /**
@@ -63,6 +64,7 @@ const CHAT_KEEP = 300;
 export function initialState() {
   return {
     phase: 'join',
+    activeSpeaker: null,
     me: null,
     myName: '',
     myRole: null,
@@ -322,6 +324,12 @@ export function apply(s, msg, now) {
       break; // the connection and the caller handle these
     case 'certificate':
       break; // only on a certificate connection after the meeting (not offered by this client yet)
+    case 'media_answer':
+    case 'media_offer':
+      break; // media signaling: handled by media.js through the connection
+    case 'active_speaker':
+      s.activeSpeaker = msg.participant_id ?? null;
+      break;
     default: {
       /** @type {never} */
       const unhandled = msg;

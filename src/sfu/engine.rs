@@ -1,0 +1,586 @@
+//! The engine loop: UDP in, str0m in the middle, UDP out; forwarding by the rooms' rules.
+//!
+//! Per packet the forwarding path is: the sender's rule (a field of its peer), the meeting's
+//! member list, and per subscriber one hash lookup (origin, mid) to the outgoing mid, then one
+//! write that shares the payload (`Arc<[u8]>`): no lock, and no allocation of ours.
+
+use super::{PeerKey, SfuCmd, SfuStats};
+use crate::meeting::ActorMsg;
+use crate::metrics::Metrics;
+use crate::protocol::{ErrorCode, Event, ParticipantId};
+use crate::room::{MediaRule, VideoAudience};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
+use tokio::sync::mpsc;
+
+/// How often keyframe requests may reach one publisher's track.
+const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
+/// Audio at least this loud (dBov, closer to 0 is louder) counts as speaking.
+const SPEAKING_DBOV: i8 = -50;
+/// Active-speaker changes are announced at most this often per meeting.
+const SPEAKER_WINDOW: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    ToOpen,
+    Negotiating(Mid),
+    Open(Mid),
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
+#[derive(Debug)]
+struct TrackOut {
+    origin: ParticipantId,
+    origin_mid: Mid,
+    kind: MediaKind,
+    state: OutState,
+}
+
+struct Peer {
+    key: PeerKey,
+    rtc: Rtc,
+    events: mpsc::Sender<ActorMsg>,
+    /// Tracks the client sends: (mid, kind, last keyframe request).
+    tracks_in: Vec<(Mid, MediaKind, Option<Instant>)>,
+    tracks_out: Vec<TrackOut>,
+    /// Open outgoing tracks by their origin: the per-packet lookup.
+    out_by_origin: HashMap<(ParticipantId, Mid), Mid>,
+    pending: Option<SdpPendingOffer>,
+    next_timeout: Instant,
+}
+
+#[derive(Default)]
+struct Speakers {
+    window_start: Option<Instant>,
+    loudest: Option<(ParticipantId, i8)>,
+    current: Option<ParticipantId>,
+}
+
+pub(super) struct Engine {
+    socket: tokio::net::UdpSocket,
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    crypto: Arc<str0m::crypto::CryptoProvider>,
+    peers: Vec<Option<Peer>>,
+    free: Vec<usize>,
+    by_key: HashMap<PeerKey, usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    meetings: HashMap<Arc<str>, Vec<usize>>,
+    /// Rules by participant: they may arrive before the participant's first offer.
+    rules: HashMap<PeerKey, MediaRule>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    speakers: HashMap<Arc<str>, Speakers>,
+    /// Reused buffers.
+    media: Vec<MediaData>,
+    dirty: Vec<usize>,
+}
+
+fn send_event(
+    events: &mpsc::Sender<ActorMsg>,
+    participant_id: ParticipantId,
+    event: Event,
+    request_id: Option<Arc<str>>,
+) {
+    // A full actor queue drops this signaling message; the client's next offer recovers.
+    let _ = events.try_send(ActorMsg::MediaEvent { participant_id, event: Box::new(event), request_id });
+}
+
+fn media_error(message: String) -> Event {
+    Event::Error { code: ErrorCode::InvalidMedia, message, suggestion: None }
+}
+
+impl Engine {
+    pub(super) fn new(socket: tokio::net::UdpSocket, addr: SocketAddr, metrics: Arc<Metrics>) -> Engine {
+        Engine {
+            socket,
+            addr,
+            metrics,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            peers: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::new(),
+            by_addr: HashMap::new(),
+            meetings: HashMap::new(),
+            rules: HashMap::new(),
+            timers: BinaryHeap::new(),
+            speakers: HashMap::new(),
+            media: Vec::new(),
+            dirty: Vec::new(),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<SfuCmd>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => return,
+                },
+                r = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, source)) = r {
+                        self.packet(&buf[..n], source);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => self.timeouts(),
+            }
+        }
+    }
+
+    fn next_deadline(&mut self) -> Instant {
+        // Skip heap entries made stale by a newer timeout of the same peer.
+        while let Some(&Reverse((at, idx))) = self.timers.peek() {
+            match self.peers.get(idx).and_then(Option::as_ref) {
+                Some(p) if p.next_timeout == at => return at,
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        Instant::now() + Duration::from_secs(1)
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, idx))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) else { continue };
+            if p.next_timeout != at {
+                continue;
+            }
+            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                p.rtc.disconnect();
+            }
+            self.drive(idx);
+        }
+    }
+
+    fn packet(&mut self, data: &[u8], source: SocketAddr) {
+        let Ok(contents) = data.try_into() else { return };
+        let input =
+            Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.addr, contents });
+        let idx = match self.by_addr.get(&source) {
+            Some(&i) if self.peers.get(i).and_then(Option::as_ref).is_some_and(|p| p.rtc.accepts(&input)) => i,
+            _ => {
+                // A new address (first ICE check): find the session it belongs to once, then cache.
+                let Some(i) = self.peers.iter().position(|p| p.as_ref().is_some_and(|p| p.rtc.accepts(&input))) else {
+                    return;
+                };
+                self.by_addr.insert(source, i);
+                i
+            }
+        };
+        if let Some(p) = self.peers[idx].as_mut() {
+            if p.rtc.handle_input(input).is_err() {
+                p.rtc.disconnect();
+            }
+        }
+        self.drive(idx);
+    }
+
+    /// Polls a peer until it has nothing more to do now, then forwards what it received.
+    fn drive(&mut self, idx: usize) {
+        let mut media = std::mem::take(&mut self.media);
+        let mut new_tracks: Vec<(Mid, MediaKind)> = Vec::new();
+        let mut keyframes: Vec<(Mid, KeyframeRequestKind)> = Vec::new();
+        if let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) {
+            loop {
+                if !p.rtc.is_alive() {
+                    break;
+                }
+                match p.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => {
+                        let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    }
+                    Ok(Output::Timeout(t)) => {
+                        if t != p.next_timeout {
+                            p.next_timeout = t;
+                            self.timers.push(Reverse((t, idx)));
+                        }
+                        break;
+                    }
+                    Ok(Output::Event(e)) => match e {
+                        RtcEvent::MediaAdded(m) => {
+                            if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
+                                p.tracks_in.push((m.mid, m.kind, None));
+                                new_tracks.push((m.mid, m.kind));
+                            }
+                        }
+                        RtcEvent::MediaData(d) => media.push(d),
+                        RtcEvent::KeyframeRequest(r) => keyframes.push((r.mid, r.kind)),
+                        _ => {}
+                    },
+                    Err(_) => {
+                        p.rtc.disconnect();
+                        break;
+                    }
+                }
+            }
+        }
+        for (mid, kind) in new_tracks {
+            self.announce_track(idx, mid, kind);
+        }
+        for (mid, kind) in keyframes {
+            self.relay_keyframe_request(idx, mid, kind);
+        }
+        for d in media.drain(..) {
+            self.forward(idx, &d);
+        }
+        self.media = media;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for s in dirty.drain(..) {
+            if s != idx {
+                self.drive(s);
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// The forwarding path.
+    fn forward(&mut self, from: usize, d: &MediaData) {
+        let Some(p) = self.peers[from].as_ref() else { return };
+        let Some(&(_, kind, _)) = p.tracks_in.iter().find(|t| t.0 == d.mid) else { return };
+        let rule = self.rules.get(&p.key).copied().unwrap_or_default();
+        let origin = p.key.participant_id;
+        let allowed = match kind {
+            MediaKind::Audio => rule.audio,
+            MediaKind::Video => rule.video != VideoAudience::Nobody,
+        };
+        if !allowed {
+            self.metrics.media_packets_dropped.inc();
+            return;
+        }
+        let Some(members) = self.meetings.get(&p.key.meeting) else { return };
+        if kind == MediaKind::Audio {
+            if let Some(level) = d.ext_vals.audio_level {
+                let s = self.speakers.entry(p.key.meeting.clone()).or_default();
+                if level >= SPEAKING_DBOV && s.loudest.is_none_or(|(_, l)| level > l) {
+                    s.loudest = Some((origin, level));
+                }
+            }
+        }
+        for &s in members {
+            if s == from {
+                continue;
+            }
+            let Some(sub) = self.peers[s].as_mut() else { continue };
+            let sub_rule = self.rules.get(&sub.key).copied().unwrap_or_default();
+            if !sub_rule.receives
+                || (kind == MediaKind::Video
+                    && rule.video == VideoAudience::Facilitators
+                    && !sub_rule.receives_private_video)
+            {
+                continue;
+            }
+            let Some(&out_mid) = sub.out_by_origin.get(&(origin, d.mid)) else { continue };
+            let Some(writer) = sub.rtc.writer(out_mid) else { continue };
+            let Some(pt) = writer.match_params(d.params) else { continue };
+            if writer.write(pt, d.network_time, d.time, d.data.clone()).is_ok() {
+                self.metrics.media_packets_forwarded.inc();
+                self.metrics.media_bytes_forwarded.inc_by(d.data.len() as u64);
+                self.dirty.push(s);
+            }
+        }
+        self.announce_speaker(from);
+    }
+
+    fn announce_speaker(&mut self, from: usize) {
+        let Some(p) = self.peers[from].as_ref() else { return };
+        let Some(s) = self.speakers.get_mut(&p.key.meeting) else { return };
+        let now = Instant::now();
+        let start = *s.window_start.get_or_insert(now);
+        if now.duration_since(start) < SPEAKER_WINDOW {
+            return;
+        }
+        let speaker = s.loudest.take().map(|(pid, _)| pid);
+        s.window_start = Some(now);
+        if speaker != s.current {
+            s.current = speaker;
+            let _ = p.events.try_send(ActorMsg::ActiveSpeaker { participant_id: speaker });
+        }
+    }
+
+    fn relay_keyframe_request(&mut self, sub: usize, out_mid: Mid, kind: KeyframeRequestKind) {
+        let Some(s) = self.peers[sub].as_ref() else { return };
+        let Some(t) = s.tracks_out.iter().find(|t| matches!(t.state, OutState::Open(m) if m == out_mid)) else {
+            return;
+        };
+        let (origin, origin_mid) = (t.origin, t.origin_mid);
+        let key = PeerKey { meeting: s.key.meeting.clone(), participant_id: origin };
+        let Some(&o) = self.by_key.get(&key) else { return };
+        let Some(pub_peer) = self.peers[o].as_mut() else { return };
+        let Some(track) = pub_peer.tracks_in.iter_mut().find(|t| t.0 == origin_mid) else { return };
+        let now = Instant::now();
+        if track.2.is_some_and(|last| now.duration_since(last) < KEYFRAME_INTERVAL) {
+            return;
+        }
+        track.2 = Some(now);
+        if let Some(mut w) = pub_peer.rtc.writer(origin_mid) {
+            let _ = w.request_keyframe(None, kind);
+        }
+        self.dirty.push(o);
+    }
+
+    /// A new incoming track at `idx`: every other peer of the meeting gets an outgoing one.
+    fn announce_track(&mut self, idx: usize, mid: Mid, kind: MediaKind) {
+        let Some(p) = self.peers[idx].as_ref() else { return };
+        let origin = p.key.participant_id;
+        let members = self.meetings.get(&p.key.meeting).cloned().unwrap_or_default();
+        for s in members {
+            if s == idx {
+                continue;
+            }
+            if let Some(sub) = self.peers[s].as_mut() {
+                sub.tracks_out.push(TrackOut { origin, origin_mid: mid, kind, state: OutState::ToOpen });
+            }
+            self.negotiate(s);
+        }
+    }
+
+    /// Sends a renegotiation offer for queued track changes, unless one is already pending.
+    fn negotiate(&mut self, idx: usize) {
+        let Some(p) = self.peers[idx].as_mut() else { return };
+        if p.pending.is_some() {
+            return;
+        }
+        let mut change = p.rtc.sdp_api();
+        for t in &mut p.tracks_out {
+            match t.state {
+                OutState::ToOpen => {
+                    let mid = change.add_media(
+                        t.kind,
+                        Direction::SendOnly,
+                        Some(t.origin.to_string()),
+                        Some(format!("{}-{}", t.origin, t.origin_mid)),
+                        None,
+                    );
+                    t.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    t.state = OutState::NegotiatingStop(mid);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = change.apply() else { return };
+        p.pending = Some(pending);
+        send_event(&p.events, p.key.participant_id, Event::MediaOffer { sdp: offer.to_sdp_string() }, None);
+        self.dirty.push(idx);
+    }
+
+    fn command(&mut self, cmd: SfuCmd) {
+        match cmd {
+            SfuCmd::Offer { key, sdp, request_id, events } => self.offer(key, &sdp, request_id, events),
+            SfuCmd::Answer { key, sdp } => self.answer(&key, &sdp),
+            SfuCmd::Candidate { key, candidate } => {
+                let Some(&idx) = self.by_key.get(&key) else { return };
+                let line = candidate.trim().trim_start_matches("a=");
+                match Candidate::from_sdp_string(line) {
+                    Ok(c) => {
+                        if let Some(p) = self.peers[idx].as_mut() {
+                            p.rtc.add_remote_candidate(c);
+                        }
+                        self.drive(idx);
+                    }
+                    Err(e) => {
+                        if let Some(p) = self.peers[idx].as_ref() {
+                            send_event(
+                                &p.events,
+                                key.participant_id,
+                                media_error(format!("ICE candidate not understood: {e}")),
+                                None,
+                            );
+                        }
+                    }
+                }
+            }
+            SfuCmd::Rule { key, rule } => {
+                self.rules.insert(key, rule);
+            }
+            SfuCmd::Close { key } => {
+                self.remove_peer(&key);
+                self.rules.remove(&key);
+            }
+            SfuCmd::Stats(reply) => {
+                let live = self.peers.iter().flatten();
+                let (mut tracks_in, mut tracks_out) = (0, 0);
+                for p in live {
+                    tracks_in += p.tracks_in.len();
+                    tracks_out += p.tracks_out.len();
+                }
+                let _ = reply.send(SfuStats {
+                    peers: self.by_key.len(),
+                    rules: self.rules.len(),
+                    meetings: self.meetings.len(),
+                    addresses: self.by_addr.len(),
+                    tracks_in,
+                    tracks_out,
+                });
+            }
+        }
+    }
+
+    fn offer(&mut self, key: PeerKey, sdp: &str, request_id: Option<Arc<str>>, events: mpsc::Sender<ActorMsg>) {
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                return send_event(
+                    &events,
+                    key.participant_id,
+                    media_error(format!("SDP offer not understood: {e}")),
+                    request_id,
+                )
+            }
+        };
+        // Each offer starts a fresh session: a resumed or reloaded client brings new ICE and DTLS.
+        self.remove_peer(&key);
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(self.crypto.clone())
+            .set_ice_lite(true)
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .build(Instant::now());
+        let Ok(candidate) = Candidate::host(self.addr, "udp") else { return };
+        rtc.add_local_candidate(candidate);
+        let answer: SdpAnswer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                return send_event(
+                    &events,
+                    key.participant_id,
+                    media_error(format!("SDP offer refused: {e}")),
+                    request_id,
+                )
+            }
+        };
+        send_event(&events, key.participant_id, Event::MediaAnswer { sdp: answer.to_sdp_string() }, request_id);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.peers.push(None);
+                self.peers.len() - 1
+            }
+        };
+        // Outgoing tracks for everything the meeting's others already send.
+        let mut tracks_out = Vec::new();
+        let members = self.meetings.entry(key.meeting.clone()).or_default();
+        for &o in members.iter() {
+            if let Some(op) = self.peers[o].as_ref() {
+                for &(mid, kind, _) in &op.tracks_in {
+                    tracks_out.push(TrackOut {
+                        origin: op.key.participant_id,
+                        origin_mid: mid,
+                        kind,
+                        state: OutState::ToOpen,
+                    });
+                }
+            }
+        }
+        members.push(idx);
+        self.by_key.insert(key.clone(), idx);
+        self.peers[idx] = Some(Peer {
+            key,
+            rtc,
+            events,
+            tracks_in: Vec::new(),
+            tracks_out,
+            out_by_origin: HashMap::new(),
+            pending: None,
+            next_timeout: Instant::now(),
+        });
+        self.metrics.media_participants.inc();
+        self.drive(idx);
+        self.negotiate(idx);
+        self.drive(idx);
+    }
+
+    fn answer(&mut self, key: &PeerKey, sdp: &str) {
+        let Some(&idx) = self.by_key.get(key) else { return };
+        let Some(p) = self.peers[idx].as_mut() else { return };
+        let Some(pending) = p.pending.take() else { return };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                return send_event(
+                    &p.events,
+                    key.participant_id,
+                    media_error(format!("SDP answer not understood: {e}")),
+                    None,
+                )
+            }
+        };
+        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            send_event(&p.events, key.participant_id, media_error(format!("SDP answer refused: {e}")), None);
+            return;
+        }
+        for t in &mut p.tracks_out {
+            if let OutState::Negotiating(m) = t.state {
+                t.state = OutState::Open(m);
+                p.out_by_origin.insert((t.origin, t.origin_mid), m);
+            }
+        }
+        p.tracks_out.retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
+        self.negotiate(idx);
+        self.drive(idx);
+    }
+
+    /// Releases a participant's session: its slot, addresses, and its tracks at everyone else.
+    fn remove_peer(&mut self, key: &PeerKey) {
+        let Some(idx) = self.by_key.remove(key) else { return };
+        let Some(mut p) = self.peers[idx].take() else { return };
+        p.rtc.disconnect();
+        self.free.push(idx);
+        self.by_addr.retain(|_, &mut i| i != idx);
+        self.metrics.media_participants.dec();
+        let origin = key.participant_id;
+        let members = match self.meetings.get_mut(&key.meeting) {
+            Some(m) => {
+                m.retain(|&i| i != idx);
+                m.clone()
+            }
+            None => Vec::new(),
+        };
+        if members.is_empty() {
+            self.meetings.remove(&key.meeting);
+            self.speakers.remove(&key.meeting);
+        }
+        for s in members {
+            let Some(sub) = self.peers[s].as_mut() else { continue };
+            sub.out_by_origin.retain(|(o, _), _| *o != origin);
+            sub.tracks_out.retain_mut(|t| {
+                if t.origin != origin {
+                    return true;
+                }
+                match t.state {
+                    OutState::ToOpen => false,
+                    OutState::Negotiating(m) | OutState::Open(m) => {
+                        t.state = OutState::ToStop(m);
+                        true
+                    }
+                    _ => true,
+                }
+            });
+            self.negotiate(s);
+            self.drive(s);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The media plane: a selective forwarding unit built on str0m (sans-IO WebRTC).
+//!
+//! One engine thread owns every participant's `Rtc` and one UDP socket shared by all of them
+//! (ICE-lite, host candidate). Room actors send it SDP and ICE from their participants and,
+//! above all, the forwarding rules their rooms compute (`room::MediaRule`): a muted member's audio,
+//! or a member without the floor in a floor-controlled meeting, is dropped here, whatever their
+//! client sends. The engine sends SDP answers, renegotiation offers and active-speaker changes back
+//! to the actors, which deliver them like any other event.
+
+mod engine;
+
+use crate::meeting::ActorMsg;
+use crate::metrics::Metrics;
+use crate::protocol::ParticipantId;
+use crate::room::MediaRule;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A participant of a meeting, as the engine knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    pub meeting: Arc<str>,
+    pub participant_id: ParticipantId,
+}
+
+/// What actors ask of the engine.
+#[derive(Debug)]
+pub enum SfuCmd {
+    /// A client's offer: starts a fresh media session (replacing any earlier one).
+    Offer { key: PeerKey, sdp: String, request_id: Option<Arc<str>>, events: mpsc::Sender<ActorMsg> },
+    /// The client's answer to the engine's renegotiation offer.
+    Answer { key: PeerKey, sdp: String },
+    /// A trickled remote ICE candidate.
+    Candidate { key: PeerKey, candidate: String },
+    /// The room's current rule for this participant (sent on every change, and before any offer).
+    Rule { key: PeerKey, rule: MediaRule },
+    /// The participant left: release everything of theirs.
+    Close { key: PeerKey },
+    /// Counts of what the engine holds (tests, diagnostics).
+    Stats(oneshot::Sender<SfuStats>),
+}
+
+/// What the engine holds, for tests that check media state is released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    pub peers: usize,
+    pub rules: usize,
+    pub meetings: usize,
+    pub addresses: usize,
+    pub tracks_in: usize,
+    pub tracks_out: usize,
+}
+
+/// Media configuration.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Where the UDP socket binds.
+    pub bind: SocketAddr,
+    /// The address given to browsers as the host candidate.
+    pub advertise: IpAddr,
+}
+
+/// Commands queued to the engine before actors wait. Actors send rules in order and wait rather
+/// than drop one, since a dropped rule would be a broken promise.
+const QUEUE: usize = 8192;
+
+/// The engine's mailbox and its UDP address.
+#[derive(Debug, Clone)]
+pub struct SfuHandle {
+    pub tx: mpsc::Sender<SfuCmd>,
+    pub addr: SocketAddr,
+}
+
+impl SfuHandle {
+    /// Counts of the engine's state.
+    pub async fn stats(&self) -> Option<SfuStats> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(SfuCmd::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Binds the UDP socket and starts the engine on its own thread (media work never competes with
+/// signaling tasks for a runtime worker).
+pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHandle> {
+    let socket = std::net::UdpSocket::bind(config.bind)?;
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?;
+    let addr = SocketAddr::new(config.advertise, local.port());
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("haven-sfu".into()).spawn(move || {
+        runtime.block_on(async move {
+            match tokio::net::UdpSocket::from_std(socket) {
+                Ok(socket) => engine::Engine::new(socket, addr, metrics).run(rx).await,
+                Err(e) => tracing::error!(error = %e, "media socket unusable; media disabled"),
+            }
+        })
+    })?;
+    Ok(SfuHandle { tx, addr })
+}
