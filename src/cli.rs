@@ -142,6 +142,11 @@ async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<(), String> {
         config.listen = l;
     }
     init_logging(config.log_format);
+    // Every participant holds a socket: take the open-file limit as high as the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open files"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
     print_welcome(&server);
     wait_for_signal().await;

@@ -65,6 +65,9 @@ pub struct SfuConfig {
 /// than drop one, since a dropped rule would be a broken promise.
 const QUEUE: usize = 8192;
 
+/// Socket buffer size asked of the kernel (it may grant less: net.core.wmem_max/rmem_max).
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
 /// The engine's mailbox and its UDP address.
 #[derive(Debug, Clone)]
 pub struct SfuHandle {
@@ -84,8 +87,14 @@ impl SfuHandle {
 /// Binds the UDP socket and starts the engine on its own thread (media work never competes with
 /// signaling tasks for a runtime worker).
 pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHandle> {
-    let socket = std::net::UdpSocket::bind(config.bind)?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(config.bind), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Large buffers: one speaker's packet fans out to every listener at once, and a datagram that
+    // does not fit is lost.
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    socket.bind(&config.bind.into())?;
     socket.set_nonblocking(true)?;
+    let socket: std::net::UdpSocket = socket.into();
     let local = socket.local_addr()?;
     let addr = SocketAddr::new(config.advertise, local.port());
     let (tx, rx) = mpsc::channel(QUEUE);
