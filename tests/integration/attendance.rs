@@ -12,6 +12,20 @@ async fn export(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
     r.json().await.unwrap()
 }
 
+/// Alpha's rows for a meeting once its results are final (they are stored as the meeting ends).
+async fn final_rows(app: &TestApp, meeting: &str) -> Vec<Value> {
+    let wait = async {
+        loop {
+            let rows = export(app, ALPHA_KEY, &format!("meeting={meeting}")).await;
+            if !rows.is_empty() && rows.iter().all(|r| r["final"] == true) {
+                return rows;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.expect("results become final")
+}
+
 fn by_member<'a>(rows: &'a [Value], member: &str) -> &'a Value {
     rows.iter().find(|r| r["member_ref"] == member).unwrap_or_else(|| panic!("no row for {member}"))
 }
@@ -67,16 +81,7 @@ async fn export_scenario(app: TestApp) {
     beta.closed().await;
 
     // Alpha sees its four members, final, and not Beta's.
-    let wait_final = async {
-        loop {
-            let rows = export(&app, ALPHA_KEY, "meeting=att").await;
-            if rows.iter().all(|r| r["final"] == true) && !rows.is_empty() {
-                return rows;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    let rows = tokio::time::timeout(WAIT, wait_final).await.expect("results become final");
+    let rows = final_rows(&app, "att").await;
     assert_eq!(rows.len(), 4, "fac, alice, brief, carol: {rows:?}");
     assert!(rows.iter().all(|r| r["member_ref"] != "beta-ref"));
     let alice = by_member(&rows, "alice-ref");
@@ -132,13 +137,7 @@ async fn certificates_verify_with_the_published_key_and_refuse_tampering() {
     f.recv_type("share_ended").await;
     f.request(json!({"type": "end_meeting"})).await;
     a.closed().await;
-    let rows = loop {
-        let rows = export(&app, ALPHA_KEY, "meeting=att").await;
-        if rows.iter().all(|r| r["final"] == true) {
-            break rows;
-        }
-        tokio::task::yield_now().await;
-    };
+    let rows = final_rows(&app, "att").await;
     let alice_id = by_member(&rows, "alice-ref")["attendance_id"].as_str().unwrap().to_string();
     let brief_id = by_member(&rows, "brief-ref")["attendance_id"].as_str().unwrap().to_string();
 
@@ -153,7 +152,7 @@ async fn certificates_verify_with_the_published_key_and_refuse_tampering() {
     let cert = r.json::<Value>().await.unwrap()["certificate"].as_str().unwrap().to_string();
 
     // Verified offline with the JWKS key, through jsonwebtoken's own decoder.
-    let jwks: Value = app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks = app.get_json("/.well-known/jwks.json", None).await;
     let check = |cert: &str, jwks: &Value| -> Result<Value, jsonwebtoken::errors::Error> {
         let kid = jsonwebtoken::decode_header(cert)?.kid.unwrap();
         let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).expect("kid is published");
@@ -179,27 +178,9 @@ async fn certificates_verify_with_the_published_key_and_refuse_tampering() {
         parts.join(".")
     };
     assert!(check(&tampered, &jwks).is_err());
-    let v: Value = app
-        .http
-        .post(app.url("/v1/certificates/verify"))
-        .json(&json!({"certificate": tampered}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = app.post_json("/v1/certificates/verify", json!({"certificate": tampered})).await;
     assert_eq!(v["valid"], false);
-    let v: Value = app
-        .http
-        .post(app.url("/v1/certificates/verify"))
-        .json(&json!({"certificate": cert}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = app.post_json("/v1/certificates/verify", json!({"certificate": cert})).await;
     assert_eq!(v["valid"], true);
     assert_eq!(v["claims"]["sub"], "alice-ref");
 
@@ -246,19 +227,10 @@ async fn certificates_verify_with_the_published_key_and_refuse_tampering() {
     let server = haven::Server::start(config).await.unwrap();
     app.addr = server.addr;
     app.server = Some(server);
-    let jwks2: Value = app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks2 = app.get_json("/.well-known/jwks.json", None).await;
     assert_eq!(jwks2["keys"].as_array().unwrap().len(), 2);
     assert!(check(&cert, &jwks2).is_ok());
-    let v: Value = app
-        .http
-        .post(app.url("/v1/certificates/verify"))
-        .json(&json!({"certificate": cert}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = app.post_json("/v1/certificates/verify", json!({"certificate": cert})).await;
     assert_eq!(v["valid"], true);
     let r: Value = app
         .http

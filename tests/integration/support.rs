@@ -83,6 +83,20 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// GET a JSON document, with an API key when given.
+    pub async fn get_json(&self, path: &str, key: Option<&str>) -> Value {
+        let mut req = self.http.get(self.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// POST JSON and read the JSON answer.
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        self.http.post(self.url(path)).json(&body).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn create_meeting(&self, key: &str, body: Value) -> Value {
         let r = self.http.post(self.url("/v1/meetings")).bearer_auth(key).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 201, "create meeting {body}");
