@@ -87,7 +87,11 @@ impl SfuHandle {
 /// Binds the UDP socket and starts the engine on its own thread (media work never competes with
 /// signaling tasks for a runtime worker).
 pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHandle> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(config.bind), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(config.bind),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
     // Large buffers: one speaker's packet fans out to every listener at once, and a datagram that
     // does not fit is lost.
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
