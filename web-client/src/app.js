@@ -6,7 +6,7 @@ import { announce, byId, confirmDialog, setText, show } from './dom.js';
 import { bindJoin, busy, sentence, showJoinRefusal, showUnreachable } from './join-view.js';
 import { media } from './media.js';
 import { bindMeeting, render, tick } from './meeting-view.js';
-import { apply, initialState, mySeat } from './state.js';
+import { apply, canSendVideo, initialState, mySeat } from './state.js';
 import { saved, takeJoinToken } from './token.js';
 
 /** @typedef {import('./protocol').ClientMessage} ClientMessage */
@@ -79,6 +79,11 @@ function toast(text) {
 
 /** @param {ServerMessage} msg */
 function onMessage(msg) {
+  // Media signaling (and errors about it) go to the media layer.
+  if (media.handle(msg)) {
+    if (msg.id) pending.delete(msg.id);
+    return;
+  }
   if (msg.type === 'error') {
     const what = msg.id ? pending.get(msg.id) : undefined;
     if (msg.id) pending.delete(msg.id);
@@ -97,9 +102,24 @@ function onMessage(msg) {
   const after = mySeat(state);
   if (after && before?.muted !== after.muted) media.setMicEnabled(!after.muted);
   if (msg.type === 'welcome' || msg.type === 'waiting') saved.setDisplayName(msg.display_name);
-  if (msg.type === 'welcome' && !before) void media.start();
-  if (state.phase === 'over') session?.stop();
+  if (msg.type === 'welcome' && !before) startMedia();
+  if (msg.type === 'participant_left') media.forget(msg.participant_id);
+  if (media.cameraOn && state.phase === 'meeting' && !canSendVideo(state)) {
+    // The meeting no longer shares this participant's video: stop the camera rather than send
+    // what the server would drop anyway.
+    void media.setCamera(false);
+    announce('Your camera was turned off: this meeting no longer shares it.', true);
+  }
+  if (state.phase === 'over') {
+    session?.stop();
+    media.stop();
+  }
   update();
+}
+
+/** Starts a fresh media session (after `welcome`, and again after a resume or a reconnect). */
+function startMedia() {
+  void media.start({ speak: state.myRole !== 'observer' });
 }
 
 /** @param {Status} status */
@@ -125,6 +145,8 @@ function onStatus(status) {
       setText(pill, 'Connected');
       pill.dataset.tone = 'ok';
       show(retry, false);
+      // Back after a drop: the server expects a fresh media session (a new offer).
+      if (wasReconnecting && state.phase === 'meeting') startMedia();
       if (wasReconnecting) {
         setText(text, status.resumed ? 'Reconnected. You kept your place.' : 'Reconnected.');
         banner.dataset.tone = 'ok';
@@ -264,6 +286,14 @@ function main() {
     return;
   }
   session = newSession(joinToken);
+  media.attach({
+    send: (cmd) => session?.send(cmd) ?? null,
+    announce,
+    changed: () => {
+      if (state.phase === 'meeting') render(state);
+    },
+    sinks: byId('media-sinks'),
+  });
 
   bindJoin((name) => session?.join(name));
   bindMeeting({ state: () => state, send, leave });

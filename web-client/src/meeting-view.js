@@ -3,7 +3,9 @@
 // `render` is called after every change; it updates the page in place.
 
 import { byId, clock, confirmDialog, h, reconcile, setText, show, spokenDuration, timeOfDay } from './dom.js';
+import { media } from './media.js';
 import {
+  canSendVideo,
   isFacilitator,
   mySeat,
   myQueuePlace,
@@ -66,6 +68,13 @@ export function bindMeeting(c) {
     }
     send({ type: 'set_muted', muted: false });
   });
+  button('camera-btn').addEventListener('click', () => {
+    const s = ctx.state();
+    if (!media.cameraOn && !canSendVideo(s)) return;
+    void media.setCamera(!media.cameraOn);
+  });
+  button('sound-btn').addEventListener('click', () => media.enableSound());
+  button('media-retry').addEventListener('click', () => void media.retry());
   button('yield-btn').addEventListener('click', () => send({ type: 'yield_floor' }));
   button('pass-btn').addEventListener('click', () => send({ type: 'pass' }));
 
@@ -285,6 +294,8 @@ function renderMe(s, me, fac, observer) {
   setText(byId('mic-reason'), reason);
   byId('mic-reason').dataset.tone = blocker ? 'blocked' : 'plain';
 
+  renderMedia(s);
+
   show(button('support-btn'), !fac);
   const last = s.mySupport[s.mySupport.length - 1];
   const status = byId('support-status');
@@ -298,6 +309,35 @@ function renderMe(s, me, fac, observer) {
   } else if (status.textContent !== 'Sending…') {
     setText(status, '');
   }
+}
+
+/**
+ * The camera button (only where this participant's video may go somewhere), the media status,
+ * and the buttons that recover sound.
+ * @param {MeetingState} s
+ */
+function renderMedia(s) {
+  const cam = button('camera-btn');
+  const allowed = canSendVideo(s) && media.available;
+  show(cam, allowed || media.cameraOn);
+  setText(cam, media.cameraOn ? 'Turn camera off' : 'Turn camera on');
+  cam.setAttribute('aria-pressed', String(media.cameraOn));
+  const note = byId('camera-note');
+  let audience = '';
+  if (allowed) {
+    const everyone = isFacilitator(s.myRole) || s.meeting?.settings.video === 'everyone';
+    audience = everyone ? 'Your camera, when on, is seen by everyone here.' : 'Your camera, when on, is seen by the facilitators only.';
+  }
+  setText(note, audience);
+  show(note, Boolean(audience));
+
+  const status = media.statusText;
+  const box = byId('media-box');
+  setText(byId('media-status'), status);
+  box.dataset.tone = media.status === 'failed' || media.status === 'unavailable' ? 'bad' : 'plain';
+  show(button('sound-btn'), media.soundBlocked);
+  show(button('media-retry'), media.canRetry);
+  show(box, Boolean(status) || media.soundBlocked || media.canRetry);
 }
 
 /** @param {MeetingState} s @param {boolean} fac */
@@ -358,6 +398,7 @@ function label(el, visible, hidden) {
 /** @param {ParticipantView} p @param {MeetingState} s */
 function personStatus(p, s) {
   const bits = [];
+  if (s.activeSpeaker === p.participant_id) bits.push('speaking');
   if (s.floor?.participant_id === p.participant_id) bits.push('sharing');
   if (p.hand_raised) bits.push('hand raised');
   if (!p.muted) bits.push('unmuted');
@@ -381,6 +422,8 @@ function renderPeople(s, fac) {
       li.dataset.pid = p.participant_id;
       li.classList.toggle('you', you);
       li.classList.toggle('away', !p.connected);
+      li.classList.toggle('speaking', s.activeSpeaker === p.participant_id);
+      renderVideo(li, p, you);
       setText(/** @type {Element} */ (li.querySelector('.name')), p.display_name);
       const role = p.role === 'member' ? '' : roleLabel(p.role);
       setText(/** @type {Element} */ (li.querySelector('.badge')), [you ? 'you' : '', role].filter(Boolean).join(', '));
@@ -390,6 +433,33 @@ function renderPeople(s, fac) {
       if (fac && !you) updateManage(manage, p, s);
     },
   );
+}
+
+/**
+ * Shows a participant's camera in their row while it arrives (my own as a preview).
+ * @param {HTMLElement} li @param {ParticipantView} p @param {boolean} you
+ */
+function renderVideo(li, p, you) {
+  const stream = media.videoOf(p.participant_id, you);
+  let video = li.querySelector('video');
+  if (!stream) {
+    if (video) {
+      video.srcObject = null;
+      video.remove();
+    }
+    return;
+  }
+  if (!video) {
+    // Muted: the sound plays through the participant's <audio> element (media.js).
+    video = h('video', { class: you ? 'tile mirror' : 'tile', autoplay: true, playsinline: true, muted: true });
+    video.muted = true;
+    li.prepend(video);
+  }
+  video.setAttribute('aria-label', you ? 'Your camera' : `${p.display_name}'s camera`);
+  if (video.srcObject !== stream) {
+    video.srcObject = stream;
+    video.play().catch(() => {});
+  }
 }
 
 /** @param {string} id */

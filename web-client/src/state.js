@@ -119,6 +119,20 @@ export function serverNow(s) {
 }
 
 /**
+ * Whether my camera would reach anyone: facilitators always; members when the meeting's `video`
+ * setting lets members' video go to the facilitators or to everyone; observers never. (The server
+ * enforces the same rule; the client only avoids offering a camera that nobody would see.)
+ * @param {MeetingState} s
+ */
+export function canSendVideo(s) {
+  const role = mySeat(s)?.role ?? s.myRole;
+  if (!role || role === 'observer') return false;
+  if (isFacilitator(role)) return true;
+  const policy = s.meeting?.settings.video ?? 'facilitators_only';
+  return policy === 'members_to_facilitators' || policy === 'everyone';
+}
+
+/**
  * Why I cannot unmute, or null when I can.
  * @param {MeetingState} s
  * @returns {string | null}

@@ -146,12 +146,14 @@ export class Harness {
    * @param {string} member
    * @param {'facilitator' | 'member' | 'observer'} role
    * @param {{ width: number, height: number }} [viewport]
+   * @param {{ initScript?: () => void }} [opts] initScript runs in the page before its own scripts
    */
-  async open(meeting, member, role, viewport = { width: 1280, height: 800 }) {
+  async open(meeting, member, role, viewport = { width: 1280, height: 800 }, opts = {}) {
     const token = await this.token(meeting, member, role);
     const browser = /** @type {Browser} */ (this.browser);
     const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
     this.contexts.push(context);
+    if (opts.initScript) await context.addInitScript(opts.initScript);
     const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT);
     page.on('pageerror', (e) => this.pageErrors.push(`${member}: ${e.message}`));
@@ -254,4 +256,129 @@ export async function meetingWith(t, meeting, members) {
     pages.push(page);
   }
   return { fac, members: pages };
+}
+
+// Media. The page's RTCPeerConnection is read through the page's own instance of media.js
+// (`import('/media.js')` in the page returns the module app.js already loaded), so the client
+// exposes nothing on `window` for the tests.
+
+/** The module path, in a variable so the type checker does not try to resolve it. */
+const MEDIA_MODULE = '/media.js';
+
+/**
+ * The participant id of a person, from a page's "People here" list.
+ * @param {Page} page @param {string} name
+ */
+export async function participantId(page, name) {
+  const pid = await personRow(page, name).getAttribute('data-pid');
+  if (!pid) throw new Error(`no participant id for ${name}`);
+  return pid;
+}
+
+/**
+ * The media layer's status on a page ('connecting', 'connected', 'failed', ...).
+ * @param {Page} page
+ * @returns {Promise<string>}
+ */
+export function mediaStatus(page) {
+  return page.evaluate(async (mod) => (await import(mod)).media.status, MEDIA_MODULE);
+}
+
+/**
+ * RTP packets a page received from one sender: `inbound-rtp` entries of the page's
+ * RTCPeerConnection `getStats()` of `kind`, for the tracks whose stream id (the remote SDP's
+ * `a=msid`) is the sender's participant id, summed. Null while no such track is negotiated.
+ * @param {Page} page @param {string} senderId @param {'audio' | 'video'} [kind]
+ * @returns {Promise<number | null>}
+ */
+export function packetsReceivedFrom(page, senderId, kind = 'audio') {
+  return page.evaluate(
+    async ({ mod, senderId, kind }) => {
+      /** @type {RTCPeerConnection | null} */
+      const pc = (await import(mod)).media.peerConnection;
+      const sdp = pc?.currentRemoteDescription?.sdp;
+      if (!pc || !sdp) return null;
+      /** @type {Set<string>} */
+      const mids = new Set();
+      for (const section of sdp.split(/\r\nm=/).slice(1)) {
+        const mid = /\r\na=mid:(\S+)/.exec(section)?.[1];
+        const stream = /\r\na=msid:(\S+)/.exec(section)?.[1];
+        const rejected = /^\S+ 0 /.test(section);
+        if (section.startsWith(kind) && mid && stream === senderId && !rejected) mids.add(mid);
+      }
+      if (mids.size === 0) return null;
+      // The mid of each receiving track, for stats entries that do not carry `mid` themselves.
+      /** @type {Map<string, string>} */
+      const midOfTrack = new Map();
+      for (const t of pc.getTransceivers()) if (t.mid) midOfTrack.set(t.receiver.track.id, t.mid);
+      let total = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type !== 'inbound-rtp' || s.kind !== kind) return;
+        const mid = s.mid ?? midOfTrack.get(s.trackIdentifier);
+        if (mid && mids.has(mid)) total += s.packetsReceived ?? 0;
+      });
+      return total;
+    },
+    { mod: MEDIA_MODULE, senderId, kind },
+  );
+}
+
+/**
+ * RTP packets a page sent (`outbound-rtp` `packetsSent` of `kind`, from `getStats()`).
+ * @param {Page} page @param {'audio' | 'video'} [kind]
+ * @returns {Promise<number>}
+ */
+export function packetsSent(page, kind = 'audio') {
+  return page.evaluate(
+    async ({ mod, kind }) => {
+      /** @type {RTCPeerConnection | null} */
+      const pc = (await import(mod)).media.peerConnection;
+      if (!pc) return 0;
+      let total = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === kind) total += s.packetsSent ?? 0;
+      });
+      return total;
+    },
+    { mod: MEDIA_MODULE, kind },
+  );
+}
+
+/**
+ * Waits until a page has sent `more` packets beyond what it had sent when called.
+ * @param {Page} page @param {number} more @param {string} what
+ */
+export async function untilSent(page, more, what) {
+  const start = await packetsSent(page);
+  return eventually(() => packetsSent(page), (n) => n >= start + more, `${what}: ${more} more packets sent (from ${start})`);
+}
+
+/**
+ * ICE and candidate-pair details of a page's connection, for failure messages.
+ * @param {Page} page
+ */
+export function iceReport(page) {
+  return page.evaluate(async (mod) => {
+    /** @type {RTCPeerConnection | null} */
+    const pc = (await import(mod)).media.peerConnection;
+    if (!pc) return { pc: null };
+    /** @type {unknown[]} */
+    const pairs = [];
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'candidate-pair') pairs.push({ state: s.state, nominated: s.nominated, sent: s.packetsSent, received: s.packetsReceived });
+    });
+    return { ice: pc.iceConnectionState, connection: pc.connectionState, signaling: pc.signalingState, pairs };
+  }, MEDIA_MODULE);
+}
+
+/**
+ * Waits until a page's media session is connected (with the ICE details on failure).
+ * @param {Page} page @param {string} who
+ */
+export async function mediaConnected(page, who) {
+  try {
+    await eventually(() => mediaStatus(page), (s) => s === 'connected', `${who}'s media connected`);
+  } catch (e) {
+    throw new Error(`${/** @type {Error} */ (e).message}\nICE: ${JSON.stringify(await iceReport(page))}`);
+  }
 }
