@@ -53,6 +53,9 @@ struct Global {
     /// Print JSON instead of the table.
     #[arg(long, global = true)]
     json: bool,
+    /// Also write the JSON to this file (the table still goes to stdout).
+    #[arg(long, global = true)]
+    json_out: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,7 +66,8 @@ enum Command {
     JoinStorm(JoinStormArgs),
     /// N connected participants drop at once and resume with their resume tokens: who kept their seat.
     ResumeStorm(ResumeStormArgs),
-    /// Audio forwarding load. Not available: the SFU is not built yet, so this exits with an error.
+    /// Audio forwarding load: a stub that exits with an error (no media clients in this harness;
+    /// it was stubbed while the SFU was not built yet).
     Audio,
     /// The reference broadcast server (started by `rooms --reference`).
     #[command(hide = true)]
@@ -245,9 +249,9 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Audio => {
             eprintln!(
-                "haven-load audio: not available. Haven's SFU (the media server that will consume the \
-                 media rules) is not built yet, so there is no audio path to load. This subcommand is \
-                 a placeholder for that scenario."
+                "haven-load audio: not implemented. This scenario was left as a stub while the SFU was \
+                 not built yet; haven-load has no media (WebRTC) clients, so it cannot load audio \
+                 forwarding. Use the rooms, join-storm and resume-storm scenarios for signaling."
             );
             return ExitCode::from(2);
         }
@@ -291,9 +295,15 @@ fn main() -> ExitCode {
     }
     .expect("tokio runtime");
     let json = cli.global.json;
+    let json_out = cli.global.json_out.clone();
     let machine = Machine::describe(pinning);
     match rt.block_on(run(cli, pin)) {
         Ok(out) => {
+            if let Some(path) = json_out {
+                if let Err(e) = std::fs::write(&path, report::json(&machine, &out)) {
+                    eprintln!("haven-load: cannot write {}: {e}", path.display());
+                }
+            }
             if json {
                 println!("{}", report::json(&machine, &out));
             } else {

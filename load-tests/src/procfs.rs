@@ -13,6 +13,8 @@ pub struct ProcSample {
     pub threads: u64,
     /// utime + stime, seconds.
     pub cpu_seconds: f64,
+    /// stime alone (in the kernel: socket writes and reads, epoll), seconds.
+    pub cpu_system_seconds: f64,
 }
 
 fn clk_tck() -> f64 {
@@ -48,6 +50,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
         hwm_kib: field("VmHWM:"),
         threads: field("Threads:"),
         cpu_seconds: (utime + stime) as f64 / clk_tck(),
+        cpu_system_seconds: stime as f64 / clk_tck(),
     })
 }
 

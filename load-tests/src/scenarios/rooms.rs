@@ -97,6 +97,8 @@ pub struct ServerFigures {
     pub cpu_active_s: f64,
     /// Share of one core during the active phase.
     pub cpu_active_pct: f64,
+    /// Share of the active-phase CPU spent in the kernel (stime).
+    pub cpu_active_kernel_share_pct: f64,
     /// Server CPU per participant per second of activity, µs.
     pub cpu_us_per_participant_s: f64,
     /// Server CPU per completed event (all its deliveries), µs.
@@ -509,6 +511,8 @@ pub async fn run(target: &Target, p: &RoomsParams) -> anyhow::Result<RoomsReport
             cpu_idle_pct: (i.cpu_seconds - j.cpu_seconds) * 100.0 / p.idle_secs.max(1e-9),
             cpu_active_s: e.cpu_seconds - i.cpu_seconds,
             cpu_active_pct: (e.cpu_seconds - i.cpu_seconds) * 100.0 / active,
+            cpu_active_kernel_share_pct: (e.cpu_system_seconds - i.cpu_system_seconds) * 100.0
+                / (e.cpu_seconds - i.cpu_seconds).max(1e-9),
             cpu_us_per_participant_s: (e.cpu_seconds - i.cpu_seconds) * 1e6 / active / joined.max(1) as f64,
             cpu_us_per_event: (e.cpu_seconds - i.cpu_seconds) * 1e6 / out.completed.max(1) as f64,
         }),
