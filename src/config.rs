@@ -78,6 +78,8 @@ fn ser_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::
 pub struct Limits {
     /// Largest WebSocket message the protocol accepts, in bytes.
     pub max_message_bytes: usize,
+    /// Largest `media_offer`/`media_answer` (SDP grows with the tracks of a meeting).
+    pub max_sdp_bytes: usize,
     /// Frames above this are not even read: the connection is closed (bounds memory).
     pub max_frame_bytes: usize,
     /// WebSocket read buffer per connection, bytes.
@@ -117,6 +119,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_bytes: 16 * 1024,
+            max_sdp_bytes: 60 * 1024,
             max_frame_bytes: 64 * 1024,
             ws_read_buffer_bytes: 4 * 1024,
             ws_write_buffer_bytes: 4 * 1024,

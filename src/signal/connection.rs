@@ -152,7 +152,10 @@ impl Reader {
         if !self.bucket.take(limits.messages_per_second.saturating_mul(2).max(1), per_token_ms.max(1), now) {
             return self.direct_error(ProtocolError::new(ErrorCode::RateLimited, "too many messages; slow down"), None);
         }
-        if text.len() > limits.max_message_bytes {
+        // SDP grows with every track in a meeting, so media negotiation has its own, larger
+        // limit (the frame cap bounds it); every other message keeps the small one.
+        let oversize = text.len() > limits.max_message_bytes;
+        if text.len() > limits.max_sdp_bytes.max(limits.max_message_bytes) {
             let msg = format!("a message can be at most {} bytes", limits.max_message_bytes);
             return self.direct_error(ProtocolError::new(ErrorCode::MessageTooLarge, msg), None);
         }
@@ -160,6 +163,10 @@ impl Reader {
             Ok(m) => m,
             Err(e) => return self.direct_error(e, None),
         };
+        if oversize && !matches!(msg.command, Command::MediaOffer { .. } | Command::MediaAnswer { .. }) {
+            let msg_text = format!("a message can be at most {} bytes", limits.max_message_bytes);
+            return self.direct_error(ProtocolError::new(ErrorCode::MessageTooLarge, msg_text), msg.id.as_deref());
+        }
         let rid: Option<Arc<str>> = msg.id.map(Arc::from);
         match (&self.joined, msg.command) {
             (_, Command::Ping) => self.direct(&Event::Pong, rid.as_deref()),

@@ -86,6 +86,22 @@ async fn bad_input_gets_stable_error_codes_and_harms_no_one() {
         assert_eq!(e["code"], code, "{e}");
         assert!(!e["message"].as_str().unwrap().is_empty());
     }
+    // SDP may be larger than other messages (it grows with the tracks of a meeting).
+    c.send(json!({"type": "join", "display_name": "Sam"})).await;
+    assert_eq!(c.recv().await["type"], "welcome");
+    let big_sdp = format!("v=0\r\n{}", "a=x\r\n".repeat(4000));
+    c.send(json!({"type": "media_offer", "sdp": big_sdp, "id": "sdp"})).await;
+    let reply = c.recv_until(|v| v["id"] == "sdp").await;
+    assert_eq!(
+        reply["code"], "invalid_media",
+        "a large SDP is read, and refused only because it is not valid: {}",
+        reply["code"]
+    );
+    c.send(json!({"type": "chat", "text": "a".repeat(20 * 1024), "id": "big"})).await;
+    assert_eq!(c.recv_until(|v| v["id"] == "big").await["code"], "message_too_large");
+    c.send(json!({"type": "leave"})).await;
+    c.closed().await;
+    let mut c = app.connect(&app.token(ALPHA, "open", "mem-1", Member)).await;
     // The connection still works: join, then a second join is refused.
     c.send(json!({"type": "join", "display_name": "Sam"})).await;
     assert_eq!(c.recv().await["type"], "welcome");
