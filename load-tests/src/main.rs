@@ -66,15 +66,28 @@ enum Command {
     JoinStorm(JoinStormArgs),
     /// N connected participants drop at once and resume with their resume tokens: who kept their seat.
     ResumeStorm(ResumeStormArgs),
-    /// Audio forwarding load: a stub that exits with an error (no media clients in this harness;
-    /// it was stubbed while the SFU was not built yet).
-    Audio,
+    /// One speaker and L listeners (str0m media clients): forwarded packets per second, loss,
+    /// and the server's CPU seconds per million forwarded packets.
+    Audio(AudioArgs),
     /// The reference broadcast server (started by `rooms --reference`).
     #[command(hide = true)]
     ReferenceServer {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+}
+
+#[derive(Args, Debug)]
+struct AudioArgs {
+    /// Listeners.
+    #[arg(long, default_value_t = 50)]
+    listeners: usize,
+    /// Seconds measured once media reaches everyone.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Listeners joining at once.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
 }
 
 #[derive(Args, Debug)]
@@ -240,22 +253,25 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
             stop(launched).await;
             Ok(Output::ResumeStorm(r?))
         }
-        Command::Audio | Command::ReferenceServer { .. } => unreachable!("handled in main"),
+        Command::Audio(a) => {
+            let p = haven_load::scenarios::audio::AudioParams {
+                listeners: a.listeners,
+                duration: std::time::Duration::from_secs(a.duration),
+                concurrency: a.concurrency,
+            };
+            let (target, launched) = haven_target(g, &pin).await?;
+            let r = haven_load::scenarios::audio::run(&target, &p).await;
+            stop(launched).await;
+            Ok(Output::Audio(r?))
+        }
+        Command::ReferenceServer { .. } => unreachable!("handled in main"),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match &cli.command {
-        Command::Audio => {
-            eprintln!(
-                "haven-load audio: not implemented. This scenario was left as a stub while the SFU was \
-                 not built yet; haven-load has no media (WebRTC) clients, so it cannot load audio \
-                 forwarding. Use the rooms, join-storm and resume-storm scenarios for signaling."
-            );
-            return ExitCode::from(2);
-        }
-        Command::ReferenceServer { listen } => {
+    if let Command::ReferenceServer { listen } = &cli.command {
+        {
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             return rt.block_on(async {
                 let listener = match tokio::net::TcpListener::bind(listen.as_str()).await {
@@ -271,7 +287,6 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             });
         }
-        _ => {}
     }
     // Pin only when this run starts the server itself (then both sides are ours).
     let pin = Pinning::auto(!cli.global.no_pin && cli.global.target.is_none());

@@ -81,6 +81,7 @@ pub enum Output {
     Compare(Box<Comparison>),
     JoinStorm(JoinStormReport),
     ResumeStorm(ResumeStormReport),
+    Audio(crate::scenarios::audio::AudioReport),
 }
 
 #[derive(Serialize)]
@@ -252,6 +253,25 @@ pub fn human(machine: &Machine, output: &Output) -> String {
             if let Some(c) = r.server_cpu_s {
                 row(&mut s, "server CPU during resumes", format!("{c:.2} s"));
             }
+        }
+        Output::Audio(a) => {
+            let _ = writeln!(s, "audio: one speaker, {} listeners", a.listeners);
+            row(&mut s, "listeners receiving", format!("{} of {}", a.listeners_receiving, a.listeners));
+            row(&mut s, "window", format!("{:.1} s", a.window_seconds));
+            row(
+                &mut s,
+                "sent / forwarded / received",
+                format!("{} / {} / {}", a.packets_sent, a.packets_forwarded, a.packets_received),
+            );
+            row(&mut s, "forwarded per second", format!("{:.0}", a.forwarded_per_second));
+            row(&mut s, "loss", format!("{:.3}%", a.loss * 100.0));
+            if let Some(c) = a.server_cpu_seconds_per_million_forwarded {
+                row(&mut s, "server CPU per million forwarded", format!("{c:.2} s"));
+            }
+            if let Some(r) = a.server_rss_kib {
+                row(&mut s, "server RSS", kib(r));
+            }
+            row(&mut s, "errors", format!("{:?}", a.errors));
         }
     }
     s

@@ -139,10 +139,18 @@ async fn reference_server_process() {
     assert!(r.server_proc.is_some(), "pid known");
 }
 
-#[test]
-fn audio_is_a_documented_stub() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haven-load")).arg("audio").output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SFU") && err.contains("not built yet"), "{err}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_in_process() {
+    use haven_load::scenarios::audio::{self, AudioParams};
+    let app = launch::in_process_haven().await.unwrap();
+    let p = AudioParams { listeners: 3, duration: std::time::Duration::from_secs(2), concurrency: 3 };
+    let r = audio::run(&app.target, &p).await.unwrap();
+    assert_eq!(r.listeners_receiving, 3, "{r:#?}");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.packets_sent > 0 && r.packets_received > 0, "{r:#?}");
+    // The server forwards each sent packet to every listener.
+    assert!(r.packets_forwarded > 0, "{r:#?}");
+    let text = report::human(&Machine::describe("test".into()), &Output::Audio(r));
+    assert!(text.contains("forwarded per second"), "{text}");
+    app.server.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! The scenarios and what they share: creating meetings, joining, the participant task, and the
 //! per-meeting bookkeeping that turns receipts into fan-out latencies.
 
+pub mod audio;
 pub mod rooms;
 pub mod storms;
 
