@@ -91,7 +91,6 @@ pub async fn join_storm(target: &Target, p: &JoinStormParams) -> anyhow::Result<
     }
     let mut hist = Hist::default();
     let mut senders = Vec::new();
-    let mut last_done = start.elapsed();
     for t in tasks {
         match t.await? {
             Ok((lat, tx)) => {
@@ -101,13 +100,11 @@ pub async fn join_storm(target: &Target, p: &JoinStormParams) -> anyhow::Result<
             Err(key) => counters.errors.add(key),
         }
     }
-    if !senders.is_empty() {
-        last_done = start.elapsed();
-    }
+    // Tasks are awaited in order, so this is when the last of them finished.
+    let wall = start.elapsed().as_secs_f64();
     let after = target.server_pid.and_then(procfs::sample);
     let ok = senders.len();
     close_all(senders).await;
-    let wall = last_done.as_secs_f64();
     let cpu = before.zip(after).map(|(b, a)| a.cpu_seconds - b.cpu_seconds);
     Ok(JoinStormReport {
         scenario: "join-storm",
