@@ -121,7 +121,8 @@ impl Default for Limits {
             max_message_bytes: 16 * 1024,
             max_sdp_bytes: 60 * 1024,
             max_frame_bytes: 64 * 1024,
-            ws_read_buffer_bytes: 4 * 1024,
+            // Grows for larger messages; most signaling frames are far smaller.
+            ws_read_buffer_bytes: 2 * 1024,
             ws_write_buffer_bytes: 4 * 1024,
             outbound_queue: 256,
             capacity: 50,

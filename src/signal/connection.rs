@@ -302,37 +302,42 @@ async fn write_loop(
         // Best effort: a client that is not reading may never take it.
         let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
     }
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = kill.changed() => {
-                let reason = (*kill.borrow()).unwrap_or(CloseReason::SLOW_CONSUMER);
-                close(&mut sink, reason).await;
-                break;
-            }
-            m = rx.recv() => m,
-        };
-        match item {
-            None => break,
-            Some(Outbound::Close(r)) => {
-                close(&mut sink, r).await;
-                break;
-            }
-            Some(Outbound::Frame(text)) => {
-                let sent = tokio::select! {
-                    biased;
-                    _ = kill.changed() => {
-                        let reason = (*kill.borrow()).unwrap_or(CloseReason::SLOW_CONSUMER);
-                        close(&mut sink, reason).await;
+    // One future watches for the kill signal for the whole connection (not one per frame).
+    let mut close_with: Option<CloseReason> = None;
+    {
+        let killed = kill.changed();
+        tokio::pin!(killed);
+        loop {
+            let item = tokio::select! {
+                biased;
+                _ = &mut killed => break,
+                m = rx.recv() => m,
+            };
+            match item {
+                None => break,
+                Some(Outbound::Close(r)) => {
+                    close_with = Some(r);
+                    break;
+                }
+                Some(Outbound::Frame(text)) => {
+                    let sent = tokio::select! {
+                        biased;
+                        _ = &mut killed => break,
+                        r = sink.send(Message::Text(text)) => r,
+                    };
+                    if sent.is_err() {
                         break;
                     }
-                    r = sink.send(Message::Text(text)) => r,
-                };
-                if sent.is_err() {
-                    break;
                 }
             }
         }
+    }
+    if close_with.is_none() {
+        // Cut off (slow consumer, reader gone): the reason, if any, is in the watch.
+        close_with = *kill.borrow();
+    }
+    if let Some(r) = close_with {
+        close(&mut sink, r).await;
     }
     done.cancel();
 }
