@@ -46,6 +46,8 @@ struct TrackOut {
 
 struct Peer {
     key: PeerKey,
+    /// The room's rule, kept here so the forwarding path reads a field, not a map.
+    rule: MediaRule,
     rtc: Rtc,
     events: mpsc::Sender<ActorMsg>,
     /// Tracks the client sends: (mid, kind, last keyframe request).
@@ -254,7 +256,7 @@ impl Engine {
     fn forward(&mut self, from: usize, d: &MediaData) {
         let Some(p) = self.peers[from].as_ref() else { return };
         let Some(&(_, kind, _)) = p.tracks_in.iter().find(|t| t.0 == d.mid) else { return };
-        let rule = self.rules.get(&p.key).copied().unwrap_or_default();
+        let rule = p.rule;
         let origin = p.key.participant_id;
         let allowed = match kind {
             MediaKind::Audio => rule.audio,
@@ -278,7 +280,7 @@ impl Engine {
                 continue;
             }
             let Some(sub) = self.peers[s].as_mut() else { continue };
-            let sub_rule = self.rules.get(&sub.key).copied().unwrap_or_default();
+            let sub_rule = sub.rule;
             if !sub_rule.receives
                 || (kind == MediaKind::Video
                     && rule.video == VideoAudience::Facilitators
@@ -413,6 +415,9 @@ impl Engine {
                 }
             }
             SfuCmd::Rule { key, rule } => {
+                if let Some(p) = self.by_key.get(&key).and_then(|&i| self.peers[i].as_mut()) {
+                    p.rule = rule;
+                }
                 self.rules.insert(key, rule);
             }
             SfuCmd::Close { key } => {
@@ -497,7 +502,9 @@ impl Engine {
         }
         members.push(idx);
         self.by_key.insert(key.clone(), idx);
+        let rule = self.rules.get(&key).copied().unwrap_or_default();
         self.peers[idx] = Some(Peer {
+            rule,
             key,
             rtc,
             events,
