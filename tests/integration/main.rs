@@ -4,6 +4,7 @@ mod api;
 mod attendance;
 mod crash;
 mod facilitation;
+mod logs;
 mod media;
 mod privacy;
 mod resume;
