@@ -211,6 +211,8 @@ pub(super) struct Actor {
     effects: Vec<Effect>,
     writes: Vec<StoreWrite>,
     sfu_cmds: Vec<crate::sfu::SfuCmd>,
+    /// Reused for each fan-out.
+    recipients: Vec<ParticipantId>,
     slow: Vec<ParticipantId>,
     ended: bool,
 }
@@ -236,7 +238,8 @@ impl Ord for TimerKey {
 pub fn render_frame(seq: u64, request_id: Option<&str>, body: &str) -> String {
     let mut s = String::with_capacity(body.len() + 24 + request_id.map_or(0, |r| r.len() + 8));
     s.push_str("{\"seq\":");
-    s.push_str(itoa_u64(seq).as_str());
+    // Writing into a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{seq}"));
     if let Some(id) = request_id {
         s.push_str(",\"id\":");
         // A string always serialises.
@@ -246,10 +249,6 @@ pub fn render_frame(seq: u64, request_id: Option<&str>, body: &str) -> String {
     s.push(',');
     s.push_str(body.get(1..).unwrap_or("}"));
     s
-}
-
-fn itoa_u64(n: u64) -> String {
-    n.to_string()
 }
 
 /// Serialises an event body. Events are plain data; serialisation cannot fail.
@@ -315,6 +314,7 @@ impl Actor {
             effects: Vec::with_capacity(64),
             writes: Vec::new(),
             sfu_cmds: Vec::new(),
+            recipients: Vec::new(),
             slow: Vec::new(),
             ended: false,
         }
@@ -644,7 +644,7 @@ impl Actor {
             None => (None, None),
         };
         let mut reached = false;
-        let mut recipients: Vec<ParticipantId> = Vec::new();
+        let mut recipients = std::mem::take(&mut self.recipients);
         for effect in effects.drain(..) {
             match effect {
                 Effect::Send { to, event } => {
@@ -728,6 +728,7 @@ impl Actor {
                 Effect::Ended => self.ended = true,
             }
         }
+        self.recipients = recipients;
         reached
     }
 
