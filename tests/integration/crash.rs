@@ -37,6 +37,11 @@ fn start(dir: &std::path::Path, config: &std::path::Path) -> (Child, std::net::S
     (child, addr)
 }
 
+/// The program's attendance export from the server at `addr`.
+async fn attendance(http: &reqwest::Client, addr: std::net::SocketAddr) -> Vec<Value> {
+    http.get(format!("http://{addr}/v1/attendance")).bearer_auth(ALPHA_KEY).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn after_sigkill_the_export_keeps_presence_up_to_the_last_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,15 +78,7 @@ async fn after_sigkill_the_export_keeps_presence_up_to_the_last_heartbeat() {
     // Wait until the live export shows presence extending two heartbeats past admission.
     let live = async {
         loop {
-            let rows: Vec<Value> = http
-                .get(format!("http://{addr}/v1/attendance"))
-                .bearer_auth(ALPHA_KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let rows = attendance(&http, addr).await;
             if rows.len() == 3 && rows.iter().all(|r| r["seconds_present"].as_i64().unwrap() >= 2) {
                 return;
             }
@@ -95,15 +92,7 @@ async fn after_sigkill_the_export_keeps_presence_up_to_the_last_heartbeat() {
     drop(clients);
 
     let (mut child, addr) = start(dir.path(), &config);
-    let rows: Vec<Value> = http
-        .get(format!("http://{addr}/v1/attendance?format=json"))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rows = attendance(&http, addr).await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(rows.len(), 3, "every member is in the export");
