@@ -88,12 +88,16 @@ async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Re
     }
     let (program, claims) =
         join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).map_err(token_error)?;
-    let meeting = app
-        .store
-        .meeting(&claims.meeting)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?;
+    // A live meeting is authorised from what its actor holds, so joins never wait on the database.
+    let meeting = match app.rooms.get(&claims.meeting) {
+        Some(live) => (*live.meeting).clone(),
+        None => app
+            .store
+            .meeting(&claims.meeting)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?,
+    };
     if !meeting.admits_program(&program.id) {
         return Err(token_error(join_token::TokenError::WrongMeeting));
     }
@@ -118,6 +122,7 @@ async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Re
                 let status = match refusal.code {
                     ErrorCode::Banned => StatusCode::FORBIDDEN,
                     ErrorCode::MeetingEnded => StatusCode::GONE,
+                    ErrorCode::StorageBacklog => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::CONFLICT,
                 };
                 return Err(ApiError::new(status, refusal.code.as_str(), refusal.message));

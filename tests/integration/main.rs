@@ -4,6 +4,7 @@ mod api;
 mod attendance;
 mod crash;
 mod facilitation;
+mod faults;
 mod logs;
 mod media;
 mod privacy;
