@@ -174,6 +174,12 @@ impl Group {
         )
         .await;
         let (fac, _) = app.join(ALPHA, MEETING, "fac-ref", Facilitator, "Facil").await;
+        let mut members = Vec::new();
+        for i in 0..MEMBERS {
+            let (c, _) = app.join(ALPHA, MEETING, &format!("m-{i}"), Member, &format!("Member {i}")).await;
+            members.push(c);
+        }
+        // Last, so that the members' timelines on both servers match.
         let media = if media {
             let f = MediaPeer::join(&app, MEETING, "media-fac", Facilitator, false).await;
             let s = MediaPeer::join(&app, MEETING, "media-speaker", Member, false).await;
@@ -181,11 +187,6 @@ impl Group {
         } else {
             None
         };
-        let mut members = Vec::new();
-        for i in 0..MEMBERS {
-            let (c, _) = app.join(ALPHA, MEETING, &format!("m-{i}"), Member, &format!("Member {i}")).await;
-            members.push(c);
-        }
         Group { app, fac, members, media }
     }
 
@@ -250,23 +251,23 @@ impl Group {
 #[tokio::test]
 async fn a_database_outage_never_reaches_a_meeting_and_no_record_is_lost() {
     let (proxy, proxied, _) = proxied_postgres().await;
-    let mut a = Group::start(proxied, true).await;
-    let mut b = Group::start(crate::store::fresh_postgres().await, false).await;
+    // The same meeting on two servers side by side: `a` loses its database, `b` does not.
+    let control = crate::store::fresh_postgres().await;
+    let (mut a, mut b) = tokio::join!(Group::start(proxied, true), Group::start(control, false));
     a.app.flush_store().await;
 
     proxy.set(Link::Down);
     let outage_end = tokio::time::Instant::now() + Duration::from_secs(60);
     // The same live work on both servers; on `a` it all completes with the database away.
-    a.live_work().await;
-    b.live_work().await;
+    tokio::join!(a.live_work(), b.live_work());
     let ready = readyz(&a.app.http, a.app.addr).await;
     assert_eq!(ready["database"], "unreachable", "{ready}");
     assert!(ready["journal"]["records"].as_u64().unwrap() > 0, "{ready}");
     assert!(export_status(&a.app).await >= 500, "the outage is real: the export cannot be read");
-    // The meeting ends during the outage: its results wait for the whole ledger.
-    a.end().await;
-    b.end().await;
-    tokio::time::sleep_until(outage_end).await; // the outage lasts a minute
+    // The meeting goes on for the minute of the outage (long enough to earn its minute of credit)
+    // and ends before the database is back: its results must wait for the whole ledger.
+    tokio::time::sleep_until(outage_end).await;
+    tokio::join!(a.end(), b.end());
     assert!(a.app.metrics().store_write_failures.get() > 0, "the drain kept trying");
     proxy.set(Link::Up);
 
@@ -280,7 +281,8 @@ async fn a_database_outage_never_reaches_a_meeting_and_no_record_is_lost() {
         assert_eq!(ra["interruptions"], rb["interruptions"], "{member}");
         assert_eq!(ra["intervals"].as_array().unwrap().len(), rb["intervals"].as_array().unwrap().len(), "{member}");
         let (sa, sb) = (ra["seconds_present"].as_i64().unwrap(), rb["seconds_present"].as_i64().unwrap());
-        assert!((sa - sb).abs() <= 1, "{member}: {sa} s vs {sb} s");
+        // The two servers run the script side by side, not in the same millisecond.
+        assert!((sa - sb).abs() <= 2, "{member}: {sa} s vs {sb} s");
     }
     // The leaver and the banned member left early and are not credited; the one who dropped and
     // resumed is, like everyone who stayed.
@@ -342,7 +344,8 @@ async fn when_the_journal_is_full_new_joins_are_refused_and_nobody_is_dropped() 
     assert_eq!(w["type"], "welcome");
 }
 
-#[tokio::test]
+// Two workers: starting the binary blocks one while the proxy (on this runtime) must answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_while_the_database_is_down_loses_nothing() {
     let (proxy, proxied, direct) = proxied_postgres().await;
     let dir = tempfile::tempdir().unwrap();

@@ -306,7 +306,7 @@ impl BinaryServer {
         Self::start_with_logs(dir, config, env, None)
     }
 
-    /// Starts the binary; with `log_level`, its stderr is captured at that `RUST_LOG` level.
+    /// Starts the binary with `RUST_LOG` at `log_level` (default `warn`); its stderr is kept.
     pub fn start_with_logs(
         dir: &std::path::Path,
         config: &std::path::Path,
@@ -328,7 +328,7 @@ impl BinaryServer {
         .env("RUST_LOG", log_level.unwrap_or("warn"))
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
-        .stderr(if log_level.is_some() { Stdio::piped() } else { Stdio::null() });
+        .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -350,7 +350,11 @@ impl BinaryServer {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines.next().expect("the server prints its address").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                let logs = logs.as_ref().map(|l| l.lock().unwrap().clone()).unwrap_or_default();
+                panic!("the server did not start:\n{logs}");
+            };
             if let Some(rest) = line.strip_prefix("Haven is running at http://") {
                 break rest.trim().parse().unwrap();
             }
