@@ -2,6 +2,7 @@
 
 mod api;
 mod attendance;
+mod cli;
 mod crash;
 mod facilitation;
 mod join_check;
