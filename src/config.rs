@@ -334,5 +334,7 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let c: Config = toml::from_str(&text).unwrap();
         assert_eq!(c.programs[0].token_alg, TokenAlg::EdDSA);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.programs[0].crisis_resources.len(), 2);
     }
 }
