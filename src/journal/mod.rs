@@ -376,6 +376,7 @@ mod tests {
             kind: Kind::Admitted,
             reason: None,
             at,
+            role: None,
         })
     }
 

@@ -264,3 +264,113 @@ async fn certificates_verify_with_the_published_key_and_refuse_tampering() {
     let new_kid = jsonwebtoken::decode_header(r["certificate"].as_str().unwrap()).unwrap().kid.unwrap();
     assert_ne!(new_kid, jsonwebtoken::decode_header(&cert).unwrap().kid.unwrap());
 }
+
+#[tokio::test]
+async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program_says() {
+    let app = spawn_with(|c| {
+        c.programs[0].facilitation_earns_credit = false;
+        c.public_url = Some("https://meet.example.org".into());
+    })
+    .await;
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "roles", "title": "Roles", "shared_with": [BETA], "settings": {"waiting_room": false},
+               "credit_policy": {"min_minutes": 0}}),
+    )
+    .await;
+    let (mut f, _) = app.join(ALPHA, "roles", "fac-ref", Facilitator, "Facil").await;
+    let (_m, _) = app.join(ALPHA, "roles", "mem-ref", Member, "Sam").await;
+    let (_o, _) = app.join(ALPHA, "roles", "obs-ref", haven::auth::join_token::TokenRole::Observer, "Watcher").await;
+    let (_b, _) = app.join(BETA, "roles", "bfac-ref", Facilitator, "Bea").await;
+    f.request(json!({"type": "end_meeting"})).await;
+    let rows = final_rows(&app, "roles").await;
+    assert_eq!(rows.len(), 3);
+    let (fac, mem, obs) = (by_member(&rows, "fac-ref"), by_member(&rows, "mem-ref"), by_member(&rows, "obs-ref"));
+    assert_eq!(
+        (fac["role"].as_str(), mem["role"].as_str(), obs["role"].as_str()),
+        (Some("facilitator"), Some("member"), Some("observer"))
+    );
+    assert_eq!(mem["credited"], true, "positive control: presence earns credit here");
+    assert_eq!(fac["credited"], false, "{fac}");
+    assert!(fac["rule"].as_str().unwrap().contains("facilitation does not earn credit"), "{fac}");
+    assert_eq!(obs["credited"], false, "{obs}");
+    // Beta lets facilitation earn credit: its facilitator in the same meeting is credited.
+    let beta = export(&app, BETA_KEY, "meeting=roles").await;
+    assert_eq!((beta[0]["role"].as_str(), beta[0]["credited"].as_bool()), (Some("facilitator"), Some(true)));
+    // CSV: the role is the last column.
+    let text = app
+        .http
+        .get(app.url("/v1/attendance?meeting=roles&format=csv"))
+        .bearer_auth(ALPHA_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv_reader(&text);
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(header.iter().next_back(), Some("role"));
+    let roles: Vec<(String, String)> =
+        reader.records().map(|r| r.unwrap()).map(|r| (r[4].to_string(), r[r.len() - 1].to_string())).collect();
+    assert!(roles.contains(&("fac-ref".into(), "facilitator".into())), "{roles:?}");
+    assert!(roles.contains(&("mem-ref".into(), "member".into())), "{roles:?}");
+
+    // The certificate's issuer is the server's public URL.
+    let id = mem["attendance_id"].as_str().unwrap();
+    let cert: Value = app
+        .http
+        .get(app.url(&format!("/v1/attendance/{id}/certificate")))
+        .bearer_auth(ALPHA_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cert["claims"]["iss"], "https://meet.example.org");
+    let v = app.post_json("/v1/certificates/verify", json!({"certificate": cert["certificate"]})).await;
+    assert_eq!((v["valid"].as_bool(), v["claims"]["iss"].as_str()), (Some(true), Some("https://meet.example.org")));
+}
+
+#[tokio::test]
+async fn results_stored_before_roles_keep_their_verdict() {
+    use haven::attendance::credit::Kind;
+    use haven::store::{PresenceRow, ResultRow};
+    let app = spawn_with(|c| c.programs[0].facilitation_earns_credit = false).await;
+    let store = app.server.as_ref().unwrap().app.store.clone();
+    let row = PresenceRow {
+        meeting_id: "open".into(),
+        program_id: ALPHA.into(),
+        member_ref: "old-fac".into(),
+        participant_id: "p000000000009".into(),
+        kind: Kind::Admitted,
+        reason: None,
+        at: 1_000,
+        role: Some("facilitator".into()),
+    };
+    let entry = haven::journal::Entry { lsn: 1, rec: haven::journal::Record::Presence(row) };
+    store.apply_journal("test", &[entry]).await.unwrap();
+    // A result as stored before roles existed: no `role` field, credited.
+    let legacy = json!({"meeting_title": "Open group", "scheduled_start": null, "scheduled_end": null,
+        "policy": {"min_minutes": 1, "min_share_percent": null, "max_gap_seconds": 120},
+        "outcome": {"seconds_present": 3600, "first_admitted": 1000, "last_left": 3601000, "interruptions": 0,
+                    "intervals": [[1000, 3601000]], "credited": true, "rule": "met: present 60 of 1 minutes required"}});
+    store
+        .insert_result(&ResultRow {
+            id: "att_legacy".into(),
+            meeting_id: "open".into(),
+            program_id: ALPHA.into(),
+            member_ref: "old-fac".into(),
+            computed_at: 3_601_000,
+            result: legacy.to_string(),
+        })
+        .await
+        .unwrap();
+    let rows = export(&app, ALPHA_KEY, "meeting=open").await;
+    let r = by_member(&rows, "old-fac");
+    assert_eq!(r["final"], true);
+    assert_eq!(r["credited"], true, "a stored verdict is never rewritten: {r}");
+    assert_eq!(r["rule"], "met: present 60 of 1 minutes required");
+    assert_eq!(r["role"], "facilitator", "the ledger still tells the role");
+}

@@ -2,9 +2,11 @@
 
 mod api;
 mod attendance;
+mod cli;
 mod crash;
 mod facilitation;
 mod faults;
+mod join_check;
 mod logs;
 mod media;
 mod privacy;

@@ -91,6 +91,7 @@ async fn exercise(store: Store) {
         kind,
         reason: None,
         at,
+        role: None,
     };
     let batch: Vec<Entry> = [
         Record::Presence(rec("ref-1", "p1", Kind::Admitted, 100)),
