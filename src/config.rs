@@ -223,7 +223,9 @@ impl Config {
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
         }
-        fig = fig.merge(Env::prefixed("HAVEN_").split("__").ignore(&["config"]));
+        // `HAVEN_TEST_*` belong to the test command (scripts/test), not to the server.
+        let env = Env::prefixed("HAVEN_").filter(|k| !k.starts_with("test_"));
+        fig = fig.merge(env.split("__").ignore(&["config"]));
         fig = fig.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()));
         fig.extract().map_err(Box::new)
     }
@@ -329,6 +331,21 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("haven.toml", "lissen = \"0.0.0.0:1\"")?;
             assert!(Config::load(Some(std::path::Path::new("haven.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn test_command_variables_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HAVEN_LISSEN", "0.0.0.0:1");
+            assert!(Config::load(None).is_err(), "an unknown HAVEN_ variable is refused");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HAVEN_TEST_PG", "postgres://postgres@127.0.0.1:1/postgres");
+            jail.set_env("HAVEN_TEST_REDIS", "redis://127.0.0.1:2/");
+            Config::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
     }
