@@ -418,3 +418,42 @@ async fn a_sigkill_while_the_database_is_down_loses_nothing() {
         assert!(l > left_at + 2_000, "{m}: heartbeats during the outage were lost");
     }
 }
+
+/// What the meeting's room says to a member asking to join, through the registry as the upgrade
+/// asks it.
+async fn precheck(app: &TestApp, row: &haven::store::MeetingRow) -> Option<String> {
+    let rooms = &app.server.as_ref().unwrap().app.rooms;
+    let member = haven::room::MemberKey { program: ALPHA.into(), member_ref: "late".into() };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let msg = haven::meeting::ActorMsg::Precheck { member, role: haven::protocol::Role::Member, reply };
+    rooms.get_or_spawn(row).tx.send(msg).await.unwrap();
+    rx.await.unwrap().map(|e| e.code.as_str().to_string())
+}
+
+#[tokio::test]
+async fn a_join_authorised_before_the_meeting_ended_does_not_start_it_again() {
+    let app = spawn_app().await;
+    let store = app.server.as_ref().unwrap().app.store.clone();
+    // The row as a join's authorisation read it, before the end.
+    let stale = store.meeting("open").await.unwrap().unwrap();
+    assert_eq!(precheck(&app, &stale).await, None, "positive control: the live meeting takes the member");
+    let (mut f, _) = app.join(ALPHA, "open", "fac", Facilitator, "Facil").await;
+    f.request(json!({"type": "end_meeting"})).await;
+    f.closed().await;
+    // The ended meeting's actor has left the registry; the late join must not start a fresh room,
+    // whether or not the end has reached the database yet.
+    assert_eq!(precheck(&app, &stale).await.as_deref(), Some("meeting_ended"));
+    app.flush_store().await;
+    assert_eq!(precheck(&app, &stale).await.as_deref(), Some("meeting_ended"));
+}
+
+#[tokio::test]
+async fn a_join_authorised_before_the_meeting_was_deleted_does_not_start_it() {
+    let app = spawn_app().await;
+    let store = app.server.as_ref().unwrap().app.store.clone();
+    let stale = store.meeting("lobby").await.unwrap().unwrap();
+    let r = app.http.delete(app.url("/v1/meetings/lobby")).bearer_auth(ALPHA_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(precheck(&app, &stale).await.as_deref(), Some("meeting_ended"));
+    assert!(app.server.as_ref().unwrap().app.rooms.get("lobby").is_none(), "no room runs for it");
+}

@@ -113,3 +113,22 @@ async fn joining_again_from_another_device_takes_over_the_seat() {
     assert_eq!(w2["participants"].as_array().unwrap().len(), 1, "never listed twice");
     assert_eq!(a.closed().await, Some(4004));
 }
+
+#[tokio::test]
+async fn after_an_unreplayable_resume_numbering_continues_above_the_clients_last_seq() {
+    let app = spawn_app().await;
+    let (a, welcome) = app.join(ALPHA, "open", "a", Member, "Alex").await;
+    let token = welcome["resume_token"].as_str().unwrap().to_string();
+    drop(a);
+    // A client that saw numbers this server never gave (say, from a meeting's earlier run) resumes:
+    // it drops every frame numbered at or below what it saw, so the snapshot must come above.
+    let seen = 10_000;
+    let mut a2 = app.connect(&token).await;
+    a2.send(json!({"type": "resume", "resume_token": token, "last_seq": seen})).await;
+    let resumed = a2.recv_type("resumed").await;
+    assert_eq!(resumed["replayed"], false);
+    let snapshot = a2.recv_type("welcome").await;
+    assert!(snapshot["seq"].as_u64().unwrap() > seen, "snapshot numbered {} after {seen}", snapshot["seq"]);
+    let (pong, _) = a2.request(json!({"type": "raise_hand"})).await;
+    assert!(pong["seq"].as_u64().unwrap() > seen);
+}
