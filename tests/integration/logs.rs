@@ -1,68 +1,93 @@
 //! Promise 1 in the logs: at debug level, nothing the server logs carries a token, an API key or
-//! a member reference, whatever happens (joins, refusals, resumes, API calls).
+//! a member reference, whatever happens (joins, refusals, join-checks, resumes, media, API calls).
+//!
+//! The real binary runs with `RUST_LOG=debug` and its stderr is scanned, so every thread's lines
+//! are seen: the runtime's workers, the media engine, the journal, the database driver.
 
 use crate::support::*;
-use haven::auth::join_token::TokenRole::{Facilitator, Member};
+use haven::auth::join_token::{
+    claims_for,
+    TokenRole::{Facilitator, Member},
+};
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-// A current-thread runtime: every task of the server runs on this thread, so the thread-local
-// subscriber sees all of their log lines.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_carry_no_tokens_api_keys_or_member_references() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let app = spawn_app().await;
-    let fac_token = app.token(ALPHA, "lobby", "fac-ref-SECRET-5521", Facilitator);
-    let mem_token = app.token(ALPHA, "lobby", "member-ref-SECRET-8812", Member);
-    let mut f = app.connect(&fac_token).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    std::fs::write(&config, binary_config(&[])).unwrap();
+    let server = BinaryServer::start_with_logs(dir.path(), &config, &[], Some("debug"));
+    let (addr, http) = (server.addr, reqwest::Client::new());
+    let r = http
+        .post(format!("http://{addr}/v1/meetings"))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"id": "lobby", "title": "Lobby"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token = |member: &str, role| sign_hs(ALPHA, &claims_for(ALPHA, "lobby", member, role, 3600));
+    let fac_token = token("fac-ref-SECRET-5521", Facilitator);
+    let mem_token = token("member-ref-SECRET-8812", Member);
+    let mut f = Client::connect(addr, &fac_token).await.unwrap();
     f.send(json!({"type": "join", "display_name": "Facil"})).await;
     f.recv_type("welcome").await;
-    let mut m = app.connect(&mem_token).await;
+    let mut m = Client::connect(addr, &mem_token).await.unwrap();
     m.send(json!({"type": "join", "display_name": "Sam"})).await;
     let waiting = m.recv_type("waiting").await;
     let resume = waiting["resume_token"].as_str().unwrap().to_string();
     let pid = waiting["participant_id"].as_str().unwrap().to_string();
     f.request(json!({"type": "admit", "participant_id": pid})).await;
-    // A refused token, a resume, API calls with the key, an ended meeting.
+    // Media: a real offer, so the media engine's thread logs too.
+    let pc = crate::media::new_pc().await;
+    pc.add_transceiver_from_kind(webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio, None).await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let sdp = pc.local_description().await.unwrap().sdp;
+    f.send(json!({"type": "media_offer", "sdp": sdp})).await;
+    f.recv_type("media_answer").await;
+    // A refused token, join-checks, a resume, API calls with the key, an ended meeting.
     let bad = format!("{}x", &mem_token[..mem_token.len() - 1]);
-    let _ = Client::connect(app.addr, &bad).await;
-    // The join-check takes tokens in its body; none reaches a log either.
+    let _ = Client::connect(addr, &bad).await;
     for t in [&mem_token, &bad] {
-        assert!(app.post_json("/v1/join-check", json!({"token": t})).await["joinable"].is_boolean());
+        let r = http.post(format!("http://{addr}/v1/join-check")).json(&json!({"token": t})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
     }
     drop(m);
-    let mut m2 = app.connect(&resume).await;
+    let mut m2 = Client::connect(addr, &resume).await.unwrap();
     m2.send(json!({"type": "resume", "resume_token": resume, "last_seq": 0})).await;
     m2.recv_type("resumed").await;
-    app.get_json("/v1/meetings", Some(ALPHA_KEY)).await;
-    let csv = app.http.get(app.url("/v1/attendance?format=csv")).bearer_auth(ALPHA_KEY).send().await.unwrap();
-    assert_eq!(csv.status(), 200);
+    for path in ["/v1/meetings", "/v1/attendance?format=csv", "/v1/meetings/lobby/audit"] {
+        let r = http.get(format!("http://{addr}{path}")).bearer_auth(ALPHA_KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
     f.request(json!({"type": "end_meeting"})).await;
-    app.server.as_ref().unwrap().app.flush_store().await;
+    f.closed().await;
+    // The end reaches the database through the journal (a final attendance row shows it).
+    let wait = async {
+        loop {
+            let rows: Vec<serde_json::Value> = http
+                .get(format!("http://{addr}/v1/attendance?meeting=lobby"))
+                .bearer_auth(ALPHA_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if !rows.is_empty() && rows.iter().all(|r| r["final"] == true) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.expect("results become final");
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = server.logs();
+    // Positive controls: the capture holds lines from the media engine and the database driver.
     assert!(logs.contains("listening"), "the capture works: {logs}");
+    assert!(logs.contains("str0m"), "the media engine's lines are captured");
+    assert!(logs.contains("sqlx"), "the database driver's lines are captured");
     for secret in ["SECRET-5521", "SECRET-8812", ALPHA_KEY, ALPHA_SECRET, resume.as_str()] {
         assert!(!logs.contains(secret), "a log line carries `{secret}`");
     }

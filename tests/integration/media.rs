@@ -44,7 +44,7 @@ impl Drop for MediaPeer {
     }
 }
 
-async fn new_pc() -> Arc<RTCPeerConnection> {
+pub(crate) async fn new_pc() -> Arc<RTCPeerConnection> {
     let mut m = MediaEngine::default();
     m.register_default_codecs().unwrap();
     // As browsers do: the mid extension lets the receiver map each incoming stream to its m-line.
