@@ -27,6 +27,7 @@ pub struct Metrics {
     pub media_packets_forwarded: Counter,
     pub media_packets_dropped: Counter,
     pub media_bytes_forwarded: Counter,
+    pub media_restarts: Counter,
     registry: Registry,
 }
 
@@ -61,6 +62,11 @@ impl Metrics {
             "media_bytes_forwarded",
             "Media payload bytes forwarded (per subscriber)",
             m.media_bytes_forwarded.clone(),
+        );
+        reg.register(
+            "media_restarts",
+            "Media sessions the server asked the client to restart (refused or missing answer, SDP growth)",
+            m.media_restarts.clone(),
         );
         m.registry = reg;
         m
