@@ -5,6 +5,7 @@
 //! write that shares the payload (`Arc<[u8]>`): no lock, and no allocation of ours.
 
 use super::demux::{Demux, Route};
+use super::forward::OutStream;
 use super::outbox::Outbox;
 use super::speakers::Speakers;
 use super::{PeerKey, SfuCmd, SfuEvent, SfuStats};
@@ -17,8 +18,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
@@ -50,16 +52,29 @@ struct TrackOut {
     state: OutState,
 }
 
+/// A track a client sends.
+#[derive(Debug)]
+struct TrackIn {
+    mid: Mid,
+    kind: MediaKind,
+    /// The SSRC seen on it (learnt from str0m on the first packet).
+    ssrc: Option<Ssrc>,
+    last_keyframe_request: Option<Instant>,
+    /// Moves each time a rule starts dropping this track, so subscribers' numbering resyncs.
+    epoch: u32,
+    dropping: bool,
+}
+
 struct Peer {
     key: PeerKey,
     /// The room's rule, kept here so the forwarding path reads a field, not a map.
     rule: MediaRule,
     rtc: Rtc,
-    /// Tracks the client sends: (mid, kind, last keyframe request).
-    tracks_in: Vec<(Mid, MediaKind, Option<Instant>)>,
+    /// Tracks the client sends.
+    tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
-    /// Open outgoing tracks by their origin: the per-packet lookup.
-    out_by_origin: HashMap<(ParticipantId, Mid), Mid>,
+    /// Open outgoing streams by their origin: the per-packet lookup, and the numbering state.
+    out_by_origin: HashMap<(ParticipantId, Mid), OutStream>,
     pending: Option<SdpPendingOffer>,
     /// When the pending offer was sent.
     pending_since: Option<Instant>,
@@ -107,7 +122,7 @@ pub(super) struct Engine {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     speakers: HashMap<Arc<str>, Speakers>,
     /// Reused buffers.
-    media: Vec<MediaData>,
+    rtp: Vec<RtpPacket>,
     dirty: Vec<usize>,
 }
 
@@ -136,7 +151,7 @@ impl Engine {
             rules: HashMap::new(),
             timers: BinaryHeap::new(),
             speakers: HashMap::new(),
-            media: Vec::new(),
+            rtp: Vec::new(),
             dirty: Vec::new(),
         }
     }
@@ -251,7 +266,7 @@ impl Engine {
 
     /// Polls a peer until it has nothing more to do now, then forwards what it received.
     fn drive(&mut self, idx: usize) {
-        let mut media = std::mem::take(&mut self.media);
+        let mut media = std::mem::take(&mut self.rtp);
         let mut new_tracks: Vec<(Mid, MediaKind)> = Vec::new();
         let mut keyframes: Vec<(Mid, KeyframeRequestKind)> = Vec::new();
         if let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) {
@@ -273,11 +288,18 @@ impl Engine {
                     Ok(Output::Event(e)) => match e {
                         RtcEvent::MediaAdded(m) => {
                             if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
-                                p.tracks_in.push((m.mid, m.kind, None));
+                                p.tracks_in.push(TrackIn {
+                                    mid: m.mid,
+                                    kind: m.kind,
+                                    ssrc: None,
+                                    last_keyframe_request: None,
+                                    epoch: 0,
+                                    dropping: false,
+                                });
                                 new_tracks.push((m.mid, m.kind));
                             }
                         }
-                        RtcEvent::MediaData(d) => media.push(d),
+                        RtcEvent::RtpPacket(d) => media.push(d),
                         RtcEvent::KeyframeRequest(r) => keyframes.push((r.mid, r.kind)),
                         _ => {}
                     },
@@ -297,7 +319,7 @@ impl Engine {
         for d in media.drain(..) {
             self.forward(idx, &d);
         }
-        self.media = media;
+        self.rtp = media;
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -309,17 +331,35 @@ impl Engine {
         self.dirty = dirty;
     }
 
-    /// The forwarding path.
-    fn forward(&mut self, from: usize, d: &MediaData) {
-        let Some(p) = self.peers[from].as_ref() else { return };
-        let Some(&(_, kind, _)) = p.tracks_in.iter().find(|t| t.0 == d.mid) else { return };
+    /// The forwarding path: one incoming RTP packet to every subscriber the rule allows, without
+    /// depacketising; per subscriber a hash lookup, the numbering rewrite and one `write_rtp`
+    /// that shares the payload (`Arc<[u8]>`).
+    fn forward(&mut self, from: usize, d: &RtpPacket) {
+        let Some(p) = self.peers[from].as_mut() else { return };
+        let ssrc = d.header.ssrc;
+        let ti = match p.tracks_in.iter().position(|t| t.ssrc == Some(ssrc)) {
+            Some(i) => i,
+            None => {
+                // First packet of this SSRC: str0m knows its m-line.
+                let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { return };
+                let Some(i) = p.tracks_in.iter().position(|t| t.mid == mid) else { return };
+                p.tracks_in[i].ssrc = Some(ssrc);
+                i
+            }
+        };
         let rule = p.rule;
         let origin = p.key.participant_id;
+        let track = &mut p.tracks_in[ti];
+        let (mid, kind) = (track.mid, track.kind);
         let allowed = match kind {
             MediaKind::Audio => rule.audio,
             MediaKind::Video => rule.video != VideoAudience::Nobody,
         };
         if !allowed {
+            if !track.dropping {
+                track.dropping = true;
+                track.epoch = track.epoch.wrapping_add(1);
+            }
             self.metrics.media_packets_dropped.inc();
             // Dropped by rule: whoever is muted is not the active speaker any more.
             if kind == MediaKind::Audio {
@@ -329,12 +369,24 @@ impl Engine {
             }
             return;
         }
+        track.dropping = false;
+        let epoch = track.epoch;
+        let in_pt = d.header.payload_type;
+        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == in_pt).copied() else { return };
+        let clock = params.spec().clock_rate.get();
         let Some(members) = self.meetings.get(&p.key.meeting) else { return };
+        let level = d.header.ext_vals.audio_level;
         if kind == MediaKind::Audio {
-            if let Some(level) = d.ext_vals.audio_level {
+            if let Some(level) = level {
                 self.speakers.entry(p.key.meeting.clone()).or_default().heard(origin, level);
             }
         }
+        let ext = ExtensionValues {
+            audio_level: level,
+            voice_activity: d.header.ext_vals.voice_activity,
+            ..Default::default()
+        };
+        let now = Instant::now();
         for &s in members {
             if s == from {
                 continue;
@@ -348,14 +400,26 @@ impl Engine {
             {
                 continue;
             }
-            let Some(&out_mid) = sub.out_by_origin.get(&(origin, d.mid)) else { continue };
-            let Some(writer) = sub.rtc.writer(out_mid) else { continue };
-            let Some(pt) = writer.match_params(d.params) else { continue };
-            if writer.write(pt, d.network_time, d.time, d.data.clone()).is_ok() {
-                self.metrics.media_packets_forwarded.inc();
-                self.metrics.media_bytes_forwarded.inc_by(d.data.len() as u64);
-                self.dirty.push(s);
-            }
+            let Some(out) = sub.out_by_origin.get_mut(&(origin, mid)) else { continue };
+            let pt = match out.pts.iter().find(|(i, _)| *i == in_pt) {
+                Some(&(_, o)) => o,
+                None => {
+                    let Some(o) = sub.rtc.codec_config().match_params(params).map(|p| p.pt()) else { continue };
+                    out.pts.push((in_pt, o));
+                    o
+                }
+            };
+            let (seq, ts) = out.map(epoch, *d.seq_no, d.header.timestamp, clock, now);
+            let mut api = sub.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(out.mid, None) else { continue };
+            let w = RtpWrite::new(pt, SeqNo::from(seq), ts, d.timestamp, d.payload.clone())
+                .marker(d.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(kind == MediaKind::Video);
+            tx.write_rtp(w);
+            self.metrics.media_packets_forwarded.inc();
+            self.metrics.media_bytes_forwarded.inc_by(d.payload.len() as u64);
+            self.dirty.push(s);
         }
         self.announce_speaker(from);
     }
@@ -377,14 +441,14 @@ impl Engine {
         let key = PeerKey { meeting: s.key.meeting.clone(), participant_id: origin };
         let Some(&o) = self.by_key.get(&key) else { return };
         let Some(pub_peer) = self.peers[o].as_mut() else { return };
-        let Some(track) = pub_peer.tracks_in.iter_mut().find(|t| t.0 == origin_mid) else { return };
+        let Some(track) = pub_peer.tracks_in.iter_mut().find(|t| t.mid == origin_mid) else { return };
         let now = Instant::now();
-        if track.2.is_some_and(|last| now.duration_since(last) < KEYFRAME_INTERVAL) {
+        if track.last_keyframe_request.is_some_and(|last| now.duration_since(last) < KEYFRAME_INTERVAL) {
             return;
         }
-        track.2 = Some(now);
-        if let Some(mut w) = pub_peer.rtc.writer(origin_mid) {
-            let _ = w.request_keyframe(None, kind);
+        track.last_keyframe_request = Some(now);
+        if let Some(rx) = pub_peer.rtc.direct_api().stream_rx_by_mid(origin_mid, None) {
+            rx.request_keyframe(kind);
         }
         self.dirty.push(o);
     }
@@ -419,9 +483,9 @@ impl Engine {
                 continue;
             }
             let Some(op) = self.peers[o].as_ref() else { continue };
-            for &(mid, kind, _) in &op.tracks_in {
-                if wanted(&op.rule, &sp.rule, kind) {
-                    want.push((op.key.participant_id, mid, kind));
+            for t in &op.tracks_in {
+                if wanted(&op.rule, &sp.rule, t.kind) {
+                    want.push((op.key.participant_id, t.mid, t.kind));
                 }
             }
         }
@@ -567,6 +631,8 @@ impl Engine {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
             .set_ice_lite(true)
+            // RTP mode: packets are forwarded as they came, not reassembled into frames.
+            .set_rtp_mode(true)
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
@@ -636,7 +702,7 @@ impl Engine {
             match t.state {
                 OutState::Negotiating(m) => {
                     t.state = OutState::Open(m);
-                    p.out_by_origin.insert((t.origin, t.origin_mid), m);
+                    p.out_by_origin.insert((t.origin, t.origin_mid), OutStream::new(m));
                 }
                 OutState::NegotiatingStop(_) => stopped += 1,
                 _ => {}

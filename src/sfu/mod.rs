@@ -9,6 +9,7 @@
 
 mod demux;
 mod engine;
+mod forward;
 mod outbox;
 mod sdp;
 mod speakers;

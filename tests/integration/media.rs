@@ -27,6 +27,7 @@ use webrtc::track::track_local::TrackLocalWriter;
 type Counts = HashMap<(String, &'static str), u64>;
 /// The live (not rejected) tracks the server's latest offer holds: (origin participant id, kind).
 type Offered = HashSet<(String, &'static str)>;
+type Jumps = HashMap<(String, &'static str), u16>;
 
 /// A participant with a WebSocket and a webrtc-rs peer connection that sends fake Opus (and
 /// optionally VP8) RTP continuously. Answers the server's renegotiation offers, and on
@@ -36,6 +37,7 @@ struct MediaPeer {
     to_ws: mpsc::Sender<Value>,
     events: mpsc::Receiver<Value>,
     counts: watch::Receiver<Counts>,
+    jumps: watch::Receiver<Jumps>,
     offered: watch::Receiver<Offered>,
     restarts: watch::Receiver<u64>,
     sent: watch::Receiver<u64>,
@@ -96,6 +98,8 @@ struct Local {
     audio: Arc<TrackLocalStaticRTP>,
     video: Option<Arc<TrackLocalStaticRTP>>,
     counts: Arc<watch::Sender<Counts>>,
+    /// Largest step between consecutive RTP sequence numbers received, by origin and kind.
+    jumps: Arc<watch::Sender<Jumps>>,
 }
 
 impl Local {
@@ -107,13 +111,24 @@ impl Local {
             pc.add_track(v.clone()).await.unwrap();
         }
         let counts_tx = self.counts.clone();
+        let jumps_tx = self.jumps.clone();
         pc.on_track(Box::new(move |track, _, _| {
-            let counts_tx = counts_tx.clone();
+            let (counts_tx, jumps_tx) = (counts_tx.clone(), jumps_tx.clone());
             // webrtc-rs awaits this future before announcing the next track: read elsewhere.
             tokio::spawn(async move {
                 let kind = if track.kind() == RTPCodecType::Video { "video" } else { "audio" };
                 let origin = track.stream_id();
-                while track.read_rtp().await.is_ok() {
+                let mut last: Option<u16> = None;
+                while let Ok((pkt, _)) = track.read_rtp().await {
+                    let seq = pkt.header.sequence_number;
+                    if let Some(l) = last {
+                        let step = seq.wrapping_sub(l);
+                        jumps_tx.send_modify(|j| {
+                            let e = j.entry((origin.clone(), kind)).or_default();
+                            *e = (*e).max(step);
+                        });
+                    }
+                    last = Some(seq);
                     counts_tx.send_modify(|c| *c.entry((origin.clone(), kind)).or_default() += 1);
                 }
             });
@@ -157,7 +172,13 @@ impl MediaPeer {
             ))
         });
         let (counts_tx, counts) = watch::channel(Counts::new());
-        let local = Local { audio: audio.clone(), video: vtrack.clone(), counts: Arc::new(counts_tx) };
+        let (jumps_tx, jumps) = watch::channel(Jumps::new());
+        let local = Local {
+            audio: audio.clone(),
+            video: vtrack.clone(),
+            counts: Arc::new(counts_tx),
+            jumps: Arc::new(jumps_tx),
+        };
         // Offer with all candidates gathered (loopback), then answer.
         let (mut pc, sdp) = local.offer().await;
         ws.send(json!({"type": "media_offer", "sdp": sdp})).await;
@@ -255,7 +276,7 @@ impl MediaPeer {
                 }
             }
         });
-        MediaPeer { pid, to_ws, events, counts, offered, restarts, sent, answer_sdp, corrupt_next_answer, stop }
+        MediaPeer { pid, to_ws, events, counts, jumps, offered, restarts, sent, answer_sdp, corrupt_next_answer, stop }
     }
 
     /// Waits until the server's latest offer satisfies `pred` (tracks this peer is given).
@@ -365,6 +386,28 @@ async fn audio_reaches_everyone_and_a_facilitator_mute_stops_it_at_the_server() 
     a.send(json!({"type": "set_muted", "muted": false})).await;
     let before = b.received(&a.pid, "audio");
     b.wait_received(&a.pid, "audio", before + 20).await;
+}
+
+#[tokio::test]
+async fn subscriber_sequence_numbers_stay_contiguous_when_a_speaker_is_muted_then_given_the_floor() {
+    let app = spawn_app().await;
+    let f = MediaPeer::join(&app, "open", "fac", Facilitator, false).await;
+    let mut a = MediaPeer::join(&app, "open", "speaker", Member, false).await;
+    let mut b = MediaPeer::join(&app, "open", "listener", Member, false).await;
+    a.send(json!({"type": "set_muted", "muted": false})).await;
+    b.wait_received(&a.pid, "audio", 20).await;
+    // Muted by the facilitator: the server drops a's packets while a's client keeps numbering.
+    f.send(json!({"type": "mute", "participant_id": a.pid})).await;
+    a.event("participant_updated").await;
+    assert_not_forwarded(&mut a, &b, "audio").await;
+    f.send(json!({"type": "give_floor", "participant_id": a.pid})).await;
+    a.event("floor_changed").await;
+    a.send(json!({"type": "set_muted", "muted": false})).await;
+    let before = b.received(&a.pid, "audio");
+    b.wait_received(&a.pid, "audio", before + 20).await;
+    // a's client sent 75+ packets b never got; b's stream still counts up by one.
+    let jump = b.jumps.borrow().get(&(a.pid.clone(), "audio")).copied();
+    assert_eq!(jump, Some(1), "the subscriber's sequence numbers have a gap");
 }
 
 #[tokio::test]
