@@ -33,6 +33,7 @@ pub struct Metrics {
     pub journal_backlog_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Failed attempts to write journalled records to the database (each is retried).
     pub store_write_failures: Counter,
+    pub media_restarts: Counter,
     registry: Registry,
 }
 
@@ -87,6 +88,11 @@ impl Metrics {
             "store_write_failures",
             "Failed attempts to write journalled records to the database (retried, never dropped)",
             m.store_write_failures.clone(),
+        );
+        reg.register(
+            "media_restarts",
+            "Media sessions the server asked the client to restart (refused or missing answer, SDP growth)",
+            m.media_restarts.clone(),
         );
         m.registry = reg;
         m

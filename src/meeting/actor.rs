@@ -129,16 +129,6 @@ pub enum ActorMsg {
     Shutdown {
         done: oneshot::Sender<()>,
     },
-    /// From the SFU: an event for one participant (SDP answer or offer, media errors).
-    MediaEvent {
-        participant_id: ParticipantId,
-        event: Box<Event>,
-        request_id: Option<Arc<str>>,
-    },
-    /// From the SFU: who is speaking now.
-    ActiveSpeaker {
-        participant_id: Option<ParticipantId>,
-    },
     /// Replies with a copy of the room (tests and diagnostics).
     #[cfg(test)]
     Inspect(oneshot::Sender<Room>),
@@ -202,7 +192,11 @@ pub(super) struct Actor {
     /// reads it to know which meetings are alive.
     pub present: Arc<std::sync::atomic::AtomicUsize>,
     pub sfu: Option<crate::sfu::SfuHandle>,
-    pub self_tx: mpsc::Sender<ActorMsg>,
+    /// Keeps the actor's own channel open while it runs.
+    _self_tx: mpsc::Sender<ActorMsg>,
+    /// The SFU's channel to this actor (its own bounded queue, not `ActorMsg`).
+    sfu_events: mpsc::Receiver<crate::sfu::SfuEvent>,
+    sfu_events_tx: mpsc::Sender<crate::sfu::SfuEvent>,
     pub config: ActorConfig,
     pub clock: Clock,
     sessions: HashMap<ParticipantId, Session>,
@@ -296,7 +290,10 @@ impl Actor {
         config: ActorConfig,
         clock: Clock,
     ) -> Actor {
+        let (sfu_events_tx, sfu_events) = mpsc::channel(crate::sfu::EVENTS_QUEUE);
         Actor {
+            sfu_events,
+            sfu_events_tx,
             room,
             rx,
             rooms,
@@ -305,7 +302,7 @@ impl Actor {
             journal,
             present,
             sfu,
-            self_tx,
+            _self_tx: self_tx,
             config,
             clock,
             sessions: HashMap::new(),
@@ -342,6 +339,7 @@ impl Actor {
                     Some(msg) => self.on_msg(msg),
                     None => break,
                 },
+                Some(ev) = self.sfu_events.recv() => self.on_sfu_event(ev),
                 _ = sleep => {
                     let now = self.clock.now();
                     while let Some(Reverse((at, _, TimerKey(timer)))) = self.timers.peek().copied() {
@@ -445,7 +443,7 @@ impl Actor {
                 if let Some(p) = self.room.participants().iter().find(|p| p.id == from) {
                     self.sfu_cmds.push(SfuCmd::Rule { key: key.clone(), rule: p.media });
                 }
-                self.sfu_cmds.push(SfuCmd::Offer { key, sdp, request_id, events: self.self_tx.clone() });
+                self.sfu_cmds.push(SfuCmd::Offer { key, sdp, request_id, events: self.sfu_events_tx.clone() });
             }
             Command::MediaAnswer { sdp } => self.sfu_cmds.push(SfuCmd::Answer { key, sdp }),
             Command::IceCandidate { candidate } => self.sfu_cmds.push(SfuCmd::Candidate { key, candidate }),
@@ -505,21 +503,27 @@ impl Actor {
                 self.input(Input::Disconnected { participant_id }, None);
             }
             ActorMsg::End => self.input(Input::End, None),
-            ActorMsg::MediaEvent { participant_id, event, request_id } => {
+            ActorMsg::Shutdown { .. } => {}
+            #[cfg(test)]
+            ActorMsg::Inspect(reply) => {
+                let _ = reply.send(self.room.clone());
+            }
+        }
+    }
+
+    fn on_sfu_event(&mut self, ev: crate::sfu::SfuEvent) {
+        use crate::sfu::SfuEvent;
+        match ev {
+            SfuEvent::Media { participant_id, event, request_id } => {
                 self.deliver(participant_id, &event_body(&event), request_id.as_ref());
             }
-            ActorMsg::ActiveSpeaker { participant_id } => {
+            SfuEvent::ActiveSpeaker { participant_id } => {
                 let body = event_body(&Event::ActiveSpeaker { participant_id });
                 let ids: Vec<ParticipantId> =
                     self.room.participants().iter().filter(|p| p.admitted).map(|p| p.id).collect();
                 for id in ids {
                     self.deliver(id, &body, None);
                 }
-            }
-            ActorMsg::Shutdown { .. } => {}
-            #[cfg(test)]
-            ActorMsg::Inspect(reply) => {
-                let _ = reply.send(self.room.clone());
             }
         }
     }

@@ -660,6 +660,9 @@ pub enum Event {
     MediaOffer {
         sdp: String,
     },
+    /// The server cannot renegotiate this media session (an answer was refused or never came, or
+    /// the session grew too large): close the `RTCPeerConnection` and send a fresh `media_offer`.
+    MediaRestart {},
     /// Who is speaking now (from the audio-level header extension), or nobody.
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,

@@ -185,6 +185,9 @@ pub struct MediaRule {
     pub receives: bool,
     /// They receive video meant for facilitators only.
     pub receives_private_video: bool,
+    /// Their tracks are negotiated to others at all (admitted and not an observer). Muting does
+    /// not change it, so a mute costs no renegotiation; whoever never publishes reveals nothing.
+    pub publishes: bool,
 }
 
 /// What a successful input means for the connection that sent it.
@@ -529,7 +532,13 @@ impl Room {
             (_, VideoPolicy::MembersToFacilitators) => VideoAudience::Facilitators,
             (_, VideoPolicy::Everyone) => VideoAudience::Everyone,
         };
-        MediaRule { audio: self.may_speak(p) && !p.muted, video, receives: true, receives_private_video: fac }
+        MediaRule {
+            audio: self.may_speak(p) && !p.muted,
+            video,
+            receives: true,
+            receives_private_video: fac,
+            publishes: p.role != Role::Observer,
+        }
     }
 
     fn view(&self, p: &Participant) -> ParticipantView {

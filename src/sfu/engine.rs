@@ -4,8 +4,11 @@
 //! member list, and per subscriber one hash lookup (origin, mid) to the outgoing mid, then one
 //! write that shares the payload (`Arc<[u8]>`): no lock, and no allocation of ours.
 
-use super::{PeerKey, SfuCmd, SfuStats};
-use crate::meeting::ActorMsg;
+use super::demux::{Demux, Route};
+use super::forward::OutStream;
+use super::outbox::Outbox;
+use super::speakers::Speakers;
+use super::{PeerKey, SfuCmd, SfuEvent, SfuStats};
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Event, ParticipantId};
 use crate::room::{MediaRule, VideoAudience};
@@ -15,17 +18,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
 /// How often keyframe requests may reach one publisher's track.
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
-/// Audio at least this loud (dBov, closer to 0 is louder) counts as speaking.
-const SPEAKING_DBOV: i8 = -50;
-/// Active-speaker changes are announced at most this often per meeting.
-const SPEAKER_WINDOW: Duration = Duration::from_millis(500);
+/// A renegotiation offer unanswered this long (the answer was refused before it reached the
+/// engine, e.g. over the size limit, or never sent) restarts the session.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stopped m-lines stay in a session's SDP (str0m does not recycle them): past this many, the
+/// server restarts the session instead of renegotiating, so SDP stays bounded under churn.
+const MAX_STOPPED_MLINES: usize = 16;
+/// How often the engine retries backlogged events and checks unanswered offers.
+const SWEEP: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OutState {
@@ -44,26 +52,58 @@ struct TrackOut {
     state: OutState,
 }
 
+/// A track a client sends.
+#[derive(Debug)]
+struct TrackIn {
+    mid: Mid,
+    kind: MediaKind,
+    /// The SSRC seen on it (learnt from str0m on the first packet).
+    ssrc: Option<Ssrc>,
+    last_keyframe_request: Option<Instant>,
+    /// Moves each time a rule starts dropping this track, so subscribers' numbering resyncs.
+    epoch: u32,
+    dropping: bool,
+}
+
 struct Peer {
     key: PeerKey,
     /// The room's rule, kept here so the forwarding path reads a field, not a map.
     rule: MediaRule,
     rtc: Rtc,
-    events: mpsc::Sender<ActorMsg>,
-    /// Tracks the client sends: (mid, kind, last keyframe request).
-    tracks_in: Vec<(Mid, MediaKind, Option<Instant>)>,
+    /// Tracks the client sends.
+    tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
-    /// Open outgoing tracks by their origin: the per-packet lookup.
-    out_by_origin: HashMap<(ParticipantId, Mid), Mid>,
+    /// Open outgoing streams by their origin: the per-packet lookup, and the numbering state.
+    out_by_origin: HashMap<(ParticipantId, Mid), OutStream>,
     pending: Option<SdpPendingOffer>,
+    /// When the pending offer was sent.
+    pending_since: Option<Instant>,
+    /// M-lines stopped in this session (they stay in its SDP).
+    stopped_mlines: usize,
+    /// A `media_restart` was sent: no renegotiation until the client's fresh offer.
+    restarting: bool,
     next_timeout: Instant,
 }
 
-#[derive(Default)]
-struct Speakers {
-    window_start: Option<Instant>,
-    loudest: Option<(ParticipantId, i8)>,
-    current: Option<ParticipantId>,
+/// Whether `sub` gets a track for `origin`'s media of this kind at all. Tracks that no rule lets
+/// through are not negotiated: a waiting member learns nobody's presence from SDP, and nobody
+/// learns theirs.
+fn wanted(origin: &MediaRule, sub: &MediaRule, kind: MediaKind) -> bool {
+    origin.publishes
+        && sub.receives
+        && match kind {
+            MediaKind::Audio => true,
+            MediaKind::Video => match origin.video {
+                VideoAudience::Everyone => true,
+                VideoAudience::Facilitators => sub.receives_private_video,
+                VideoAudience::Nobody => false,
+            },
+        }
+}
+
+/// The parts of a rule that decide which tracks exist (not mute, which only gates packets).
+fn shape(r: &MediaRule) -> (bool, bool, VideoAudience, bool) {
+    (r.publishes, r.receives, r.video, r.receives_private_video)
 }
 
 pub(super) struct Engine {
@@ -74,25 +114,21 @@ pub(super) struct Engine {
     peers: Vec<Option<Peer>>,
     free: Vec<usize>,
     by_key: HashMap<PeerKey, usize>,
-    by_addr: HashMap<SocketAddr, usize>,
+    demux: Demux,
+    outbox: Outbox,
     meetings: HashMap<Arc<str>, Vec<usize>>,
     /// Rules by participant: they may arrive before the participant's first offer.
     rules: HashMap<PeerKey, MediaRule>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     speakers: HashMap<Arc<str>, Speakers>,
     /// Reused buffers.
-    media: Vec<MediaData>,
+    rtp: Vec<RtpPacket>,
     dirty: Vec<usize>,
 }
 
-fn send_event(
-    events: &mpsc::Sender<ActorMsg>,
-    participant_id: ParticipantId,
-    event: Event,
-    request_id: Option<Arc<str>>,
-) {
-    // A full actor queue drops this signaling message; the client's next offer recovers.
-    let _ = events.try_send(ActorMsg::MediaEvent { participant_id, event: Box::new(event), request_id });
+fn send_event(outbox: &mut Outbox, key: &PeerKey, event: Event, request_id: Option<Arc<str>>) {
+    outbox
+        .send(&key.meeting, SfuEvent::Media { participant_id: key.participant_id, event: Box::new(event), request_id });
 }
 
 fn media_error(message: String) -> Event {
@@ -109,20 +145,28 @@ impl Engine {
             peers: Vec::new(),
             free: Vec::new(),
             by_key: HashMap::new(),
-            by_addr: HashMap::new(),
+            demux: Demux::default(),
+            outbox: Outbox::default(),
             meetings: HashMap::new(),
             rules: HashMap::new(),
             timers: BinaryHeap::new(),
             speakers: HashMap::new(),
-            media: Vec::new(),
+            rtp: Vec::new(),
             dirty: Vec::new(),
         }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<SfuCmd>) {
         let mut buf = vec![0u8; 2048];
+        let mut next_sweep = Instant::now() + SWEEP;
         loop {
-            let deadline = self.next_deadline();
+            let now = Instant::now();
+            if now >= next_sweep {
+                next_sweep = now + if self.outbox.has_backlog() { SWEEP } else { Duration::from_secs(1) };
+                self.outbox.flush();
+                self.unanswered(now);
+            }
+            let deadline = self.next_deadline().min(next_sweep);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -169,21 +213,49 @@ impl Engine {
         }
     }
 
+    /// Offers unanswered for too long: restart those sessions.
+    fn unanswered(&mut self, now: Instant) {
+        let stale: Vec<usize> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let p = p.as_ref()?;
+                (!p.restarting && p.pending_since.is_some_and(|t| now.duration_since(t) >= ANSWER_TIMEOUT)).then_some(i)
+            })
+            .collect();
+        for i in stale {
+            self.restart(i);
+        }
+    }
+
+    /// Asks the client for a fresh session (`media_restart`); renegotiation waits for its offer.
+    fn restart(&mut self, idx: usize) {
+        let Some(p) = self.peers[idx].as_mut() else { return };
+        if p.restarting {
+            return;
+        }
+        p.restarting = true;
+        p.pending = None;
+        p.pending_since = None;
+        self.metrics.media_restarts.inc();
+        send_event(&mut self.outbox, &p.key, Event::MediaRestart {}, None);
+    }
+
     fn packet(&mut self, data: &[u8], source: SocketAddr) {
+        let Some(route) = self.demux.route(data, source) else { return };
         let Ok(contents) = data.try_into() else { return };
         let input =
             Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.addr, contents });
-        let idx = match self.by_addr.get(&source) {
-            Some(&i) if self.peers.get(i).and_then(Option::as_ref).is_some_and(|p| p.rtc.accepts(&input)) => i,
-            _ => {
-                // A new address (first ICE check): find the session it belongs to once, then cache.
-                let Some(i) = self.peers.iter().position(|p| p.as_ref().is_some_and(|p| p.rtc.accepts(&input))) else {
-                    return;
-                };
-                self.by_addr.insert(source, i);
-                i
-            }
+        let idx = match route {
+            Route::Known(i) | Route::New(i) => i,
         };
+        if !self.peers.get(idx).and_then(Option::as_ref).is_some_and(|p| p.rtc.accepts(&input)) {
+            return;
+        }
+        if let Route::New(i) = route {
+            self.demux.learn(source, i);
+        }
         if let Some(p) = self.peers[idx].as_mut() {
             if p.rtc.handle_input(input).is_err() {
                 p.rtc.disconnect();
@@ -194,7 +266,7 @@ impl Engine {
 
     /// Polls a peer until it has nothing more to do now, then forwards what it received.
     fn drive(&mut self, idx: usize) {
-        let mut media = std::mem::take(&mut self.media);
+        let mut media = std::mem::take(&mut self.rtp);
         let mut new_tracks: Vec<(Mid, MediaKind)> = Vec::new();
         let mut keyframes: Vec<(Mid, KeyframeRequestKind)> = Vec::new();
         if let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) {
@@ -216,11 +288,18 @@ impl Engine {
                     Ok(Output::Event(e)) => match e {
                         RtcEvent::MediaAdded(m) => {
                             if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
-                                p.tracks_in.push((m.mid, m.kind, None));
+                                p.tracks_in.push(TrackIn {
+                                    mid: m.mid,
+                                    kind: m.kind,
+                                    ssrc: None,
+                                    last_keyframe_request: None,
+                                    epoch: 0,
+                                    dropping: false,
+                                });
                                 new_tracks.push((m.mid, m.kind));
                             }
                         }
-                        RtcEvent::MediaData(d) => media.push(d),
+                        RtcEvent::RtpPacket(d) => media.push(d),
                         RtcEvent::KeyframeRequest(r) => keyframes.push((r.mid, r.kind)),
                         _ => {}
                     },
@@ -240,7 +319,7 @@ impl Engine {
         for d in media.drain(..) {
             self.forward(idx, &d);
         }
-        self.media = media;
+        self.rtp = media;
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
@@ -252,29 +331,62 @@ impl Engine {
         self.dirty = dirty;
     }
 
-    /// The forwarding path.
-    fn forward(&mut self, from: usize, d: &MediaData) {
-        let Some(p) = self.peers[from].as_ref() else { return };
-        let Some(&(_, kind, _)) = p.tracks_in.iter().find(|t| t.0 == d.mid) else { return };
+    /// The forwarding path: one incoming RTP packet to every subscriber the rule allows, without
+    /// depacketising; per subscriber a hash lookup, the numbering rewrite and one `write_rtp`
+    /// that shares the payload (`Arc<[u8]>`).
+    fn forward(&mut self, from: usize, d: &RtpPacket) {
+        let Some(p) = self.peers[from].as_mut() else { return };
+        let ssrc = d.header.ssrc;
+        let ti = match p.tracks_in.iter().position(|t| t.ssrc == Some(ssrc)) {
+            Some(i) => i,
+            None => {
+                // First packet of this SSRC: str0m knows its m-line.
+                let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { return };
+                let Some(i) = p.tracks_in.iter().position(|t| t.mid == mid) else { return };
+                p.tracks_in[i].ssrc = Some(ssrc);
+                i
+            }
+        };
         let rule = p.rule;
         let origin = p.key.participant_id;
+        let track = &mut p.tracks_in[ti];
+        let (mid, kind) = (track.mid, track.kind);
         let allowed = match kind {
             MediaKind::Audio => rule.audio,
             MediaKind::Video => rule.video != VideoAudience::Nobody,
         };
         if !allowed {
+            if !track.dropping {
+                track.dropping = true;
+                track.epoch = track.epoch.wrapping_add(1);
+            }
             self.metrics.media_packets_dropped.inc();
-            return;
-        }
-        let Some(members) = self.meetings.get(&p.key.meeting) else { return };
-        if kind == MediaKind::Audio {
-            if let Some(level) = d.ext_vals.audio_level {
-                let s = self.speakers.entry(p.key.meeting.clone()).or_default();
-                if level >= SPEAKING_DBOV && s.loudest.is_none_or(|(_, l)| level > l) {
-                    s.loudest = Some((origin, level));
+            // Dropped by rule: whoever is muted is not the active speaker any more.
+            if kind == MediaKind::Audio {
+                if let Some(change) = self.speakers.get_mut(&p.key.meeting).and_then(|s| s.silenced(origin)) {
+                    self.outbox.send(&p.key.meeting, SfuEvent::ActiveSpeaker { participant_id: change });
                 }
             }
+            return;
         }
+        track.dropping = false;
+        let epoch = track.epoch;
+        let in_pt = d.header.payload_type;
+        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == in_pt).copied() else { return };
+        let clock = params.spec().clock_rate.get();
+        let Some(members) = self.meetings.get(&p.key.meeting) else { return };
+        let level = d.header.ext_vals.audio_level;
+        if kind == MediaKind::Audio {
+            if let Some(level) = level {
+                self.speakers.entry(p.key.meeting.clone()).or_default().heard(origin, level);
+            }
+        }
+        let ext = ExtensionValues {
+            audio_level: level,
+            voice_activity: d.header.ext_vals.voice_activity,
+            ..Default::default()
+        };
+        let now = Instant::now();
         for &s in members {
             if s == from {
                 continue;
@@ -288,14 +400,26 @@ impl Engine {
             {
                 continue;
             }
-            let Some(&out_mid) = sub.out_by_origin.get(&(origin, d.mid)) else { continue };
-            let Some(writer) = sub.rtc.writer(out_mid) else { continue };
-            let Some(pt) = writer.match_params(d.params) else { continue };
-            if writer.write(pt, d.network_time, d.time, d.data.clone()).is_ok() {
-                self.metrics.media_packets_forwarded.inc();
-                self.metrics.media_bytes_forwarded.inc_by(d.data.len() as u64);
-                self.dirty.push(s);
-            }
+            let Some(out) = sub.out_by_origin.get_mut(&(origin, mid)) else { continue };
+            let pt = match out.pts.iter().find(|(i, _)| *i == in_pt) {
+                Some(&(_, o)) => o,
+                None => {
+                    let Some(o) = sub.rtc.codec_config().match_params(params).map(|p| p.pt()) else { continue };
+                    out.pts.push((in_pt, o));
+                    o
+                }
+            };
+            let (seq, ts) = out.map(epoch, *d.seq_no, d.header.timestamp, clock, now);
+            let mut api = sub.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(out.mid, None) else { continue };
+            let w = RtpWrite::new(pt, SeqNo::from(seq), ts, d.timestamp, d.payload.clone())
+                .marker(d.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(kind == MediaKind::Video);
+            tx.write_rtp(w);
+            self.metrics.media_packets_forwarded.inc();
+            self.metrics.media_bytes_forwarded.inc_by(d.payload.len() as u64);
+            self.dirty.push(s);
         }
         self.announce_speaker(from);
     }
@@ -303,16 +427,8 @@ impl Engine {
     fn announce_speaker(&mut self, from: usize) {
         let Some(p) = self.peers[from].as_ref() else { return };
         let Some(s) = self.speakers.get_mut(&p.key.meeting) else { return };
-        let now = Instant::now();
-        let start = *s.window_start.get_or_insert(now);
-        if now.duration_since(start) < SPEAKER_WINDOW {
-            return;
-        }
-        let speaker = s.loudest.take().map(|(pid, _)| pid);
-        s.window_start = Some(now);
-        if speaker != s.current {
-            s.current = speaker;
-            let _ = p.events.try_send(ActorMsg::ActiveSpeaker { participant_id: speaker });
+        if let Some(change) = s.tick(Instant::now()) {
+            self.outbox.send(&p.key.meeting, SfuEvent::ActiveSpeaker { participant_id: change });
         }
     }
 
@@ -325,39 +441,90 @@ impl Engine {
         let key = PeerKey { meeting: s.key.meeting.clone(), participant_id: origin };
         let Some(&o) = self.by_key.get(&key) else { return };
         let Some(pub_peer) = self.peers[o].as_mut() else { return };
-        let Some(track) = pub_peer.tracks_in.iter_mut().find(|t| t.0 == origin_mid) else { return };
+        let Some(track) = pub_peer.tracks_in.iter_mut().find(|t| t.mid == origin_mid) else { return };
         let now = Instant::now();
-        if track.2.is_some_and(|last| now.duration_since(last) < KEYFRAME_INTERVAL) {
+        if track.last_keyframe_request.is_some_and(|last| now.duration_since(last) < KEYFRAME_INTERVAL) {
             return;
         }
-        track.2 = Some(now);
-        if let Some(mut w) = pub_peer.rtc.writer(origin_mid) {
-            let _ = w.request_keyframe(None, kind);
+        track.last_keyframe_request = Some(now);
+        if let Some(rx) = pub_peer.rtc.direct_api().stream_rx_by_mid(origin_mid, None) {
+            rx.request_keyframe(kind);
         }
         self.dirty.push(o);
     }
 
-    /// A new incoming track at `idx`: every other peer of the meeting gets an outgoing one.
+    /// A new incoming track at `idx`: every other peer of the meeting whose rule allows it gets
+    /// an outgoing one.
     fn announce_track(&mut self, idx: usize, mid: Mid, kind: MediaKind) {
         let Some(p) = self.peers[idx].as_ref() else { return };
-        let origin = p.key.participant_id;
+        let (origin, origin_rule) = (p.key.participant_id, p.rule);
         let members = self.meetings.get(&p.key.meeting).cloned().unwrap_or_default();
         for s in members {
             if s == idx {
                 continue;
             }
             if let Some(sub) = self.peers[s].as_mut() {
-                sub.tracks_out.push(TrackOut { origin, origin_mid: mid, kind, state: OutState::ToOpen });
+                if wanted(&origin_rule, &sub.rule, kind) {
+                    sub.tracks_out.push(TrackOut { origin, origin_mid: mid, kind, state: OutState::ToOpen });
+                }
             }
             self.negotiate(s);
         }
     }
 
-    /// Sends a renegotiation offer for queued track changes, unless one is already pending.
+    /// Brings `sub`'s outgoing tracks in line with the rules: opens what is now allowed, stops
+    /// what is not.
+    fn sync_tracks(&mut self, sub: usize) {
+        let Some(sp) = self.peers[sub].as_ref() else { return };
+        let members = self.meetings.get(&sp.key.meeting).cloned().unwrap_or_default();
+        let mut want: Vec<(ParticipantId, Mid, MediaKind)> = Vec::new();
+        for &o in &members {
+            if o == sub {
+                continue;
+            }
+            let Some(op) = self.peers[o].as_ref() else { continue };
+            for t in &op.tracks_in {
+                if wanted(&op.rule, &sp.rule, t.kind) {
+                    want.push((op.key.participant_id, t.mid, t.kind));
+                }
+            }
+        }
+        let Some(sp) = self.peers[sub].as_mut() else { return };
+        let live = |t: &TrackOut| matches!(t.state, OutState::ToOpen | OutState::Negotiating(_) | OutState::Open(_));
+        sp.tracks_out.retain_mut(|t| {
+            if !live(t) || want.iter().any(|w| (w.0, w.1) == (t.origin, t.origin_mid)) {
+                return true;
+            }
+            match t.state {
+                OutState::ToOpen => false,
+                OutState::Negotiating(m) | OutState::Open(m) => {
+                    t.state = OutState::ToStop(m);
+                    true
+                }
+                _ => true,
+            }
+        });
+        let stopping: Vec<(ParticipantId, Mid)> =
+            sp.tracks_out.iter().filter(|t| !live(t)).map(|t| (t.origin, t.origin_mid)).collect();
+        sp.out_by_origin.retain(|k, _| !stopping.contains(k));
+        for (origin, origin_mid, kind) in want {
+            if !sp.tracks_out.iter().any(|t| live(t) && (t.origin, t.origin_mid) == (origin, origin_mid)) {
+                sp.tracks_out.push(TrackOut { origin, origin_mid, kind, state: OutState::ToOpen });
+            }
+        }
+        self.negotiate(sub);
+    }
+
+    /// Sends a renegotiation offer for queued track changes, unless one is already pending. A
+    /// session whose SDP would keep growing is restarted instead.
     fn negotiate(&mut self, idx: usize) {
         let Some(p) = self.peers[idx].as_mut() else { return };
-        if p.pending.is_some() {
+        if p.pending.is_some() || p.restarting {
             return;
+        }
+        let stopping = p.tracks_out.iter().filter(|t| matches!(t.state, OutState::ToStop(_))).count();
+        if stopping > 0 && p.stopped_mlines + stopping > MAX_STOPPED_MLINES {
+            return self.restart(idx);
         }
         let mut change = p.rtc.sdp_api();
         for t in &mut p.tracks_out {
@@ -384,7 +551,9 @@ impl Engine {
         }
         let Some((offer, pending)) = change.apply() else { return };
         p.pending = Some(pending);
-        send_event(&p.events, p.key.participant_id, Event::MediaOffer { sdp: offer.to_sdp_string() }, None);
+        p.pending_since = Some(Instant::now());
+        let sdp = super::sdp::candidates_in_every_section(&offer.to_sdp_string());
+        send_event(&mut self.outbox, &p.key, Event::MediaOffer { sdp }, None);
         self.dirty.push(idx);
     }
 
@@ -403,22 +572,25 @@ impl Engine {
                         self.drive(idx);
                     }
                     Err(e) => {
-                        if let Some(p) = self.peers[idx].as_ref() {
-                            send_event(
-                                &p.events,
-                                key.participant_id,
-                                media_error(format!("ICE candidate not understood: {e}")),
-                                None,
-                            );
-                        }
+                        let e = media_error(format!("ICE candidate not understood: {e}"));
+                        send_event(&mut self.outbox, &key, e, None);
                     }
                 }
             }
             SfuCmd::Rule { key, rule } => {
-                if let Some(p) = self.by_key.get(&key).and_then(|&i| self.peers[i].as_mut()) {
-                    p.rule = rule;
+                self.rules.insert(key.clone(), rule);
+                let Some(&idx) = self.by_key.get(&key) else { return };
+                let Some(p) = self.peers[idx].as_mut() else { return };
+                let reshaped = shape(&p.rule) != shape(&rule);
+                p.rule = rule;
+                if reshaped {
+                    // Who may get whose tracks changed: every member of the meeting re-checks.
+                    let members = self.meetings.get(&key.meeting).cloned().unwrap_or_default();
+                    for s in members {
+                        self.sync_tracks(s);
+                        self.drive(s);
+                    }
                 }
-                self.rules.insert(key, rule);
             }
             SfuCmd::Close { key } => {
                 self.remove_peer(&key);
@@ -435,31 +607,32 @@ impl Engine {
                     peers: self.by_key.len(),
                     rules: self.rules.len(),
                     meetings: self.meetings.len(),
-                    addresses: self.by_addr.len(),
+                    addresses: self.demux.addresses(),
                     tracks_in,
                     tracks_out,
+                    backlog: self.outbox.backlog_len(),
                 });
             }
         }
     }
 
-    fn offer(&mut self, key: PeerKey, sdp: &str, request_id: Option<Arc<str>>, events: mpsc::Sender<ActorMsg>) {
+    fn offer(&mut self, key: PeerKey, sdp: &str, request_id: Option<Arc<str>>, events: mpsc::Sender<SfuEvent>) {
+        // Each offer starts a fresh session: a resumed or reloaded client brings new ICE and DTLS.
+        // (Released first: the meeting's channel is forgotten when its last session goes.)
+        self.remove_peer(&key);
+        self.outbox.register(&key.meeting, events);
         let offer = match SdpOffer::from_sdp_string(sdp) {
             Ok(o) => o,
             Err(e) => {
-                return send_event(
-                    &events,
-                    key.participant_id,
-                    media_error(format!("SDP offer not understood: {e}")),
-                    request_id,
-                )
+                let e = media_error(format!("SDP offer not understood: {e}"));
+                return send_event(&mut self.outbox, &key, e, request_id);
             }
         };
-        // Each offer starts a fresh session: a resumed or reloaded client brings new ICE and DTLS.
-        self.remove_peer(&key);
         let mut rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
             .set_ice_lite(true)
+            // RTP mode: packets are forwarded as they came, not reassembled into frames.
+            .set_rtp_mode(true)
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
@@ -469,15 +642,12 @@ impl Engine {
         let answer: SdpAnswer = match rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a,
             Err(e) => {
-                return send_event(
-                    &events,
-                    key.participant_id,
-                    media_error(format!("SDP offer refused: {e}")),
-                    request_id,
-                )
+                let e = media_error(format!("SDP offer refused: {e}"));
+                return send_event(&mut self.outbox, &key, e, request_id);
             }
         };
-        send_event(&events, key.participant_id, Event::MediaAnswer { sdp: answer.to_sdp_string() }, request_id);
+        let sdp = super::sdp::candidates_in_every_section(&answer.to_sdp_string());
+        send_event(&mut self.outbox, &key, Event::MediaAnswer { sdp }, request_id);
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -485,38 +655,27 @@ impl Engine {
                 self.peers.len() - 1
             }
         };
-        // Outgoing tracks for everything the meeting's others already send.
-        let mut tracks_out = Vec::new();
-        let members = self.meetings.entry(key.meeting.clone()).or_default();
-        for &o in members.iter() {
-            if let Some(op) = self.peers[o].as_ref() {
-                for &(mid, kind, _) in &op.tracks_in {
-                    tracks_out.push(TrackOut {
-                        origin: op.key.participant_id,
-                        origin_mid: mid,
-                        kind,
-                        state: OutState::ToOpen,
-                    });
-                }
-            }
-        }
-        members.push(idx);
+        self.demux.add_session(&rtc.direct_api().local_ice_credentials().ufrag, idx);
+        self.meetings.entry(key.meeting.clone()).or_default().push(idx);
         self.by_key.insert(key.clone(), idx);
         let rule = self.rules.get(&key).copied().unwrap_or_default();
         self.peers[idx] = Some(Peer {
             rule,
             key,
             rtc,
-            events,
             tracks_in: Vec::new(),
-            tracks_out,
+            tracks_out: Vec::new(),
             out_by_origin: HashMap::new(),
             pending: None,
+            pending_since: None,
+            stopped_mlines: 0,
+            restarting: false,
             next_timeout: Instant::now(),
         });
         self.metrics.media_participants.inc();
         self.drive(idx);
-        self.negotiate(idx);
+        // Outgoing tracks for everything the meeting's others send that the rule lets through.
+        self.sync_tracks(idx);
         self.drive(idx);
     }
 
@@ -524,27 +683,32 @@ impl Engine {
         let Some(&idx) = self.by_key.get(key) else { return };
         let Some(p) = self.peers[idx].as_mut() else { return };
         let Some(pending) = p.pending.take() else { return };
-        let answer = match SdpAnswer::from_sdp_string(sdp) {
-            Ok(a) => a,
-            Err(e) => {
-                return send_event(
-                    &p.events,
-                    key.participant_id,
-                    media_error(format!("SDP answer not understood: {e}")),
-                    None,
-                )
-            }
+        p.pending_since = None;
+        let refused = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(answer) => match p.rtc.sdp_api().accept_answer(pending, answer) {
+                Ok(()) => None,
+                Err(e) => Some(format!("SDP answer refused: {e}")),
+            },
+            Err(e) => Some(format!("SDP answer not understood: {e}")),
         };
-        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
-            send_event(&p.events, key.participant_id, media_error(format!("SDP answer refused: {e}")), None);
-            return;
+        if let Some(message) = refused {
+            // The offer is gone with the refused answer; only a fresh session can bring the
+            // client back in step, so say so rather than stall.
+            send_event(&mut self.outbox, key, media_error(message), None);
+            return self.restart(idx);
         }
+        let mut stopped = 0;
         for t in &mut p.tracks_out {
-            if let OutState::Negotiating(m) = t.state {
-                t.state = OutState::Open(m);
-                p.out_by_origin.insert((t.origin, t.origin_mid), m);
+            match t.state {
+                OutState::Negotiating(m) => {
+                    t.state = OutState::Open(m);
+                    p.out_by_origin.insert((t.origin, t.origin_mid), OutStream::new(m));
+                }
+                OutState::NegotiatingStop(_) => stopped += 1,
+                _ => {}
             }
         }
+        p.stopped_mlines += stopped;
         p.tracks_out.retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
         self.negotiate(idx);
         self.drive(idx);
@@ -556,7 +720,7 @@ impl Engine {
         let Some(mut p) = self.peers[idx].take() else { return };
         p.rtc.disconnect();
         self.free.push(idx);
-        self.by_addr.retain(|_, &mut i| i != idx);
+        self.demux.remove_session(idx);
         self.metrics.media_participants.dec();
         let origin = key.participant_id;
         let members = match self.meetings.get_mut(&key.meeting) {
@@ -569,6 +733,7 @@ impl Engine {
         if members.is_empty() {
             self.meetings.remove(&key.meeting);
             self.speakers.remove(&key.meeting);
+            self.outbox.release(&key.meeting);
         }
         for s in members {
             let Some(sub) = self.peers[s].as_mut() else { continue };

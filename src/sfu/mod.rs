@@ -7,10 +7,15 @@
 //! client sends. The engine sends SDP answers, renegotiation offers and active-speaker changes back
 //! to the actors, which deliver them like any other event.
 
+mod demux;
 mod engine;
+mod forward;
+mod outbox;
+mod sdp;
+mod speakers;
 
-use crate::meeting::ActorMsg;
 use crate::metrics::Metrics;
+use crate::protocol::Event;
 use crate::protocol::ParticipantId;
 use crate::room::MediaRule;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +33,7 @@ pub struct PeerKey {
 #[derive(Debug)]
 pub enum SfuCmd {
     /// A client's offer: starts a fresh media session (replacing any earlier one).
-    Offer { key: PeerKey, sdp: String, request_id: Option<Arc<str>>, events: mpsc::Sender<ActorMsg> },
+    Offer { key: PeerKey, sdp: String, request_id: Option<Arc<str>>, events: mpsc::Sender<SfuEvent> },
     /// The client's answer to the engine's renegotiation offer.
     Answer { key: PeerKey, sdp: String },
     /// A trickled remote ICE candidate.
@@ -41,6 +46,19 @@ pub enum SfuCmd {
     Stats(oneshot::Sender<SfuStats>),
 }
 
+/// What the engine tells a meeting's actor, on the actor's own bounded channel for SFU traffic.
+/// The engine never drops one (see `outbox`): offers and answers are session state.
+#[derive(Debug)]
+pub enum SfuEvent {
+    /// An event for one participant (SDP answer or offer, restart, media errors).
+    Media { participant_id: ParticipantId, event: Box<Event>, request_id: Option<Arc<str>> },
+    /// Who is speaking now.
+    ActiveSpeaker { participant_id: Option<ParticipantId> },
+}
+
+/// Capacity of an actor's channel for SFU events (beyond it, events wait in the engine).
+pub const EVENTS_QUEUE: usize = 256;
+
 /// What the engine holds, for tests that check media state is released.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SfuStats {
@@ -50,6 +68,8 @@ pub struct SfuStats {
     pub addresses: usize,
     pub tracks_in: usize,
     pub tracks_out: usize,
+    /// Events waiting for room in an actor's channel.
+    pub backlog: usize,
 }
 
 /// Media configuration.

@@ -5,7 +5,7 @@
 use crate::support::*;
 use haven::auth::join_token::TokenRole::{self, Facilitator, Member, Observer};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,16 +25,26 @@ use webrtc::track::track_local::TrackLocalWriter;
 
 /// Packets received, by (sender's participant id, kind).
 type Counts = HashMap<(String, &'static str), u64>;
+/// The live (not rejected) tracks the server's latest offer holds: (origin participant id, kind).
+type Offered = HashSet<(String, &'static str)>;
+type Jumps = HashMap<(String, &'static str), u16>;
 
 /// A participant with a WebSocket and a webrtc-rs peer connection that sends fake Opus (and
-/// optionally VP8) RTP continuously.
+/// optionally VP8) RTP continuously. Answers the server's renegotiation offers, and on
+/// `media_restart` starts a fresh peer connection with a new offer, as the protocol asks.
 pub(crate) struct MediaPeer {
     pub(crate) pid: String,
     to_ws: mpsc::Sender<Value>,
     events: mpsc::Receiver<Value>,
     counts: watch::Receiver<Counts>,
+    jumps: watch::Receiver<Jumps>,
+    offered: watch::Receiver<Offered>,
+    restarts: watch::Receiver<u64>,
     sent: watch::Receiver<u64>,
-    _pc: Arc<RTCPeerConnection>,
+    /// The server's answer to the first offer.
+    answer_sdp: String,
+    /// The next answer to a server offer is sent corrupted (a client whose answer is refused).
+    corrupt_next_answer: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -64,12 +74,86 @@ pub(crate) async fn new_pc() -> Arc<RTCPeerConnection> {
     Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.unwrap())
 }
 
+/// The live sendonly tracks of a server offer, by the stream id (the origin's participant id).
+fn offered_tracks(sdp: &str) -> Offered {
+    let mut out = Offered::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let kind = if section.starts_with("video") { "video" } else { "audio" };
+        // Only what the server sends (the client's own sections carry msids too).
+        if section.split(' ').nth(1) == Some("0") || !section.contains("a=sendonly") {
+            continue;
+        }
+        for l in section.lines() {
+            if let Some(msid) = l.trim().strip_prefix("a=msid:") {
+                out.insert((msid.split(' ').next().unwrap_or_default().to_string(), kind));
+            }
+        }
+    }
+    out
+}
+
+/// What a client's peer connection needs: its tracks and where to count what it receives.
+#[derive(Clone)]
+struct Local {
+    audio: Arc<TrackLocalStaticRTP>,
+    video: Option<Arc<TrackLocalStaticRTP>>,
+    counts: Arc<watch::Sender<Counts>>,
+    /// Largest step between consecutive RTP sequence numbers received, by origin and kind.
+    jumps: Arc<watch::Sender<Jumps>>,
+}
+
+impl Local {
+    /// A fresh peer connection with the tracks, and its offer (all loopback candidates gathered).
+    async fn offer(&self) -> (Arc<RTCPeerConnection>, String) {
+        let pc = new_pc().await;
+        pc.add_track(self.audio.clone()).await.unwrap();
+        if let Some(v) = &self.video {
+            pc.add_track(v.clone()).await.unwrap();
+        }
+        let counts_tx = self.counts.clone();
+        let jumps_tx = self.jumps.clone();
+        pc.on_track(Box::new(move |track, _, _| {
+            let (counts_tx, jumps_tx) = (counts_tx.clone(), jumps_tx.clone());
+            // webrtc-rs awaits this future before announcing the next track: read elsewhere.
+            tokio::spawn(async move {
+                let kind = if track.kind() == RTPCodecType::Video { "video" } else { "audio" };
+                let origin = track.stream_id();
+                let mut last: Option<u16> = None;
+                while let Ok((pkt, _)) = track.read_rtp().await {
+                    let seq = pkt.header.sequence_number;
+                    if let Some(l) = last {
+                        let step = seq.wrapping_sub(l);
+                        jumps_tx.send_modify(|j| {
+                            let e = j.entry((origin.clone(), kind)).or_default();
+                            *e = (*e).max(step);
+                        });
+                    }
+                    last = Some(seq);
+                    counts_tx.send_modify(|c| *c.entry((origin.clone(), kind)).or_default() += 1);
+                }
+            });
+            Box::pin(async {})
+        }));
+        let offer = pc.create_offer(None).await.unwrap();
+        let mut gathered = pc.gathering_complete_promise().await;
+        pc.set_local_description(offer).await.unwrap();
+        let _ = gathered.recv().await;
+        let sdp = pc.local_description().await.unwrap().sdp;
+        (pc, sdp)
+    }
+}
+
+async fn set_answer(pc: &RTCPeerConnection, answer: &Value) {
+    pc.set_remote_description(RTCSessionDescription::answer(answer["sdp"].as_str().unwrap().into()).unwrap())
+        .await
+        .unwrap();
+}
+
 impl MediaPeer {
     /// Joins `meeting`, then starts media. With `video`, also sends a VP8 track.
     pub(crate) async fn join(app: &TestApp, meeting: &str, member: &str, role: TokenRole, video: bool) -> MediaPeer {
         let (mut ws, first) = app.join(ALPHA, meeting, member, role, member).await;
         let pid = first["participant_id"].as_str().unwrap().to_string();
-        let pc = new_pc().await;
         let audio = Arc::new(TrackLocalStaticRTP::new(
             RTCRtpCodecCapability {
                 mime_type: MIME_TYPE_OPUS.into(),
@@ -80,48 +164,36 @@ impl MediaPeer {
             "audio".into(),
             pid.clone(),
         ));
-        pc.add_track(audio.clone()).await.unwrap();
-        let vtrack = if video {
-            let v = Arc::new(TrackLocalStaticRTP::new(
+        let vtrack = video.then(|| {
+            Arc::new(TrackLocalStaticRTP::new(
                 RTCRtpCodecCapability { mime_type: MIME_TYPE_VP8.into(), clock_rate: 90000, ..Default::default() },
                 "video".into(),
                 pid.clone(),
-            ));
-            pc.add_track(v.clone()).await.unwrap();
-            Some(v)
-        } else {
-            None
-        };
+            ))
+        });
         let (counts_tx, counts) = watch::channel(Counts::new());
-        let counts_tx = Arc::new(counts_tx);
-        pc.on_track(Box::new(move |track, _, _| {
-            let counts_tx = counts_tx.clone();
-            // webrtc-rs awaits this future before announcing the next track: read elsewhere.
-            tokio::spawn(async move {
-                let kind = if track.kind() == RTPCodecType::Video { "video" } else { "audio" };
-                let origin = track.stream_id();
-                while track.read_rtp().await.is_ok() {
-                    counts_tx.send_modify(|c| *c.entry((origin.clone(), kind)).or_default() += 1);
-                }
-            });
-            Box::pin(async {})
-        }));
+        let (jumps_tx, jumps) = watch::channel(Jumps::new());
+        let local = Local {
+            audio: audio.clone(),
+            video: vtrack.clone(),
+            counts: Arc::new(counts_tx),
+            jumps: Arc::new(jumps_tx),
+        };
         // Offer with all candidates gathered (loopback), then answer.
-        let offer = pc.create_offer(None).await.unwrap();
-        let mut gathered = pc.gathering_complete_promise().await;
-        pc.set_local_description(offer).await.unwrap();
-        let _ = gathered.recv().await;
-        let sdp = pc.local_description().await.unwrap().sdp;
+        let (mut pc, sdp) = local.offer().await;
         ws.send(json!({"type": "media_offer", "sdp": sdp})).await;
         let answer = ws.recv_type("media_answer").await;
-        pc.set_remote_description(RTCSessionDescription::answer(answer["sdp"].as_str().unwrap().into()).unwrap())
-            .await
-            .unwrap();
+        let answer_sdp = answer["sdp"].as_str().unwrap().to_string();
+        set_answer(&pc, &answer).await;
 
-        // The socket task: answers renegotiation offers, passes other events on, sends commands.
+        // The socket task: answers renegotiation offers, restarts on request, passes other
+        // events on, sends commands.
         let (to_ws, mut from_test) = mpsc::channel::<Value>(64);
         let (events_tx, events) = mpsc::channel::<Value>(4096);
-        let pc2 = pc.clone();
+        let (offered_tx, offered) = watch::channel(Offered::new());
+        let (restarts_tx, restarts) = watch::channel(0u64);
+        let corrupt_next_answer = Arc::new(AtomicBool::new(false));
+        let corrupt = corrupt_next_answer.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -132,12 +204,28 @@ impl MediaPeer {
                     v = ws.next_frame() => {
                         let Some(v) = v else { return };
                         if v["type"] == "media_offer" {
-                            let offer = RTCSessionDescription::offer(v["sdp"].as_str().unwrap().into()).unwrap();
-                            pc2.set_remote_description(offer).await.unwrap();
-                            let answer = pc2.create_answer(None).await.unwrap();
-                            pc2.set_local_description(answer).await.unwrap();
-                            let sdp = pc2.local_description().await.unwrap().sdp;
+                            let sdp = v["sdp"].as_str().unwrap();
+                            offered_tx.send_replace(offered_tracks(sdp));
+                            let offer = RTCSessionDescription::offer(sdp.into()).unwrap();
+                            pc.set_remote_description(offer).await.unwrap();
+                            let answer = pc.create_answer(None).await.unwrap();
+                            pc.set_local_description(answer).await.unwrap();
+                            let mut sdp = pc.local_description().await.unwrap().sdp;
+                            if corrupt.swap(false, Ordering::Relaxed) {
+                                sdp = "v=0\r\nthis is not an answer\r\n".into();
+                            }
                             ws.send(json!({"type": "media_answer", "sdp": sdp})).await;
+                        } else if v["type"] == "media_restart" {
+                            // A fresh peer connection and a fresh offer: the server starts over.
+                            let _ = pc.close().await;
+                            let (new_pc, sdp) = local.offer().await;
+                            pc = new_pc;
+                            offered_tx.send_replace(Offered::new());
+                            ws.send(json!({"type": "media_offer", "sdp": sdp})).await;
+                            let answer = ws.recv_until(|v| v["type"] == "media_answer" || v["type"] == "error").await;
+                            assert_eq!(answer["type"], "media_answer", "restart refused: {answer}");
+                            set_answer(&pc, &answer).await;
+                            restarts_tx.send_modify(|n| *n += 1);
                         } else if events_tx.try_send(v).is_err() {
                             // The test is not reading events; drop them.
                         }
@@ -188,7 +276,27 @@ impl MediaPeer {
                 }
             }
         });
-        MediaPeer { pid, to_ws, events, counts, sent, _pc: pc, stop }
+        MediaPeer { pid, to_ws, events, counts, jumps, offered, restarts, sent, answer_sdp, corrupt_next_answer, stop }
+    }
+
+    /// Waits until the server's latest offer satisfies `pred` (tracks this peer is given).
+    async fn wait_offered(&mut self, what: &str, pred: impl Fn(&Offered) -> bool) {
+        let r = tokio::time::timeout(Duration::from_secs(20), self.offered.wait_for(|o| pred(o))).await;
+        let ok = matches!(r, Ok(Ok(_)));
+        drop(r);
+        assert!(ok, "never offered: {what}; offered {:?}", self.offered.borrow());
+    }
+
+    fn is_offered(&self, from: &str, kind: &'static str) -> bool {
+        self.offered.borrow().contains(&(from.to_string(), kind))
+    }
+
+    /// A round trip through the media engine: a bad ICE candidate is answered with an error on
+    /// the same ordered path as offers, so every offer the engine made before it has arrived.
+    async fn media_barrier(&mut self) {
+        self.send(json!({"type": "ice_candidate", "candidate": "not a candidate"})).await;
+        let e = self.event("error").await;
+        assert_eq!(e["code"], "invalid_media", "{e}");
     }
 
     pub(crate) async fn send(&self, v: Value) {
@@ -281,6 +389,28 @@ async fn audio_reaches_everyone_and_a_facilitator_mute_stops_it_at_the_server() 
 }
 
 #[tokio::test]
+async fn subscriber_sequence_numbers_stay_contiguous_when_a_speaker_is_muted_then_given_the_floor() {
+    let app = spawn_app().await;
+    let f = MediaPeer::join(&app, "open", "fac", Facilitator, false).await;
+    let mut a = MediaPeer::join(&app, "open", "speaker", Member, false).await;
+    let mut b = MediaPeer::join(&app, "open", "listener", Member, false).await;
+    a.send(json!({"type": "set_muted", "muted": false})).await;
+    b.wait_received(&a.pid, "audio", 20).await;
+    // Muted by the facilitator: the server drops a's packets while a's client keeps numbering.
+    f.send(json!({"type": "mute", "participant_id": a.pid})).await;
+    a.event("participant_updated").await;
+    assert_not_forwarded(&mut a, &b, "audio").await;
+    f.send(json!({"type": "give_floor", "participant_id": a.pid})).await;
+    a.event("floor_changed").await;
+    a.send(json!({"type": "set_muted", "muted": false})).await;
+    let before = b.received(&a.pid, "audio");
+    b.wait_received(&a.pid, "audio", before + 20).await;
+    // a's client sent 75+ packets b never got; b's stream still counts up by one.
+    let jump = b.jumps.borrow().get(&(a.pid.clone(), "audio")).copied();
+    assert_eq!(jump, Some(1), "the subscriber's sequence numbers have a gap");
+}
+
+#[tokio::test]
 async fn in_floor_control_only_the_floor_holder_is_heard() {
     let app = spawn_app().await;
     app.create_meeting(
@@ -340,12 +470,107 @@ async fn members_video_reaches_facilitators_only() {
         json!({"id": "cam", "title": "Cam check", "settings": {"waiting_room": false, "video": "members_to_facilitators"}}),
     )
     .await;
-    let mut f = MediaPeer::join(&app, "cam", "fac", Facilitator, false).await;
+    let mut f = MediaPeer::join(&app, "cam", "fac", Facilitator, true).await;
     let mut a = MediaPeer::join(&app, "cam", "a", Member, true).await;
-    let b = MediaPeer::join(&app, "cam", "b", Member, false).await;
+    let mut b = MediaPeer::join(&app, "cam", "b", Member, false).await;
+    // Positive controls: b's video path works (the facilitator's camera reaches b), and a's
+    // camera reaches the facilitator.
+    b.wait_received(&f.pid, "video", 10).await;
     f.wait_received(&a.pid, "video", 10).await;
+    // b is given a's audio track but no track for a's camera, and no packet of it.
+    b.wait_offered("a's audio", |o| o.contains(&(a.pid.clone(), "audio"))).await;
+    assert!(!b.is_offered(&a.pid, "video"), "no member is offered another member's camera");
     assert_not_forwarded(&mut a, &b, "video").await;
     assert_eq!(b.received(&a.pid, "video"), 0, "no member sees another member's camera");
+}
+
+#[tokio::test]
+async fn a_waiting_member_is_offered_no_tracks_and_nobody_is_offered_theirs() {
+    let app = spawn_app().await;
+    let mut f = MediaPeer::join(&app, "lobby", "fac", Facilitator, true).await;
+    f.send(json!({"type": "set_muted", "muted": false})).await;
+    let mut m = MediaPeer::join(&app, "lobby", "member", Member, false).await;
+    f.send(json!({"type": "admit", "participant_id": m.pid})).await;
+    m.event("welcome").await;
+    // Positive control: admitted, tracks flow both ways in SDP.
+    m.wait_offered("the facilitator's tracks", |o| o.len() == 2).await;
+    f.wait_offered("the member's audio", |o| o.len() == 1).await;
+
+    // A modified client offers media from the waiting room.
+    let mut w = MediaPeer::join(&app, "lobby", "waiting", Member, true).await;
+    assert_eq!(w.answer_sdp.matches("\nm=").count(), 2, "the answer holds only the waiting member's own m-lines");
+    assert!(!w.answer_sdp.contains(&f.pid) && !w.answer_sdp.contains(&m.pid), "{}", w.answer_sdp);
+    w.media_barrier().await;
+    f.media_barrier().await;
+    m.media_barrier().await;
+    assert!(w.offered.borrow().is_empty(), "the waiting member learns nobody: {:?}", w.offered.borrow());
+    assert!(!f.is_offered(&w.pid, "audio") && !f.is_offered(&w.pid, "video"));
+    assert!(!m.is_offered(&w.pid, "audio") && !m.is_offered(&w.pid, "video"));
+
+    // Admitted: now the tracks are negotiated, both ways.
+    f.send(json!({"type": "admit", "participant_id": w.pid})).await;
+    w.wait_offered("the others' tracks", |o| o.contains(&(f.pid.clone(), "audio"))).await;
+    f.wait_offered("the admitted member's audio", |o| o.contains(&(w.pid.clone(), "audio"))).await;
+    w.wait_received(&f.pid, "audio", 10).await;
+}
+
+#[tokio::test]
+async fn a_refused_answer_restarts_the_session_and_newcomers_are_heard() {
+    let app = spawn_app().await;
+    let f = MediaPeer::join(&app, "open", "fac", Facilitator, false).await;
+    f.send(json!({"type": "set_muted", "muted": false})).await;
+    let mut a = MediaPeer::join(&app, "open", "listener", Member, false).await;
+    a.wait_received(&f.pid, "audio", 5).await;
+    // a's answer to the next renegotiation (for b's track) is refused.
+    a.corrupt_next_answer.store(true, Ordering::Relaxed);
+    let b = MediaPeer::join(&app, "open", "newcomer", Member, false).await;
+    b.send(json!({"type": "set_muted", "muted": false})).await;
+    let refused = a.event("error").await;
+    assert_eq!(refused["code"], "invalid_media", "{refused}");
+    // The server asks for a fresh session; the client restarts and hears the newcomer.
+    tokio::time::timeout(WAIT, a.restarts.wait_for(|n| *n >= 1)).await.expect("media_restart").unwrap();
+    a.wait_received(&b.pid, "audio", 20).await;
+    assert!(app.metrics().media_restarts.get() >= 1);
+}
+
+#[tokio::test]
+async fn the_server_candidate_is_in_every_bundled_section() {
+    let app = spawn_app().await;
+    let f = MediaPeer::join(&app, "open", "fac", Facilitator, true).await;
+    let sections: Vec<&str> = f.answer_sdp.split("\nm=").skip(1).collect();
+    assert_eq!(sections.len(), 2, "audio and video: {}", f.answer_sdp);
+    for s in sections {
+        assert!(s.contains("a=candidate:"), "a bundled section without the candidate: {s}");
+    }
+}
+
+/// Issue 10: a subscriber's session must not grow with every person who ever joined.
+#[tokio::test]
+async fn a_long_lived_participant_hears_a_newcomer_after_100_join_leave_cycles() {
+    let app = spawn_app().await;
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "churn", "title": "Churn", "settings": {"waiting_room": false, "video": "everyone"}}),
+    )
+    .await;
+    let mut f = MediaPeer::join(&app, "churn", "fac", Facilitator, true).await;
+    for i in 0..100 {
+        let m = MediaPeer::join(&app, "churn", &format!("visitor-{i}"), Member, true).await;
+        f.wait_offered("the visitor's camera and microphone", |o| {
+            o.contains(&(m.pid.clone(), "audio")) && o.contains(&(m.pid.clone(), "video"))
+        })
+        .await;
+        m.send(json!({"type": "leave"})).await;
+        let pid = m.pid.clone();
+        drop(m);
+        f.wait_offered("the visitor gone", |o| !o.iter().any(|(p, _)| *p == pid)).await;
+    }
+    // The server restarted the session rather than let its SDP grow past what it can negotiate.
+    assert!(*f.restarts.borrow() >= 1);
+    let newcomer = MediaPeer::join(&app, "churn", "newcomer", Member, true).await;
+    newcomer.send(json!({"type": "set_muted", "muted": false})).await;
+    f.wait_received(&newcomer.pid, "audio", 20).await;
+    f.wait_received(&newcomer.pid, "video", 5).await;
 }
 
 #[tokio::test]
