@@ -129,12 +129,16 @@ async fn check(
     };
     found.program = Some(program.id.clone());
     found.role = Some(claims.role.into());
-    let meeting = app
-        .store
-        .meeting(&claims.meeting)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?;
+    // A live meeting is authorised from what its actor holds, so joins never wait on the database.
+    let meeting = match app.rooms.get(&claims.meeting) {
+        Some(live) => (*live.meeting).clone(),
+        None => app
+            .store
+            .meeting(&claims.meeting)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?,
+    };
     if !meeting.admits_program(&program.id) {
         found.role = None;
         return Err(token_error(join_token::TokenError::WrongMeeting));
@@ -149,8 +153,19 @@ async fn check(
     }
     let role = claims.role.into();
     if !spawn && app.rooms.get(&meeting.id).is_none() {
-        // No live room: empty and unlocked, so only a stored ban can refuse (the join-check
-        // must not start a room, which would show the meeting as live).
+        // No live room: empty and unlocked, so only what a new room would check can refuse (the
+        // join-check must not start a room, which would show the meeting as live): an end not yet
+        // stored, a full journal, a stored ban.
+        if app.journal.is_ending(&meeting.id) {
+            return Err(ApiError::new(StatusCode::GONE, ErrorCode::MeetingEnded.as_str(), "the meeting has ended"));
+        }
+        if app.journal.is_full() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StorageBacklog.as_str(),
+                "the server cannot take new participants right now; try again in a few minutes",
+            ));
+        }
         let bans = app.store.bans(&meeting.id).await.map_err(|e| ApiError::internal(&e))?;
         if bans.contains(&member) {
             return Err(ApiError::new(
@@ -174,6 +189,7 @@ async fn check(
                 let status = match refusal.code {
                     ErrorCode::Banned => StatusCode::FORBIDDEN,
                     ErrorCode::MeetingEnded => StatusCode::GONE,
+                    ErrorCode::StorageBacklog => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::CONFLICT,
                 };
                 return Err(ApiError::new(status, refusal.code.as_str(), refusal.message));

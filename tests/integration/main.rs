@@ -5,6 +5,7 @@ mod attendance;
 mod cli;
 mod crash;
 mod facilitation;
+mod faults;
 mod join_check;
 mod logs;
 mod media;
