@@ -289,6 +289,15 @@ mod tests {
     }
 
     #[test]
+    fn the_highest_admitted_role_counts() {
+        let roles = |r: &[&str]| highest_role(r.iter().map(|s| s.to_string()).collect());
+        assert_eq!(roles(&["member", "facilitator"]).as_deref(), Some("facilitator"));
+        assert_eq!(roles(&["observer", "member"]).as_deref(), Some("member"));
+        assert_eq!(roles(&["co_facilitator", "member"]).as_deref(), Some("co_facilitator"));
+        assert_eq!(roles(&[]), None);
+    }
+
+    #[test]
     fn dates_parse_inclusively() {
         assert_eq!(parse_time("1970-01-02", false), Some(86_400_000));
         assert_eq!(parse_time("1970-01-01", true), Some(86_400_000));

@@ -154,8 +154,9 @@ async fn check(
     }
     let role = claims.role.into();
     if !spawn && app.rooms.get(&meeting.id).is_none() {
-        // No live room: empty and unlocked, so only a stored ban can refuse (the join-check
-        // must not start a room, which would show the meeting as live).
+        // No live room: empty and unlocked, so only what a new room would check can refuse (the
+        // join-check must not start a room, which would show the meeting as live): a full
+        // journal, a ban (stored or still journalled).
         if app.journal.is_full() {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

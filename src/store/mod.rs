@@ -348,7 +348,8 @@ pub struct PresenceRow {
     pub reason: Option<String>,
     pub at: i64,
     /// The role the participant holds (`facilitator`, `member`, ...), on `admitted` records.
-    #[serde(default)]
+    /// Absent in journal entries written before roles were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }
 
@@ -388,7 +389,7 @@ impl Store {
             match &e.rec {
                 JournalRecord::Presence(r) => {
                     sqlx::query(
-                        "INSERT INTO presence (meeting_id, program_id, member_ref, participant_id, kind, reason, at, role, record_key) \
+                        "INSERT INTO presence (meeting_id, program_id, member_ref, participant_id, kind, reason, at, record_key, role) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (record_key) DO NOTHING",
                     )
                     .bind(&r.meeting_id)
@@ -398,8 +399,8 @@ impl Store {
                     .bind(r.kind.as_str())
                     .bind(&r.reason)
                     .bind(r.at)
-                    .bind(&r.role)
                     .bind(key)
+                    .bind(&r.role)
                     .execute(&mut *tx)
                     .await?;
                 }

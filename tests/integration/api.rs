@@ -116,6 +116,7 @@ async fn health_metrics_and_openapi_respond() {
     let doc: Value = app.http.get(app.url("/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["paths"]["/v1/meetings"]["post"].is_object());
     assert!(doc["paths"]["/v1/meetings/{id}"]["delete"].is_object());
+    assert!(doc["paths"]["/v1/join-check"]["post"].is_object());
 }
 
 #[tokio::test]
@@ -199,8 +200,17 @@ async fn api_errors_are_counted_in_metrics_by_code() {
 
 #[tokio::test]
 async fn the_audit_log_gives_rfc3339_times_and_the_owning_programs_member_refs() {
+    audit_scenario(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_gives_member_refs_on_postgres() {
+    let url = crate::store::fresh_postgres().await;
+    audit_scenario(spawn_with(|c| c.database_url = Some(url)).await).await;
+}
+
+async fn audit_scenario(app: TestApp) {
     use haven::auth::join_token::TokenRole::{Facilitator, Member};
-    let app = spawn_app().await;
     let (mut f, _) = app.join(ALPHA, "shared", "fac-ref-1", Facilitator, "Facil").await;
     let (mut bf, _) = app.join(BETA, "shared", "beta-fac-ref", Facilitator, "Bea").await;
     let (m, _) = app.join(ALPHA, "shared", "member-ref-1", Member, "Sam").await;

@@ -336,6 +336,7 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
 #[tokio::test]
 async fn results_stored_before_roles_keep_their_verdict() {
     use haven::attendance::credit::Kind;
+    use haven::journal::{Entry, Record};
     use haven::store::{PresenceRow, ResultRow};
     let app = spawn_with(|c| c.programs[0].facilitation_earns_credit = false).await;
     let store = app.server.as_ref().unwrap().app.store.clone();
@@ -349,8 +350,7 @@ async fn results_stored_before_roles_keep_their_verdict() {
         at: 1_000,
         role: Some("facilitator".into()),
     };
-    let entry = haven::journal::Entry { lsn: 1, rec: haven::journal::Record::Presence(row) };
-    store.apply_journal("test", &[entry]).await.unwrap();
+    store.apply_journal("test", &[Entry { lsn: 1, rec: Record::Presence(row) }]).await.unwrap();
     // A result as stored before roles existed: no `role` field, credited.
     let legacy = json!({"meeting_title": "Open group", "scheduled_start": null, "scheduled_end": null,
         "policy": {"min_minutes": 1, "min_share_percent": null, "max_gap_seconds": 120},

@@ -134,6 +134,7 @@ export class Harness {
       member,
       '--role',
       role,
+      '--raw',
     ], { env: serverEnv() });
     const token = stdout.trim().split(/\s+/).pop();
     if (!token) throw new Error('haven token printed nothing');
