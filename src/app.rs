@@ -33,6 +33,8 @@ pub struct AppInner {
     pub keyring: crate::attendance::certificate::Keyring,
     /// The media engine, when enabled.
     pub sfu: Option<crate::sfu::SfuHandle>,
+    /// Per-address limits on WebSocket upgrades.
+    pub addresses: Arc<crate::signal::guard::AddressGuard>,
     next_conn: AtomicU64,
 }
 
@@ -122,6 +124,7 @@ async fn bootstrap_demo(store: &Store) -> Result<Option<Demo>, StartError> {
         capacity: 50,
         settings: MeetingSettings::default(),
         shared_with: Vec::new(),
+        partner_facilitators: false,
         created_at: now_ms(),
         ended_at: None,
         // One minute present earns the demo's certificate, so it can be tried in a short visit.
@@ -223,6 +226,7 @@ impl Server {
             tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
         let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
         let shutdown = CancellationToken::new();
+        let config_limits = config.limits.clone();
         let app = AppState(Arc::new(AppInner {
             config,
             store,
@@ -233,6 +237,11 @@ impl Server {
             store_tx,
             keyring,
             sfu,
+            addresses: crate::signal::guard::AddressGuard::new(
+                config_limits.upgrade_burst_per_address,
+                config_limits.upgrades_per_address_per_minute,
+                config_limits.max_unjoined_per_address,
+            ),
             next_conn: AtomicU64::new(1),
         }));
         if let Some(days) = app.config.attendance_retention_days {
@@ -243,11 +252,16 @@ impl Server {
                 // The path only: the query may hold a join token, which never goes into a log.
                 .make_span_with(|req: &axum::http::Request<_>| {
                     tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-                }),
+                })
+                // A 503 at the upgrade is the client's to retry, not an operator's alarm; real
+                // failures are logged where they happen (`ApiError::internal`).
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         );
         let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel();
         let serve = tokio::spawn(async move {
-            let result = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+            let result = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "server stopped with an error");
             }

@@ -113,6 +113,17 @@ pub struct Limits {
     pub max_connections: usize,
     /// Leeway for token `exp`/`nbf`, seconds.
     pub token_leeway_seconds: u64,
+    /// WebSocket upgrades one client address may make in a burst (IPv6: per /64). Members
+    /// behind one NAT (a treatment centre, a library) share an address: size it for a whole
+    /// group arriving at once. 0 switches the per-address limits off (e.g. behind a proxy).
+    pub upgrade_burst_per_address: u32,
+    /// Upgrades per minute one address regains after its burst.
+    pub upgrades_per_address_per_minute: u32,
+    /// Connections from one address that have not yet joined (or resumed), at once.
+    pub max_unjoined_per_address: usize,
+    /// Frames over the rate limit, since the limit was last reached, after which the connection
+    /// counts as a flood and is closed (1008 `flood`).
+    pub flood_frames: u32,
 }
 
 impl Default for Limits {
@@ -138,6 +149,10 @@ impl Default for Limits {
             replay_events: 128,
             max_connections: 20_000,
             token_leeway_seconds: 30,
+            upgrade_burst_per_address: 200,
+            upgrades_per_address_per_minute: 120,
+            max_unjoined_per_address: 100,
+            flood_frames: 200,
         }
     }
 }

@@ -35,7 +35,7 @@ async fn meetings_are_created_listed_read_and_deleted_by_their_program() {
     let r = app.http.delete(app.url(&format!("/v1/meetings/{id}"))).bearer_auth(BETA_KEY).send().await.unwrap();
     assert_eq!(r.status(), 204);
     let r = app.http.get(app.url(&format!("/v1/meetings/{id}"))).bearer_auth(BETA_KEY).send().await.unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 410, "a deleted meeting is gone (its id stays taken)");
 }
 
 #[tokio::test]

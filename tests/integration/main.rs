@@ -3,6 +3,7 @@
 mod api;
 mod attendance;
 mod crash;
+mod edge;
 mod facilitation;
 mod logs;
 mod media;
