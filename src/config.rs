@@ -86,6 +86,9 @@ pub struct Limits {
     pub ws_read_buffer_bytes: usize,
     /// WebSocket write buffer per connection, bytes (writes beyond it wait).
     pub ws_write_buffer_bytes: usize,
+    /// Frames the writer sends with one flush at most, from what is already queued: the frames
+    /// one room input causes (a hand raise sends two) go out in one write. 1 flushes every frame.
+    pub ws_write_batch_frames: usize,
     /// Outbound messages queued per connection before the client counts as too slow.
     pub outbound_queue: usize,
     /// Default meeting capacity (a meeting can set its own, up to `max_capacity`).
@@ -135,6 +138,7 @@ impl Default for Limits {
             // Grows for larger messages; most signaling frames are far smaller.
             ws_read_buffer_bytes: 2 * 1024,
             ws_write_buffer_bytes: 4 * 1024,
+            ws_write_batch_frames: 64,
             outbound_queue: 256,
             capacity: 50,
             max_capacity: 500,

@@ -72,7 +72,8 @@ pub async fn run(socket: WebSocket, app: AppState, cred: Credential, permit: Opt
     let (kill_tx, kill_rx) = watch::channel(None);
     let conn = ConnHandle { id: app.next_conn_id(), tx, kill: Arc::new(kill_tx) };
     let writer_done = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(sink, rx, kill_rx, writer_done.clone()));
+    let batch = app.config.limits.ws_write_batch_frames.max(1);
+    let writer = tokio::spawn(write_loop(sink, rx, kill_rx, writer_done.clone(), batch));
     let limits = &app.config.limits;
     let mut reader = Reader {
         bucket: TokenBucket::full(limits.messages_per_second.saturating_mul(2).max(1), 0),
@@ -411,14 +412,12 @@ impl Reader {
     }
 }
 
-/// Frames written before one flush at most: bounds the time between a close and its sending.
-const BATCH: usize = 64;
-
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     mut kill: watch::Receiver<Option<CloseReason>>,
     done: CancellationToken,
+    batch: usize,
 ) {
     async fn close(sink: &mut SplitSink<WebSocket, Message>, r: CloseReason) {
         if r == GONE {
@@ -468,7 +467,7 @@ async fn write_loop(
                     break;
                 }
                 fed += 1;
-                if fed >= BATCH {
+                if fed >= batch {
                     break;
                 }
                 match rx.try_recv() {
