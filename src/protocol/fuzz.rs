@@ -158,3 +158,27 @@ fn parse_fuzz_fieldless_types_refuse_every_extra_key() {
         )
         .unwrap();
 }
+
+#[test]
+fn parse_fuzz_a_repeated_key_is_always_refused() {
+    let seeds: Vec<serde_json::Map<String, serde_json::Value>> = corpus()
+        .iter()
+        .filter_map(|s| serde_json::from_slice::<serde_json::Value>(s).ok())
+        .filter_map(|v| v.as_object().cloned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let n = seeds.len();
+    runner(cases(2_000))
+        .run(&(0..n, any::<usize>(), any::<bool>()), |(i, k, same_value)| {
+            let obj = &seeds[i];
+            let (key, value) = obj.iter().nth(k % obj.len()).map(|(k, v)| (k.clone(), v.clone())).unwrap();
+            let mut parts: Vec<String> =
+                obj.iter().map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone()))).collect();
+            let again = if same_value { value } else { serde_json::Value::Bool(true) };
+            parts.push(format!("{}:{again}", serde_json::Value::String(key)));
+            let frame = format!("{{{}}}", parts.join(","));
+            prop_assert!(ClientMessage::parse(&frame).is_err(), "{}", frame);
+            Ok(())
+        })
+        .unwrap();
+}

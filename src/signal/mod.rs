@@ -5,6 +5,7 @@
 
 pub mod connection;
 pub mod guard;
+pub mod log_budget;
 
 use crate::api::error::ApiError;
 use crate::app::AppState;

@@ -314,3 +314,36 @@ async fn a_few_frames_over_the_limit_are_answered_once_and_the_connection_stays(
     let reply = tokio::time::timeout(WAIT, answered).await.expect("pings are answered again");
     assert_eq!((reply["type"].as_str(), reply["id"].as_str()), (Some("pong"), Some("again")));
 }
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// A current-thread runtime: the server's tasks run on this thread, under its subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn refusals_at_the_upgrade_are_not_logged_as_errors() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_with(|c| c.limits.max_connections = 0).await;
+    let (status, body) = Client::connect(app.addr, &app.token(ALPHA, "open", "m1", Member)).await.err().unwrap();
+    assert_eq!((status, body["code"].as_str()), (503, Some("server_busy")));
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("listening"), "the capture works: {logs}");
+    assert!(!logs.contains("ERROR"), "a client-caused 503 is not an error: {logs}");
+    assert!(!logs.contains("WARN"), "nor a warning: {logs}");
+}
