@@ -39,6 +39,8 @@ pub struct AppInner {
     pub public_url: String,
     /// Each program's crisis resources (configuration).
     pub crisis_resources: CrisisResources,
+    /// Per-address limits on WebSocket upgrades.
+    pub addresses: Arc<crate::signal::guard::AddressGuard>,
     next_conn: AtomicU64,
 }
 
@@ -142,6 +144,7 @@ async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> 
         capacity: 50,
         settings: MeetingSettings::default(),
         shared_with: Vec::new(),
+        partner_facilitators: false,
         created_at: now_ms(),
         ended_at: None,
         // One minute present earns the demo's certificate, so it can be tried in a short visit.
@@ -293,6 +296,7 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
         let shutdown = CancellationToken::new();
         let public_url = config.public_url(addr).trim_end_matches('/').to_string();
+        let config_limits = config.limits.clone();
         let app = AppState(Arc::new(AppInner {
             config,
             store,
@@ -305,6 +309,11 @@ impl Server {
             sfu,
             public_url,
             crisis_resources,
+            addresses: crate::signal::guard::AddressGuard::new(
+                config_limits.upgrade_burst_per_address,
+                config_limits.upgrades_per_address_per_minute,
+                config_limits.max_unjoined_per_address,
+            ),
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
@@ -316,11 +325,16 @@ impl Server {
                 // The path only: the query may hold a join token, which never goes into a log.
                 .make_span_with(|req: &axum::http::Request<_>| {
                     tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-                }),
+                })
+                // A 503 at the upgrade is the client's to retry, not an operator's alarm; real
+                // failures are logged where they happen (`ApiError::internal`).
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         );
         let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel();
         let serve = tokio::spawn(async move {
-            let result = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+            let result = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "server stopped with an error");
             }

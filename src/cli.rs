@@ -113,11 +113,17 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Human => builder.try_init(),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // A client sending malformed media makes the media library warn per packet: budgeted.
+    let budget = tracing_subscriber::filter::filter_fn(crate::signal::log_budget::allow);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Json => layer.json().boxed(),
+        LogFormat::Human => layer.boxed(),
     };
+    let _ = tracing_subscriber::registry().with(layer.with_filter(budget).with_filter(filter)).try_init();
 }
 
 /// Runs the command line; the exit code says whether it worked.

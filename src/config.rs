@@ -98,6 +98,9 @@ pub struct Limits {
     pub ws_read_buffer_bytes: usize,
     /// WebSocket write buffer per connection, bytes (writes beyond it wait).
     pub ws_write_buffer_bytes: usize,
+    /// Frames the writer sends with one flush at most, from what is already queued: the frames
+    /// one room input causes (a hand raise sends two) go out in one write. 1 flushes every frame.
+    pub ws_write_batch_frames: usize,
     /// Outbound messages queued per connection before the client counts as too slow.
     pub outbound_queue: usize,
     /// Default meeting capacity (a meeting can set its own, up to `max_capacity`).
@@ -129,6 +132,17 @@ pub struct Limits {
     /// fills it). Past it, new joins are refused with `storage_backlog`; people already in
     /// meetings are never dropped and their records are still kept.
     pub journal_max_bytes: u64,
+    /// WebSocket upgrades one client address may make in a burst (IPv6: per /64). Members
+    /// behind one NAT (a treatment centre, a library) share an address: size it for a whole
+    /// group arriving at once. 0 switches the per-address limits off (e.g. behind a proxy).
+    pub upgrade_burst_per_address: u32,
+    /// Upgrades per minute one address regains after its burst.
+    pub upgrades_per_address_per_minute: u32,
+    /// Connections from one address that have not yet joined (or resumed), at once.
+    pub max_unjoined_per_address: usize,
+    /// Frames over the rate limit, since the limit was last reached, after which the connection
+    /// counts as a flood and is closed (1008 `flood`).
+    pub flood_frames: u32,
 }
 
 impl Default for Limits {
@@ -140,6 +154,7 @@ impl Default for Limits {
             // Grows for larger messages; most signaling frames are far smaller.
             ws_read_buffer_bytes: 2 * 1024,
             ws_write_buffer_bytes: 4 * 1024,
+            ws_write_batch_frames: 64,
             outbound_queue: 256,
             capacity: 50,
             max_capacity: 500,
@@ -155,6 +170,10 @@ impl Default for Limits {
             max_connections: 20_000,
             token_leeway_seconds: 30,
             journal_max_bytes: 256 * 1024 * 1024,
+            upgrade_burst_per_address: 200,
+            upgrades_per_address_per_minute: 120,
+            max_unjoined_per_address: 100,
+            flood_frames: 200,
         }
     }
 }

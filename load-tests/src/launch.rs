@@ -113,6 +113,8 @@ messages_per_second = 100000
 max_connections = 1000000
 chat_burst = 1000000
 chat_refill_ms = 1
+# Every generated client shares one address: no per-address limits.
+upgrade_burst_per_address = 0
 "#,
         hash = haven::auth::hash_api_key(api_key)
     )
@@ -261,6 +263,7 @@ pub async fn in_process_haven() -> anyhow::Result<InProcess> {
     config.limits.max_connections = 1_000_000;
     config.limits.chat_burst = 1_000_000;
     config.limits.chat_refill_ms = 1;
+    config.limits.upgrade_burst_per_address = 0;
     let server = haven::Server::start(config).await.map_err(|e| anyhow::anyhow!("server start: {e}"))?;
     let target = Target {
         kind: TargetKind::Haven,

@@ -29,12 +29,17 @@ pub struct CreateMeeting {
     /// Participants at most (default from the server's limits).
     pub capacity: Option<u32>,
     pub settings: Option<MeetingSettings>,
-    /// Other programs whose members may join (their members stay theirs: each program sees only its own).
+    /// Other programs whose members and observers may join (their members stay theirs: each
+    /// program sees only its own). Their facilitators may not, unless `partner_facilitators`.
     #[serde(default)]
     pub shared_with: Vec<String>,
     /// How attendance earns credit (default: the program's default, else three quarters of the
     /// scheduled time, or 45 minutes present when the meeting has no schedule). A policy the
     /// meeting cannot satisfy is refused (422 `credit_policy_unsatisfiable`).
+    /// Let facilitators of the `shared_with` programs run this meeting (admit, mute, remove, ban
+    /// the owner's members too). Off by default.
+    #[serde(default)]
+    pub partner_facilitators: bool,
     pub credit_policy: Option<CreditPolicy>,
 }
 
@@ -49,6 +54,7 @@ pub struct MeetingResponse {
     pub capacity: u32,
     pub settings: MeetingSettings,
     pub shared_with: Vec<String>,
+    pub partner_facilitators: bool,
     /// `scheduled`, `live` or `ended`.
     pub status: String,
     pub created_at: DateTime<Utc>,
@@ -81,6 +87,7 @@ fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
         title: m.title,
         settings: m.settings,
         shared_with: m.shared_with,
+        partner_facilitators: m.partner_facilitators,
     }
 }
 
@@ -139,6 +146,9 @@ pub async fn create(
             format!("{whose}: {m}"),
         ));
     }
+    if req.partner_facilitators && req.shared_with.is_empty() {
+        return Err(ApiError::bad_request("partner_facilitators: needs shared_with"));
+    }
     for p in &req.shared_with {
         if app.programs.get(p).is_none() {
             return Err(ApiError::bad_request(format!("shared_with: unknown program `{p}`")));
@@ -153,6 +163,7 @@ pub async fn create(
         capacity: capacity as i64,
         settings,
         shared_with: req.shared_with,
+        partner_facilitators: req.partner_facilitators,
         created_at: now_ms(),
         ended_at: None,
         // Stored as decided now, so a later change of defaults never changes this meeting's credit.
@@ -160,19 +171,37 @@ pub async fn create(
     };
     match app.store.create_meeting(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),
-        Err(StoreError::Conflict) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "meeting_exists", "a meeting with that id exists"))
-        }
+        // The same answer whoever holds the id (this program, another, or a deleted meeting):
+        // ids are never reused, and the answer tells nothing about other programs.
+        Err(StoreError::Conflict) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "meeting_id_unavailable",
+            "that meeting id cannot be used; choose another or let the server generate one",
+        )),
         Err(e) => Err(ApiError::internal(&e)),
     }
 }
 
-/// The program's own meeting, or not found.
+/// The program's own meeting; `410 meeting_deleted` for its own deleted one (the id stays
+/// taken), not found for anything else.
 async fn own_meeting(app: &AppState, program: &str, id: &str) -> Result<MeetingRow, ApiError> {
     match app.store.meeting(id).await.map_err(|e| ApiError::internal(&e))? {
         Some(m) if m.program_id == program => Ok(m),
-        _ => Err(ApiError::not_found("meeting")),
+        Some(_) => Err(ApiError::not_found("meeting")),
+        None => Err(deleted_or_not_found(app, program, id).await),
     }
+}
+
+async fn deleted_or_not_found(app: &AppState, program: &str, id: &str) -> ApiError {
+    match app.store.meeting_owner(id).await {
+        Ok(Some((owner, true))) if owner == program => deleted(),
+        Ok(_) => ApiError::not_found("meeting"),
+        Err(e) => ApiError::internal(&e),
+    }
+}
+
+fn deleted() -> ApiError {
+    ApiError::new(StatusCode::GONE, "meeting_deleted", "this meeting was deleted; its id cannot be used again")
 }
 
 #[utoipa::path(get, path = "/v1/meetings",
@@ -186,7 +215,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/meetings/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = MeetingResponse), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+    responses((status = 200, body = MeetingResponse), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn get_one(
     State(app): State<AppState>,
     ProgramAuth(program): ProgramAuth,
@@ -197,14 +226,14 @@ pub async fn get_one(
 }
 
 #[utoipa::path(delete, path = "/v1/meetings/{id}", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn delete(
     State(app): State<AppState>,
     ProgramAuth(program): ProgramAuth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if !app.store.delete_meeting(&program.id, &id, now_ms()).await.map_err(|e| ApiError::internal(&e))? {
-        return Err(ApiError::not_found("meeting"));
+        return Err(deleted_or_not_found(&app, &program.id, &id).await);
     }
     // A live meeting ends for everyone in it.
     if let Some(h) = app.rooms.get(&id) {

@@ -1,6 +1,7 @@
 //! Who may do what: programs, their API keys and the join tokens they sign.
 
 pub mod join_token;
+pub mod resume;
 
 use crate::config::TokenAlg;
 use crate::store::ProgramRow;

@@ -72,6 +72,17 @@ impl ConnHandle {
         self.tx.try_send(Outbound::Frame(Utf8Bytes::from(text)))
     }
 
+    /// Cuts the connection off now; true only for the call that cut it (so a cut is counted once).
+    pub fn cut(&self, reason: CloseReason) -> bool {
+        self.kill.send_if_modified(|k| {
+            let first = k.is_none();
+            if first {
+                *k = Some(reason);
+            }
+            first
+        })
+    }
+
     /// Closes after what is queued, or at once when the queue is full.
     pub fn close(&self, reason: CloseReason) {
         if self.tx.try_send(Outbound::Close(reason)).is_err() {
@@ -253,26 +264,14 @@ pub fn event_body(event: &Event) -> Arc<str> {
     )
 }
 
-/// A fresh resume token for `meeting`: the meeting id (so a new connection can find the room) and
-/// 128 random bits (what proves it).
+/// A fresh resume token for `meeting` (see [`crate::auth::resume`]).
 pub fn new_resume_token(meeting: &str) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!("hvr.{}.{}", b64.encode(meeting.as_bytes()), b64.encode(rand::random::<[u8; 16]>()))
+    crate::auth::resume::mint(meeting)
 }
 
-/// The meeting id inside a resume token, if it has the shape of one.
+/// The meeting id inside a resume token this server minted; `None` for a forged one.
 pub fn resume_token_meeting(token: &str) -> Option<String> {
-    use base64::Engine;
-    let mut parts = token.split('.');
-    let (Some("hvr"), Some(m), Some(r), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return None;
-    };
-    if r.len() != 22 {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(m).ok()?;
-    String::from_utf8(bytes).ok()
+    crate::auth::resume::verify(token)
 }
 
 impl Actor {
@@ -633,8 +632,9 @@ impl Actor {
                 continue;
             };
             let Some(conn) = s.conn.take() else { continue };
-            self.metrics.slow_client_disconnects.inc();
-            conn.kill.send_replace(Some(CloseReason::SLOW_CONSUMER));
+            if conn.cut(CloseReason::SLOW_CONSUMER) {
+                self.metrics.slow_client_disconnects.inc();
+            }
             self.input(Input::Disconnected { participant_id: pid }, None);
         }
     }

@@ -157,37 +157,123 @@ pub struct ClientMessage {
 /// Longest request id a client may send.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 
+/// A frame the parser refused: the error, plus what could be read of it so the reply can echo the
+/// request `id` and the reader can apply the size limit of the frame's `type`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub error: ProtocolError,
+    /// The request id, when the frame was a JSON object with a valid `id`.
+    pub id: Option<String>,
+    /// The frame's `type`, when it named a known command.
+    pub command_type: Option<&'static str>,
+}
+
+impl Rejected {
+    fn new(error: ProtocolError) -> Self {
+        Rejected { error, id: None, command_type: None }
+    }
+}
+
+/// A JSON object whose keys are unique: `serde_json::Value` keeps the last of duplicate keys,
+/// which would let `{"type":"ping","type":"raise_hand"}` mean something else to another parser.
+struct UniqueObject(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<UniqueObject, A::Error> {
+                let mut m = serde_json::Map::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    let v: serde_json::Value = a.next_value()?;
+                    if m.contains_key(&k) {
+                        let shown: String = k.chars().take(40).collect();
+                        return Err(serde::de::Error::custom(format_args!("{DUPLICATE_KEY} `{shown}`")));
+                    }
+                    m.insert(k, v);
+                }
+                Ok(UniqueObject(m))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+const DUPLICATE_KEY: &str = "duplicate key";
+
 impl ClientMessage {
-    /// Parses one text frame. Unknown types and unknown fields are errors with their own codes.
-    pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
-        let mut value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("frame is not valid JSON: {e}")))?;
-        let obj = value
-            .as_object_mut()
-            .ok_or_else(|| ProtocolError::new(ErrorCode::InvalidMessage, "a message must be a JSON object"))?;
+    /// Parses one text frame. Unknown types, unknown fields and duplicate keys are errors with
+    /// their own codes; the rejection keeps the request id when one was readable.
+    pub fn parse(text: &str) -> Result<ClientMessage, Rejected> {
+        // Commands have no nested objects, so unique keys at the top level are enough (a nested
+        // object is refused by the typed parse below).
+        let mut obj = match serde_json::from_str::<UniqueObject>(text) {
+            Ok(UniqueObject(m)) => m,
+            Err(e) if e.is_data() => {
+                let msg = e.to_string();
+                let msg = match msg.find(DUPLICATE_KEY) {
+                    Some(at) => msg[at..].split(" at line ").next().unwrap_or(DUPLICATE_KEY).to_string(),
+                    None => "a message must be a JSON object".to_string(),
+                };
+                return Err(Rejected::new(ProtocolError::new(ErrorCode::InvalidMessage, msg)));
+            }
+            Err(e) => {
+                return Err(Rejected::new(ProtocolError::new(
+                    ErrorCode::InvalidJson,
+                    format!("frame is not valid JSON: {e}"),
+                )))
+            }
+        };
         let id = match obj.remove("id") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_LEN => Some(s),
             Some(_) => {
-                return Err(ProtocolError::new(
+                return Err(Rejected::new(ProtocolError::new(
                     ErrorCode::InvalidMessage,
                     format!("`id` must be a string of at most {MAX_REQUEST_ID_LEN} characters"),
-                ))
+                )))
             }
         };
-        match obj.get("type") {
-            Some(serde_json::Value::String(t)) if Command::TYPES.contains(&t.as_str()) => {}
-            Some(serde_json::Value::String(t)) => {
-                let shown: String = t.chars().take(40).collect();
-                return Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{shown}`")));
+        let reject =
+            |error: ProtocolError, command_type: Option<&'static str>| Rejected { error, id: id.clone(), command_type };
+        let ty: &'static str = match obj.get("type") {
+            Some(serde_json::Value::String(t)) => match Command::TYPES.iter().find(|k| **k == t.as_str()) {
+                Some(k) => k,
+                None => {
+                    let shown: String = t.chars().take(40).collect();
+                    return Err(reject(
+                        ProtocolError::new(ErrorCode::UnknownType, format!("unknown message type `{shown}`")),
+                        None,
+                    ));
+                }
+            },
+            _ => {
+                return Err(reject(ProtocolError::new(ErrorCode::UnknownType, "a message needs a string `type`"), None))
             }
-            _ => return Err(ProtocolError::new(ErrorCode::UnknownType, "a message needs a string `type`")),
+        };
+        // serde ignores extra keys on unit variants of an internally tagged enum, whatever
+        // `deny_unknown_fields` says: check those by hand.
+        if Command::FIELDLESS.contains(&ty) {
+            if let Some(k) = obj.keys().find(|k| *k != "type") {
+                let shown: String = k.chars().take(40).collect();
+                return Err(reject(
+                    ProtocolError::new(
+                        ErrorCode::UnknownField,
+                        format!("unknown field `{shown}`: `{ty}` has no fields"),
+                    ),
+                    Some(ty),
+                ));
+            }
         }
-        let command = serde_json::from_value::<Command>(value).map_err(|e| {
+        let command = serde_json::from_value::<Command>(serde_json::Value::Object(obj)).map_err(|e| {
             let text = e.to_string();
             let code =
                 if text.starts_with("unknown field") { ErrorCode::UnknownField } else { ErrorCode::InvalidMessage };
-            ProtocolError::new(code, text)
+            reject(ProtocolError::new(code, text), Some(ty))
         })?;
         Ok(ClientMessage { id, command })
     }
@@ -371,6 +457,24 @@ impl Command {
         "media_offer",
         "media_answer",
         "ice_candidate",
+    ];
+
+    /// The types that have no fields besides `type` (and `id`).
+    pub const FIELDLESS: &'static [&'static str] = &[
+        "leave",
+        "ping",
+        "raise_hand",
+        "yield_floor",
+        "pass",
+        "admit_all",
+        "mute_all",
+        "lock",
+        "unlock",
+        "end_meeting",
+        "next_speaker",
+        "start_go_around",
+        "end_go_around",
+        "certificate_request",
     ];
 
     /// Whether only facilitators (and co-facilitators) may send this.
@@ -698,7 +802,7 @@ mod tests {
 
     #[test]
     fn unknown_type_unknown_field_and_bad_json_have_distinct_codes() {
-        let code = |s: &str| ClientMessage::parse(s).unwrap_err().code;
+        let code = |s: &str| ClientMessage::parse(s).unwrap_err().error.code;
         assert_eq!(code("{"), ErrorCode::InvalidJson);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"kind":"join"}"#), ErrorCode::UnknownType);
@@ -707,6 +811,65 @@ mod tests {
         assert_eq!(code(r#"{"type":"mute","participant_id":"bob"}"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"[1,2]"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"type":"ping","id":5}"#), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn fieldless_commands_refuse_any_other_field() {
+        let err = |s: &str| ClientMessage::parse(s).unwrap_err();
+        for ty in Command::FIELDLESS {
+            let r = err(&format!(r#"{{"type":"{ty}","zz":1,"id":"r9"}}"#));
+            assert_eq!(r.error.code, ErrorCode::UnknownField, "{ty}");
+            assert_eq!(r.id.as_deref(), Some("r9"), "{ty}");
+            // Positive control: the bare command parses.
+            assert!(ClientMessage::parse(&format!(r#"{{"type":"{ty}","id":"r9"}}"#)).is_ok(), "{ty}");
+        }
+        assert_eq!(err(r#"{"type":"leave","zz":1}"#).error.code, ErrorCode::UnknownField);
+        assert_eq!(err(r#"{"type":"raise_hand","zz":1}"#).error.code, ErrorCode::UnknownField);
+    }
+
+    #[test]
+    fn fieldless_list_matches_the_schema() {
+        let schema = serde_json::to_value(schemars::schema_for!(Command)).unwrap();
+        let mut fieldless: Vec<String> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["properties"].as_object().is_some_and(|p| p.len() == 1))
+            .map(|v| v["properties"]["type"]["const"].as_str().unwrap().to_string())
+            .collect();
+        fieldless.sort();
+        let mut listed: Vec<String> = Command::FIELDLESS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(fieldless, listed);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_not_last_wins() {
+        let r = ClientMessage::parse(r#"{"type":"ping","type":"raise_hand"}"#).unwrap_err();
+        assert_eq!(r.error.code, ErrorCode::InvalidMessage);
+        assert!(r.error.message.contains("duplicate key `type`"), "{}", r.error.message);
+        let r = ClientMessage::parse(r#"{"type":"chat","text":"a","text":"b"}"#).unwrap_err();
+        assert_eq!(r.error.code, ErrorCode::InvalidMessage);
+        // Positive control: the same keys once each parse.
+        assert!(ClientMessage::parse(r#"{"type":"chat","text":"a"}"#).is_ok());
+    }
+
+    #[test]
+    fn validation_errors_echo_a_readable_id() {
+        let r = ClientMessage::parse(r#"{"type":"dance","id":"a1"}"#).unwrap_err();
+        assert_eq!((r.error.code, r.id.as_deref()), (ErrorCode::UnknownType, Some("a1")));
+        let r = ClientMessage::parse(r#"{"type":"join","colour":"red","id":"a2"}"#).unwrap_err();
+        assert_eq!((r.error.code, r.id.as_deref()), (ErrorCode::UnknownField, Some("a2")));
+        let r = ClientMessage::parse(r#"{"type":"set_muted","id":"a3"}"#).unwrap_err();
+        assert_eq!((r.error.code, r.id.as_deref()), (ErrorCode::InvalidMessage, Some("a3")));
+        let r = ClientMessage::parse(r#"{"type":"set_muted","muted":"yes","id":"a4"}"#).unwrap_err();
+        assert_eq!(
+            (r.error.code, r.id.as_deref(), r.command_type),
+            (ErrorCode::InvalidMessage, Some("a4"), Some("set_muted"))
+        );
+        // An id that is not a valid id is not echoed.
+        let r = ClientMessage::parse(r#"{"type":"ping","id":5}"#).unwrap_err();
+        assert_eq!(r.id, None);
     }
 
     #[test]

@@ -8,6 +8,9 @@ pub mod ids;
 pub mod messages;
 pub mod schema;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::ParticipantId;
 pub use messages::*;

@@ -124,15 +124,18 @@ impl Room {
         if self.ended {
             return Err(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
         }
-        let id =
-            self.participants.iter().find(|p| !token.is_empty() && p.resume_token == token).map(|p| p.id).ok_or_else(
-                || {
-                    ProtocolError::new(
-                        C::InvalidResumeToken,
-                        "that resume token is not valid here (used, expired or for another meeting); join again",
-                    )
-                },
-            )?;
+        // Constant time, and every seat is compared: neither timing nor position tells how much
+        // of a guessed token was right.
+        let id = self
+            .participants
+            .iter()
+            .fold(None, |found, p| if token_matches(&p.resume_token, token) { Some(p.id) } else { found })
+            .ok_or_else(|| {
+                ProtocolError::new(
+                    C::InvalidResumeToken,
+                    "that resume token is not valid here (used, expired or for another meeting); join again",
+                )
+            })?;
         self.reattach(id, new_token, now, out);
         Ok(Outcome::Attached { participant_id: id, resumed: true })
     }
@@ -343,4 +346,33 @@ pub(super) fn bounded_text(text: Option<String>, max_chars: usize) -> Result<Opt
         return Err(ProtocolError::new(C::InvalidMessage, "text cannot contain control characters"));
     }
     Ok((!t.is_empty()).then(|| t.to_string()))
+}
+
+/// Whether a presented resume token is this seat's, compared in constant time.
+fn token_matches(held: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    !presented.is_empty() && held.len() == presented.len() && bool::from(held.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::token_matches;
+
+    #[test]
+    fn resume_token_match_is_exact_and_never_matches_empty() {
+        assert!(token_matches("hvr.a.b", "hvr.a.b"));
+        assert!(!token_matches("hvr.a.b", "hvr.a.c"));
+        assert!(!token_matches("hvr.a.b", "hvr.a.b2"));
+        assert!(!token_matches("", ""));
+    }
+
+    #[test]
+    fn resume_tokens_are_not_compared_with_eq() {
+        // `==` on strings stops at the first differing byte, which times how much of a guessed
+        // token was right (issue 18, defect 5).
+        let src = include_str!("lobby.rs");
+        let code = &src[..src.find("#[cfg(test)]").unwrap_or(src.len())];
+        assert!(!code.contains("resume_token == "), "compare resume tokens with token_matches");
+        assert!(code.contains("ct_eq"));
+    }
 }

@@ -920,3 +920,7 @@ fn the_waiting_room_hears_and_publishes_nothing_and_leaving_releases_media() {
     h.cmd(m, Command::Leave).unwrap();
     assert!(h.out.contains(&Effect::MediaClosed { participant_id: m }));
 }
+
+// Stable fuzzing of the room core (issue 12): byte-driven input sequences, invariants per step.
+#[path = "fuzz.rs"]
+mod fuzz;

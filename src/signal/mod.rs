@@ -4,6 +4,8 @@
 //! browser never opens a socket it cannot use. A full, locked or ended meeting is refused the same way.
 
 pub mod connection;
+pub mod guard;
+pub mod log_budget;
 
 use crate::api::error::ApiError;
 use crate::app::AppState;
@@ -13,11 +15,13 @@ use crate::meeting::ActorMsg;
 use crate::protocol::ErrorCode;
 use crate::room::MemberKey;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use connection::Credential;
+use guard::{AddressRefusal, UnjoinedPermit};
 use serde::Deserialize;
+use std::net::SocketAddr;
 use tokio::sync::oneshot;
 
 /// Query parameters of the upgrade request. Browsers cannot set headers on a WebSocket, so the
@@ -37,30 +41,52 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The upgrade handler.
 pub async fn upgrade(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<SignalQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let certificate = q.certificate.as_deref().is_some_and(|v| v == "1" || v == "true");
-    match authorize(&app, q.token.as_deref().or(bearer(&headers)), certificate).await {
-        Ok(cred) => {
+    match authorize(&app, peer, q.token.as_deref().or(bearer(&headers)), certificate).await {
+        Ok((cred, permit)) => {
             let limits = &app.config.limits;
             ws.read_buffer_size(limits.ws_read_buffer_bytes)
                 .write_buffer_size(limits.ws_write_buffer_bytes)
                 .max_write_buffer_size(limits.ws_write_buffer_bytes.max(limits.max_frame_bytes) * 2)
                 .max_message_size(limits.max_frame_bytes)
                 .max_frame_size(limits.max_frame_bytes)
-                .on_upgrade(move |socket| connection::run(socket, app, cred))
+                .on_upgrade(move |socket| connection::run(socket, app, cred, permit))
         }
-        // Counted in the metrics by the API's error layer, like every API error.
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // Counted in the metrics by the API's error layer, like every API error. The client's
+            // to fix or retry: not a server fault, so not a warning.
+            tracing::debug!(status = e.status.as_u16(), code = e.code, "upgrade refused");
+            e.into_response()
+        }
     }
 }
 
-async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Result<Credential, ApiError> {
-    check(app, token, certificate, true, &mut Findings::default()).await
+async fn authorize(
+    app: &AppState,
+    peer: SocketAddr,
+    token: Option<&str>,
+    certificate: bool,
+) -> Result<(Credential, Option<UnjoinedPermit>), ApiError> {
+    // Every attempt counts against its address, whether its token is good or not.
+    let permit = app.addresses.admit(peer.ip(), std::time::Instant::now()).map_err(|r| match r {
+        AddressRefusal::TooManyUpgrades => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_upgrades",
+            "too many connection attempts from your address; wait a moment",
+        ),
+        AddressRefusal::TooManyUnjoined => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_pending",
+            "too many connections from your address are still joining; wait a moment",
+        ),
+    })?;
+    check(app, token, certificate, true, &mut Findings::default()).await.map(|c| (c, permit))
 }
-
 /// What the checks learnt about a join, whatever their verdict (the join-check page shows it).
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -101,15 +127,20 @@ async fn check(
         ));
     }
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| token_error(join_token::TokenError::Missing))?;
-    if let Some(meeting) = resume_token_meeting(token) {
-        // A resume token: the live room checks it; here we only find the room.
-        return match app.rooms.get(&meeting) {
-            Some(_) => Ok(Credential::Resume { meeting }),
-            None => Err(ApiError::new(
+    if token.starts_with("hvr.") {
+        // A resume token: its MAC proves this server minted it (a forged one is refused here,
+        // before it holds a slot); the live room decides whether it is still current.
+        let invalid = || {
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::InvalidResumeToken.as_str(),
                 "that resume token is no longer valid; join again with your join link",
-            )),
+            )
+        };
+        let meeting = resume_token_meeting(token).ok_or_else(invalid)?;
+        return match app.rooms.get(&meeting) {
+            Some(_) => Ok(Credential::Resume { meeting }),
+            None => Err(invalid()),
         };
     }
     let (program, claims) = match join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds) {
@@ -144,6 +175,13 @@ async fn check(
         return Err(token_error(join_token::TokenError::WrongMeeting));
     }
     found.meeting_title = Some(meeting.title.clone());
+    if claims.role == join_token::TokenRole::Facilitator && !meeting.admits_facilitator(&program.id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_not_shared",
+            "this meeting is shared with your program for members only; a facilitator of its own program runs it",
+        ));
+    }
     let member = MemberKey { program: program.id.clone(), member_ref: claims.sub };
     // An end still in the journal is an end (the database hears of it once the journal drains).
     if meeting.ended_at.is_some() || app.journal.is_ending(&meeting.id) {

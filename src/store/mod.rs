@@ -8,7 +8,7 @@ use crate::attendance::credit::{CreditPolicy, Kind, Record};
 use crate::journal::{record_key, Entry, Record as JournalRecord};
 use crate::protocol::MeetingSettings;
 use crate::room::MemberKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
@@ -46,8 +46,10 @@ pub struct MeetingRow {
     pub scheduled_end: Option<i64>,
     pub capacity: i64,
     pub settings: MeetingSettings,
-    /// Other programs whose members may join.
+    /// Other programs whose members (and observers) may join.
     pub shared_with: Vec<String>,
+    /// Whether facilitators of the `shared_with` programs may join as facilitators.
+    pub partner_facilitators: bool,
     pub created_at: i64,
     pub ended_at: Option<i64>,
     /// How attendance earns credit; `None` means the default policy.
@@ -58,6 +60,12 @@ impl MeetingRow {
     /// Whether members of `program` may join this meeting.
     pub fn admits_program(&self, program: &str) -> bool {
         self.program_id == program || self.shared_with.iter().any(|p| p == program)
+    }
+
+    /// Whether a facilitator token of `program` may run this meeting: the owner's always, a
+    /// partner's only when the owner said so (`partner_facilitators`).
+    pub fn admits_facilitator(&self, program: &str) -> bool {
+        self.program_id == program || (self.partner_facilitators && self.admits_program(program))
     }
 }
 
@@ -84,6 +92,14 @@ pub struct AuditRow {
 
 fn ser_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::attendance::rfc3339(*ms))
+}
+
+/// The stored form of `shared_with`.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SharedWith {
+    List(Vec<String>),
+    Detailed { programs: Vec<String>, partner_facilitators: bool },
 }
 
 /// The database.
@@ -181,7 +197,14 @@ impl Store {
     /// Creates a meeting; `Conflict` when the id is taken.
     pub async fn create_meeting(&self, m: &MeetingRow) -> Result<(), StoreError> {
         let settings = serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let shared = serde_json::to_string(&m.shared_with).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The `shared_with` column holds the list, or (when partner facilitators are allowed) an
+        // object with the list: no schema change, and rows written before read the same.
+        let shared = if m.partner_facilitators {
+            serde_json::to_string(&SharedWith::Detailed { programs: m.shared_with.clone(), partner_facilitators: true })
+        } else {
+            serde_json::to_string(&m.shared_with)
+        }
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let policy = m
             .credit_policy
             .as_ref()
@@ -214,6 +237,11 @@ impl Store {
     fn meeting_from_row(r: &AnyRow) -> Result<MeetingRow, StoreError> {
         let settings: String = r.try_get(6)?;
         let shared: String = r.try_get(7)?;
+        let (shared_with, partner_facilitators) =
+            match serde_json::from_str(&shared).map_err(|e| StoreError::Corrupt(e.to_string()))? {
+                SharedWith::List(l) => (l, false),
+                SharedWith::Detailed { programs, partner_facilitators } => (programs, partner_facilitators),
+            };
         Ok(MeetingRow {
             id: r.try_get(0)?,
             program_id: r.try_get(1)?,
@@ -222,7 +250,8 @@ impl Store {
             scheduled_end: r.try_get(4)?,
             capacity: r.try_get(5)?,
             settings: serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            shared_with: serde_json::from_str(&shared).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            shared_with,
+            partner_facilitators,
             created_at: r.try_get(8)?,
             ended_at: r.try_get(9)?,
             credit_policy: r
@@ -245,6 +274,15 @@ impl Store {
         let sql = format!("SELECT {} FROM meetings WHERE id = $1", Self::MEETING_COLUMNS);
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::meeting_from_row).transpose()
+    }
+
+    /// Who owns a meeting id and whether it was deleted, for any id ever used.
+    pub async fn meeting_owner(&self, id: &str) -> Result<Option<(String, bool)>, StoreError> {
+        let row = sqlx::query("SELECT program_id, deleted_at FROM meetings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get::<Option<i64>, _>(1)?.is_some()))).transpose()
     }
 
     /// A program's own meetings, newest first.

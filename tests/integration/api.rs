@@ -35,7 +35,7 @@ async fn meetings_are_created_listed_read_and_deleted_by_their_program() {
     let r = app.http.delete(app.url(&format!("/v1/meetings/{id}"))).bearer_auth(BETA_KEY).send().await.unwrap();
     assert_eq!(r.status(), 204);
     let r = app.http.get(app.url(&format!("/v1/meetings/{id}"))).bearer_auth(BETA_KEY).send().await.unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 410, "a deleted meeting is gone (its id stays taken)");
 }
 
 #[tokio::test]
@@ -211,17 +211,24 @@ async fn the_audit_log_gives_member_refs_on_postgres() {
 
 async fn audit_scenario(app: TestApp) {
     use haven::auth::join_token::TokenRole::{Facilitator, Member};
-    let (mut f, _) = app.join(ALPHA, "shared", "fac-ref-1", Facilitator, "Facil").await;
-    let (mut bf, _) = app.join(BETA, "shared", "beta-fac-ref", Facilitator, "Bea").await;
-    let (m, _) = app.join(ALPHA, "shared", "member-ref-1", Member, "Sam").await;
-    let (b, _) = app.join(BETA, "shared", "beta-member-ref", Member, "Bo").await;
+    // Shared with beta, whose facilitators may run it too (`partner_facilitators`).
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "partners", "title": "Partners", "shared_with": [BETA], "partner_facilitators": true,
+               "settings": {"waiting_room": false}}),
+    )
+    .await;
+    let (mut f, _) = app.join(ALPHA, "partners", "fac-ref-1", Facilitator, "Facil").await;
+    let (mut bf, _) = app.join(BETA, "partners", "beta-fac-ref", Facilitator, "Bea").await;
+    let (m, _) = app.join(ALPHA, "partners", "member-ref-1", Member, "Sam").await;
+    let (b, _) = app.join(BETA, "partners", "beta-member-ref", Member, "Bo").await;
     f.request(json!({"type": "mute", "participant_id": m.pid.clone().unwrap()})).await;
     bf.request(json!({"type": "mute", "participant_id": b.pid.clone().unwrap()})).await;
     bf.request(json!({"type": "allow_unmute", "participant_id": m.pid.clone().unwrap()})).await;
     app.server.as_ref().unwrap().app.flush_store().await;
     let log: Vec<Value> = app
         .http
-        .get(app.url("/v1/meetings/shared/audit"))
+        .get(app.url("/v1/meetings/partners/audit"))
         .bearer_auth(ALPHA_KEY)
         .send()
         .await
@@ -246,6 +253,6 @@ async fn audit_scenario(app: TestApp) {
     );
     assert!(!serde_json::to_string(&log).unwrap().contains("beta-"), "no other program's references");
     // Participants never see member references.
-    let (_, w) = app.join(ALPHA, "shared", "late-ref", Member, "Late").await;
+    let (_, w) = app.join(ALPHA, "partners", "late-ref", Member, "Late").await;
     assert!(!w.to_string().contains("fac-ref-1") && !w.to_string().contains("member-ref-1"));
 }

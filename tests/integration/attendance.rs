@@ -274,7 +274,7 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
     .await;
     app.create_meeting(
         ALPHA_KEY,
-        json!({"id": "roles", "title": "Roles", "shared_with": [BETA], "settings": {"waiting_room": false},
+        json!({"id": "roles", "title": "Roles", "shared_with": [BETA], "partner_facilitators": true, "settings": {"waiting_room": false},
                "credit_policy": {"min_minutes": 0}}),
     )
     .await;

@@ -4,6 +4,7 @@ mod api;
 mod attendance;
 mod cli;
 mod crash;
+mod edge;
 mod facilitation;
 mod faults;
 mod join_check;

@@ -41,6 +41,7 @@ async fn exercise(store: Store) {
         capacity: 20,
         settings: MeetingSettings { floor_control: true, ..Default::default() },
         shared_with: vec!["p2".into()],
+        partner_facilitators: false,
         created_at: 5,
         ended_at: None,
         credit_policy: Some(haven::attendance::credit::CreditPolicy {
