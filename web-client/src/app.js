@@ -11,7 +11,7 @@ import { bindJoin, busy, refreshJoin, showJoinRefusal, showUnreachable } from '.
 import { media } from './media.js';
 import { bindMeeting, render, tick } from './meeting-view.js';
 import { apply, canSendVideo, initialState, isFacilitator, mySeat } from './state.js';
-import { titlePrefix } from './support-alert.js';
+import { renderSupportAlert, titlePrefix } from './support-alert.js';
 import { saved, takeJoinToken } from './token.js';
 
 /** @typedef {import('./protocol').ClientMessage} ClientMessage */
@@ -37,6 +37,8 @@ let joinToken = '';
 let checkCrisis = [];
 /** The last refusal shown on the refused screen. @type {string | null} */
 let refusedCode = null;
+/** The meeting's title from the pre-join check. @type {string | null} */
+let checkTitle = null;
 /** Requests sent and not yet answered, for attributing errors. @type {Map<string, ClientMessage['type']>} */
 const pending = new Map();
 let wasReconnecting = false;
@@ -268,9 +270,10 @@ function update() {
   setText(title, state.title);
   show(button('leave-btn'), state.phase === 'meeting');
   if (state.phase === 'over') {
-    // Nothing is connected any more: no "Connected" on the end screens.
+    // Nothing is connected any more: no "Connected" on the end screens, no support banner or sound.
     show(byId('conn-pill'), false);
     show(byId('conn-banner'), false);
+    renderSupportAlert([], () => {});
   }
   switch (state.phase) {
     case 'join':
@@ -371,6 +374,9 @@ function showRefused(code) {
   setText(byId('refused-next'), t(k('next')));
   show(button('refused-retry'), RETRYABLE.has(kind));
   renderCrisis(byId('refused-crisis'), checkCrisis, 'join');
+  const meeting = byId('refused-meeting');
+  show(meeting, Boolean(checkTitle));
+  setText(meeting, checkTitle ? t('refused.meeting', { title: checkTitle }) : '');
   document.title = `${title} · Haven`;
   showScreen('refused');
 }
@@ -444,9 +450,8 @@ async function checkThenAsk() {
   loading(t('loading.checking'));
   const check = await joinCheck();
   checkCrisis = crisisFrom(check);
-  const heading = byId('join-meeting');
-  show(heading, Boolean(check?.meeting_title));
-  setText(heading, check?.meeting_title ? t('name.joining', { title: check.meeting_title }) : '');
+  checkTitle = check?.meeting_title ?? null;
+  renderJoinTitle();
   if (check && !check.joinable && check.code) {
     showRefused(check.code);
     return;
@@ -455,6 +460,12 @@ async function checkThenAsk() {
   renderCrisis(byId('name-crisis'), checkCrisis, 'join');
   busy(false);
   showScreen('name');
+}
+
+function renderJoinTitle() {
+  const heading = byId('join-meeting');
+  show(heading, Boolean(checkTitle));
+  setText(heading, checkTitle ? t('name.joining', { title: checkTitle }) : '');
 }
 
 /** Starts (or restarts) a session for this tab's join token. */
@@ -480,6 +491,7 @@ async function explainUnreachable() {
   const check = await joinCheck();
   if (check && !check.joinable && check.code) {
     checkCrisis = crisisFrom(check);
+    checkTitle = check.meeting_title ?? checkTitle;
     showRefused(check.code);
     return;
   }
@@ -508,6 +520,7 @@ function relabel() {
   if (screen === 'loading') loading(t('loading.checking'));
   if (screen === 'refused' && refusedCode) showRefused(refusedCode);
   if (screen === 'name') {
+    renderJoinTitle();
     renderCrisis(byId('name-crisis'), checkCrisis, 'join');
     refreshJoin();
   }

@@ -62,6 +62,7 @@ const en = {
     "Couldn't reach the meeting. Check your internet connection and try again in a moment, or ask the facilitator for a new link.",
 
   'refused.retry': 'Check again',
+  'refused.meeting': 'Meeting: {title}',
   'refused.ended.title': 'This meeting has ended',
   'refused.ended.text': 'The facilitator closed this meeting, so nobody can join it any more.',
   'refused.ended.next': 'If there is another meeting, ask the people who run the group for its link.',

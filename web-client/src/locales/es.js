@@ -55,10 +55,11 @@ const es = {
     'No se pudo llegar a la reunión. Revisa tu conexión a internet y vuelve a intentarlo en un momento, o pide un enlace nuevo a quien facilita.',
 
   'refused.retry': 'Comprobar de nuevo',
+  'refused.meeting': 'Reunión: {title}',
   'refused.ended.title': 'Esta reunión ha terminado',
   'refused.ended.text': 'Quien facilita cerró esta reunión, así que ya no se puede entrar.',
   'refused.ended.next': 'Si hay otra reunión, pide su enlace a quienes organizan el grupo.',
-  'refused.locked.title': 'Esta reunión está cerrada con llave',
+  'refused.locked.title': 'Esta reunión está bloqueada',
   'refused.locked.text': 'Quien facilita bloqueó la reunión y ahora no pueden entrar personas nuevas.',
   'refused.locked.next': 'Pide que la desbloqueen y pulsa «Comprobar de nuevo».',
   'refused.full.title': 'Esta reunión está llena',
