@@ -13,6 +13,7 @@ use crate::protocol::MeetingSettings;
 use crate::room::RoomLimits;
 use crate::store::{MeetingRow, ProgramRow, Store};
 use secrecy::ExposeSecret;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,8 +34,16 @@ pub struct AppInner {
     pub keyring: crate::attendance::certificate::Keyring,
     /// The media engine, when enabled.
     pub sfu: Option<crate::sfu::SfuHandle>,
+    /// Where people reach this server (configured, or `http://<bound address>`); certificates'
+    /// issuer and the base of printed links.
+    pub public_url: String,
+    /// Each program's crisis resources (configuration).
+    pub crisis_resources: CrisisResources,
     next_conn: AtomicU64,
 }
+
+/// Crisis resources by program id.
+pub type CrisisResources = Arc<HashMap<String, Vec<crate::protocol::CrisisResource>>>;
 
 /// Shared application state (cheap to clone).
 #[derive(Clone)]
@@ -64,6 +73,8 @@ impl AppState {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(String, std::io::Error),
     #[error("store: {0}")]
@@ -89,6 +100,9 @@ pub struct Server {
     pub app: AppState,
     /// Present when this start created the demo program.
     pub demo: Option<Demo>,
+    /// The demo meeting people can join now, when the demo program exists (a fresh one is made
+    /// at start when the last has ended).
+    pub demo_meeting: Option<String>,
     serve: tokio::task::JoinHandle<()>,
     writer_done: tokio::sync::oneshot::Receiver<()>,
 }
@@ -113,8 +127,13 @@ async fn bootstrap_demo(store: &Store) -> Result<Option<Demo>, StartError> {
         api_key_sha256: auth::hash_api_key(&api_key),
     };
     store.upsert_program(&program, now_ms()).await?;
+    create_demo_meeting(store, DEMO_ID).await?;
+    Ok(Some(Demo { api_key }))
+}
+
+async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> {
     let meeting = MeetingRow {
-        id: DEMO_ID.into(),
+        id: id.into(),
         program_id: DEMO_ID.into(),
         title: "Demo meeting".into(),
         scheduled_start: None,
@@ -132,10 +151,26 @@ async fn bootstrap_demo(store: &Store) -> Result<Option<Demo>, StartError> {
         }),
     };
     match store.create_meeting(&meeting).await {
-        Ok(()) | Err(crate::store::StoreError::Conflict) => {}
-        Err(e) => return Err(e.into()),
+        Ok(()) | Err(crate::store::StoreError::Conflict) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(Some(Demo { api_key }))
+}
+
+/// The newest demo meeting that has not ended, if any.
+pub async fn joinable_demo_meeting(store: &Store) -> Result<Option<String>, crate::store::StoreError> {
+    Ok(store.meetings_of(DEMO_ID, 1000).await?.into_iter().find(|m| m.ended_at.is_none()).map(|m| m.id))
+}
+
+/// Makes sure the demo program has a meeting people can join: after a restart the old one may
+/// have ended, and printed links must never lead to an ended meeting.
+async fn ensure_demo_meeting(store: &Store) -> Result<String, StartError> {
+    if let Some(id) = joinable_demo_meeting(store).await? {
+        return Ok(id);
+    }
+    let id = format!("{DEMO_ID}-{}", hex::encode(rand::random::<[u8; 4]>()));
+    create_demo_meeting(store, &id).await?;
+    tracing::info!(meeting = %id, "the demo meeting had ended; started a fresh one");
+    Ok(id)
 }
 
 /// Opens the store and applies configured programs (creating the demo program when there are none).
@@ -154,6 +189,7 @@ pub async fn open_store(config: &Config) -> Result<(Store, Option<Demo>), StartE
             api_key_sha256: p.api_key_sha256.trim().to_lowercase(),
         };
         store.upsert_program(&row, now_ms()).await?;
+        store.set_facilitation_credit(&p.id, p.facilitation_earns_credit).await?;
     }
     let demo = if config.programs.is_empty() { bootstrap_demo(&store).await? } else { None };
     Ok((store, demo))
@@ -178,8 +214,19 @@ async fn retention(app: AppState, days: u32) {
 impl Server {
     /// Starts the server: store, programs, listener. Returns once it accepts connections.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let (store, demo) = open_store(&config).await?;
         let programs = Programs::from_rows(&store.programs().await?)?;
+        let demo_meeting =
+            if programs.get(DEMO_ID).is_some() { Some(ensure_demo_meeting(&store).await?) } else { None };
+        let crisis_resources: CrisisResources = Arc::new(
+            config
+                .programs
+                .iter()
+                .filter(|p| !p.crisis_resources.is_empty())
+                .map(|p| (p.id.clone(), p.crisis_resources.clone()))
+                .collect(),
+        );
         let keyring = crate::attendance::certificate::Keyring::load_or_create(&store, now_ms()).await?;
         let metrics = Arc::new(Metrics::new());
         let store_tx = store_writer::spawn(store.clone());
@@ -211,6 +258,7 @@ impl Server {
                 chat_burst: limits.chat_burst,
                 chat_refill_ms: limits.chat_refill_ms,
                 support_max_chars: 500,
+                crisis_resources: crisis_resources.clone(),
             },
             actor: ActorConfig {
                 replay_events: limits.replay_events,
@@ -223,6 +271,7 @@ impl Server {
             tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
         let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
         let shutdown = CancellationToken::new();
+        let public_url = config.public_url(addr).trim_end_matches('/').to_string();
         let app = AppState(Arc::new(AppInner {
             config,
             store,
@@ -233,6 +282,8 @@ impl Server {
             store_tx,
             keyring,
             sfu,
+            public_url,
+            crisis_resources,
             next_conn: AtomicU64::new(1),
         }));
         if let Some(days) = app.config.attendance_retention_days {
@@ -254,7 +305,7 @@ impl Server {
             let _ = writer_done_tx.send(());
         });
         tracing::info!(%addr, "listening");
-        Ok(Server { addr, app, demo, serve, writer_done })
+        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done })
     }
 
     /// Stops gracefully: no new connections, every meeting tells its participants and closes,

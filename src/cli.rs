@@ -11,10 +11,11 @@ use std::process::ExitCode;
 
 /// Haven: moderated online peer-support meetings.
 ///
-/// With no command, `haven` runs the server (`haven serve`). On a first start with no programs
-/// configured it creates a demo program and meeting and prints links to try them.
+/// With no command, `haven` runs the server (`haven serve`, whose flags work at the top level
+/// too: `haven --listen 0.0.0.0:8080`). On a first start with no programs configured it creates
+/// a demo program and meeting and prints links to try them.
 #[derive(Debug, Parser)]
-#[command(name = "haven", version)]
+#[command(name = "haven", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// TOML configuration file (see README); `HAVEN_*` variables override it.
     #[arg(long, global = true, env = "HAVEN_CONFIG")]
@@ -22,26 +23,33 @@ pub struct Cli {
     /// Data directory for the SQLite database [default: ./haven-data].
     #[arg(long, global = true, env = "HAVEN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// `serve`'s flags, for running the server without naming the command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
     #[command(subcommand)]
     pub command: Option<Cmd>,
+}
+
+/// The server's flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "HAVEN_LISTEN")]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run the server (the default).
-    Serve {
-        /// Address to listen on [default: 127.0.0.1:8080].
-        #[arg(long, env = "HAVEN_LISTEN")]
-        listen: Option<SocketAddr>,
-    },
-    /// Mint a join token for a program's member (prints the token).
+    Serve(ServeArgs),
+    /// Mint a join link for a program's member (`--raw`: the token alone).
     Token {
         /// Program id (the token's `iss`).
         #[arg(long, default_value = DEMO_ID)]
         program: String,
-        /// Meeting id.
-        #[arg(long, default_value = DEMO_ID)]
-        meeting: String,
+        /// Meeting id [default for the demo program: its current demo meeting].
+        #[arg(long)]
+        meeting: Option<String>,
         /// The program's reference for the member (the token's `sub`; never shown to others).
         #[arg(long)]
         member: String,
@@ -53,9 +61,18 @@ pub enum Cmd {
         /// Private key (PEM) for programs that sign with EdDSA or RS256; HS256 programs use their stored secret.
         #[arg(long)]
         signing_key: Option<PathBuf>,
+        /// Print the token alone instead of a join link.
+        #[arg(long)]
+        raw: bool,
     },
     /// Generate a program API key and print it with the hash to put in the configuration.
-    ApiKey,
+    /// With `--program`, replace a stored program's key (a lost demo key: `--program demo`).
+    ApiKey {
+        /// A program stored by an earlier start (not one in the configuration file, whose hash
+        /// the file sets): its old key stops working; restart the server to use the new one.
+        #[arg(long)]
+        program: Option<String>,
+    },
     /// Export a program's attendance (the same data as GET /v1/attendance).
     Export {
         #[arg(long)]
@@ -107,17 +124,21 @@ fn init_logging(format: LogFormat) {
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        None => serve(&cli, None).await,
-        Some(Cmd::Serve { listen }) => serve(&cli, *listen).await,
-        Some(Cmd::Token { program, meeting, member, role, ttl, signing_key }) => {
-            token(&cli, program, meeting, member, *role, ttl.as_secs(), signing_key.as_deref()).await
+        None => serve(&cli, &cli.serve).await,
+        Some(Cmd::Serve(args)) => serve(&cli, args).await,
+        Some(Cmd::Token { program, meeting, member, role, ttl, signing_key, raw }) => {
+            let t = TokenRequest {
+                program,
+                meeting: meeting.as_deref(),
+                member,
+                role: *role,
+                ttl: ttl.as_secs(),
+                signing_key: signing_key.as_deref(),
+                raw: *raw,
+            };
+            token(&cli, t).await
         }
-        Some(Cmd::ApiKey) => {
-            let key = auth::new_api_key();
-            println!("api key:        {key}\napi_key_sha256: {}", auth::hash_api_key(&key));
-            println!("Give the key to the program; put only the hash in the configuration.");
-            Ok(())
-        }
+        Some(Cmd::ApiKey { program }) => api_key(&cli, program.as_deref()).await,
         Some(Cmd::Export { program, from, to, format, out }) => {
             export(&cli, program, from.as_deref(), to.as_deref(), *format, out.as_deref()).await
         }
@@ -136,9 +157,9 @@ pub async fn main() -> ExitCode {
     }
 }
 
-async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<(), String> {
+async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), String> {
     let mut config = load_config(cli)?;
-    if let Some(l) = listen {
+    if let Some(l) = args.listen {
         config.listen = l;
     }
     init_logging(config.log_format);
@@ -156,35 +177,49 @@ async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<(), String> {
 }
 
 fn print_welcome(server: &Server) {
+    print!("{}", welcome_text(server));
+}
+
+/// What the server prints at start: where it runs and, for the demo program, links to a meeting
+/// that can be joined now (never to one that has ended).
+pub fn welcome_text(server: &Server) -> String {
+    use std::fmt::Write;
     let app = &server.app;
-    let base = app.config.public_url(server.addr);
-    println!("Haven is running at {base}");
-    let Some(demo_program) = app.programs.get(DEMO_ID) else {
-        println!("Mint join tokens with `haven token --program ID --meeting ID --member REF`.");
-        return;
+    let base = &app.public_url;
+    let mut out = String::new();
+    let _ = writeln!(out, "Haven is running at {base}");
+    let (Some(demo_program), Some(meeting)) = (app.programs.get(DEMO_ID), server.demo_meeting.as_deref()) else {
+        let _ = writeln!(out, "Mint join links with `haven token --program ID --meeting ID --member REF`.");
+        return out;
     };
     let ws = base.replacen("http", "ws", 1);
     let mint = |member: &str, role| {
-        let claims = join_token::claims_for(DEMO_ID, DEMO_ID, member, role, 12 * 3600);
+        let claims = join_token::claims_for(DEMO_ID, meeting, member, role, 12 * 3600);
         join_token::mint(demo_program, &claims, None).ok()
     };
     if let (Some(fac), Some(mem)) =
         (mint("demo-facilitator", TokenRole::Facilitator), mint("demo-member-1", TokenRole::Member))
     {
-        println!();
-        println!("Demo meeting `demo` (join tokens valid for 12 hours):");
-        println!("  facilitator link: {base}/#token={fac}");
-        println!("  member link:      {base}/#token={mem}");
-        println!();
-        println!("  WebSocket clients: connect to {ws}/v1/signal?token=<token> and send {{\"type\":\"join\",\"display_name\":\"Sam\"}}");
-        println!("  More members: haven token --member <any-reference>");
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Demo meeting `{meeting}` (join links valid for 12 hours):");
+        let _ = writeln!(out, "  facilitator link: {base}/#token={fac}");
+        let _ = writeln!(out, "  member link:      {base}/#token={mem}");
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  WebSocket clients: connect to {ws}/v1/signal?token=<token> and send {{\"type\":\"join\",\"display_name\":\"Sam\"}}"
+        );
+        let _ = writeln!(out, "  More members: haven token --member <any-reference>");
+        let _ = writeln!(out, "  When this meeting ends, restart Haven for a fresh demo meeting.");
     }
     if let Some(demo) = &server.demo {
-        println!();
-        println!("Demo program API key (shown only now; only its hash is stored):");
-        println!("  {}", demo.api_key);
-        println!("  curl -H 'Authorization: Bearer {}' {base}/v1/meetings", demo.api_key);
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Demo program API key (shown only now; only its hash is stored):");
+        let _ = writeln!(out, "  {}", demo.api_key);
+        let _ = writeln!(out, "  curl -H 'Authorization: Bearer {}' {base}/v1/meetings", demo.api_key);
+        let _ = writeln!(out, "  Lost it? `haven api-key` makes a new one (see the README).");
     }
+    out
 }
 
 async fn wait_for_signal() {
@@ -208,27 +243,62 @@ async fn wait_for_signal() {
     }
 }
 
-async fn token(
-    cli: &Cli,
-    program: &str,
-    meeting: &str,
-    member: &str,
+/// What `haven token` was asked for.
+struct TokenRequest<'a> {
+    program: &'a str,
+    meeting: Option<&'a str>,
+    member: &'a str,
     role: TokenRole,
     ttl: u64,
-    signing_key: Option<&std::path::Path>,
-) -> Result<(), String> {
+    signing_key: Option<&'a std::path::Path>,
+    raw: bool,
+}
+
+async fn token(cli: &Cli, t: TokenRequest<'_>) -> Result<(), String> {
     let config = load_config(cli)?;
     let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
     let programs =
         Programs::from_rows(&store.programs().await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let p = programs.get(program).ok_or_else(|| format!("unknown program `{program}`"))?;
-    let pem = match signing_key {
+    let p = programs.get(t.program).ok_or_else(|| format!("unknown program `{}`", t.program))?;
+    let meeting_id = match t.meeting {
+        Some(m) => m.to_string(),
+        None if t.program == DEMO_ID => crate::app::joinable_demo_meeting(&store)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the demo meeting has ended; start the server for a fresh one, or give --meeting")?,
+        None => return Err("give the meeting with --meeting".into()),
+    };
+    // A link that cannot work is refused here rather than at the door.
+    let meeting = store
+        .meeting(&meeting_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no meeting `{meeting_id}`"))?;
+    if !meeting.admits_program(&p.id) {
+        return Err(format!("meeting `{meeting_id}` does not admit program `{}`'s members", p.id));
+    }
+    if meeting.ended_at.is_some() {
+        return Err(format!("meeting `{meeting_id}` has ended"));
+    }
+    let pem = match t.signing_key {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
         None => None,
     };
-    let claims = join_token::claims_for(program, meeting, member, role, ttl);
+    let claims = join_token::claims_for(t.program, &meeting_id, t.member, t.role, t.ttl);
     let token = join_token::mint(p, &claims, pem.as_deref()).map_err(|e| e.to_string())?;
-    println!("{token}");
+    // Check it as the server will: a private key that is not the program's would sign tokens
+    // nobody can use.
+    join_token::verify(&programs, &token, config.limits.token_leeway_seconds).map_err(|e| match e {
+        join_token::TokenError::BadSignature => {
+            format!("the signing key does not match program `{}`'s configured token key", p.id)
+        }
+        e => format!("the minted token does not verify: {e}"),
+    })?;
+    if t.raw {
+        println!("{token}");
+    } else {
+        println!("{}/#token={token}", config.public_url(config.listen).trim_end_matches('/'));
+    }
     Ok(())
 }
 
@@ -243,6 +313,9 @@ async fn export(
     use crate::attendance::{self, Filter};
     let config = load_config(cli)?;
     let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    if !store.programs().await.map_err(|e| e.to_string())?.iter().any(|p| p.id == program) {
+        return Err(format!("unknown program `{program}`"));
+    }
     let parse = |s: Option<&str>, end: bool, default: i64| match s {
         Some(s) => attendance::parse_time(s, end).ok_or_else(|| format!("`{s}`: use YYYY-MM-DD or RFC 3339")),
         None => Ok(default),
@@ -257,6 +330,30 @@ async fn export(
         Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
         None => print!("{text}"),
     }
+    Ok(())
+}
+
+async fn api_key(cli: &Cli, program: Option<&str>) -> Result<(), String> {
+    let key = auth::new_api_key();
+    let hash = auth::hash_api_key(&key);
+    let Some(program) = program else {
+        println!("api key:        {key}\napi_key_sha256: {hash}");
+        println!("Give the key to the program; put only the hash in the configuration.");
+        return Ok(());
+    };
+    let config = load_config(cli)?;
+    if config.programs.iter().any(|p| p.id == program) {
+        return Err(format!(
+            "program `{program}` is configured in the file: put this hash there as its api_key_sha256\n\
+             api key:        {key}\napi_key_sha256: {hash}"
+        ));
+    }
+    let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    if !store.set_api_key_hash(program, &hash).await.map_err(|e| e.to_string())? {
+        return Err(format!("unknown program `{program}`"));
+    }
+    println!("api key: {key}");
+    println!("Program `{program}` now answers to this key only; restart the server to use it.");
     Ok(())
 }
 

@@ -66,6 +66,18 @@ pub struct ProgramConfig {
     /// The credit policy of this program's meetings when a meeting does not set one.
     #[serde(default)]
     pub default_credit_policy: Option<crate::attendance::credit::CreditPolicy>,
+    /// Whether facilitating a meeting earns the facilitator credit like attending it (default:
+    /// true, since peer facilitators are often members who need the attendance themselves).
+    #[serde(default = "yes")]
+    pub facilitation_earns_credit: bool,
+    /// Where this program's members can find help outside a meeting (shown on the join page, after
+    /// a support request and when a meeting ends). Empty: nothing is shown.
+    #[serde(default)]
+    pub crisis_resources: Vec<crate::protocol::CrisisResource>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn ser_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -211,6 +223,23 @@ impl Config {
         fig.extract().map_err(Box::new)
     }
 
+    /// Checks what serde cannot: crisis resources and credit policies. Runs at every start.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        for p in &self.programs {
+            if !ids.insert(p.id.as_str()) {
+                return Err(format!("program `{}` is configured twice", p.id));
+            }
+            for (i, r) in p.crisis_resources.iter().enumerate() {
+                r.validate().map_err(|e| format!("program `{}`: crisis_resources[{i}]: {e}", p.id))?;
+            }
+            if let Some(policy) = &p.default_credit_policy {
+                policy.validate().map_err(|e| format!("program `{}`: default_credit_policy: {e}", p.id))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
         match &self.database_url {
@@ -260,6 +289,34 @@ mod tests {
             assert!(!format!("{:?}", c.programs[0]).contains("0123456789abcdef"), "secrets never print");
             Ok(())
         });
+    }
+
+    fn with_resource(contact: &str) -> Config {
+        let text = format!(
+            r#"
+            [[programs]]
+            id = "p1"
+            name = "P one"
+            token_alg = "HS256"
+            token_key = "0123456789abcdef0123456789abcdef"
+            api_key_sha256 = "00"
+            crisis_resources = [{{ name = "988 Suicide & Crisis Lifeline", contact = "{contact}", note = "24/7" }}]
+            "#
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn crisis_resources_need_a_phone_or_https_contact() {
+        for ok in ["tel:988", "sms:741741", "https://988lifeline.org/chat", "TEL:+1-800-273-8255"] {
+            assert_eq!(with_resource(ok).validate(), Ok(()), "{ok}");
+        }
+        for bad in ["988", "http://example.org", "javascript:alert(1)", "tel:", "tel:98 8", "mailto:a@b"] {
+            let e = with_resource(bad).validate().unwrap_err();
+            assert!(e.contains("crisis_resources[0]") && e.contains("contact"), "{bad}: {e}");
+        }
+        let c = with_resource("tel:988");
+        assert!(c.programs[0].facilitation_earns_credit, "facilitation earns credit unless a program says not");
     }
 
     #[test]

@@ -91,8 +91,8 @@ pub async fn certificate(
 
 /// Signs the certificate of a final result, when it was credited.
 pub fn issue(app: &AppState, r: &crate::store::ResultRow) -> Result<CertificateResponse, ApiError> {
-    let claims =
-        CertificateClaims::for_result(r, chrono::Utc::now().timestamp()).map_err(|e| ApiError::internal(&e))?;
+    let claims = CertificateClaims::for_result(r, &app.public_url, chrono::Utc::now().timestamp())
+        .map_err(|e| ApiError::internal(&e))?;
     if !claims.verdict.credited {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

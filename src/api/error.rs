@@ -42,8 +42,15 @@ impl ApiError {
     }
 }
 
+/// The code of an error response, left in its extensions for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCodeTag(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { code: self.code.to_string(), message: self.message })).into_response()
+        let mut r =
+            (self.status, Json(ErrorBody { code: self.code.to_string(), message: self.message })).into_response();
+        r.extensions_mut().insert(ErrorCodeTag(self.code));
+        r
     }
 }

@@ -32,7 +32,9 @@ pub struct CreateMeeting {
     /// Other programs whose members may join (their members stay theirs: each program sees only its own).
     #[serde(default)]
     pub shared_with: Vec<String>,
-    /// How attendance earns credit (default: three quarters of the scheduled time).
+    /// How attendance earns credit (default: the program's default, else three quarters of the
+    /// scheduled time, or 45 minutes present when the meeting has no schedule). A policy the
+    /// meeting cannot satisfy is refused (422 `credit_policy_unsatisfiable`).
     pub credit_policy: Option<CreditPolicy>,
 }
 
@@ -73,12 +75,12 @@ fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
         capacity: m.capacity.clamp(0, i64::from(u32::MAX)) as u32,
         created_at: ts(m.created_at),
         ended_at: m.ended_at.map(ts),
+        credit_policy: crate::attendance::policy_of(&m),
         id: m.id,
         program_id: m.program_id,
         title: m.title,
         settings: m.settings,
         shared_with: m.shared_with,
-        credit_policy: m.credit_policy.unwrap_or_default(),
     }
 }
 
@@ -124,6 +126,19 @@ pub async fn create(
     if let Some(p) = &req.credit_policy {
         p.validate().map_err(|m| ApiError::bad_request(format!("credit_policy: {m}")))?;
     }
+    let scheduled = req.scheduled_start.is_some() && req.scheduled_end.is_some();
+    let program_default =
+        app.config.programs.iter().find(|p| p.id == program.id).and_then(|p| p.default_credit_policy.clone());
+    let from_program = req.credit_policy.is_none() && program_default.is_some();
+    let policy = req.credit_policy.or(program_default).unwrap_or_else(|| CreditPolicy::effective(None, scheduled));
+    if let Err(m) = policy.satisfiable(scheduled) {
+        let whose = if from_program { "the program's default_credit_policy" } else { "credit_policy" };
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "credit_policy_unsatisfiable",
+            format!("{whose}: {m}"),
+        ));
+    }
     for p in &req.shared_with {
         if app.programs.get(p).is_none() {
             return Err(ApiError::bad_request(format!("shared_with: unknown program `{p}`")));
@@ -140,9 +155,8 @@ pub async fn create(
         shared_with: req.shared_with,
         created_at: now_ms(),
         ended_at: None,
-        credit_policy: req.credit_policy.or_else(|| {
-            app.config.programs.iter().find(|p| p.id == program.id).and_then(|p| p.default_credit_policy.clone())
-        }),
+        // Stored as decided now, so a later change of defaults never changes this meeting's credit.
+        credit_policy: Some(policy),
     };
     match app.store.create_meeting(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),

@@ -2,6 +2,7 @@
 
 pub mod attendance;
 pub mod error;
+pub mod join_check;
 pub mod meetings;
 
 use crate::app::AppState;
@@ -47,10 +48,11 @@ impl FromRequestParts<AppState> for ProgramAuth {
 #[openapi(
     info(title = "Haven API", description = "Meetings for programs. Authenticate with the program's API key as a bearer token."),
     paths(meetings::create, meetings::list, meetings::get_one, meetings::delete, meetings::audit,
-        attendance::export, attendance::certificate, attendance::verify, attendance::jwks),
+        attendance::export, attendance::certificate, attendance::verify, attendance::jwks, join_check::join_check),
     components(schemas(meetings::CreateMeeting, meetings::MeetingResponse, error::ErrorBody, crate::store::AuditRow,
         crate::protocol::MeetingSettings, crate::attendance::AttendanceRow, crate::attendance::credit::CreditPolicy,
-        attendance::CertificateResponse, attendance::VerifyRequest, attendance::VerifyResponse)),
+        attendance::CertificateResponse, attendance::VerifyRequest, attendance::VerifyResponse,
+        join_check::JoinCheckRequest, join_check::JoinCheckResponse, crate::protocol::CrisisResource)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -93,6 +95,19 @@ async fn openapi() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }
 
+/// Counts every API error response by its code (`haven_errors_total{code=...}`).
+async fn count_errors(
+    State(app): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let res = next.run(req).await;
+    if let Some(error::ErrorCodeTag(code)) = res.extensions().get::<error::ErrorCodeTag>() {
+        app.metrics.error(code);
+    }
+    res
+}
+
 /// Every route of the server.
 pub fn router(app: AppState) -> Router {
     Router::new()
@@ -107,7 +122,9 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/attendance/{id}/certificate", get(attendance::certificate))
         .route("/v1/certificates/verify", axum::routing::post(attendance::verify))
         .route("/.well-known/jwks.json", get(attendance::jwks))
+        .route("/v1/join-check", axum::routing::post(join_check::join_check))
         .route("/v1/signal", get(crate::signal::upgrade))
         .fallback(crate::web::serve)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), count_errors))
         .with_state(app)
 }

@@ -14,8 +14,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Who issues certificates (`iss`).
-pub const ISSUER: &str = "haven";
+/// The issuer of certificates signed before the issuer was the server's URL; they still verify.
+pub const LEGACY_ISSUER: &str = "haven";
 
 /// The meeting as a certificate describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -36,6 +36,7 @@ pub struct Verdict {
 /// What a certificate says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertificateClaims {
+    /// The issuing server's public URL; its keys are at `{iss}/.well-known/jwks.json`.
     pub iss: String,
     /// The program's reference for the member.
     pub sub: String,
@@ -55,10 +56,11 @@ pub struct CertificateClaims {
 
 impl CertificateClaims {
     /// The claims for a stored (final) result.
-    pub fn for_result(r: &ResultRow, now_s: i64) -> Result<CertificateClaims, StoreError> {
+    /// The claims for a stored (final) result, issued by the server at `issuer` (its public URL).
+    pub fn for_result(r: &ResultRow, issuer: &str, now_s: i64) -> Result<CertificateClaims, StoreError> {
         let s: StoredResult = serde_json::from_str(&r.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(CertificateClaims {
-            iss: ISSUER.into(),
+            iss: issuer.to_string(),
             sub: r.member_ref.clone(),
             jti: r.id.clone(),
             iat: now_s,
@@ -195,8 +197,9 @@ impl Keyring {
         let mut v = Validation::new(Algorithm::EdDSA);
         v.validate_exp = false;
         v.validate_aud = false;
+        // Only this server's keys sign, so the signature proves the origin; `iss` (the public URL
+        // at signing time, or the legacy "haven") tells an offline verifier where the keys are.
         v.set_required_spec_claims(&["iss", "sub"]);
-        v.set_issuer(&[ISSUER]);
         jsonwebtoken::decode::<CertificateClaims>(token, &key.decoding, &v).map(|d| d.claims).map_err(|e| {
             match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
@@ -229,7 +232,7 @@ mod tests {
 
     fn claims() -> CertificateClaims {
         CertificateClaims {
-            iss: ISSUER.into(),
+            iss: "https://meet.example.org".into(),
             sub: "ref-1".into(),
             jti: "att_1".into(),
             iat: 1,

@@ -78,6 +78,32 @@ impl Default for CreditPolicy {
 }
 
 impl CreditPolicy {
+    /// The default for a meeting without a schedule: 45 minutes present. A share of the
+    /// scheduled time cannot be measured without a schedule; 45 minutes is three quarters of the
+    /// usual one-hour peer-support meeting, so both defaults ask for the same presence.
+    pub fn unscheduled_default() -> CreditPolicy {
+        CreditPolicy { min_minutes: Some(45), min_share_percent: None, max_gap_seconds: default_gap() }
+    }
+
+    /// The policy in effect for a meeting: its own, or the default for its kind.
+    pub fn effective(own: Option<&CreditPolicy>, scheduled: bool) -> CreditPolicy {
+        match own {
+            Some(p) => p.clone(),
+            None if scheduled => CreditPolicy::default(),
+            None => CreditPolicy::unscheduled_default(),
+        }
+    }
+
+    /// Whether a meeting can ever satisfy this policy: a share needs a scheduled start and end.
+    pub fn satisfiable(&self, scheduled: bool) -> Result<(), String> {
+        if self.min_share_percent.is_some() && !scheduled {
+            return Err("min_share_percent needs scheduled_start and scheduled_end; \
+                        set a schedule or use min_minutes"
+                .into());
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.min_share_percent.is_some_and(|p| p > 100) {
             return Err("min_share_percent must be at most 100".into());
@@ -193,6 +219,21 @@ pub fn compute(records: &[Record], open_end: i64, policy: &CreditPolicy, schedul
     Outcome { seconds_present, first_admitted, last_left, interruptions, intervals: bridged, credited, rule }
 }
 
+/// Applies the role a member held: observers earn no credit, and facilitators only where their
+/// program says facilitation does. Presence figures stay as they are.
+pub fn apply_role(mut o: Outcome, role: Option<&str>, facilitation_earns_credit: bool) -> Outcome {
+    let refusal = match role {
+        Some("observer") => "not met: observers do not earn credit",
+        Some("facilitator" | "co_facilitator") if !facilitation_earns_credit => {
+            "not met: facilitation does not earn credit in this program"
+        }
+        _ => return o,
+    };
+    o.credited = false;
+    o.rule = if o.rule.is_empty() { refusal.to_string() } else { format!("{}; {refusal}", o.rule) };
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +314,34 @@ mod tests {
         );
         let none = CreditPolicy { min_minutes: None, min_share_percent: Some(75), max_gap_seconds: 60 };
         assert!(!compute(&r, 0, &none, None).credited);
+    }
+
+    #[test]
+    fn unscheduled_meetings_default_to_minutes_and_share_needs_a_schedule() {
+        assert_eq!(CreditPolicy::effective(None, true), CreditPolicy::default());
+        let unscheduled = CreditPolicy::effective(None, false);
+        assert_eq!(unscheduled.min_minutes, Some(45));
+        assert_eq!(unscheduled.min_share_percent, None);
+        assert!(unscheduled.satisfiable(false).is_ok());
+        assert!(CreditPolicy::default().satisfiable(false).is_err());
+        assert!(CreditPolicy::default().satisfiable(true).is_ok());
+        let r = vec![rec("a", Kind::Admitted, 0), rec("a", Kind::Left, 45 * 60)];
+        assert!(compute(&r, 0, &unscheduled, None).credited);
+    }
+
+    #[test]
+    fn observers_never_and_facilitators_only_by_program_choice_earn_credit() {
+        let r = vec![rec("a", Kind::Admitted, 0), rec("a", Kind::Left, 3600)];
+        let o = compute(&r, 0, &minutes(10), None);
+        assert!(o.credited);
+        assert!(apply_role(o.clone(), Some("member"), false).credited);
+        assert!(apply_role(o.clone(), Some("facilitator"), true).credited);
+        assert!(apply_role(o.clone(), None, false).credited, "records older than roles keep their verdict");
+        let f = apply_role(o.clone(), Some("facilitator"), false);
+        assert!(!f.credited);
+        assert!(f.rule.ends_with("facilitation does not earn credit in this program"), "{}", f.rule);
+        assert_eq!(f.seconds_present, o.seconds_present);
+        assert!(!apply_role(o, Some("observer"), true).credited);
     }
 
     fn measure(v: &[(i64, i64)]) -> i64 {

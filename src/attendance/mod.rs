@@ -21,6 +21,9 @@ pub struct StoredResult {
     pub scheduled_end: Option<i64>,
     pub policy: CreditPolicy,
     pub outcome: Outcome,
+    /// The role the member was admitted with; absent in results stored before roles were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// One row of an attendance export.
@@ -35,6 +38,9 @@ pub struct AttendanceRow {
     pub meeting_title: String,
     /// The program's own reference for the member.
     pub member_ref: String,
+    /// `facilitator`, `co_facilitator`, `member` or `observer`: the role the member was admitted
+    /// with (the highest, if they joined more than once); null for records older than roles.
+    pub role: Option<String>,
     pub scheduled_start: Option<String>,
     pub scheduled_end: Option<String>,
     pub first_admitted: Option<String>,
@@ -69,12 +75,50 @@ fn scheduled(m: &MeetingRow) -> Option<(i64, i64)> {
     m.scheduled_start.zip(m.scheduled_end)
 }
 
-/// Computes a member's outcome in a meeting from the ledger.
-async fn outcome(store: &Store, meeting: &MeetingRow, program: &str, member: &str) -> Result<Outcome, StoreError> {
+/// The credit policy in effect for a meeting (its own, or the default for scheduled or
+/// unscheduled meetings).
+pub fn policy_of(m: &MeetingRow) -> CreditPolicy {
+    CreditPolicy::effective(m.credit_policy.as_ref(), scheduled(m).is_some())
+}
+
+/// A role's wire name (as in the protocol), for the ledger and exports.
+pub fn role_name(r: crate::protocol::Role) -> &'static str {
+    use crate::protocol::Role;
+    match r {
+        Role::Facilitator => "facilitator",
+        Role::CoFacilitator => "co_facilitator",
+        Role::Member => "member",
+        Role::Observer => "observer",
+    }
+}
+
+/// The highest of the roles a member was admitted with.
+fn highest_role(roles: Vec<String>) -> Option<String> {
+    const ORDER: [&str; 4] = ["facilitator", "co_facilitator", "member", "observer"];
+    roles.into_iter().min_by_key(|r| ORDER.iter().position(|o| o == r).unwrap_or(ORDER.len()))
+}
+
+/// Computes a member's result in a meeting from the ledger: presence, role, verdict.
+async fn compute_result(
+    store: &Store,
+    meeting: &MeetingRow,
+    program: &str,
+    member: &str,
+) -> Result<StoredResult, StoreError> {
     let records = store.presence_of(&meeting.id, program, member).await?;
     let open_end = store.last_alive(&meeting.id).await?.unwrap_or(0);
-    let policy = meeting.credit_policy.clone().unwrap_or_default();
-    Ok(credit::compute(&records, open_end, &policy, scheduled(meeting)))
+    let policy = policy_of(meeting);
+    let role = highest_role(store.admitted_roles(&meeting.id, program, member).await?);
+    let outcome = credit::compute(&records, open_end, &policy, scheduled(meeting));
+    let outcome = credit::apply_role(outcome, role.as_deref(), store.facilitation_credit(program).await?);
+    Ok(StoredResult {
+        meeting_title: meeting.title.clone(),
+        scheduled_start: meeting.scheduled_start,
+        scheduled_end: meeting.scheduled_end,
+        policy,
+        outcome,
+        role,
+    })
 }
 
 fn row(id: Option<String>, meeting_id: &str, member: &str, r: StoredResult) -> AttendanceRow {
@@ -85,6 +129,7 @@ fn row(id: Option<String>, meeting_id: &str, member: &str, r: StoredResult) -> A
         meeting_id: meeting_id.to_string(),
         meeting_title: r.meeting_title,
         member_ref: member.to_string(),
+        role: r.role,
         scheduled_start: r.scheduled_start.map(rfc3339),
         scheduled_end: r.scheduled_end.map(rfc3339),
         first_admitted: o.first_admitted.map(rfc3339),
@@ -107,8 +152,12 @@ pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<Atte
     let mut meeting: Option<MeetingRow> = None;
     for (meeting_id, member) in pairs {
         if let Some(stored) = store.result_for(&meeting_id, program, &member).await? {
-            let r: StoredResult =
+            let mut r: StoredResult =
                 serde_json::from_str(&stored.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // A result stored before roles were kept keeps its verdict; the ledger may still know the role.
+            if r.role.is_none() {
+                r.role = highest_role(store.admitted_roles(&meeting_id, program, &member).await?);
+            }
             out.push(row(Some(stored.id), &meeting_id, &member, r));
             continue;
         }
@@ -116,14 +165,7 @@ pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<Atte
             meeting = store.meeting_any(&meeting_id).await?;
         }
         let Some(m) = meeting.as_ref() else { continue };
-        let o = outcome(store, m, program, &member).await?;
-        let r = StoredResult {
-            meeting_title: m.title.clone(),
-            scheduled_start: m.scheduled_start,
-            scheduled_end: m.scheduled_end,
-            policy: m.credit_policy.clone().unwrap_or_default(),
-            outcome: o,
-        };
+        let r = compute_result(store, m, program, &member).await?;
         out.push(row(None, &meeting_id, &member, r));
     }
     Ok(out)
@@ -135,14 +177,7 @@ pub async fn finalize(store: &Store, meeting_id: &str, now: i64) -> Result<usize
     let Some(m) = store.meeting_any(meeting_id).await? else { return Ok(0) };
     let members = store.meeting_members(meeting_id).await?;
     for (program, member) in &members {
-        let o = outcome(store, &m, program, member).await?;
-        let r = StoredResult {
-            meeting_title: m.title.clone(),
-            scheduled_start: m.scheduled_start,
-            scheduled_end: m.scheduled_end,
-            policy: m.credit_policy.clone().unwrap_or_default(),
-            outcome: o,
-        };
+        let r = compute_result(store, &m, program, member).await?;
         let result = serde_json::to_string(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         store
             .insert_result(&ResultRow {
@@ -158,7 +193,8 @@ pub async fn finalize(store: &Store, meeting_id: &str, now: i64) -> Result<usize
     Ok(members.len())
 }
 
-/// The export as CSV (RFC 4180, header row). Intervals are `start/end` pairs joined by `;`.
+/// The export as CSV (RFC 4180, header row). Intervals are `start/end` pairs joined by `;`; the
+/// role is the last column (empty for records older than roles).
 pub fn to_csv(rows: &[AttendanceRow]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -177,6 +213,8 @@ pub fn to_csv(rows: &[AttendanceRow]) -> Result<String, csv::Error> {
         "credited",
         "rule",
         "intervals",
+        // Last, so the columns consumers already read keep their positions.
+        "role",
     ])?;
     for r in rows {
         let intervals = r.intervals.iter().map(|[s, e]| format!("{s}/{e}")).collect::<Vec<_>>().join(";");
@@ -196,6 +234,7 @@ pub fn to_csv(rows: &[AttendanceRow]) -> Result<String, csv::Error> {
             if r.credited { "true" } else { "false" },
             &r.rule,
             &intervals,
+            r.role.as_deref().unwrap_or(""),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
@@ -225,6 +264,7 @@ mod tests {
             meeting_id: "m1".into(),
             meeting_title: "Tuesday, \"evening\" group".into(),
             member_ref: "ref-1".into(),
+            role: Some("facilitator".into()),
             scheduled_start: None,
             scheduled_end: None,
             first_admitted: Some(rfc3339(0)),
@@ -241,6 +281,7 @@ mod tests {
         let mut lines = text.lines();
         assert!(lines.next().unwrap().starts_with("attendance_id,final,meeting_id,meeting_title"));
         let line = lines.next().unwrap();
+        assert!(line.ends_with(",facilitator"), "{line}");
         assert!(line.contains("\"Tuesday, \"\"evening\"\" group\""), "{line}");
         assert!(line.contains("1970-01-01T00:00:00Z/1970-01-01T00:01:00Z"));
     }

@@ -707,6 +707,11 @@ impl Actor {
                         kind,
                         reason,
                         at: at as i64,
+                        // Exports show the role a member was admitted with.
+                        role: (kind == Kind::Admitted)
+                            .then(|| self.room.participants().iter().find(|p| p.id == participant_id))
+                            .flatten()
+                            .map(|p| crate::attendance::role_name(p.role).to_string()),
                     }));
                 }
                 Effect::Audit(entry) => {

@@ -10,6 +10,40 @@ use super::ids::ParticipantId;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// A place to find help outside the meeting (a crisis line), configured per program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrisisResource {
+    /// What it is called, e.g. "988 Suicide & Crisis Lifeline".
+    pub name: String,
+    /// A `tel:`, `sms:` or `https:` URI.
+    pub contact: String,
+    /// A short note, e.g. "call or text, 24/7".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl CrisisResource {
+    /// Checks a configured resource: a name, a contact a phone or browser can open, short texts.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 120 {
+            return Err("name: 1 to 120 characters".into());
+        }
+        let contact = self.contact.trim();
+        let scheme_ok = ["tel:", "sms:", "https://"]
+            .iter()
+            .any(|s| contact.len() > s.len() && contact.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
+        if !scheme_ok || contact.len() > 500 || contact.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("contact `{contact}`: use a tel:, sms: or https:// URI without spaces"));
+        }
+        if self.note.as_ref().is_some_and(|n| n.chars().count() > 200) {
+            return Err("note: at most 200 characters".into());
+        }
+        Ok(())
+    }
+}
+
 /// A participant's role in a meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -505,6 +539,9 @@ pub enum Event {
         waiting: Vec<WaitingView>,
         /// Facilitators only; empty for everyone else.
         support_requests: Vec<SupportView>,
+        /// Where to find help outside the meeting, as the joining member's own program configured
+        /// it; empty when it configured none (then show nothing).
+        crisis_resources: Vec<CrisisResource>,
     },
     /// A refusal.
     Error {
@@ -603,7 +640,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    MeetingEnded,
+    MeetingEnded {
+        /// True when this participant's attendance was recorded for their program (members and
+        /// facilitators); false for observers.
+        attendance_recorded: bool,
+    },
     /// One's own attendance certificate: a compact JWS anyone can verify with `/.well-known/jwks.json`.
     Certificate {
         certificate: String,

@@ -291,7 +291,9 @@ impl Room {
     fn close_all(&mut self, reason: LeaveReason, now: Millis, out: &mut Vec<Effect>) {
         if reason == LeaveReason::MeetingEnded {
             for p in &self.participants {
-                out.push(Effect::Send { to: Audience::One(p.id), event: Event::MeetingEnded });
+                // Observers and people never admitted have no attendance to speak of.
+                let attendance_recorded = p.admitted && p.role != Role::Observer;
+                out.push(Effect::Send { to: Audience::One(p.id), event: Event::MeetingEnded { attendance_recorded } });
             }
         }
         self.go_around = None;

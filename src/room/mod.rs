@@ -36,6 +36,8 @@ pub struct RoomLimits {
     pub chat_burst: u32,
     pub chat_refill_ms: u64,
     pub support_max_chars: usize,
+    /// Each program's crisis resources (configuration), for its own members' `welcome`.
+    pub crisis_resources: std::sync::Arc<std::collections::HashMap<String, Vec<crate::protocol::CrisisResource>>>,
 }
 
 impl Default for RoomLimits {
@@ -47,6 +49,7 @@ impl Default for RoomLimits {
             chat_burst: 5,
             chat_refill_ms: 2000,
             support_max_chars: 500,
+            crisis_resources: Default::default(),
         }
     }
 }
@@ -604,6 +607,7 @@ impl Room {
             go_around: self.go_around_view(),
             waiting: if fac { self.waiting_views() } else { Vec::new() },
             support_requests: if fac { self.support.clone() } else { Vec::new() },
+            crisis_resources: self.limits.crisis_resources.get(&p.member.program).cloned().unwrap_or_default(),
         })
     }
 

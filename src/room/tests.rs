@@ -653,7 +653,7 @@ fn shutdown_and_end_close_everyone() {
     assert!(h
         .out
         .iter()
-        .any(|e| matches!(e, Effect::Send { to: Audience::One(p), event: Event::MeetingEnded } if *p == m)));
+        .any(|e| matches!(e, Effect::Send { to: Audience::One(p), event: Event::MeetingEnded { .. } } if *p == m)));
     assert_eq!(
         h.out.iter().filter(|e| matches!(e, Effect::Close { reason: LeaveReason::MeetingEnded, .. })).count(),
         2

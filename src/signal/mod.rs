@@ -52,14 +52,38 @@ pub async fn upgrade(
                 .max_frame_size(limits.max_frame_bytes)
                 .on_upgrade(move |socket| connection::run(socket, app, cred))
         }
-        Err(e) => {
-            app.metrics.error(e.code);
-            e.into_response()
-        }
+        // Counted in the metrics by the API's error layer, like every API error.
+        Err(e) => e.into_response(),
     }
 }
 
 async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Result<Credential, ApiError> {
+    check(app, token, certificate, &mut Findings::default()).await
+}
+
+/// What the checks learnt about a join, whatever their verdict (the join-check page shows it).
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// The token's program, once its signature verified.
+    pub program: Option<String>,
+    pub meeting_title: Option<String>,
+    pub role: Option<crate::protocol::Role>,
+}
+
+/// `POST /v1/join-check`: the upgrade's checks, without a socket or a connection slot.
+pub async fn join_check(app: &AppState, token: &str) -> (Findings, Result<(), ApiError>) {
+    let mut found = Findings::default();
+    let verdict = check(app, Some(token), false, &mut found).await.map(|_| ());
+    (found, verdict)
+}
+
+/// The checks the upgrade runs, in its order; `found` collects what is known along the way.
+async fn check(
+    app: &AppState,
+    token: Option<&str>,
+    certificate: bool,
+    found: &mut Findings,
+) -> Result<Credential, ApiError> {
     if app.metrics.connections.get() >= app.config.limits.max_connections as i64 {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -86,8 +110,23 @@ async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Re
             )),
         };
     }
-    let (program, claims) =
-        join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).map_err(token_error)?;
+    let (program, claims) = match join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds) {
+        Ok(v) => v,
+        Err(e) => {
+            if matches!(e, join_token::TokenError::Expired | join_token::TokenError::NotYetValid) {
+                // Only the times failed: the signature held, so the claims say who and where.
+                if let Some(c) = claims_of_verified(token) {
+                    let m = app.store.meeting(&c.meeting).await.ok().flatten().filter(|m| m.admits_program(&c.iss));
+                    found.meeting_title = m.map(|m| m.title);
+                    found.role = Some(c.role.into());
+                    found.program = Some(c.iss);
+                }
+            }
+            return Err(token_error(e));
+        }
+    };
+    found.program = Some(program.id.clone());
+    found.role = Some(claims.role.into());
     let meeting = app
         .store
         .meeting(&claims.meeting)
@@ -95,8 +134,10 @@ async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Re
         .map_err(|e| ApiError::internal(&e))?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?;
     if !meeting.admits_program(&program.id) {
+        found.role = None;
         return Err(token_error(join_token::TokenError::WrongMeeting));
     }
+    found.meeting_title = Some(meeting.title.clone());
     let member = MemberKey { program: program.id.clone(), member_ref: claims.sub };
     if meeting.ended_at.is_some() {
         if certificate {
@@ -126,6 +167,14 @@ async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Re
         }
     }
     Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the meeting is restarting; try again"))
+}
+
+/// The claims of a token whose signature `join_token::verify` has already checked.
+fn claims_of_verified(token: &str) -> Option<join_token::JoinClaims> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 fn token_error(e: join_token::TokenError) -> ApiError {

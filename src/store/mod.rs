@@ -63,13 +63,26 @@ impl MeetingRow {
 /// An audit log entry as programs read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
+    /// When (RFC 3339, UTC), like every time in the API.
+    #[serde(serialize_with = "ser_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
+    /// The actor's per-meeting participant id.
     pub actor: String,
     pub actor_name: String,
+    /// The actor's member reference, when the actor belongs to the program that owns the meeting
+    /// (a shared meeting never reveals another program's members). Never sent to participants.
+    pub actor_member_ref: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub target_name: Option<String>,
+    /// The target's member reference, on the same terms as `actor_member_ref`.
+    pub target_member_ref: Option<String>,
     pub detail: Option<String>,
+}
+
+fn ser_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::attendance::rfc3339(*ms))
 }
 
 /// The database.
@@ -316,14 +329,18 @@ impl Store {
         Ok(())
     }
 
-    /// A meeting's audit log, oldest first.
+    /// A meeting's audit log, oldest first. Member references come from the ledger (a participant
+    /// id is per meeting), and only for members of the program that owns the meeting.
     pub async fn audit_log(&self, meeting: &str) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, actor, actor_name, action, target, target_name, detail FROM audit_log WHERE meeting_id = $1 ORDER BY id",
-        )
-        .bind(meeting)
-        .fetch_all(&self.pool)
-        .await?;
+        const MEMBER_REF: &str = "(SELECT p.member_ref FROM presence p JOIN meetings m ON m.id = p.meeting_id \
+             WHERE p.meeting_id = a.meeting_id AND p.participant_id = a.{col} AND p.program_id = m.program_id LIMIT 1)";
+        let sql = format!(
+            "SELECT a.at, a.actor, a.actor_name, a.action, a.target, a.target_name, a.detail, {}, {} \
+             FROM audit_log a WHERE a.meeting_id = $1 ORDER BY a.id",
+            MEMBER_REF.replace("{col}", "actor"),
+            MEMBER_REF.replace("{col}", "target"),
+        );
+        let rows = sqlx::query(&sql).bind(meeting).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditRow {
@@ -334,6 +351,8 @@ impl Store {
                     target: r.try_get(4)?,
                     target_name: r.try_get(5)?,
                     detail: r.try_get(6)?,
+                    actor_member_ref: r.try_get(7)?,
+                    target_member_ref: r.try_get(8)?,
                 })
             })
             .collect()
@@ -350,6 +369,8 @@ pub struct PresenceRow {
     pub kind: Kind,
     pub reason: Option<String>,
     pub at: i64,
+    /// The role the participant holds (`facilitator`, `member`, ...), on `admitted` records.
+    pub role: Option<String>,
 }
 
 /// A stored attendance result.
@@ -382,8 +403,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for r in rows {
             sqlx::query(
-                "INSERT INTO presence (meeting_id, program_id, member_ref, participant_id, kind, reason, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO presence (meeting_id, program_id, member_ref, participant_id, kind, reason, at, role) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&r.meeting_id)
             .bind(&r.program_id)
@@ -392,6 +413,7 @@ impl Store {
             .bind(r.kind.as_str())
             .bind(&r.reason)
             .bind(r.at)
+            .bind(&r.role)
             .execute(&mut *tx)
             .await?;
         }
@@ -485,6 +507,51 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The roles a member was admitted to a meeting with (empty for records older than roles).
+    pub async fn admitted_roles(&self, meeting: &str, program: &str, member: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT role FROM presence WHERE meeting_id = $1 AND program_id = $2 AND member_ref = $3 \
+             AND role IS NOT NULL ORDER BY role",
+        )
+        .bind(meeting)
+        .bind(program)
+        .bind(member)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Replaces a program's API-key hash (a lost key); false when there is no such program.
+    pub async fn set_api_key_hash(&self, program: &str, hash: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE programs SET api_key_sha256 = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(program)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records whether facilitation earns a program's facilitators credit (configuration).
+    pub async fn set_facilitation_credit(&self, program: &str, earns: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE programs SET facilitation_credit = $1 WHERE id = $2")
+            .bind(i64::from(earns))
+            .bind(program)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether facilitation earns a program's facilitators credit (true for unknown programs).
+    pub async fn facilitation_credit(&self, program: &str) -> Result<bool, StoreError> {
+        let v: Option<i64> = sqlx::query("SELECT facilitation_credit FROM programs WHERE id = $1")
+            .bind(program)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Ok(v != Some(0))
     }
 
     /// Stores a final result; the first one stored for a member and meeting stays.

@@ -4,6 +4,7 @@ mod api;
 mod attendance;
 mod crash;
 mod facilitation;
+mod join_check;
 mod logs;
 mod media;
 mod privacy;

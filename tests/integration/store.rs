@@ -83,6 +83,7 @@ async fn exercise(store: Store) {
         kind,
         reason: None,
         at,
+        role: None,
     };
     store
         .append_presence(&[

@@ -36,6 +36,8 @@ fn program(id: &str, alg: TokenAlg, key: String, api_key: &str) -> ProgramConfig
         token_key: key.into(),
         api_key_sha256: haven::auth::hash_api_key(api_key),
         default_credit_policy: None,
+        facilitation_earns_credit: true,
+        crisis_resources: Vec::new(),
     }
 }
 
