@@ -354,7 +354,8 @@ async function fetchCertificate() {
       show(box, true);
       return;
     }
-    if (r.code !== 'certificate_unavailable') break;
+    // Not written yet, or the connection was refused while the meeting's end was being recorded.
+    if (r.code !== 'certificate_unavailable' && r.code !== 'unreachable') break;
   }
   // No credit (or no certificate here): the attendance line above says what there is.
   show(box, false);

@@ -5,7 +5,7 @@
 import { h } from './dom.js';
 import { t } from './i18n.js';
 
-/** @typedef {{ name: string, contact: string, note?: string | null }} CrisisResource */
+/** @typedef {import('./protocol').CrisisResource} CrisisResource */
 
 /** Only links a phone or browser opens safely (the server validates these schemes too). */
 const SAFE = /^(tel:|sms:|https:)/i;

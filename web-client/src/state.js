@@ -359,7 +359,7 @@ export function apply(s, msg, now) {
       break;
     case 'meeting_ended':
       s.phase = 'over';
-      s.ending = { kind: 'ended', attendance: /** @type {{ attendance_recorded?: boolean }} */ (msg).attendance_recorded === true };
+      s.ending = { kind: 'ended', attendance: msg.attendance_recorded };
       break;
     case 'error':
     case 'pong':

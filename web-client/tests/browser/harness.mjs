@@ -121,7 +121,8 @@ export class Harness {
       args.push('--config', config);
       this.apiKey = this.programs[0].apiKey;
     }
-    const server = spawn(HAVEN, [...args, 'serve', '--listen', '127.0.0.1:0'], {
+    // Global flags after the subcommand: `haven serve --data-dir ...` (the CLI accepts them there).
+    const server = spawn(HAVEN, ['serve', ...args, '--listen', '127.0.0.1:0'], {
       env: serverEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -194,9 +195,9 @@ export class Harness {
   async token(meeting, member, role) {
     if (this.programs.length > 0) return mintToken(this.programs[0], { meeting, member, role });
     const { stdout } = await run(HAVEN, [
+      'token',
       '--data-dir',
       this.dataDir,
-      'token',
       '--meeting',
       meeting,
       '--member',
