@@ -61,8 +61,10 @@ test('a member follows the whole path in Spanish: join, wait, admitted, hand, ch
   await luz.getByRole('heading', { name: 'Personas aquí' }).waitFor();
   const text = await luz.evaluate(() => document.body.innerText);
   assert.doesNotMatch(text, ENGLISH, 'no English on the Spanish meeting page');
+  await luz.evaluate(() => window.scrollTo(0, 0));
   await luz.screenshot({ path: path.join(ARTIFACTS, 'es-member-phone.png'), fullPage: true });
   await luz.setViewportSize({ width: 1280, height: 800 });
+  await luz.evaluate(() => window.scrollTo(0, 0));
   await luz.screenshot({ path: path.join(ARTIFACTS, 'es-member-desktop.png'), fullPage: true });
 
   await luz.getByRole('button', { name: 'Salir', exact: true }).click();
