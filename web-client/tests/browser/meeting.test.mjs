@@ -194,6 +194,11 @@ test('name rules give instant feedback; a taken name offers the server suggestio
   await page.locator('#name-feedback', { hasText: 'Looks good' }).waitFor();
   await page.getByRole('button', { name: 'Join the meeting' }).click();
   await eventually(sentTypes, (types) => types.includes('join'), 'the join frame of a valid name');
+  // Whatever the timing, the only join that ever left the page is the valid one.
+  const joins = await page.evaluate(() =>
+    /** @type {any} */ (window).__sent.map((/** @type {string} */ m) => JSON.parse(m)).filter((/** @type {any} */ m) => m.type === 'join'),
+  );
+  assert.deepEqual(joins.map((/** @type {any} */ m) => m.display_name), ['SAM'], 'only the valid name was sent');
   await page.locator('#name-feedback', { hasText: 'already uses that name' }).waitFor();
   const suggestion = page.locator('#use-suggestion');
   await suggestion.waitFor();
