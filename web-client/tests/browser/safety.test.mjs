@@ -267,6 +267,36 @@ test('a refused link is explained before any name is typed: ended, locked, expir
   assert.equal(await after.getByRole('button', { name: 'Check again' }).isVisible(), false);
 });
 
+test('full, banned and invalid links are explained before any name is typed too', async () => {
+  const { fac, members } = await openMeeting('refuse2', ['Kit'], { body: { capacity: 2 } });
+  const [kit] = members;
+  const link = (/** @type {string} */ member) => mintToken(RIVERSIDE, { meeting: 'refuse2', member, role: 'member' });
+
+  // Full: the facilitator and Kit fill both places.
+  const third = await t.open('refuse2', 'refuse2-third', 'member', undefined, { token: link('refuse2-third') });
+  await third.getByRole('heading', { name: 'This meeting is full' }).waitFor();
+  assert.equal(await third.getByLabel('Display name').isVisible(), false);
+  await third.getByRole('button', { name: 'Check again' }).waitFor();
+
+  // Banned: Kit's link no longer gets in, and the page says so before the name.
+  const row = personRow(fac, 'Kit');
+  await row.getByText('Manage').click();
+  await row.getByRole('button', { name: 'Ban… Kit' }).click();
+  await fac.getByRole('dialog').getByRole('button', { name: 'Ban', exact: true }).click();
+  await kit.getByRole('heading', { name: "You can't rejoin this meeting" }).waitFor();
+  const again = await t.open('refuse2', 'refuse2-kit', 'member', undefined, { token: link('refuse2-kit') });
+  await again.getByRole('heading', { name: "You can't join this meeting" }).waitFor();
+  assert.equal(await again.getByLabel('Display name').isVisible(), false);
+
+  // A damaged link (its signature altered).
+  const good = link('refuse2-odd');
+  const bad = `${good.slice(0, -4)}${good.slice(-4) === 'AAAA' ? 'BBBB' : 'AAAA'}`;
+  const odd = await t.open('refuse2', 'refuse2-odd', 'member', undefined, { token: bad });
+  await odd.getByRole('heading', { name: 'This link is not valid' }).waitFor();
+  await odd.getByText('Copy the whole link again').waitFor();
+  assert.equal(await odd.getByLabel('Display name').isVisible(), false);
+});
+
 test('floor control: a facilitator-muted speaker is not told to unmute, and the button says "Allow to unmute"', async () => {
   const { fac, members } = await openMeeting('floorctl', ['Harley'], { settings: { floor_control: true } });
   const [harley] = members;
