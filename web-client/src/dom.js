@@ -160,3 +160,14 @@ export function spokenDuration(ms) {
 export function timeOfDay(unixMs) {
   return new Date(unixMs).toLocaleTimeString(currentLang(), { hour: '2-digit', minute: '2-digit' });
 }
+
+/**
+ * Visible text plus a hidden part that names whom the button is about.
+ * @param {HTMLElement} el @param {string} visible @param {string} hidden
+ */
+export function label(el, visible, hidden) {
+  const full = `${visible} ${hidden}`;
+  if (el.dataset.label === full) return;
+  el.dataset.label = full;
+  el.replaceChildren(visible, h('span', { class: 'visually-hidden', text: ` ${hidden}` }));
+}

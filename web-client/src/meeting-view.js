@@ -2,8 +2,16 @@
 // here, chat, and for facilitators the waiting room, support requests and meeting controls.
 // `render` is called after every change; it updates the page in place.
 
-import { byId, clock, confirmDialog, h, reconcile, setText, show, spokenDuration, timeOfDay } from './dom.js';
-import { durationWords, onLangChange, ordinal, t } from './i18n.js';
+import { byId, clock, confirmDialog, h, label, reconcile, setText, show, spokenDuration, timeOfDay } from './dom.js';
+import {
+  labelShareOptions,
+  renderMeetingControls,
+  renderSoundButton,
+  renderSupport,
+  renderWaiting,
+  waitedFor,
+} from './facilitator-view.js';
+import { onLangChange, ordinal, t } from './i18n.js';
 import { media } from './media.js';
 import { renderSupportAlert, setSound, soundOn } from './support-alert.js';
 import {
@@ -159,20 +167,6 @@ export function bindMeeting(c) {
   });
 }
 
-/** The share-length choices in words ("15 seconds", "5 minutes", "Untimed"). */
-function labelShareOptions() {
-  for (const o of byId('share-length', HTMLSelectElement).options) {
-    o.textContent = Number(o.value) === 0 ? t('duration.untimed') : durationWords(Number(o.value));
-  }
-}
-
-function renderSoundButton() {
-  const b = button('support-sound');
-  const on = soundOn();
-  setText(b, on ? t('fac.soundOn') : t('fac.soundOff'));
-  b.setAttribute('aria-pressed', String(on));
-}
-
 /** @param {MeetingState} s */
 export function render(s) {
   const me = mySeat(s);
@@ -190,8 +184,8 @@ export function render(s) {
   show(byId('fac-meeting'), fac);
   show(byId('fac-floor'), fac);
   if (fac) {
-    renderWaiting(s);
-    renderSupport(s);
+    renderWaiting(s, ctx.send);
+    renderSupport(s, ctx.send);
     renderMeetingControls(s);
   }
   renderSupportAlert(fac ? s.support : [], (request_id) => ctx.send({ type: 'ack_support', request_id }));
@@ -205,12 +199,6 @@ export function tick(s) {
     const el = li.querySelector('.since');
     if (el && since) setText(el, waitedFor(serverNow(s) - since));
   }
-}
-
-/** @param {number} ms */
-function waitedFor(ms) {
-  const min = Math.floor(ms / 60_000);
-  return min < 1 ? t('waiting.justArrived') : t('waiting.for', { n: min });
 }
 
 /** @param {MeetingState} s @param {boolean} fac */
@@ -407,17 +395,6 @@ function renderQueue(s, fac) {
   );
 }
 
-/**
- * Visible text plus a hidden part that names whom the button is about.
- * @param {HTMLElement} el @param {string} visible @param {string} hidden
- */
-function label(el, visible, hidden) {
-  const full = `${visible} ${hidden}`;
-  if (el.dataset.label === full) return;
-  el.dataset.label = full;
-  el.replaceChildren(visible, h('span', { class: 'visually-hidden', text: ` ${hidden}` }));
-}
-
 /** @param {ParticipantView} p @param {MeetingState} s */
 function personStatus(p, s) {
   const bits = [];
@@ -580,99 +557,6 @@ function updateManage(details, p, s) {
   label(b('promote'), p.role === 'co_facilitator' ? t('act.makeMember') : t('act.makeCo'), name);
   label(b('remove'), t('act.remove'), name);
   label(b('ban'), t('act.ban'), name);
-}
-
-/** @param {MeetingState} s */
-function renderWaiting(s) {
-  setText(byId('waiting-count'), `(${s.waiting.length})`);
-  button('admit-all').hidden = s.waiting.length < 2;
-  reconcile(
-    byId('waiting-list'),
-    s.waiting,
-    (w) => w.participant_id,
-    (w) => {
-      const id = w.participant_id;
-      return h(
-        'li',
-        { class: 'row' },
-        h('span', { class: 'name' }),
-        h('span', { class: 'meta since' }),
-        h(
-          'span',
-          { class: 'row-actions' },
-          h('button', { type: 'button', class: 'small primary', 'data-act': 'admit', onclick: () => ctx.send({ type: 'admit', participant_id: id }) }),
-          h('button', {
-            type: 'button',
-            class: 'small quiet',
-            'data-act': 'deny',
-            onclick: async () => {
-              const message = await confirmDialog({
-                title: t('deny.title', { name: w.display_name }),
-                text: t('deny.text'),
-                confirm: t('deny.confirm'),
-                field: t('deny.field'),
-              });
-              if (message !== null) ctx.send({ type: 'deny', participant_id: id, message: message || null });
-            },
-          }),
-        ),
-      );
-    },
-    (li, w) => {
-      li.dataset.since = String(w.since);
-      setText(/** @type {Element} */ (li.querySelector('.name')), w.display_name);
-      setText(/** @type {Element} */ (li.querySelector('.since')), waitedFor(serverNow(s) - w.since));
-      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="admit"]')), t('act.admit'), w.display_name);
-      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="deny"]')), t('act.deny'), w.display_name);
-    },
-  );
-}
-
-/** @param {MeetingState} s */
-function renderSupport(s) {
-  setText(byId('support-count'), `(${s.support.length})`);
-  reconcile(
-    byId('support-list'),
-    s.support,
-    (r) => String(r.request_id),
-    (r) =>
-      h(
-        'li',
-        { class: 'row support-row' },
-        h('span', { class: 'who' }, h('span', { class: 'name' }), ' ', h('span', { class: 'meta' })),
-        h('span', { class: 'text' }),
-        h('button', { type: 'button', class: 'small primary', 'data-act': 'ack', onclick: () => ctx.send({ type: 'ack_support', request_id: r.request_id }) }),
-      ),
-    (li, r) => {
-      setText(/** @type {Element} */ (li.querySelector('.name')), r.display_name);
-      setText(/** @type {Element} */ (li.querySelector('.meta')), t('support.at', { time: timeOfDay(r.at) }));
-      setText(/** @type {Element} */ (li.querySelector('.text')), r.text ? `“${r.text}”` : t('support.noMessage'));
-      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="ack"]')), t('support.ack'), t('support.whose', { name: r.display_name }));
-    },
-  );
-}
-
-/** @param {MeetingState} s */
-function renderMeetingControls(s) {
-  const m = s.meeting;
-  if (!m) return;
-  const lock = button('lock-btn');
-  setText(lock, m.locked ? t('fac.unlock') : t('fac.lock'));
-  lock.setAttribute('aria-pressed', String(m.locked));
-  const chat = button('chat-toggle');
-  setText(chat, m.settings.chat_enabled ? t('fac.chatOff') : t('fac.chatOn'));
-  chat.setAttribute('aria-pressed', String(Boolean(m.settings.chat_enabled)));
-  const waiting = button('waiting-toggle');
-  const wr = m.settings.waiting_room ?? true;
-  setText(waiting, wr ? t('fac.waitingOff') : t('fac.waitingOn'));
-  waiting.setAttribute('aria-pressed', String(wr));
-  const select = byId('share-length', HTMLSelectElement);
-  const secs = String(m.settings.share_seconds ?? 0);
-  if (![...select.options].some((o) => o.value === secs)) {
-    select.append(h('option', { value: secs, text: durationWords(Number(secs)) }));
-  }
-  renderSoundButton();
-  if (document.activeElement !== select) select.value = secs;
 }
 
 /** @param {MeetingState} s @param {boolean} fac @param {boolean} observer */
