@@ -4,9 +4,9 @@
 
 use crate::auth::{self, Programs};
 use crate::config::Config;
+use crate::journal::Journal;
 use crate::meeting::actor::ActorConfig;
 use crate::meeting::registry::RoomDeps;
-use crate::meeting::store_writer::{self, StoreWrite};
 use crate::meeting::Rooms;
 use crate::metrics::Metrics;
 use crate::protocol::MeetingSettings;
@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Everything a request handler or connection needs.
@@ -29,7 +28,8 @@ pub struct AppInner {
     pub rooms: Arc<Rooms>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
-    pub store_tx: mpsc::Sender<StoreWrite>,
+    /// Where every record for the database goes first (see `journal`).
+    pub journal: Journal,
     /// The server's certificate keys.
     pub keyring: crate::attendance::certificate::Keyring,
     /// The media engine, when enabled.
@@ -61,12 +61,9 @@ impl AppState {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Waits until every store write queued so far is committed.
+    /// Waits until every record journalled so far is in the database (tests, shutdown).
     pub async fn flush_store(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.store_tx.send(StoreWrite::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.journal.wait_confirmed().await;
     }
 }
 
@@ -81,6 +78,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("configuration: {0}")]
     Program(#[from] auth::ProgramError),
+    #[error("{0}")]
+    Journal(#[from] crate::journal::JournalError),
     #[error("server keys: {0}")]
     Keyring(#[from] crate::attendance::certificate::KeyringError),
     #[error("cannot listen on {0}: {1}")]
@@ -105,6 +104,8 @@ pub struct Server {
     pub demo_meeting: Option<String>,
     serve: tokio::task::JoinHandle<()>,
     writer_done: tokio::sync::oneshot::Receiver<()>,
+    drain: tokio::task::JoinHandle<()>,
+    drain_stop: CancellationToken,
 }
 
 /// The demo program and meeting ids.
@@ -195,6 +196,28 @@ pub async fn open_store(config: &Config) -> Result<(Store, Option<Demo>), StartE
     Ok((store, demo))
 }
 
+/// How long a stopping server waits for the database to take what the journal holds.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The node's presence heartbeat: one journal record every `seconds` naming every live meeting
+/// with someone present (one database statement, however many meetings). It bounds what a crash
+/// can lose: an interval still open is closed at the meeting's last heartbeat.
+async fn heartbeat(app: AppState, seconds: u64) {
+    let clock = crate::meeting::actor::Clock::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(seconds));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let meetings = app.rooms.alive();
+        if !meetings.is_empty() {
+            app.journal.append(crate::journal::Record::Heartbeat { at: clock.now() as i64, meetings });
+        }
+    }
+}
+
 /// Purges attendance older than `days`, hourly, and logs how much went.
 async fn retention(app: AppState, days: u32) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -229,7 +252,9 @@ impl Server {
         );
         let keyring = crate::attendance::certificate::Keyring::load_or_create(&store, now_ms()).await?;
         let metrics = Arc::new(Metrics::new());
-        let store_tx = store_writer::spawn(store.clone());
+        let journal = Journal::open(&config.data_dir.join("journal"), config.limits.journal_max_bytes)?;
+        let drain_stop = CancellationToken::new();
+        let drain = crate::journal::spawn_drain(journal.clone(), store.clone(), metrics.clone(), drain_stop.clone());
         let sfu = if config.media.enabled {
             let ip = config.listen.ip();
             let advertise = config.media.advertise_ip.unwrap_or(if ip.is_unspecified() {
@@ -249,7 +274,7 @@ impl Server {
         let limits = &config.limits;
         let rooms = Rooms::new(RoomDeps {
             metrics: metrics.clone(),
-            store_tx: store_tx.clone(),
+            journal: journal.clone(),
             store: store.clone(),
             limits: RoomLimits {
                 capacity: limits.capacity,
@@ -260,11 +285,7 @@ impl Server {
                 support_max_chars: 500,
                 crisis_resources: crisis_resources.clone(),
             },
-            actor: ActorConfig {
-                replay_events: limits.replay_events,
-                idle_stop_ms: 60_000,
-                heartbeat_ms: limits.heartbeat_seconds.max(1) * 1000,
-            },
+            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
             sfu: sfu.clone(),
         });
         let listener =
@@ -279,13 +300,14 @@ impl Server {
             rooms,
             metrics,
             shutdown: shutdown.clone(),
-            store_tx,
+            journal,
             keyring,
             sfu,
             public_url,
             crisis_resources,
             next_conn: AtomicU64::new(1),
         }));
+        tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
         if let Some(days) = app.config.attendance_retention_days {
             tokio::spawn(retention(app.clone(), days));
         }
@@ -305,7 +327,7 @@ impl Server {
             let _ = writer_done_tx.send(());
         });
         tracing::info!(%addr, "listening");
-        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done })
+        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done, drain, drain_stop })
     }
 
     /// Stops gracefully: no new connections, every meeting tells its participants and closes,
@@ -315,6 +337,11 @@ impl Server {
         self.app.rooms.shutdown_all().await;
         let _ = self.writer_done.await;
         let _ = self.serve.await;
-        self.app.flush_store().await;
+        // Everything is durable in the journal; give the database a few seconds to take it, and
+        // leave the rest for the next start to replay.
+        let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.app.flush_store()).await;
+        self.drain_stop.cancel();
+        let _ = self.drain.await;
+        self.app.journal.close().await;
     }
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 /// too: `haven --listen 0.0.0.0:8080`). On a first start with no programs configured it creates
 /// a demo program and meeting and prints links to try them.
 #[derive(Debug, Parser)]
-#[command(name = "haven", version, args_conflicts_with_subcommands = true)]
+#[command(name = "haven", version)]
 pub struct Cli {
     /// TOML configuration file (see README); `HAVEN_*` variables override it.
     #[arg(long, global = true, env = "HAVEN_CONFIG")]

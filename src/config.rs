@@ -125,6 +125,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Leeway for token `exp`/`nbf`, seconds.
     pub token_leeway_seconds: u64,
+    /// Bytes the local journal may hold that the database has not confirmed (a database outage
+    /// fills it). Past it, new joins are refused with `storage_backlog`; people already in
+    /// meetings are never dropped and their records are still kept.
+    pub journal_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -150,6 +154,7 @@ impl Default for Limits {
             replay_events: 128,
             max_connections: 20_000,
             token_leeway_seconds: 30,
+            journal_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -334,5 +339,7 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let c: Config = toml::from_str(&text).unwrap();
         assert_eq!(c.programs[0].token_alg, TokenAlg::EdDSA);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.programs[0].crisis_resources.len(), 2);
     }
 }

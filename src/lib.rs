@@ -12,6 +12,7 @@ pub mod attendance;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod journal;
 pub mod meeting;
 pub mod metrics;
 pub mod protocol;

@@ -27,6 +27,12 @@ pub struct Metrics {
     pub media_packets_forwarded: Counter,
     pub media_packets_dropped: Counter,
     pub media_bytes_forwarded: Counter,
+    /// Records in the local journal that the database has not confirmed.
+    pub journal_backlog_records: Gauge,
+    pub journal_backlog_bytes: Gauge,
+    pub journal_backlog_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Failed attempts to write journalled records to the database (each is retried).
+    pub store_write_failures: Counter,
     registry: Registry,
 }
 
@@ -61,6 +67,26 @@ impl Metrics {
             "media_bytes_forwarded",
             "Media payload bytes forwarded (per subscriber)",
             m.media_bytes_forwarded.clone(),
+        );
+        reg.register(
+            "journal_backlog_records",
+            "Records in the local journal not yet confirmed by the database",
+            m.journal_backlog_records.clone(),
+        );
+        reg.register(
+            "journal_backlog_bytes",
+            "Bytes in the local journal not yet confirmed by the database",
+            m.journal_backlog_bytes.clone(),
+        );
+        reg.register(
+            "journal_backlog_age_seconds",
+            "Age of the oldest record not yet confirmed by the database",
+            m.journal_backlog_age_seconds.clone(),
+        );
+        reg.register(
+            "store_write_failures",
+            "Failed attempts to write journalled records to the database (retried, never dropped)",
+            m.store_write_failures.clone(),
         );
         m.registry = reg;
         m

@@ -253,6 +253,8 @@ pub async fn in_process_haven() -> anyhow::Result<InProcess> {
         token_key: secret.clone().into(),
         api_key_sha256: haven::auth::hash_api_key(&api_key),
         default_credit_policy: None,
+        facilitation_earns_credit: true,
+        crisis_resources: Vec::new(),
     }];
     config.limits.max_capacity = 10_000;
     config.limits.messages_per_second = 100_000;

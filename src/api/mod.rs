@@ -74,17 +74,29 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready to take new participants: not shutting down, the database answers, and the journal is
+/// not past its bound. Live meetings go on either way; the body says what is wrong.
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    if app.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-    }
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "store not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+    let journal = app.journal.backlog();
+    let database = match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "readyz: the database does not answer");
+            "unreachable"
         }
-    }
+        Err(_) => "unreachable",
+    };
+    let status = if app.shutdown.is_cancelled() {
+        "shutting_down"
+    } else if journal.full {
+        "storage_backlog"
+    } else if database != "ok" {
+        "database_unreachable"
+    } else {
+        "ready"
+    };
+    let code = if status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(serde_json::json!({"status": status, "database": database, "journal": journal})))
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

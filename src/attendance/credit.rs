@@ -3,7 +3,9 @@
 //! Per member and meeting, presence is the union of the intervals of all their seats (a reconnect
 //! or a second device never counts twice). Gaps no longer than the policy's `max_gap_seconds` are
 //! bridged (a network blip is not an interruption); longer gaps are interruptions and are not
-//! presence. Records are sorted by a total key first, so their order never changes the result.
+//! presence. Records are sorted by a total key first (seat, time, then their place in the ledger),
+//! so the order they are read in never changes the result, and records of one seat in the same
+//! millisecond (a drop and a resume, a join and a leave) keep the order they happened in.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +51,9 @@ pub struct Record {
     pub kind: Kind,
     /// Unix milliseconds.
     pub at: i64,
+    /// The record's place in the ledger (its row id): one seat's records are written in the order
+    /// they happened, so this breaks ties between records of the same millisecond.
+    pub order: i64,
 }
 
 /// How a program decides credit. Stored with each result, so a result can always be explained.
@@ -167,7 +172,7 @@ pub fn union(mut intervals: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
 /// heartbeat: a crash never credits time nobody saw); `scheduled` is the meeting's window.
 pub fn compute(records: &[Record], open_end: i64, policy: &CreditPolicy, scheduled: Option<(i64, i64)>) -> Outcome {
     let mut sorted: Vec<&Record> = records.iter().collect();
-    sorted.sort_by(|a, b| (&a.seat, a.at, a.kind).cmp(&(&b.seat, b.at, b.kind)));
+    sorted.sort_by(|a, b| (&a.seat, a.at, a.order, a.kind).cmp(&(&b.seat, b.at, b.order, b.kind)));
     let mut raw = Vec::new();
     for seat in sorted.chunk_by(|a, b| a.seat == b.seat) {
         seat_intervals(seat, open_end, &mut raw);
@@ -240,7 +245,28 @@ mod tests {
     use proptest::prelude::*;
 
     fn rec(seat: &str, kind: Kind, at_s: i64) -> Record {
-        Record { seat: seat.into(), kind, at: at_s * 1000 }
+        Record { seat: seat.into(), kind, at: at_s * 1000, order: 0 }
+    }
+
+    /// Records in ledger order, times in milliseconds.
+    fn ledger(records: &[(Kind, i64)]) -> Vec<Record> {
+        records.iter().zip(1..).map(|(&(kind, at), order)| Record { seat: "a".into(), kind, at, order }).collect()
+    }
+
+    #[test]
+    fn a_drop_and_a_resume_in_the_same_millisecond_keep_the_seat_present() {
+        let r = ledger(&[(Kind::Admitted, 0), (Kind::Disconnected, 1000), (Kind::Resumed, 1000), (Kind::Left, 5000)]);
+        let o = compute(&r, 0, &minutes(0), None);
+        assert_eq!(o.seconds_present, 5);
+        assert_eq!(o.intervals, vec![(0, 5000)]);
+    }
+
+    #[test]
+    fn a_join_and_a_leave_in_the_same_millisecond_count_nothing() {
+        let r = ledger(&[(Kind::Admitted, 1000), (Kind::Left, 1000)]);
+        // Were the leave sorted first, the seat would stay open until the last heartbeat.
+        let o = compute(&r, 600_000, &minutes(0), None);
+        assert_eq!(o.seconds_present, 0);
     }
 
     fn minutes(m: u32) -> CreditPolicy {
@@ -369,13 +395,18 @@ mod tests {
 
         #[test]
         fn reordering_records_never_changes_the_result(
-            raw in proptest::collection::vec((0u8..3, 0u8..4, 0i64..5000), 0..40),
+            // Few distinct times, so records of one seat often share a millisecond.
+            raw in proptest::collection::vec((0u8..3, 0u8..4, 0i64..50), 0..40),
             seed in any::<u64>(),
             gap in 0u32..300,
         ) {
             let kinds = [Kind::Admitted, Kind::Resumed, Kind::Disconnected, Kind::Left];
-            let records: Vec<Record> =
-                raw.iter().map(|&(seat, k, at)| Record { seat: format!("s{seat}"), kind: kinds[k as usize], at: at * 1000 }).collect();
+            // Each record has its own place in the ledger, as rows do.
+            let records: Vec<Record> = raw
+                .iter()
+                .zip(0..)
+                .map(|(&(seat, k, at), order)| Record { seat: format!("s{seat}"), kind: kinds[k as usize], at: at * 100_000, order })
+                .collect();
             let mut shuffled = records.clone();
             // A deterministic shuffle from the seed.
             let mut x = seed | 1;
@@ -395,7 +426,7 @@ mod tests {
         ) {
             let kinds = [Kind::Admitted, Kind::Resumed, Kind::Disconnected, Kind::Left];
             let records: Vec<Record> =
-                raw.iter().map(|&(seat, k, at)| Record { seat: format!("s{seat}"), kind: kinds[k as usize], at: at * 1000 }).collect();
+                raw.iter().zip(0..).map(|(&(seat, k, at), order)| Record { seat: format!("s{seat}"), kind: kinds[k as usize], at: at * 1000, order }).collect();
             let strict = compute(&records, 5_000_000, &CreditPolicy { min_minutes: Some(1), min_share_percent: None, max_gap_seconds: 0 }, None);
             let loose = compute(&records, 5_000_000, &CreditPolicy { min_minutes: Some(1), min_share_percent: None, max_gap_seconds: gap }, None);
             prop_assert!(loose.seconds_present >= strict.seconds_present);

@@ -67,8 +67,10 @@ pub struct Filter {
     pub to: i64,
 }
 
+/// RFC 3339 in UTC with milliseconds: presence is recorded to the millisecond, and a verifier can
+/// recompute a verdict from the intervals exactly.
 pub fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn scheduled(m: &MeetingRow) -> Option<(i64, i64)> {
@@ -283,7 +285,16 @@ mod tests {
         let line = lines.next().unwrap();
         assert!(line.ends_with(",facilitator"), "{line}");
         assert!(line.contains("\"Tuesday, \"\"evening\"\" group\""), "{line}");
-        assert!(line.contains("1970-01-01T00:00:00Z/1970-01-01T00:01:00Z"));
+        assert!(line.contains("1970-01-01T00:00:00.000Z/1970-01-01T00:01:00.000Z"));
+    }
+
+    #[test]
+    fn the_highest_admitted_role_counts() {
+        let roles = |r: &[&str]| highest_role(r.iter().map(|s| s.to_string()).collect());
+        assert_eq!(roles(&["member", "facilitator"]).as_deref(), Some("facilitator"));
+        assert_eq!(roles(&["observer", "member"]).as_deref(), Some("member"));
+        assert_eq!(roles(&["co_facilitator", "member"]).as_deref(), Some("co_facilitator"));
+        assert_eq!(roles(&[]), None);
     }
 
     #[test]

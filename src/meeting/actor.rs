@@ -7,8 +7,8 @@
 //! is held for the grace period like any dropped connection), so a slow client never stalls a room.
 
 use super::registry::Rooms;
-use super::store_writer::StoreWrite;
 use crate::attendance::credit::Kind;
+use crate::journal::{AuditRecord, Journal, Record};
 use crate::metrics::Metrics;
 use crate::protocol::{Command, ErrorCode, Event, LeaveReason, ParticipantId, ProtocolError, Role};
 use crate::room::{Audience, Effect, Input, MemberKey, Millis, Outcome, Presence, Room, Timer};
@@ -157,8 +157,6 @@ struct Session {
 #[derive(Debug, Clone)]
 pub struct ActorConfig {
     pub replay_events: usize,
-    /// How often a meeting with people present records that it is alive.
-    pub heartbeat_ms: u64,
     /// How long an empty meeting keeps its actor.
     pub idle_stop_ms: u64,
 }
@@ -199,8 +197,10 @@ pub(super) struct Actor {
     pub rooms: Arc<Rooms>,
     pub actor_id: u64,
     pub metrics: Arc<Metrics>,
-    pub store_tx: mpsc::Sender<StoreWrite>,
-    pub store: crate::store::Store,
+    pub journal: Journal,
+    /// How many are present (admitted, connected or within their grace): the node's heartbeat
+    /// reads it to know which meetings are alive.
+    pub present: Arc<std::sync::atomic::AtomicUsize>,
     pub sfu: Option<crate::sfu::SfuHandle>,
     pub self_tx: mpsc::Sender<ActorMsg>,
     pub config: ActorConfig,
@@ -209,7 +209,7 @@ pub(super) struct Actor {
     timers: BinaryHeap<Reverse<(Millis, u64, TimerKey)>>,
     timer_seq: u64,
     effects: Vec<Effect>,
-    writes: Vec<StoreWrite>,
+    writes: Vec<Record>,
     sfu_cmds: Vec<crate::sfu::SfuCmd>,
     /// Reused for each fan-out.
     recipients: Vec<ParticipantId>,
@@ -289,8 +289,8 @@ impl Actor {
         rooms: Arc<Rooms>,
         actor_id: u64,
         metrics: Arc<Metrics>,
-        store_tx: mpsc::Sender<StoreWrite>,
-        store: crate::store::Store,
+        journal: Journal,
+        present: Arc<std::sync::atomic::AtomicUsize>,
         sfu: Option<crate::sfu::SfuHandle>,
         self_tx: mpsc::Sender<ActorMsg>,
         config: ActorConfig,
@@ -302,8 +302,8 @@ impl Actor {
             rooms,
             actor_id,
             metrics,
-            store_tx,
-            store,
+            journal,
+            present,
             sfu,
             self_tx,
             config,
@@ -323,11 +323,10 @@ impl Actor {
     pub(super) async fn run(mut self) {
         self.metrics.live_meetings.inc();
         let mut empty_since: Option<Millis> = None;
-        let mut next_heartbeat = self.clock.now() + self.config.heartbeat_ms;
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let idle_deadline = empty_since.map(|t| t + self.config.idle_stop_ms);
-            let wake = [next_timer, idle_deadline, Some(next_heartbeat)].into_iter().flatten().min();
+            let wake = [next_timer, idle_deadline].into_iter().flatten().min();
             let sleep = tokio::time::sleep_until(
                 wake.map(|w| self.clock.instant_at(w))
                     .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600)),
@@ -350,12 +349,6 @@ impl Actor {
                         self.timers.pop();
                         self.input(Input::Timer(timer), None);
                     }
-                    if now >= next_heartbeat {
-                        next_heartbeat = now + self.config.heartbeat_ms;
-                        if self.room.participants().iter().any(|p| p.admitted) {
-                            self.writes.push(StoreWrite::Heartbeat { meeting: self.room.id().to_string(), at: now as i64 });
-                        }
-                    }
                     if empty_since.is_some_and(|t| now >= t + self.config.idle_stop_ms) && self.room.is_empty() {
                         break;
                     }
@@ -376,30 +369,13 @@ impl Actor {
 
     /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
     async fn stop(mut self) {
+        self.finish_writes().await;
         if self.ended {
-            // Every presence record is committed before the results are computed from them.
-            self.finish_writes().await;
-            let (done, wait) = oneshot::channel();
-            if self.store_tx.send(StoreWrite::Flush(done)).await.is_ok() {
-                let _ = wait.await;
-            }
-            if let Err(e) = crate::attendance::finalize(&self.store, self.room.id(), self.clock.now() as i64).await {
-                tracing::error!(meeting = %self.room.id(), error = %e, "cannot finalize attendance; exports show live figures");
-            }
-        }
-        if self.ended {
-            // Committed after the results and before the actor leaves the registry: an ended
-            // meeting always has final results, and no new actor can start for it in between.
-            let at = self.clock.now() as i64;
-            for attempt in 0..5u64 {
-                match self.store.end_meeting(self.room.id(), at).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(meeting = %self.room.id(), error = %e, attempt, "cannot record the meeting's end; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-                    }
-                }
-            }
+            // Journalled after every record of the meeting and before the actor leaves the
+            // registry: the drain computes results only once all of them are stored, and the
+            // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
+            self.journal
+                .append(Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 });
         }
         self.rooms.remove_actor(self.room.id(), self.actor_id);
         self.rx.close();
@@ -422,11 +398,9 @@ impl Actor {
         self.metrics.live_meetings.dec();
     }
 
+    /// Media rules first (a facilitator's mute takes effect before anything is written), then the
+    /// records, into the journal: an append that never waits for the database.
     async fn finish_writes(&mut self) {
-        for w in self.writes.drain(..) {
-            // Waits only when the store is far behind (bounded queue); records are never dropped here.
-            let _ = self.store_tx.send(w).await;
-        }
         if let Some(sfu) = &self.sfu {
             for c in self.sfu_cmds.drain(..) {
                 // Rules are never dropped: the actor waits if the media engine is behind.
@@ -435,6 +409,21 @@ impl Actor {
         } else {
             self.sfu_cmds.clear();
         }
+        if !self.writes.is_empty() {
+            self.journal.append_all(self.writes.drain(..));
+        }
+    }
+
+    /// A new join is refused while the journal is past its bound (the database has been away a
+    /// long time); someone who already has a seat (a reload, a second device) still gets it back.
+    fn storage_refusal(&self, member: &MemberKey) -> Option<ProtocolError> {
+        if !self.journal.is_full() || self.room.participants().iter().any(|p| &p.member == member) {
+            return None;
+        }
+        Some(ProtocolError::new(
+            ErrorCode::StorageBacklog,
+            "the server cannot take new participants right now; try again in a few minutes",
+        ))
     }
 
     fn peer_key(&self, participant_id: ParticipantId) -> crate::sfu::PeerKey {
@@ -467,9 +456,15 @@ impl Actor {
     fn on_msg(&mut self, msg: ActorMsg) {
         match msg {
             ActorMsg::Precheck { member, role, reply } => {
-                let _ = reply.send(self.room.join_refusal(&member, role));
+                let _ = reply.send(self.storage_refusal(&member).or_else(|| self.room.join_refusal(&member, role)));
             }
             ActorMsg::Join { conn, member, role, display_name, request_id, reply } => {
+                if let Some(e) = self.storage_refusal(&member) {
+                    self.metrics.error(e.code.as_str());
+                    let _ = conn.try_frame(render_frame(0, request_id.as_deref(), &event_body(&error_event(e))));
+                    let _ = reply.send(Err(JoinFailure::Refused));
+                    return;
+                }
                 let participant_id = ParticipantId::from_random(rand::random());
                 let input = Input::Join {
                     participant_id,
@@ -590,6 +585,9 @@ impl Actor {
                 ok &= conn.try_frame(render_frame(*seq, rid.as_deref(), body)).is_ok();
             }
         } else if let Some(snap) = self.room.snapshot(pid) {
+            // The client drops frames numbered at or below what it has seen: the fresh snapshot
+            // and everything after it continue above the client's `last_seq`.
+            s.next_seq = s.next_seq.max(last_seq);
             let body = event_body(&snap);
             self.deliver(pid, &body, None);
         }
@@ -690,16 +688,18 @@ impl Actor {
                     let (kind, reason) = match change {
                         Presence::Admitted => {
                             self.metrics.participants.inc();
+                            self.present.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             (Kind::Admitted, None)
                         }
                         Presence::Left(r) => {
                             self.metrics.participants.dec();
+                            self.present.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                             (Kind::Left, Some(r.as_str().to_string()))
                         }
                         Presence::Disconnected => (Kind::Disconnected, None),
                         Presence::Resumed => (Kind::Resumed, None),
                     };
-                    self.writes.push(StoreWrite::Presence(PresenceRow {
+                    self.writes.push(Record::Presence(PresenceRow {
                         meeting_id: self.room.id().to_string(),
                         program_id: member.program,
                         member_ref: member.member_ref,
@@ -715,12 +715,22 @@ impl Actor {
                     }));
                 }
                 Effect::Audit(entry) => {
-                    self.writes.push(StoreWrite::Audit { meeting: self.room.id().to_string(), entry });
+                    self.writes.push(Record::Audit(AuditRecord {
+                        meeting: self.room.id().to_string(),
+                        at: entry.at as i64,
+                        actor: entry.actor.to_string(),
+                        actor_name: entry.actor_name,
+                        action: entry.action.to_string(),
+                        target: entry.target.map(|t| t.to_string()),
+                        target_name: entry.target_name,
+                        detail: entry.detail,
+                    }));
                 }
                 Effect::Banned { member } => {
-                    self.writes.push(StoreWrite::Ban {
+                    self.writes.push(Record::Ban {
                         meeting: self.room.id().to_string(),
-                        member,
+                        program: member.program,
+                        member_ref: member.member_ref,
                         at: self.clock.now() as i64,
                     });
                 }

@@ -1,13 +1,14 @@
 //! Meeting id to room actor. A `DashMap`, so lookups from many connections never contend on one
 //! lock; an actor is spawned on first use and removes itself when it stops.
 
-use super::actor::{Actor, ActorConfig, ActorMsg, Clock};
-use super::store_writer::StoreWrite;
+use super::actor::{error_event, event_body, render_frame, Actor, ActorConfig, ActorMsg, Clock, JoinFailure};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
+use crate::protocol::{ErrorCode, ProtocolError};
 use crate::room::{MemberKey, Room, RoomLimits};
 use crate::store::MeetingRow;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,13 +21,18 @@ const ACTOR_QUEUE: usize = 1024;
 pub struct RoomHandle {
     pub actor_id: u64,
     pub tx: mpsc::Sender<ActorMsg>,
+    /// How many are present; kept by the actor, read by the node's heartbeat.
+    pub present: Arc<AtomicUsize>,
+    /// The meeting as it was when the actor started: joins to a live meeting are authorised
+    /// from it, so they never wait on the database.
+    pub meeting: Arc<MeetingRow>,
 }
 
 /// What every actor needs from the server.
 #[derive(Debug, Clone)]
 pub struct RoomDeps {
     pub metrics: Arc<Metrics>,
-    pub store_tx: mpsc::Sender<StoreWrite>,
+    pub journal: Journal,
     pub store: crate::store::Store,
     pub limits: RoomLimits,
     pub actor: ActorConfig,
@@ -61,7 +67,14 @@ impl Rooms {
         self.map.is_empty()
     }
 
-    /// The live meeting, starting its actor if needed.
+    /// Live meetings with someone present (for the node's heartbeat).
+    pub fn alive(&self) -> Vec<String> {
+        self.map.iter().filter(|e| e.value().present.load(Ordering::Relaxed) > 0).map(|e| e.key().clone()).collect()
+    }
+
+    /// The live meeting, starting its actor if needed. `meeting` may have been read a moment ago:
+    /// a meeting that ended or was deleted since is not started again (its actor answers every
+    /// join with `meeting_ended` and stops).
     pub fn get_or_spawn(self: &Arc<Self>, meeting: &MeetingRow) -> RoomHandle {
         if let Some(h) = self.get(&meeting.id) {
             return h;
@@ -75,12 +88,36 @@ impl Rooms {
                 limits.capacity = meeting.capacity.clamp(1, i64::from(u32::MAX)) as usize;
                 let rooms = self.clone();
                 let self_tx = tx.clone();
+                let present = Arc::new(AtomicUsize::new(0));
+                let actor_present = present.clone();
                 let deps = self.deps.clone();
+                let meeting_row = meeting.clone();
                 let meeting = meeting.clone();
                 tokio::spawn(async move {
-                    // Bans outlive actors; an unreadable ban list must not let banned members in,
-                    // so the actor does not start without it.
-                    let bans: Vec<MemberKey> = match deps.store.bans(&meeting.id).await {
+                    // The meeting as stored now (it may have ended or been deleted since the caller
+                    // read it) and its bans: bans outlive actors, and an unreadable ban list must
+                    // not let banned members in, so the actor does not start without it. Bans
+                    // still in the journal count too.
+                    let current = if deps.journal.is_ending(&meeting.id) {
+                        Ok(None)
+                    } else {
+                        deps.store.meeting(&meeting.id).await
+                    };
+                    let current = match current {
+                        Ok(Some(m)) if m.ended_at.is_none() => m,
+                        Ok(_) => {
+                            rooms.remove_actor(&meeting.id, actor_id);
+                            drop(self_tx);
+                            refuse_all(rx, ProtocolError::new(ErrorCode::MeetingEnded, "the meeting has ended")).await;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!(meeting = %meeting.id, error = %e, "cannot read the meeting; meeting unavailable");
+                            rooms.remove_actor(&meeting.id, actor_id);
+                            return;
+                        }
+                    };
+                    let mut bans: Vec<MemberKey> = match deps.store.bans(&meeting.id).await {
                         Ok(b) => b,
                         Err(e) => {
                             tracing::error!(meeting = %meeting.id, error = %e, "cannot load bans; meeting unavailable");
@@ -88,6 +125,8 @@ impl Rooms {
                             return;
                         }
                     };
+                    bans.extend(deps.journal.pending_bans(&meeting.id));
+                    let meeting = current;
                     let room =
                         Room::new(meeting.id.clone(), meeting.title.clone(), meeting.settings.clone(), limits, bans);
                     let actor = Actor::new(
@@ -96,8 +135,8 @@ impl Rooms {
                         rooms,
                         actor_id,
                         deps.metrics,
-                        deps.store_tx,
-                        deps.store,
+                        deps.journal,
+                        actor_present,
                         deps.sfu,
                         self_tx,
                         deps.actor,
@@ -105,7 +144,7 @@ impl Rooms {
                     );
                     actor.run().await;
                 });
-                RoomHandle { actor_id, tx }
+                RoomHandle { actor_id, tx, present, meeting: Arc::new(meeting_row) }
             })
             .clone()
     }
@@ -127,6 +166,27 @@ impl Rooms {
         }
         for w in waits {
             let _ = w.await;
+        }
+    }
+}
+
+/// Answers everything sent to a meeting that may not start (ended or deleted) with `error`, until
+/// the last sender is gone.
+async fn refuse_all(mut rx: mpsc::Receiver<ActorMsg>, error: ProtocolError) {
+    let body = event_body(&error_event(error.clone()));
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ActorMsg::Precheck { reply, .. } => {
+                let _ = reply.send(Some(error.clone()));
+            }
+            ActorMsg::Join { conn, request_id, reply, .. } | ActorMsg::Resume { conn, request_id, reply, .. } => {
+                let _ = conn.tx.try_send(super::Outbound::Frame(render_frame(0, request_id.as_deref(), &body).into()));
+                let _ = reply.send(Err(JoinFailure::Refused));
+            }
+            ActorMsg::Shutdown { done } => {
+                let _ = done.send(());
+            }
+            _ => {}
         }
     }
 }

@@ -90,6 +90,9 @@ pub enum ErrorCode {
     InvalidMedia,
     /// The server is shutting down or overloaded; try again shortly.
     Unavailable,
+    /// The server's storage is far behind (its database is unreachable): no new participants for
+    /// now; everyone already in a meeting stays. Try again in a few minutes.
+    StorageBacklog,
     /// An unexpected server-side failure; nothing the client did.
     Internal,
 }
@@ -138,6 +141,7 @@ impl ErrorCode {
             ErrorCode::CertificateUnavailable => "certificate_unavailable",
             ErrorCode::InvalidMedia => "invalid_media",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::StorageBacklog => "storage_backlog",
             ErrorCode::Internal => "internal",
         }
     }

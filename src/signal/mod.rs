@@ -58,7 +58,7 @@ pub async fn upgrade(
 }
 
 async fn authorize(app: &AppState, token: Option<&str>, certificate: bool) -> Result<Credential, ApiError> {
-    check(app, token, certificate, &mut Findings::default()).await
+    check(app, token, certificate, true, &mut Findings::default()).await
 }
 
 /// What the checks learnt about a join, whatever their verdict (the join-check page shows it).
@@ -73,15 +73,17 @@ pub struct Findings {
 /// `POST /v1/join-check`: the upgrade's checks, without a socket or a connection slot.
 pub async fn join_check(app: &AppState, token: &str) -> (Findings, Result<(), ApiError>) {
     let mut found = Findings::default();
-    let verdict = check(app, Some(token), false, &mut found).await.map(|_| ());
+    let verdict = check(app, Some(token), false, false, &mut found).await.map(|_| ());
     (found, verdict)
 }
 
 /// The checks the upgrade runs, in its order; `found` collects what is known along the way.
+/// `spawn`: start the meeting's room to ask it (the upgrade joins it next; the join-check does not).
 async fn check(
     app: &AppState,
     token: Option<&str>,
     certificate: bool,
+    spawn: bool,
     found: &mut Findings,
 ) -> Result<Credential, ApiError> {
     if app.metrics.connections.get() >= app.config.limits.max_connections as i64 {
@@ -127,12 +129,16 @@ async fn check(
     };
     found.program = Some(program.id.clone());
     found.role = Some(claims.role.into());
-    let meeting = app
-        .store
-        .meeting(&claims.meeting)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?;
+    // A live meeting is authorised from what its actor holds, so joins never wait on the database.
+    let meeting = match app.rooms.get(&claims.meeting) {
+        Some(live) => (*live.meeting).clone(),
+        None => app
+            .store
+            .meeting(&claims.meeting)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?,
+    };
     if !meeting.admits_program(&program.id) {
         found.role = None;
         return Err(token_error(join_token::TokenError::WrongMeeting));
@@ -146,6 +152,30 @@ async fn check(
         return Err(ApiError::new(StatusCode::GONE, ErrorCode::MeetingEnded.as_str(), "the meeting has ended"));
     }
     let role = claims.role.into();
+    if !spawn && app.rooms.get(&meeting.id).is_none() {
+        // No live room: empty and unlocked, so only what a new room would check can refuse (the
+        // join-check must not start a room, which would show the meeting as live): an end not yet
+        // stored, a full journal, a stored ban.
+        if app.journal.is_ending(&meeting.id) {
+            return Err(ApiError::new(StatusCode::GONE, ErrorCode::MeetingEnded.as_str(), "the meeting has ended"));
+        }
+        if app.journal.is_full() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::StorageBacklog.as_str(),
+                "the server cannot take new participants right now; try again in a few minutes",
+            ));
+        }
+        let bans = app.store.bans(&meeting.id).await.map_err(|e| ApiError::internal(&e))?;
+        if bans.contains(&member) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Banned.as_str(),
+                "you cannot join this meeting",
+            ));
+        }
+        return Ok(Credential::Join { meeting: Box::new(meeting), member, role });
+    }
     // Ask the meeting whether it would take this member now (capacity, lock, ban).
     for _ in 0..2 {
         let handle = app.rooms.get_or_spawn(&meeting);
@@ -164,6 +194,7 @@ async fn check(
                 let status = match refusal.code {
                     ErrorCode::Banned => StatusCode::FORBIDDEN,
                     ErrorCode::MeetingEnded => StatusCode::GONE,
+                    ErrorCode::StorageBacklog => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::CONFLICT,
                 };
                 return Err(ApiError::new(status, refusal.code.as_str(), refusal.message));

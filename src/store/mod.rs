@@ -5,8 +5,9 @@
 //! (`$1, $2, ...`, none reused), which both engines read the same way. Times are Unix milliseconds.
 
 use crate::attendance::credit::{CreditPolicy, Kind, Record};
+use crate::journal::{record_key, Entry, Record as JournalRecord};
 use crate::protocol::MeetingSettings;
-use crate::room::{AuditEntry, MemberKey};
+use crate::room::MemberKey;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -306,29 +307,6 @@ impl Store {
 
     // ---- audit log ----
 
-    /// Appends audit entries in one transaction.
-    pub async fn append_audit(&self, entries: &[(String, AuditEntry)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for (meeting, e) in entries {
-            sqlx::query(
-                "INSERT INTO audit_log (meeting_id, at, actor, actor_name, action, target, target_name, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(meeting)
-            .bind(e.at as i64)
-            .bind(e.actor.to_string())
-            .bind(&e.actor_name)
-            .bind(e.action)
-            .bind(e.target.map(|t| t.to_string()))
-            .bind(&e.target_name)
-            .bind(&e.detail)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// A meeting's audit log, oldest first. Member references come from the ledger (a participant
     /// id is per meeting), and only for members of the program that owns the meeting.
     pub async fn audit_log(&self, meeting: &str) -> Result<Vec<AuditRow>, StoreError> {
@@ -360,7 +338,7 @@ impl Store {
 }
 
 /// One presence record for the ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
 pub struct PresenceRow {
     pub meeting_id: String,
     pub program_id: String,
@@ -370,6 +348,8 @@ pub struct PresenceRow {
     pub reason: Option<String>,
     pub at: i64,
     /// The role the participant holds (`facilitator`, `member`, ...), on `admitted` records.
+    /// Absent in journal entries written before roles were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }
 
@@ -398,39 +378,92 @@ pub struct KeyRow {
 impl Store {
     // ---- attendance ledger ----
 
-    /// Appends presence records in one transaction (the ledger is append-only).
-    pub async fn append_presence(&self, rows: &[PresenceRow]) -> Result<(), StoreError> {
+    /// Stores a batch of journalled records in one transaction. Idempotent: presence and audit
+    /// records carry their journal key, bans and heartbeats are upserts, so a replay of a batch
+    /// that was already stored changes nothing. Heartbeats of many meetings go in one statement.
+    pub async fn apply_journal(&self, journal: &str, entries: &[Entry]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO presence (meeting_id, program_id, member_ref, participant_id, kind, reason, at, role) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&r.meeting_id)
-            .bind(&r.program_id)
-            .bind(&r.member_ref)
-            .bind(&r.participant_id)
-            .bind(r.kind.as_str())
-            .bind(&r.reason)
-            .bind(r.at)
-            .bind(&r.role)
-            .execute(&mut *tx)
-            .await?;
+        let mut heartbeats: Vec<(&str, i64)> = Vec::new();
+        for e in entries {
+            let key = record_key(journal, e.lsn);
+            match &e.rec {
+                JournalRecord::Presence(r) => {
+                    sqlx::query(
+                        "INSERT INTO presence (meeting_id, program_id, member_ref, participant_id, kind, reason, at, record_key, role) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (record_key) DO NOTHING",
+                    )
+                    .bind(&r.meeting_id)
+                    .bind(&r.program_id)
+                    .bind(&r.member_ref)
+                    .bind(&r.participant_id)
+                    .bind(r.kind.as_str())
+                    .bind(&r.reason)
+                    .bind(r.at)
+                    .bind(key)
+                    .bind(&r.role)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                JournalRecord::Audit(a) => {
+                    sqlx::query(
+                        "INSERT INTO audit_log (meeting_id, at, actor, actor_name, action, target, target_name, detail, record_key) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (record_key) DO NOTHING",
+                    )
+                    .bind(&a.meeting)
+                    .bind(a.at)
+                    .bind(&a.actor)
+                    .bind(&a.actor_name)
+                    .bind(&a.action)
+                    .bind(&a.target)
+                    .bind(&a.target_name)
+                    .bind(&a.detail)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                JournalRecord::Ban { meeting, program, member_ref, at } => {
+                    sqlx::query(
+                        "INSERT INTO bans (meeting_id, program_id, member_ref, created_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (meeting_id, program_id, member_ref) DO NOTHING",
+                    )
+                    .bind(meeting)
+                    .bind(program)
+                    .bind(member_ref)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                JournalRecord::Heartbeat { at, meetings } => {
+                    for m in meetings {
+                        match heartbeats.iter_mut().find(|(id, _)| *id == m.as_str()) {
+                            Some(h) => h.1 = h.1.max(*at),
+                            None => heartbeats.push((m, *at)),
+                        }
+                    }
+                }
+                // Finalisation runs outside a batch (see `journal::drain`).
+                JournalRecord::MeetingEnded { .. } => {}
+            }
+        }
+        for chunk in heartbeats.chunks(500) {
+            let mut sql = String::from("INSERT INTO meeting_heartbeats (meeting_id, at) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+            }
+            sql.push_str(
+                " ON CONFLICT (meeting_id) DO UPDATE SET at = \
+                 CASE WHEN excluded.at > meeting_heartbeats.at THEN excluded.at ELSE meeting_heartbeats.at END",
+            );
+            let mut q = sqlx::query(&sql);
+            for (m, at) in chunk {
+                q = q.bind(*m).bind(*at);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records that a meeting was alive at `at` (bounds what a crash can lose).
-    pub async fn heartbeat(&self, meeting: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO meeting_heartbeats (meeting_id, at) VALUES ($1, $2) \
-             ON CONFLICT (meeting_id) DO UPDATE SET at = excluded.at",
-        )
-        .bind(meeting)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
         Ok(())
     }
 
@@ -490,7 +523,7 @@ impl Store {
     /// One member's presence records in one meeting.
     pub async fn presence_of(&self, meeting: &str, program: &str, member: &str) -> Result<Vec<Record>, StoreError> {
         let rows = sqlx::query(
-            "SELECT participant_id, kind, at FROM presence WHERE meeting_id = $1 AND program_id = $2 AND member_ref = $3 ORDER BY id",
+            "SELECT participant_id, kind, at, id FROM presence WHERE meeting_id = $1 AND program_id = $2 AND member_ref = $3 ORDER BY id",
         )
         .bind(meeting)
         .bind(program)
@@ -504,6 +537,7 @@ impl Store {
                     seat: r.try_get(0)?,
                     kind: Kind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("presence kind `{kind}`")))?,
                     at: r.try_get(2)?,
+                    order: r.try_get(3)?,
                 })
             })
             .collect()

@@ -5,37 +5,6 @@
 use crate::support::*;
 use haven::auth::join_token::TokenRole::Member;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-fn start(dir: &std::path::Path, config: &std::path::Path) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the haven binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server prints its address").unwrap();
-        if let Some(rest) = line.strip_prefix("Haven is running at http://") {
-            break rest.trim().parse().unwrap();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
 
 /// The program's attendance export from the server at `addr`.
 async fn attendance(http: &reqwest::Client, addr: std::net::SocketAddr) -> Vec<Value> {
@@ -46,15 +15,9 @@ async fn attendance(http: &reqwest::Client, addr: std::net::SocketAddr) -> Vec<V
 async fn after_sigkill_the_export_keeps_presence_up_to_the_last_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("haven.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[programs]]\nid = \"{ALPHA}\"\nname = \"Alpha\"\ntoken_alg = \"HS256\"\ntoken_key = \"{ALPHA_SECRET}\"\napi_key_sha256 = \"{}\"\n\n[limits]\nheartbeat_seconds = 1\n",
-            haven::auth::hash_api_key(ALPHA_KEY)
-        ),
-    )
-    .unwrap();
-    let (mut child, addr) = start(dir.path(), &config);
+    std::fs::write(&config, binary_config(&[("limits", "heartbeat_seconds = 1")])).unwrap();
+    let mut server = BinaryServer::start(dir.path(), &config, &[]);
+    let addr = server.addr;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("http://{addr}/v1/meetings"))
@@ -87,18 +50,27 @@ async fn after_sigkill_the_export_keeps_presence_up_to_the_last_heartbeat() {
     };
     tokio::time::timeout(std::time::Duration::from_secs(20), live).await.expect("heartbeats advance presence");
     let killed_at = chrono::Utc::now().timestamp_millis();
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    server.kill(); // SIGKILL
     drop(clients);
 
-    let (mut child, addr) = start(dir.path(), &config);
-    let rows = attendance(&http, addr).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let server = BinaryServer::start(dir.path(), &config, &[]);
+    // The journal replays what the database had not confirmed; the export reads the database.
+    let wait = async {
+        loop {
+            let r: serde_json::Value =
+                http.get(format!("http://{}/readyz", server.addr)).send().await.unwrap().json().await.unwrap();
+            if r["journal"]["records"] == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait).await.expect("the journal drains");
+    let rows = attendance(&http, server.addr).await;
     assert_eq!(rows.len(), 3, "every member is in the export");
     for r in &rows {
         let last = chrono::DateTime::parse_from_rfc3339(r["last_left"].as_str().unwrap()).unwrap().timestamp_millis();
-        // One heartbeat (1 s), plus the whole-second rounding of the export's times.
+        // One heartbeat (1 s), with room for the kill itself.
         assert!(killed_at - last <= 2_000, "presence lost: {} ms before the kill ({r})", killed_at - last);
         assert!(last <= killed_at + 1_000);
     }

@@ -196,3 +196,16 @@ async fn meeting_ended_says_whose_attendance_was_recorded() {
     assert_eq!(m.recv_type("meeting_ended").await["attendance_recorded"], true);
     assert_eq!(o.recv_type("meeting_ended").await["attendance_recorded"], false);
 }
+
+#[tokio::test]
+async fn join_check_starts_no_room_and_still_sees_a_stored_ban() {
+    let app = spawn_app().await;
+    let state = app.server.as_ref().unwrap().app.clone();
+    let c = check(&app, &app.token(ALPHA, "lobby", "m", Member)).await;
+    assert_eq!(c["joinable"], true);
+    assert!(state.rooms.get("lobby").is_none(), "no room started by a check");
+    assert_eq!(app.get_json("/v1/meetings/lobby", Some(ALPHA_KEY)).await["status"], "scheduled");
+    let banned = haven::room::MemberKey { program: ALPHA.into(), member_ref: "troll".into() };
+    state.store.add_ban("lobby", &banned, 1).await.unwrap();
+    assert_eq!(refusal(&app, &app.token(ALPHA, "lobby", "troll", Member)).await, "banned");
+}

@@ -47,6 +47,10 @@ async fn logs_carry_no_tokens_api_keys_or_member_references() {
     // A refused token, a resume, API calls with the key, an ended meeting.
     let bad = format!("{}x", &mem_token[..mem_token.len() - 1]);
     let _ = Client::connect(app.addr, &bad).await;
+    // The join-check takes tokens in its body; none reaches a log either.
+    for t in [&mem_token, &bad] {
+        assert!(app.post_json("/v1/join-check", json!({"token": t})).await["joinable"].is_boolean());
+    }
     drop(m);
     let mut m2 = app.connect(&resume).await;
     m2.send(json!({"type": "resume", "resume_token": resume, "last_seq": 0})).await;

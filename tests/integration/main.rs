@@ -2,8 +2,10 @@
 
 mod api;
 mod attendance;
+mod cli;
 mod crash;
 mod facilitation;
+mod faults;
 mod join_check;
 mod logs;
 mod media;

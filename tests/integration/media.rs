@@ -28,8 +28,8 @@ type Counts = HashMap<(String, &'static str), u64>;
 
 /// A participant with a WebSocket and a webrtc-rs peer connection that sends fake Opus (and
 /// optionally VP8) RTP continuously.
-struct MediaPeer {
-    pid: String,
+pub(crate) struct MediaPeer {
+    pub(crate) pid: String,
     to_ws: mpsc::Sender<Value>,
     events: mpsc::Receiver<Value>,
     counts: watch::Receiver<Counts>,
@@ -66,7 +66,7 @@ async fn new_pc() -> Arc<RTCPeerConnection> {
 
 impl MediaPeer {
     /// Joins `meeting`, then starts media. With `video`, also sends a VP8 track.
-    async fn join(app: &TestApp, meeting: &str, member: &str, role: TokenRole, video: bool) -> MediaPeer {
+    pub(crate) async fn join(app: &TestApp, meeting: &str, member: &str, role: TokenRole, video: bool) -> MediaPeer {
         let (mut ws, first) = app.join(ALPHA, meeting, member, role, member).await;
         let pid = first["participant_id"].as_str().unwrap().to_string();
         let pc = new_pc().await;
@@ -191,12 +191,12 @@ impl MediaPeer {
         MediaPeer { pid, to_ws, events, counts, sent, _pc: pc, stop }
     }
 
-    async fn send(&self, v: Value) {
+    pub(crate) async fn send(&self, v: Value) {
         self.to_ws.send(v).await.unwrap();
     }
 
     /// Waits for the next event of type `ty`.
-    async fn event(&mut self, ty: &str) -> Value {
+    pub(crate) async fn event(&mut self, ty: &str) -> Value {
         tokio::time::timeout(WAIT, async {
             loop {
                 let v = self.events.recv().await.expect("socket task alive");
@@ -223,12 +223,12 @@ impl MediaPeer {
         .unwrap_or_else(|_| panic!("no reply to {id}"))
     }
 
-    fn received(&self, from: &str, kind: &'static str) -> u64 {
+    pub(crate) fn received(&self, from: &str, kind: &'static str) -> u64 {
         self.counts.borrow().get(&(from.to_string(), kind)).copied().unwrap_or(0)
     }
 
     /// Waits until at least `n` packets of `kind` from `from` have arrived.
-    async fn wait_received(&mut self, from: &str, kind: &'static str, n: u64) {
+    pub(crate) async fn wait_received(&mut self, from: &str, kind: &'static str, n: u64) {
         let key = (from.to_string(), kind);
         tokio::time::timeout(Duration::from_secs(20), self.counts.wait_for(|c| c.get(&key).copied().unwrap_or(0) >= n))
             .await
@@ -237,7 +237,7 @@ impl MediaPeer {
     }
 
     /// Waits until this peer has sent `n` more packets.
-    async fn wait_sent(&mut self, n: u64) {
+    pub(crate) async fn wait_sent(&mut self, n: u64) {
         let target = *self.sent.borrow() + n;
         tokio::time::timeout(Duration::from_secs(20), self.sent.wait_for(|s| *s >= target)).await.unwrap().unwrap();
     }
@@ -245,7 +245,7 @@ impl MediaPeer {
 
 /// After the rule changed: let the sender send `n` packets (anything in flight lands), then check
 /// that `listener` gets nothing more from `sender` while `sender` sends `n` more.
-async fn assert_not_forwarded(sender: &mut MediaPeer, listener: &MediaPeer, kind: &'static str) {
+pub(crate) async fn assert_not_forwarded(sender: &mut MediaPeer, listener: &MediaPeer, kind: &'static str) {
     sender.wait_sent(25).await;
     let before = listener.received(&sender.pid, kind);
     sender.wait_sent(50).await;

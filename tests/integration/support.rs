@@ -132,6 +132,11 @@ impl TestApp {
         (c, first)
     }
 
+    /// Waits until every record journalled so far is in the database.
+    pub async fn flush_store(&self) {
+        self.server.as_ref().unwrap().app.flush_store().await;
+    }
+
     pub fn metrics(&self) -> std::sync::Arc<haven::metrics::Metrics> {
         self.server.as_ref().unwrap().app.metrics.clone()
     }
@@ -275,5 +280,106 @@ impl Client {
                 Some(Err(_)) | None => return None,
             }
         }
+    }
+}
+
+/// The configuration file for the real binary: program alpha, plus extra `[section]` lines.
+pub fn binary_config(sections: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "[[programs]]\nid = \"{ALPHA}\"\nname = \"Alpha\"\ntoken_alg = \"HS256\"\ntoken_key = \"{ALPHA_SECRET}\"\napi_key_sha256 = \"{}\"\n",
+        haven::auth::hash_api_key(ALPHA_KEY)
+    );
+    for (section, lines) in sections {
+        text.push_str(&format!("\n[{section}]\n{lines}\n"));
+    }
+    text
+}
+
+/// The real `haven` binary, started on port 0; killed with SIGKILL when dropped.
+pub struct BinaryServer {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    /// What the server logged (stderr), when captured.
+    pub logs: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+}
+
+impl BinaryServer {
+    pub fn start(dir: &std::path::Path, config: &std::path::Path, env: &[(&str, &str)]) -> BinaryServer {
+        Self::start_with_logs(dir, config, env, None)
+    }
+
+    /// Starts the binary with `RUST_LOG` at `log_level` (default `warn`); its stderr is kept.
+    pub fn start_with_logs(
+        dir: &std::path::Path,
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+        log_level: Option<&str>,
+    ) -> BinaryServer {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_haven"));
+        cmd.args([
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", log_level.unwrap_or("warn"))
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the haven binary starts");
+        let logs = child.stderr.take().map(|mut err| {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = err.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+            buf
+        });
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                let logs = logs.as_ref().map(|l| l.lock().unwrap().clone()).unwrap_or_default();
+                panic!("the server did not start:\n{logs}");
+            };
+            if let Some(rest) = line.strip_prefix("Haven is running at http://") {
+                break rest.trim().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        BinaryServer { addr, child, logs }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.as_ref().map(|l| l.lock().unwrap().clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -204,6 +204,7 @@ export class Harness {
       member,
       '--role',
       role,
+      '--raw',
     ], { env: serverEnv() });
     // A join link (`...#token=<jwt>`) or the bare token.
     const token = /#token=(\S+)/.exec(stdout)?.[1] ?? stdout.trim().split(/\s+/).pop();

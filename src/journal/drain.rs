@@ -1,0 +1,95 @@
+//! From the journal to the database, in order, idempotently, whatever the database does.
+//!
+//! One task takes durable records in batches and commits each batch in one transaction. When the
+//! database fails it retries the same batch with backoff, for as long as it takes: records are
+//! never dropped, and the operator gets one warning per outage (and one line when it is over),
+//! not one per record. A meeting's end is a batch of its own: every earlier record of the meeting
+//! is stored before its results are computed.
+
+use super::{Journal, Record};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Records per transaction.
+const BATCH: usize = 512;
+/// Longest pause between attempts while the database is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Starts the drain task; it runs until `stop` is cancelled and the journal holds nothing durable
+/// (or, after `stop`, until the database stops answering: what is left replays at the next start).
+pub fn spawn_drain(
+    journal: Journal,
+    store: Store,
+    metrics: Arc<Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut outage: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            publish(&journal, &metrics);
+            let batch = journal.batch(BATCH);
+            if batch.is_empty() {
+                if stop.is_cancelled() {
+                    return;
+                }
+                // Woken by the file thread when records become durable; the tick keeps the
+                // backlog's age fresh in /metrics.
+                tokio::select! {
+                    _ = journal.shared.wake_drain.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => {}
+                }
+                continue;
+            }
+            let last = batch.last().map(|e| e.lsn).unwrap_or(0);
+            match apply(&store, journal.id(), &batch).await {
+                Ok(()) => {
+                    journal.confirm(last);
+                    backoff = Duration::from_millis(50);
+                    if let Some(since) = outage.take() {
+                        tracing::warn!(
+                            after_seconds = since.elapsed().as_secs(),
+                            "database writes succeed again; the journal is draining"
+                        );
+                    }
+                }
+                Err(e) => {
+                    metrics.store_write_failures.inc();
+                    if outage.is_none() {
+                        outage = Some(Instant::now());
+                        tracing::warn!(error = %e, "database writes fail: records wait in the journal (logged once per outage)");
+                    }
+                    if stop.is_cancelled() {
+                        // Shutting down: what is left is durable and replays at the next start.
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    })
+}
+
+fn publish(journal: &Journal, metrics: &Metrics) {
+    let b = journal.backlog();
+    metrics.journal_backlog_records.set(b.records as i64);
+    metrics.journal_backlog_bytes.set(b.bytes as i64);
+    metrics.journal_backlog_age_seconds.set(b.oldest_age_seconds);
+}
+
+/// Stores one batch. A meeting's end comes alone (see `Journal::batch`): its results are
+/// computed from the ledger, then the end is recorded (both idempotent).
+async fn apply(store: &Store, journal: &str, batch: &[super::Entry]) -> Result<(), crate::store::StoreError> {
+    if let [super::Entry { rec: Record::MeetingEnded { meeting, at }, .. }] = batch {
+        crate::attendance::finalize(store, meeting, *at).await?;
+        return store.end_meeting(meeting, *at).await;
+    }
+    store.apply_journal(journal, batch).await
+}
