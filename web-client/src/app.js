@@ -412,6 +412,8 @@ function refusalKind(code) {
     case 'server_busy':
     case 'shutting_down':
     case 'unavailable':
+    case 'storage_backlog':
+    case 'internal':
       return 'busy';
     default:
       return 'invalid';

@@ -398,6 +398,7 @@ export type ErrorCode =
   | "certificate_unavailable"
   | "invalid_media"
   | "unavailable"
+  | "storage_backlog"
   | "internal";
 /**
  * Why someone left.
