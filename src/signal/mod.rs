@@ -221,6 +221,11 @@ async fn check(
         }
         match rx.await {
             Ok(None) => return Ok(Credential::Join { meeting: Box::new(meeting), member, role }),
+            // The room has ended but the store has not recorded it yet: a certificate
+            // connection must not depend on that race.
+            Ok(Some(refusal)) if certificate && refusal.code == ErrorCode::MeetingEnded => {
+                return Ok(Credential::Certificate { meeting: meeting.id, member });
+            }
             Ok(Some(refusal)) => {
                 let status = match refusal.code {
                     ErrorCode::Banned => StatusCode::FORBIDDEN,

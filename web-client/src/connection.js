@@ -58,6 +58,11 @@ export class Session {
   /** @type {string | null} */
   #displayName = null;
   #lastSeq = 0;
+  /**
+   * The next snapshot (`welcome`/`waiting`) starts a new numbering: set on a join socket and after
+   * a resume the server could not replay, where the server's `seq` may restart below ours.
+   */
+  #rebase = false;
   /** Joined at least once: drops are reconnected. */
   #joined = false;
   /** This socket was opened with the resume token and its `resumed` arrived. */
@@ -198,6 +203,7 @@ export class Session {
     const ws = new WebSocket(`${this.#wsBase}?token=${encodeURIComponent(token)}`);
     this.#ws = ws;
     this.#resumedHere = false;
+    this.#rebase = mode === 'join';
     const hello = `${mode}-${this.#nextId++}`;
     ws.onopen = () => {
       /** @type {ClientMessage} */
@@ -219,7 +225,12 @@ export class Session {
       } catch {
         return;
       }
-      if (msg.seq > 0) {
+      if (msg.type === 'resumed' && !msg.replayed) this.#rebase = true;
+      if (this.#rebase && (msg.type === 'welcome' || msg.type === 'waiting')) {
+        // A fresh snapshot replaces everything we had: count from its seq, whatever came before.
+        this.#rebase = false;
+        this.#lastSeq = msg.seq;
+      } else if (msg.seq > 0) {
         if (msg.seq <= this.#lastSeq) return; // already seen (a replay overlapping what we had)
         this.#lastSeq = msg.seq;
       }

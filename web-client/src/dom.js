@@ -1,6 +1,8 @@
 // Small DOM helpers: build elements, update keyed lists in place (so focus and screen-reader
 // position survive updates), announce to assistive technology, confirm with a native <dialog>.
 
+import { currentLang, durationWords } from './i18n.js';
+
 /**
  * @typedef {{ [key: string]: string | number | boolean | null | undefined | EventListener }} Props
  * `on<event>` keys add listeners; `class`, `text` and attributes are set; false/null/undefined skip.
@@ -151,16 +153,21 @@ export function clock(ms) {
 
 /** "3 minutes 7 seconds", for the accessible name of a timer. @param {number} ms */
 export function spokenDuration(ms) {
-  const total = Math.max(0, Math.round(ms / 1000));
-  const m = Math.floor(total / 60);
-  const s = total % 60;
-  const parts = [];
-  if (m) parts.push(`${m} minute${m === 1 ? '' : 's'}`);
-  if (s || !m) parts.push(`${s} second${s === 1 ? '' : 's'}`);
-  return parts.join(' ');
+  return durationWords(ms / 1000);
 }
 
-/** "14:05" in the local time. @param {number} unixMs */
+/** "14:05" in the local time, in the page's language. @param {number} unixMs */
 export function timeOfDay(unixMs) {
-  return new Date(unixMs).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return new Date(unixMs).toLocaleTimeString(currentLang(), { hour: '2-digit', minute: '2-digit' });
+}
+
+/**
+ * Visible text plus a hidden part that names whom the button is about.
+ * @param {HTMLElement} el @param {string} visible @param {string} hidden
+ */
+export function label(el, visible, hidden) {
+  const full = `${visible} ${hidden}`;
+  if (el.dataset.label === full) return;
+  el.dataset.label = full;
+  el.replaceChildren(visible, h('span', { class: 'visually-hidden', text: ` ${hidden}` }));
 }

@@ -1,15 +1,11 @@
 // The name screen: instant feedback on the name rules, the server's verdict, one-click suggestion.
 
 import { byId, setText, show } from './dom.js';
+import { t } from './i18n.js';
 import { checkName, MAX_NAME_CHARS, nameLength } from './names.js';
 
-/** Server messages start in lower case and have no full stop; on screen they read as sentences. @param {string} s */
-export function sentence(s) {
-  const t = s.trim();
-  if (!t) return t;
-  const first = t.charAt(0).toUpperCase() + t.slice(1);
-  return /[.!?]$/.test(first) ? first : `${first}.`;
-}
+/** What the feedback line shows now, so a language switch can say it again. @type {{ kind: 'none' } | { kind: 'input', submitted: boolean } | { kind: 'text', text: () => string }} */
+let current = { kind: 'none' };
 
 /**
  * Wires the name form. `join(name)` is called with a checked name, or null for a pseudonym.
@@ -38,6 +34,7 @@ export function bindJoin(join) {
   });
   pseudonym.addEventListener('click', () => {
     hideSuggestion();
+    current = { kind: 'none' };
     setFeedback('', 'neutral');
     busy(true);
     join(null);
@@ -52,13 +49,30 @@ export function bindJoin(join) {
   });
 }
 
-/** @param {string} raw @param {boolean} submitted */
-function feedback(raw, submitted) {
+/** Says the current feedback again (after a language switch). */
+export function refreshJoin() {
   const input = byId('name-input', HTMLInputElement);
+  busy(byId('join-btn', HTMLButtonElement).disabled);
+  if (current.kind === 'input') feedback(input.value, current.submitted);
+  else if (current.kind === 'text') byId('name-feedback').textContent = current.text();
+  const button = byId('use-suggestion', HTMLButtonElement);
+  if (button.dataset.name) setText(button, t('name.useSuggestion', { name: button.dataset.name }));
+  feedbackCounter(input.value);
+}
+
+/** @param {string} raw */
+function feedbackCounter(raw) {
   const n = nameLength(raw);
   const counter = byId('name-count');
   setText(counter, `${n}/${MAX_NAME_CHARS}`);
   counter.classList.toggle('over', n > MAX_NAME_CHARS);
+}
+
+/** @param {string} raw @param {boolean} submitted */
+function feedback(raw, submitted) {
+  const input = byId('name-input', HTMLInputElement);
+  feedbackCounter(raw);
+  current = { kind: 'input', submitted };
   if (!raw.trim() && !submitted) {
     input.setAttribute('aria-invalid', 'false');
     setFeedback('', 'neutral');
@@ -67,13 +81,10 @@ function feedback(raw, submitted) {
   const check = checkName(raw);
   if (check.ok) {
     input.setAttribute('aria-invalid', 'false');
-    setFeedback(check.name === raw ? 'Looks good.' : `Others will see: ${check.name}`, 'ok');
+    setFeedback(check.name === raw ? t('name.ok') : t('name.normalised', { name: check.name }), 'ok');
   } else {
     input.setAttribute('aria-invalid', 'true');
-    setFeedback(
-      check.problem === 'empty' ? 'Type a name, or join with a name picked for you.' : sentence(check.message),
-      'bad',
-    );
+    setFeedback(check.problem === 'empty' ? t('name.empty') : t(`name.problem.${check.problem}`), 'bad');
   }
 }
 
@@ -85,6 +96,8 @@ function setFeedback(text, tone) {
 }
 
 function hideSuggestion() {
+  const button = byId('use-suggestion', HTMLButtonElement);
+  delete button.dataset.name;
   show(byId('name-suggestion'), false);
 }
 
@@ -93,39 +106,37 @@ export function busy(on) {
   const join = byId('join-btn', HTMLButtonElement);
   join.disabled = on;
   byId('pseudonym-btn', HTMLButtonElement).disabled = on;
-  setText(join, on ? 'Joining…' : 'Join the meeting');
+  setText(join, on ? t('name.joiningBusy') : t('name.join'));
 }
 
 /**
- * Shows the server's refusal of a join (`invalid_name`, `name_taken` with its suggestion, ...).
+ * Shows the server's refusal of a name (`invalid_name`, `name_taken` with its suggestion, ...).
  * @param {string} code
- * @param {string} message
  * @param {string | null} suggestion
+ * @param {string} text what to say for other codes (already translated)
  */
-export function showJoinRefusal(code, message, suggestion) {
+export function showJoinRefusal(code, suggestion, text) {
   busy(false);
   const input = byId('name-input', HTMLInputElement);
   if (code === 'name_taken' || code === 'invalid_name') input.setAttribute('aria-invalid', 'true');
-  const text =
-    code === 'name_taken' ? 'Someone in this meeting already uses that name (or one that looks the same).' : sentence(message);
-  setFeedback(text, 'bad');
+  const say =
+    code === 'name_taken' ? () => t('name.taken') : code === 'invalid_name' ? () => t('name.invalid') : () => text;
+  current = { kind: 'text', text: say };
+  setFeedback(say(), 'bad');
   const button = byId('use-suggestion', HTMLButtonElement);
   if (suggestion) {
     button.dataset.name = suggestion;
-    setText(button, `Use “${suggestion}” instead`);
+    setText(button, t('name.useSuggestion', { name: suggestion }));
     show(byId('name-suggestion'), true);
   } else {
-    show(byId('name-suggestion'), false);
+    hideSuggestion();
   }
   input.focus();
 }
 
-/** The first connection failed before the server said anything a browser can read. */
+/** The first connection failed and the pre-join check could not say why. */
 export function showUnreachable() {
   busy(false);
-  setFeedback(
-    "Couldn't join. The link may have expired, or the meeting may be locked, full or over. " +
-      'Try again in a moment, or ask the facilitator for a new link.',
-    'bad',
-  );
+  current = { kind: 'text', text: () => t('name.unreachable') };
+  setFeedback(t('name.unreachable'), 'bad');
 }

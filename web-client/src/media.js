@@ -24,6 +24,8 @@
 // `page.evaluate(async () => (await import('/media.js')).media.peerConnection)`; the page's own
 // module instance is returned, so nothing is exposed on `window`.
 
+import { t } from './i18n.js';
+
 /** @typedef {import('./protocol').ClientMessage} ClientMessage */
 /** @typedef {import('./protocol').ServerMessage} ServerMessage */
 
@@ -144,10 +146,10 @@ class Media {
 
   /** One sentence for the person about the media state, or '' when all is well. */
   get statusText() {
-    if (this.#status === 'unavailable') return this.#problem ?? 'Audio is not available here.';
-    if (this.#status === 'failed') return this.#problem ?? "Audio couldn't connect.";
+    if (this.#status === 'unavailable') return this.#problem ?? t('media.unavailable');
+    if (this.#status === 'failed') return this.#problem ?? t('media.failed');
     const bits = [];
-    if (this.#status === 'connecting') bits.push('Connecting audio…');
+    if (this.#status === 'connecting') bits.push(t('media.connecting'));
     if (this.#micProblem) bits.push(this.#micProblem);
     if (this.#cameraProblem) bits.push(this.#cameraProblem);
     return bits.join(' ');
@@ -187,7 +189,7 @@ class Media {
     this.#running = true;
     if (opts.speak !== undefined) this.#speak = opts.speak;
     if (!this.available) {
-      this.#setStatus('unavailable', 'This browser cannot play meeting audio. Try a current Chrome, Edge, Firefox or Safari.');
+      this.#setStatus('unavailable', t('media.noBrowser'));
       return;
     }
     this.#retries = 0;
@@ -282,7 +284,7 @@ class Media {
             // Unsendable: the server would wait for it forever. A fresh session sheds the stopped
             // tracks; when even that is too large, say so instead of retrying.
             this.#oversize += 1;
-            const problem = 'The meeting has more audio and video than this server accepts in one setup message.';
+            const problem = t('media.tooLarge');
             if (this.#oversize >= 2) this.#giveUp(problem);
             else this.#failed(problem);
             return;
@@ -301,11 +303,11 @@ class Media {
         if (kind === 'c') return true; // a trickled candidate: ICE works without it
         if (msg.code === 'unavailable' && kind === 'o') {
           this.#closeSession();
-          this.#setStatus('unavailable', 'Audio is not available on this server. You can still follow the meeting here.');
+          this.#setStatus('unavailable', t('media.noServer'));
           return true;
         }
         // The offer or an answer was refused: the session cannot go on. Start a fresh one.
-        this.#failed(`The server refused the audio setup (${msg.message}).`);
+        this.#failed(t('media.refused', { code: msg.code }));
         return true;
       }
       default:
@@ -378,7 +380,7 @@ class Media {
           this.#setStatus('connected', null);
           break;
         case 'failed':
-          this.#failed("Audio couldn't connect to the meeting server.");
+          this.#failed(t('media.failedServer'));
           break;
         default:
           break;
@@ -388,7 +390,7 @@ class Media {
     try {
       await pc.setLocalDescription();
     } catch (e) {
-      if (pc === this.#pc) this.#failed(`Audio could not be set up in this browser (${errorName(e) || 'error'}).`);
+      if (pc === this.#pc) this.#failed(t('media.setupFailed', { error: errorName(e) || 'error' }));
       return;
     }
     if (pc !== this.#pc) return;
@@ -421,7 +423,7 @@ class Media {
     this.#chain = this.#chain
       .then(() => (pc === this.#pc && pc.signalingState !== 'closed' ? fn() : undefined))
       .catch((e) => {
-        if (pc === this.#pc) this.#failed(`Audio setup failed (${errorName(e) || 'error'}).`);
+        if (pc === this.#pc) this.#failed(t('media.setupFailed', { error: errorName(e) || 'error' }));
       });
   }
 
@@ -464,7 +466,7 @@ class Media {
     this.#closeSession();
     this.#clearRetry();
     this.#setStatus('failed', `${problem} You can still follow the meeting here. Press “Try audio again” to retry.`);
-    this.#host?.announce("Audio couldn't connect.", true);
+    this.#host?.announce(t('media.failed'), true);
   }
 
   #clearRetry() {
@@ -499,19 +501,17 @@ class Media {
       }
       this.#mic = mic;
       for (const t of mic.getAudioTracks()) t.enabled = this.#micEnabled;
-      if (this.#micProblem) this.#host?.announce('Your microphone is ready.');
+      if (this.#micProblem) this.#host?.announce(t('media.micReady'));
       this.#micProblem = null;
     } catch (e) {
       const name = errorName(e);
       const before = this.#micProblem;
       if (name === 'NotAllowedError' || name === 'SecurityError') {
-        this.#micProblem =
-          "Your browser blocked the microphone, so others can't hear you, but you can still listen. " +
-          'To speak, allow the microphone for this site, then press “Try audio again”.';
+        this.#micProblem = t('media.micBlocked');
       } else if (name === 'NotFoundError' || name === 'OverconstrainedError') {
-        this.#micProblem = "No microphone was found, so others can't hear you, but you can still listen.";
+        this.#micProblem = t('media.micMissing');
       } else {
-        this.#micProblem = "Your microphone couldn't be started, so others can't hear you, but you can still listen.";
+        this.#micProblem = t('media.micFailed');
       }
       if (before !== this.#micProblem) this.#host?.announce(this.#micProblem, true);
     }
@@ -535,9 +535,7 @@ class Media {
     } catch (e) {
       this.#wantCamera = false;
       this.#cameraProblem =
-        errorName(e) === 'NotAllowedError'
-          ? 'Your browser blocked the camera. Allow it for this site to turn it on.'
-          : "Your camera couldn't be started.";
+        errorName(e) === 'NotAllowedError' ? t('media.cameraBlocked') : t('media.cameraFailed');
       this.#host?.announce(this.#cameraProblem, true);
     }
     this.#host?.changed();
@@ -596,7 +594,7 @@ class Media {
         // rejections (the element was removed or given another stream) need nothing.
         if (errorName(e) === 'NotAllowedError' && !this.#soundBlocked) {
           this.#soundBlocked = true;
-          this.#host?.announce('Your browser paused the meeting sound. Press “Turn on sound” to hear others.', true);
+          this.#host?.announce(t('media.soundPaused'), true);
           this.#host?.changed();
         }
       },

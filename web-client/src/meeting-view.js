@@ -2,15 +2,26 @@
 // here, chat, and for facilitators the waiting room, support requests and meeting controls.
 // `render` is called after every change; it updates the page in place.
 
-import { byId, clock, confirmDialog, h, reconcile, setText, show, spokenDuration, timeOfDay } from './dom.js';
+import { byId, clock, confirmDialog, h, label, reconcile, setText, show, spokenDuration, timeOfDay } from './dom.js';
+import {
+  labelShareOptions,
+  renderMeetingControls,
+  renderSoundButton,
+  renderSupport,
+  renderWaiting,
+  waitedFor,
+} from './facilitator-view.js';
+import { onLangChange, ordinal, t } from './i18n.js';
 import { media } from './media.js';
+import { renderSupportAlert, setSound, soundOn } from './support-alert.js';
 import {
   canSendVideo,
+  heldMuted,
   isFacilitator,
+  muteAction,
   mySeat,
   myQueuePlace,
   nameOf,
-  ordinal,
   roleLabel,
   serverNow,
   unmuteBlocker,
@@ -98,7 +109,7 @@ export function bindMeeting(c) {
     if (send({ type: 'support_request', text: text || null })) {
       supportText.value = '';
       closeSupport();
-      setText(byId('support-status'), 'Sending…');
+      setText(byId('support-status'), t('support.sending'));
       supportBtn.focus();
     }
   });
@@ -135,17 +146,23 @@ export function bindMeeting(c) {
   button('waiting-toggle').addEventListener('click', () =>
     send({ type: 'update_settings', waiting_room: !(ctx.state().meeting?.settings.waiting_room ?? true) }),
   );
+  button('support-sound').addEventListener('click', () => {
+    setSound(!soundOn());
+    renderSoundButton();
+  });
+  button('support-alert-show').addEventListener('click', () => {
+    const card = byId('fac-support');
+    card.scrollIntoView({ block: 'start' });
+    byId('support-list-h').focus({ preventScroll: true });
+  });
   const shareLength = byId('share-length', HTMLSelectElement);
+  labelShareOptions();
+  onLangChange(labelShareOptions);
   shareLength.addEventListener('change', () =>
     send({ type: 'update_settings', share_seconds: Number(shareLength.value) }),
   );
   button('end-btn').addEventListener('click', async () => {
-    const ok = await confirmDialog({
-      title: 'End the meeting for everyone?',
-      text: 'Everyone will be disconnected and the meeting cannot be restarted.',
-      confirm: 'End meeting',
-      danger: true,
-    });
+    const ok = await confirmDialog({ title: t('end.title'), text: t('end.text'), confirm: t('end.confirm'), danger: true });
     if (ok !== null) send({ type: 'end_meeting' });
   });
 }
@@ -167,10 +184,11 @@ export function render(s) {
   show(byId('fac-meeting'), fac);
   show(byId('fac-floor'), fac);
   if (fac) {
-    renderWaiting(s);
-    renderSupport(s);
+    renderWaiting(s, ctx.send);
+    renderSupport(s, ctx.send);
     renderMeetingControls(s);
   }
+  renderSupportAlert(fac ? s.support : [], (request_id) => ctx.send({ type: 'ack_support', request_id }));
 }
 
 /** Only the timer changes every second. @param {MeetingState} s */
@@ -183,23 +201,21 @@ export function tick(s) {
   }
 }
 
-/** @param {number} ms */
-function waitedFor(ms) {
-  const min = Math.floor(ms / 60_000);
-  return min < 1 ? 'just arrived' : `waiting ${min} min`;
-}
-
 /** @param {MeetingState} s @param {boolean} fac */
 function renderFloor(s, fac) {
   const floor = s.floor;
   const status = byId('floor-status');
   const card = byId('floor-card');
   const mine = floor?.participant_id === s.me;
-  let text = 'Nobody has the floor.';
-  if (floor) {
-    text = mine
-      ? 'You have the floor. Unmute when you are ready to share.'
-      : `${nameOf(s, floor.participant_id)} has the floor.`;
+  let text = t('floor.nobody');
+  const me = mySeat(s);
+  if (floor && mine) {
+    // Say only what the member can do now: unmute, wait to be allowed, or just speak.
+    if (me && !me.muted) text = t('floor.mineLive');
+    else if (me && !me.can_unmute) text = t('floor.mineHeld');
+    else text = t('floor.mine');
+  } else if (floor) {
+    text = t('floor.theirs', { name: nameOf(s, floor.participant_id) });
   }
   setText(status, text);
   card.classList.toggle('mine', mine);
@@ -211,11 +227,11 @@ function renderFloor(s, fac) {
   show(gEl, Boolean(g));
   if (g) {
     const names = g.order.map((id) => {
-      const passed = g.passed.includes(id) ? ' (passed)' : '';
-      const now = id === g.current ? ' (now)' : '';
+      const passed = g.passed.includes(id) ? ` (${t('goAround.passed')})` : '';
+      const now = id === g.current ? ` (${t('goAround.now')})` : '';
       return `${nameOf(s, id)}${now}${passed}`;
     });
-    setText(gEl, `Go-around: ${names.join(', ') || 'nobody left'}`);
+    setText(gEl, t('goAround.status', { names: names.join(', ') || t('goAround.nobody') }));
   }
 
   show(button('yield-btn'), mine);
@@ -223,9 +239,9 @@ function renderFloor(s, fac) {
   if (fac) {
     const next = button('next-btn');
     next.disabled = s.queue.length === 0 && !g;
-    setText(next, g ? 'Next in go-around' : 'Next speaker');
+    setText(next, g ? t('floor.nextGoAround') : t('floor.next'));
     show(button('extend-btn'), Boolean(floor));
-    setText(button('goaround-btn'), g ? 'End go-around' : 'Start go-around');
+    setText(button('goaround-btn'), g ? t('goAround.end') : t('goAround.start'));
   }
 }
 
@@ -247,18 +263,18 @@ function renderTimer(s) {
     const left = floor.ends_at - now;
     if (floor.over_time || left <= 0) {
       const over = Math.max(0, -left);
-      text = `Over time by ${clock(over)}`;
-      spoken = `Over time by ${spokenDuration(over)}`;
+      text = t('timer.over', { time: clock(over) });
+      spoken = t('timer.over', { time: spokenDuration(over) });
       tone = 'over';
     } else {
-      text = `${clock(left)} left`;
-      spoken = `${spokenDuration(left)} left`;
+      text = t('timer.left', { time: clock(left) });
+      spoken = t('timer.left', { time: spokenDuration(left) });
       if (left <= warnMs || s.warning?.participant_id === floor.participant_id) tone = 'warn';
     }
   } else {
     const elapsed = now - floor.started_at;
-    text = `Sharing for ${clock(elapsed)}`;
-    spoken = `Sharing for ${spokenDuration(elapsed)}`;
+    text = t('timer.elapsed', { time: clock(elapsed) });
+    spoken = t('timer.elapsed', { time: spokenDuration(elapsed) });
   }
   setText(el, text);
   el.setAttribute('aria-label', spoken);
@@ -278,19 +294,19 @@ function renderMe(s, me, fac, observer) {
   const hand = button('hand-btn');
   show(hand, !observer);
   const raised = Boolean(me?.hand_raised);
-  setText(hand, raised ? 'Lower hand' : 'Raise hand');
+  setText(hand, raised ? t('hand.lower') : t('hand.raise'));
   hand.setAttribute('aria-pressed', String(raised));
 
   const mic = button('mic-btn');
   show(mic, !observer);
   const muted = me?.muted ?? true;
   const blocker = muted ? unmuteBlocker(s) : null;
-  setText(mic, muted ? 'Unmute' : 'Mute');
+  setText(mic, muted ? t('mic.unmute') : t('mic.mute'));
   mic.classList.toggle('live', !muted);
   // aria-disabled rather than disabled: the button stays focusable and its reason is read with it.
   mic.setAttribute('aria-disabled', String(Boolean(blocker)));
-  let reason = blocker ?? (muted ? 'You are muted.' : 'You are unmuted.');
-  if (observer) reason = 'You are observing: you can listen and read, but not speak or chat.';
+  let reason = blocker ?? (muted ? t('mic.muted') : t('mic.unmuted'));
+  if (observer) reason = t('mic.observing');
   setText(byId('mic-reason'), reason);
   byId('mic-reason').dataset.tone = blocker ? 'blocked' : 'plain';
 
@@ -300,13 +316,8 @@ function renderMe(s, me, fac, observer) {
   const last = s.mySupport[s.mySupport.length - 1];
   const status = byId('support-status');
   if (last) {
-    setText(
-      status,
-      last.acknowledged
-        ? 'A facilitator saw your request for support.'
-        : 'Your request was sent privately to the facilitators.',
-    );
-  } else if (status.textContent !== 'Sending…') {
+    setText(status, last.acknowledged ? t('support.seen') : t('support.sent'));
+  } else if (status.textContent !== t('support.sending')) {
     setText(status, '');
   }
 }
@@ -320,13 +331,13 @@ function renderMedia(s) {
   const cam = button('camera-btn');
   const allowed = canSendVideo(s) && media.available;
   show(cam, allowed || media.cameraOn);
-  setText(cam, media.cameraOn ? 'Turn camera off' : 'Turn camera on');
+  setText(cam, media.cameraOn ? t('camera.off') : t('camera.on'));
   cam.setAttribute('aria-pressed', String(media.cameraOn));
   const note = byId('camera-note');
   let audience = '';
   if (allowed) {
     const everyone = isFacilitator(s.myRole) || s.meeting?.settings.video === 'everyone';
-    audience = everyone ? 'Your camera, when on, is seen by everyone here.' : 'Your camera, when on, is seen by the facilitators only.';
+    audience = everyone ? t('camera.everyone') : t('camera.facilitators');
   }
   setText(note, audience);
   show(note, Boolean(audience));
@@ -344,8 +355,8 @@ function renderMedia(s) {
 function renderQueue(s, fac) {
   const n = s.queue.length;
   const place = myQueuePlace(s);
-  let summary = n === 0 ? 'No hands raised.' : `${n} hand${n === 1 ? '' : 's'} raised.`;
-  if (place) summary += ` You are ${ordinal(place)}.`;
+  let summary = n === 0 ? t('queue.none') : t('queue.count', { n });
+  if (place) summary += ` ${t('queue.place', { place: ordinal(place) })}`;
   setText(byId('queue-summary'), summary);
 
   reconcile(
@@ -368,43 +379,32 @@ function renderQueue(s, fac) {
       const name = nameOf(s, q.participant_id);
       const you = q.participant_id === s.me;
       setText(/** @type {Element} */ (li.querySelector('.name')), name);
-      setText(/** @type {Element} */ (li.querySelector('.meta')), you ? 'you' : '');
+      setText(/** @type {Element} */ (li.querySelector('.meta')), you ? t('you') : '');
       li.classList.toggle('you', you);
       li.dataset.pid = q.participant_id;
       const actions = /** @type {HTMLElement} */ (li.querySelector('.row-actions'));
       show(actions, fac);
       if (fac) {
         const [give, front, lower] = /** @type {HTMLButtonElement[]} */ (Array.from(actions.children));
-        label(give, 'Give the floor', `to ${name}`);
-        label(front, 'Move to front', `: ${name}`);
+        label(give, t('act.giveFloor'), t('act.toName', { name }));
+        label(front, t('act.front'), name);
         show(front, i > 0);
-        label(lower, 'Lower hand', `of ${name}`);
+        label(lower, t('hand.lower'), t('act.ofName', { name }));
       }
     },
   );
 }
 
-/**
- * Visible text plus a hidden part that names whom the button is about.
- * @param {HTMLElement} el @param {string} visible @param {string} hidden
- */
-function label(el, visible, hidden) {
-  const full = `${visible} ${hidden}`.replace(' :', ':');
-  if (el.dataset.label === full) return;
-  el.dataset.label = full;
-  el.replaceChildren(visible, h('span', { class: 'visually-hidden', text: ` ${hidden}`.replace(' :', ':') }));
-}
-
 /** @param {ParticipantView} p @param {MeetingState} s */
 function personStatus(p, s) {
   const bits = [];
-  if (s.activeSpeaker === p.participant_id) bits.push('speaking');
-  if (s.floor?.participant_id === p.participant_id) bits.push('sharing');
-  if (p.hand_raised) bits.push('hand raised');
-  if (!p.muted) bits.push('unmuted');
-  else if (!p.can_unmute && !s.meeting?.settings.floor_control) bits.push('muted by facilitator');
-  else bits.push('muted');
-  if (!p.connected) bits.push('reconnecting…');
+  if (s.activeSpeaker === p.participant_id) bits.push(t('status.speaking'));
+  if (s.floor?.participant_id === p.participant_id) bits.push(t('status.sharing'));
+  if (p.hand_raised) bits.push(t('status.hand'));
+  if (!p.muted) bits.push(t('status.unmuted'));
+  else if (heldMuted(s, p)) bits.push(t('status.heldMuted'));
+  else bits.push(t('status.muted'));
+  if (!p.connected) bits.push(t('status.reconnecting'));
   return bits.join(' · ');
 }
 
@@ -426,7 +426,7 @@ function renderPeople(s, fac) {
       renderVideo(li, p, you);
       setText(/** @type {Element} */ (li.querySelector('.name')), p.display_name);
       const role = p.role === 'member' ? '' : roleLabel(p.role);
-      setText(/** @type {Element} */ (li.querySelector('.badge')), [you ? 'you' : '', role].filter(Boolean).join(', '));
+      setText(/** @type {Element} */ (li.querySelector('.badge')), [you ? t('you') : '', role].filter(Boolean).join(', '));
       setText(/** @type {Element} */ (li.querySelector('.meta')), personStatus(p, s));
       const manage = /** @type {HTMLDetailsElement} */ (li.querySelector('details'));
       show(manage, fac && !you);
@@ -455,7 +455,7 @@ function renderVideo(li, p, you) {
     video.muted = true;
     li.prepend(video);
   }
-  video.setAttribute('aria-label', you ? 'Your camera' : `${p.display_name}'s camera`);
+  video.setAttribute('aria-label', you ? t('camera.yours') : t('camera.theirs', { name: p.display_name }));
   if (video.srcObject !== stream) {
     video.srcObject = stream;
     video.play().catch(() => {});
@@ -473,7 +473,9 @@ function createPerson(id) {
     act('mute', () => {
       const p = who();
       if (!p) return;
-      ctx.send(p.can_unmute ? { type: 'mute', participant_id: id } : { type: 'allow_unmute', participant_id: id });
+      const action = muteAction(ctx.state(), p);
+      if (action === 'mute') ctx.send({ type: 'mute', participant_id: id });
+      else if (action === 'allow') ctx.send({ type: 'allow_unmute', participant_id: id });
     }),
     act('floor', () => ctx.send({ type: 'give_floor', participant_id: id })),
     act('lower', () => ctx.send({ type: 'lower_hand', participant_id: id })),
@@ -481,10 +483,10 @@ function createPerson(id) {
       const p = who();
       if (!p) return;
       const name = await confirmDialog({
-        title: `Rename ${p.display_name}`,
-        text: 'Everyone will see the new name. Use this to remove a name that identifies someone.',
-        confirm: 'Rename',
-        field: 'New name',
+        title: t('rename.title', { name: p.display_name }),
+        text: t('rename.text'),
+        confirm: t('rename.confirm'),
+        field: t('rename.field'),
       });
       if (name) ctx.send({ type: 'rename', participant_id: id, display_name: name });
     }),
@@ -499,10 +501,10 @@ function createPerson(id) {
         const p = who();
         if (!p) return;
         const reason = await confirmDialog({
-          title: `Remove ${p.display_name}?`,
-          text: 'They leave the meeting now. They can join again with their link.',
-          confirm: 'Remove',
-          field: 'Reason shown to them (optional)',
+          title: t('remove.title', { name: p.display_name }),
+          text: t('remove.text'),
+          confirm: t('remove.confirm'),
+          field: t('remove.field'),
           danger: true,
         });
         if (reason !== null) ctx.send({ type: 'remove', participant_id: id, reason: reason || null });
@@ -515,10 +517,10 @@ function createPerson(id) {
         const p = who();
         if (!p) return;
         const reason = await confirmDialog({
-          title: `Ban ${p.display_name} from this meeting?`,
-          text: 'They leave now and cannot come back to this meeting.',
-          confirm: 'Ban',
-          field: 'Reason shown to them (optional)',
+          title: t('ban.title', { name: p.display_name }),
+          text: t('ban.text'),
+          confirm: t('ban.confirm'),
+          field: t('remove.field'),
           danger: true,
         });
         if (reason !== null) ctx.send({ type: 'ban', participant_id: id, reason: reason || null });
@@ -538,114 +540,23 @@ function createPerson(id) {
 /** @param {HTMLDetailsElement} details @param {ParticipantView} p @param {MeetingState} s */
 function updateManage(details, p, s) {
   const name = p.display_name;
-  label(/** @type {HTMLElement} */ (details.querySelector('summary')), 'Manage', name);
+  label(/** @type {HTMLElement} */ (details.querySelector('summary')), t('act.manage'), name);
   /** @param {string} act */
   const b = (act) => /** @type {HTMLButtonElement} */ (details.querySelector(`[data-act="${act}"]`));
-  const floorLocked = Boolean(s.meeting?.settings.floor_control);
-  // One button for mute and allow-unmute, so focus stays on it when it flips.
-  label(b('mute'), p.can_unmute || floorLocked ? 'Mute' : 'Allow to unmute', name);
-  show(b('mute'), p.role !== 'observer');
-  label(b('floor'), 'Give the floor', `to ${name}`);
+  // One button for mute and allow-unmute, so focus stays on it when it flips. Its label is what
+  // pressing it does now; it is hidden when it would do nothing.
+  const action = muteAction(s, p);
+  label(b('mute'), action === 'allow' ? t('act.allowUnmute') : t('mic.mute'), name);
+  show(b('mute'), action !== null);
+  label(b('floor'), t('act.giveFloor'), t('act.toName', { name }));
   show(b('floor'), p.role !== 'observer' && s.floor?.participant_id !== p.participant_id);
-  label(b('lower'), 'Lower hand', `of ${name}`);
+  label(b('lower'), t('hand.lower'), t('act.ofName', { name }));
   show(b('lower'), p.hand_raised);
-  label(b('rename'), 'Rename…', name);
+  label(b('rename'), t('act.rename'), name);
   show(b('promote'), p.role === 'member' || p.role === 'co_facilitator');
-  label(b('promote'), p.role === 'co_facilitator' ? 'Make member' : 'Make co-facilitator', name);
-  label(b('remove'), 'Remove…', name);
-  label(b('ban'), 'Ban…', name);
-}
-
-/** @param {MeetingState} s */
-function renderWaiting(s) {
-  setText(byId('waiting-count'), `(${s.waiting.length})`);
-  button('admit-all').hidden = s.waiting.length < 2;
-  reconcile(
-    byId('waiting-list'),
-    s.waiting,
-    (w) => w.participant_id,
-    (w) => {
-      const id = w.participant_id;
-      return h(
-        'li',
-        { class: 'row' },
-        h('span', { class: 'name' }),
-        h('span', { class: 'meta since' }),
-        h(
-          'span',
-          { class: 'row-actions' },
-          h('button', { type: 'button', class: 'small primary', 'data-act': 'admit', onclick: () => ctx.send({ type: 'admit', participant_id: id }) }),
-          h('button', {
-            type: 'button',
-            class: 'small quiet',
-            'data-act': 'deny',
-            onclick: async () => {
-              const message = await confirmDialog({
-                title: `Turn ${w.display_name} away?`,
-                text: 'They will not join this time. You can add a kind message they will see.',
-                confirm: 'Turn away',
-                field: 'Message to them (optional)',
-              });
-              if (message !== null) ctx.send({ type: 'deny', participant_id: id, message: message || null });
-            },
-          }),
-        ),
-      );
-    },
-    (li, w) => {
-      li.dataset.since = String(w.since);
-      setText(/** @type {Element} */ (li.querySelector('.name')), w.display_name);
-      setText(/** @type {Element} */ (li.querySelector('.since')), waitedFor(serverNow(s) - w.since));
-      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="admit"]')), 'Admit', w.display_name);
-      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="deny"]')), 'Turn away…', w.display_name);
-    },
-  );
-}
-
-/** @param {MeetingState} s */
-function renderSupport(s) {
-  setText(byId('support-count'), `(${s.support.length})`);
-  reconcile(
-    byId('support-list'),
-    s.support,
-    (r) => String(r.request_id),
-    (r) =>
-      h(
-        'li',
-        { class: 'row support-row' },
-        h('span', { class: 'who' }, h('span', { class: 'name' }), ' ', h('span', { class: 'meta' })),
-        h('span', { class: 'text' }),
-        h('button', { type: 'button', class: 'small primary', 'data-act': 'ack', onclick: () => ctx.send({ type: 'ack_support', request_id: r.request_id }) }),
-      ),
-    (li, r) => {
-      setText(/** @type {Element} */ (li.querySelector('.name')), r.display_name);
-      setText(/** @type {Element} */ (li.querySelector('.meta')), `at ${timeOfDay(r.at)}`);
-      setText(/** @type {Element} */ (li.querySelector('.text')), r.text ? `“${r.text}”` : 'No message.');
-      label(/** @type {HTMLElement} */ (li.querySelector('[data-act="ack"]')), 'Acknowledge', `${r.display_name}'s request`);
-    },
-  );
-}
-
-/** @param {MeetingState} s */
-function renderMeetingControls(s) {
-  const m = s.meeting;
-  if (!m) return;
-  const lock = button('lock-btn');
-  setText(lock, m.locked ? 'Unlock meeting' : 'Lock meeting');
-  lock.setAttribute('aria-pressed', String(m.locked));
-  const chat = button('chat-toggle');
-  setText(chat, m.settings.chat_enabled ? 'Turn chat off' : 'Turn chat on');
-  chat.setAttribute('aria-pressed', String(Boolean(m.settings.chat_enabled)));
-  const waiting = button('waiting-toggle');
-  const wr = m.settings.waiting_room ?? true;
-  setText(waiting, wr ? 'Turn waiting room off' : 'Turn waiting room on');
-  waiting.setAttribute('aria-pressed', String(wr));
-  const select = byId('share-length', HTMLSelectElement);
-  const secs = String(m.settings.share_seconds ?? 0);
-  if (![...select.options].some((o) => o.value === secs)) {
-    select.append(h('option', { value: secs, text: `${Math.round(Number(secs) / 60)} minutes` }));
-  }
-  if (document.activeElement !== select) select.value = secs;
+  label(b('promote'), p.role === 'co_facilitator' ? t('act.makeMember') : t('act.makeCo'), name);
+  label(b('remove'), t('act.remove'), name);
+  label(b('ban'), t('act.ban'), name);
 }
 
 /** @param {MeetingState} s @param {boolean} fac @param {boolean} observer */
@@ -681,13 +592,13 @@ function renderChat(s, fac, observer) {
       );
     },
     (li, c) => {
-      setText(/** @type {Element} */ (li.querySelector('.name')), c.participant_id === s.me ? `${c.display_name} (you)` : c.display_name);
+      setText(/** @type {Element} */ (li.querySelector('.name')), c.participant_id === s.me ? `${c.display_name} (${t('you')})` : c.display_name);
       setText(/** @type {Element} */ (li.querySelector('.meta')), timeOfDay(c.at));
       setText(/** @type {Element} */ (li.querySelector('.text')), c.text);
       li.classList.toggle('you', c.participant_id === s.me);
       const del = /** @type {HTMLElement} */ (li.querySelector('[data-act="delete"]'));
       show(del, fac);
-      if (fac) label(del, 'Delete', `message from ${c.display_name}`);
+      if (fac) label(del, t('chat.delete'), t('chat.fromName', { name: c.display_name }));
     },
   );
   if (atBottom) log.scrollTop = log.scrollHeight;

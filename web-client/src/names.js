@@ -1,10 +1,13 @@
 // Display-name rules, mirrored from the server (src/room/names.rs) for instant feedback.
-// The server stays the authority: its `invalid_name` and `name_taken` errors are shown as sent.
+// The server stays the authority: its `invalid_name` and `name_taken` errors are shown by code.
 
 /** Longest display name, in characters, after normalisation (MAX_NAME_CHARS on the server). */
 export const MAX_NAME_CHARS = 32;
 
-/** Same messages as the server's NameError, so feedback reads the same before and after sending. */
+/**
+ * The server's NameError texts, for reference; the page shows the catalog's words for each
+ * problem (`name.problem.*` in src/locales/).
+ */
 export const NAME_MESSAGES = {
   empty: 'a display name cannot be empty',
   too_long: `a display name can be at most ${MAX_NAME_CHARS} characters`,

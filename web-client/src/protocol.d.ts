@@ -188,6 +188,11 @@ export type PromoteTo = "facilitator" | "co_facilitator" | "member";
 export type ServerMessage = ServerMessage1 & ServerMessage2;
 export type ServerMessage1 =
   | {
+      /**
+       * Where to find help outside the meeting, as the joining member's own program configured
+       * it; empty when it configured none (then show nothing).
+       */
+      crisis_resources: CrisisResource[];
       display_name: string;
       floor?: FloorView | null;
       go_around?: GoAroundView | null;
@@ -320,6 +325,11 @@ export type ServerMessage1 =
       type: "removed";
     }
   | {
+      /**
+       * True when this participant's attendance was recorded for their program (members and
+       * facilitators); false for observers.
+       */
+      attendance_recorded: boolean;
       type: "meeting_ended";
     }
   | {
@@ -388,6 +398,7 @@ export type ErrorCode =
   | "certificate_unavailable"
   | "invalid_media"
   | "unavailable"
+  | "storage_backlog"
   | "internal";
 /**
  * Why someone left.
@@ -411,6 +422,23 @@ export interface ClientMessage2 {
    * Echoed by every event this request causes for the requester (at most 64 characters).
    */
   id?: string | null;
+}
+/**
+ * A place to find help outside the meeting (a crisis line), configured per program.
+ */
+export interface CrisisResource {
+  /**
+   * A `tel:`, `sms:` or `https:` URI.
+   */
+  contact: string;
+  /**
+   * What it is called, e.g. "988 Suicide & Crisis Lifeline".
+   */
+  name: string;
+  /**
+   * A short note, e.g. "call or text, 24/7".
+   */
+  note?: string | null;
 }
 /**
  * Who holds the floor and until when.

@@ -13,6 +13,10 @@
 /** @typedef {import('./protocol').MeetingView} MeetingView */
 /** @typedef {import('./protocol').Role} Role */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
+/** @typedef {import('./crisis.js').CrisisResource} CrisisResource */
+
+import { crisisFrom } from './crisis.js';
+import { t } from './i18n.js';
 
 /**
  * @typedef {object} ChatLine
@@ -28,6 +32,7 @@
  * @typedef {object} Ending
  * @property {'left' | 'removed' | 'banned' | 'denied' | 'ended' | 'replaced' | 'failed'} kind
  * @property {string | null} [message]
+ * @property {boolean} [attendance] the server recorded this person's attendance (ended meetings)
  */
 
 /**
@@ -50,6 +55,7 @@
  * @property {number} clockOffset server clock minus this device's clock, in ms (estimated)
  * @property {Ending | null} ending
  * @property {string | null} activeSpeaker who is speaking now (from the SFU), if anyone
+ * @property {CrisisResource[]} crisis my program's crisis resources (may be empty)
  */
 
 /**
@@ -81,6 +87,7 @@ export function initialState() {
     warning: null,
     clockOffset: 0,
     ending: null,
+    crisis: [],
   };
 }
 
@@ -93,7 +100,7 @@ export function isFacilitator(role) {
 export function nameOf(s, id) {
   if (!id) return '';
   if (id === s.me) return s.participants.get(id)?.display_name ?? s.myName;
-  return s.participants.get(id)?.display_name ?? 'Someone who left';
+  return s.participants.get(id)?.display_name ?? t('someoneWhoLeft');
 }
 
 /** @param {MeetingState} s */
@@ -101,16 +108,40 @@ export function mySeat(s) {
   return s.me ? s.participants.get(s.me) ?? null : null;
 }
 
+/**
+ * Whether the rules let this person speak at all (before any facilitator's mute): not an
+ * observer, and in a floor-control meeting a facilitator or the one who has the floor.
+ * @param {MeetingState} s @param {ParticipantView} p
+ */
+export function mayTalk(s, p) {
+  if (p.role === 'observer') return false;
+  if (!s.meeting?.settings.floor_control) return true;
+  return isFacilitator(p.role) || s.floor?.participant_id === p.participant_id;
+}
+
+/**
+ * A facilitator's mute control on someone, by what it would do: `mute` (mute and hold it),
+ * `allow` (lift the hold so they may unmute), or null when it would do nothing.
+ * @param {MeetingState} s @param {ParticipantView} p
+ * @returns {'mute' | 'allow' | null}
+ */
+export function muteAction(s, p) {
+  if (p.role === 'observer') return null;
+  if (p.can_unmute) return 'mute';
+  // Could speak but may not unmute: a facilitator's mute holds.
+  if (mayTalk(s, p)) return 'allow';
+  // Without the floor nobody unmutes; muting still stops someone who is unmuted.
+  return p.muted ? null : 'mute';
+}
+
+/** Muted by a facilitator, and the hold is what keeps them muted. @param {MeetingState} s @param {ParticipantView} p */
+export function heldMuted(s, p) {
+  return !p.can_unmute && mayTalk(s, p);
+}
+
 /** 1-based place in the queue, or 0. @param {MeetingState} s */
 export function myQueuePlace(s) {
   return s.queue.findIndex((q) => q.participant_id === s.me) + 1;
-}
-
-/** @param {number} n */
-export function ordinal(n) {
-  const tens = n % 100;
-  if (tens >= 11 && tens <= 13) return `${n}th`;
-  return `${n}${['th', 'st', 'nd', 'rd'][n % 10] ?? 'th'}`;
 }
 
 /** Server time now, by this device's clock and the estimated offset. @param {MeetingState} s */
@@ -139,13 +170,11 @@ export function canSendVideo(s) {
  */
 export function unmuteBlocker(s) {
   const me = mySeat(s);
-  if (!me) return 'You are not in the meeting.';
-  if (me.role === 'observer') return 'Observers listen only.';
+  if (!me) return t('mic.notIn');
+  if (me.role === 'observer') return t('mic.observer');
   if (me.can_unmute) return null;
-  if (s.meeting?.settings.floor_control && s.floor?.participant_id !== s.me && !isFacilitator(me.role)) {
-    return 'In this meeting only the person sharing can unmute. Raise your hand to ask for the floor.';
-  }
-  return 'A facilitator muted you. You can unmute when they allow it.';
+  if (!mayTalk(s, me)) return t('mic.floorOnly');
+  return t('mic.heldMuted');
 }
 
 /**
@@ -179,7 +208,8 @@ export function apply(s, msg, now) {
       }
       if (s.warning && s.floor?.participant_id !== s.warning.participant_id) s.warning = null;
       s.ending = null;
-      if (!sameSeat) notes.push({ text: `You are in the meeting ${msg.meeting.title} as ${msg.display_name}.` });
+      s.crisis = crisisFrom(msg);
+      if (!sameSeat) notes.push({ text: t('note.inMeeting', { title: msg.meeting.title, name: msg.display_name }) });
       break;
     }
     case 'waiting':
@@ -188,10 +218,10 @@ export function apply(s, msg, now) {
       s.myName = msg.display_name;
       s.title = msg.meeting_title;
       s.ending = null;
-      notes.push({ text: `You are in the waiting room as ${msg.display_name}. A facilitator will let you in.` });
+      notes.push({ text: t('note.waiting', { name: msg.display_name }) });
       break;
     case 'admitted':
-      notes.push({ text: 'A facilitator let you in.', urgent: true });
+      notes.push({ text: t('note.admitted'), urgent: true });
       break;
     case 'denied':
       s.phase = 'over';
@@ -201,17 +231,17 @@ export function apply(s, msg, now) {
       const before = new Set(s.waiting.map((w) => w.participant_id));
       const arrived = msg.waiting.filter((w) => !before.has(w.participant_id));
       s.waiting = msg.waiting;
-      for (const w of arrived) notes.push({ text: `${w.display_name} is in the waiting room.` });
+      for (const w of arrived) notes.push({ text: t('note.arrived', { name: w.display_name }) });
       break;
     }
     case 'participant_joined':
       s.participants.set(msg.participant.participant_id, msg.participant);
-      notes.push({ text: `${msg.participant.display_name} joined.` });
+      notes.push({ text: t('note.joined', { name: msg.participant.display_name }) });
       break;
     case 'participant_left': {
       const who = nameOf(s, msg.participant_id);
       s.participants.delete(msg.participant_id);
-      if (msg.participant_id !== s.me) notes.push({ text: `${who} left.` });
+      if (msg.participant_id !== s.me) notes.push({ text: t('note.left', { name: who }) });
       break;
     }
     case 'participant_updated': {
@@ -222,19 +252,19 @@ export function apply(s, msg, now) {
         s.myName = p.display_name;
         s.myRole = p.role;
         if (before) {
-          if (before.can_unmute && !p.can_unmute && p.muted && !s.meeting?.settings.floor_control) {
-            notes.push({ text: 'A facilitator muted you.', urgent: true });
+          if (before.can_unmute && heldMuted(s, p) && p.muted) {
+            notes.push({ text: t('note.facMuted'), urgent: true });
           } else if (!before.muted && p.muted && before.can_unmute === p.can_unmute) {
-            notes.push({ text: 'You are muted.' });
+            notes.push({ text: t('note.muted') });
           }
-          if (!before.can_unmute && p.can_unmute) notes.push({ text: 'You may unmute now.', urgent: true });
+          if (!before.can_unmute && p.can_unmute) notes.push({ text: t('note.mayUnmute'), urgent: true });
           if (before.display_name !== p.display_name) {
-            notes.push({ text: `A facilitator changed your name to ${p.display_name}.`, urgent: true });
+            notes.push({ text: t('note.renamed', { name: p.display_name }), urgent: true });
           }
-          if (before.role !== p.role) notes.push({ text: `Your role is now ${roleLabel(p.role)}.`, urgent: true });
+          if (before.role !== p.role) notes.push({ text: t('note.role', { role: roleLabel(p.role) }), urgent: true });
         }
       } else if (before && before.connected !== p.connected) {
-        notes.push({ text: p.connected ? `${p.display_name} is back.` : `${p.display_name} lost their connection.` });
+        notes.push({ text: t(p.connected ? 'note.back' : 'note.lost', { name: p.display_name }) });
       }
       break;
     }
@@ -253,7 +283,7 @@ export function apply(s, msg, now) {
       if (!floor || floor.participant_id !== s.warning?.participant_id) s.warning = null;
       // Who holds the floor is announced by the floor status on screen (a live region).
       if (floor && floor.over_time && !before?.over_time && floor.participant_id === before?.participant_id) {
-        notes.push({ text: floor.participant_id === s.me ? 'Your share is over time.' : 'The share is over time.' });
+        notes.push({ text: t(floor.participant_id === s.me ? 'note.myOverTime' : 'note.overTime') });
       }
       break;
     }
@@ -263,22 +293,22 @@ export function apply(s, msg, now) {
       notes.push({
         text:
           msg.participant_id === s.me
-            ? `About ${msg.remaining_seconds} seconds left in your share.`
-            : `About ${msg.remaining_seconds} seconds left in this share.`,
+            ? t('note.myShareLeft', { n: msg.remaining_seconds })
+            : t('note.shareLeft', { n: msg.remaining_seconds }),
         urgent: msg.participant_id === s.me,
       });
       break;
     case 'share_ended':
       if (s.warning?.participant_id === msg.participant_id) s.warning = null;
       if (msg.reason === 'time_up') {
-        notes.push({ text: msg.participant_id === s.me ? 'Your share time is up.' : 'The share time is up.' });
+        notes.push({ text: t(msg.participant_id === s.me ? 'note.myTimeUp' : 'note.timeUp') });
       }
       break;
     case 'go_around': {
       const was = s.goAround?.active ?? false;
       s.goAround = msg.go_around.active ? msg.go_around : null;
-      if (!was && msg.go_around.active) notes.push({ text: 'A go-around started.' });
-      if (was && !msg.go_around.active) notes.push({ text: 'The go-around ended.' });
+      if (!was && msg.go_around.active) notes.push({ text: t('note.goAroundStarted') });
+      if (was && !msg.go_around.active) notes.push({ text: t('note.goAroundEnded') });
       break;
     }
     case 'chat':
@@ -296,18 +326,18 @@ export function apply(s, msg, now) {
       break;
     case 'support_request':
       s.support = [...s.support.filter((r) => r.request_id !== msg.request.request_id), msg.request];
-      notes.push({ text: `${msg.request.display_name} asked for support.`, urgent: true });
+      notes.push({ text: t('note.supportAsked', { name: msg.request.display_name }), urgent: true });
       break;
     case 'support_request_sent':
       s.mySupport.push({ request_id: msg.request_id, acknowledged: false });
-      notes.push({ text: 'Your request was sent privately to the facilitators.' });
+      notes.push({ text: t('support.sent') });
       break;
     case 'support_acknowledged': {
       s.support = s.support.filter((r) => r.request_id !== msg.request_id);
       const mine = s.mySupport.find((r) => r.request_id === msg.request_id);
       if (mine) {
         mine.acknowledged = true;
-        notes.push({ text: 'A facilitator saw your request for support.', urgent: true });
+        notes.push({ text: t('support.seen'), urgent: true });
       }
       break;
     }
@@ -316,10 +346,10 @@ export function apply(s, msg, now) {
       s.meeting = msg.meeting;
       s.title = msg.meeting.title;
       if (before && before.locked !== msg.meeting.locked) {
-        notes.push({ text: msg.meeting.locked ? 'The meeting is locked.' : 'The meeting is unlocked.' });
+        notes.push({ text: t(msg.meeting.locked ? 'note.locked' : 'note.unlocked') });
       }
       if (before && before.settings.chat_enabled !== msg.meeting.settings.chat_enabled) {
-        notes.push({ text: msg.meeting.settings.chat_enabled ? 'Chat is on.' : 'Chat is off.' });
+        notes.push({ text: t(msg.meeting.settings.chat_enabled ? 'note.chatOn' : 'note.chatOff') });
       }
       break;
     }
@@ -329,7 +359,7 @@ export function apply(s, msg, now) {
       break;
     case 'meeting_ended':
       s.phase = 'over';
-      s.ending = { kind: 'ended' };
+      s.ending = { kind: 'ended', attendance: msg.attendance_recorded };
       break;
     case 'error':
     case 'pong':
@@ -337,7 +367,7 @@ export function apply(s, msg, now) {
     case 'resumed':
       break; // the connection and the caller handle these
     case 'certificate':
-      break; // only on a certificate connection after the meeting (not offered by this client yet)
+      break; // only on a certificate connection after the meeting (certificate.js)
     case 'media_answer':
     case 'media_offer':
       break; // media signaling: handled by media.js through the connection
@@ -357,12 +387,12 @@ export function apply(s, msg, now) {
 export function roleLabel(role) {
   switch (role) {
     case 'facilitator':
-      return 'facilitator';
+      return t('role.facilitator');
     case 'co_facilitator':
-      return 'co-facilitator';
+      return t('role.co_facilitator');
     case 'member':
-      return 'member';
+      return t('role.member');
     case 'observer':
-      return 'observer';
+      return t('role.observer');
   }
 }

@@ -2,7 +2,8 @@
 // driven by playwright-core, and helpers that act through the UI the way a person would.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { createHash, createHmac } from 'node:crypto';
+import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,7 +34,66 @@ function serverEnv() {
   return env;
 }
 
+/**
+ * A program for a configured server (instead of the demo program): HS256 tokens minted by the
+ * test, an API key whose hash goes into the configuration, optional crisis resources.
+ * @typedef {{ id: string, secret: string, apiKey: string,
+ *   crisis?: { name: string, contact: string, note?: string }[] }} TestProgram
+ */
+
+/** @param {string} s */
+const b64url = (s) => Buffer.from(s).toString('base64url');
+
+/** @param {string} v TOML basic string */
+const tomlStr = (v) => JSON.stringify(v);
+
+/**
+ * The configuration file for `programs`.
+ * @param {TestProgram[]} programs
+ */
+export function programsToml(programs) {
+  return programs
+    .map((p) => {
+      const crisis = (p.crisis ?? [])
+        .map((c) => `{ name = ${tomlStr(c.name)}, contact = ${tomlStr(c.contact)}${c.note ? `, note = ${tomlStr(c.note)}` : ''} }`)
+        .join(', ');
+      return [
+        '[[programs]]',
+        `id = ${tomlStr(p.id)}`,
+        `name = ${tomlStr(p.id)}`,
+        'token_alg = "HS256"',
+        `token_key = ${tomlStr(p.secret)}`,
+        `api_key_sha256 = ${tomlStr(createHash('sha256').update(p.apiKey).digest('hex'))}`,
+        p.crisis ? `crisis_resources = [${crisis}]` : '',
+        '',
+      ].join('\n');
+    })
+    .join('\n');
+}
+
+/**
+ * An HS256 join token for a configured program (`exp` in seconds from now; negative: expired).
+ * @param {TestProgram} program @param {{ meeting: string, member: string, role: string, exp?: number }} c
+ */
+export function mintToken(program, c) {
+  const now = Math.floor(Date.now() / 1000);
+  const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const claims = b64url(
+    JSON.stringify({ iss: program.id, sub: c.member, aud: 'haven', meeting: c.meeting, role: c.role, iat: now - 60, exp: now + (c.exp ?? 3600) }),
+  );
+  const sig = createHmac('sha256', program.secret).update(`${header}.${claims}`).digest('base64url');
+  return `${header}.${claims}.${sig}`;
+}
+
 export class Harness {
+  /** Configured programs (empty: the server's demo program). @type {TestProgram[]} */
+  programs;
+
+  /** @param {{ programs?: TestProgram[] }} [opts] */
+  constructor(opts = {}) {
+    this.programs = opts.programs ?? [];
+  }
+
   /** @type {import('node:child_process').ChildProcess | null} */
   server = null;
   /** @type {Browser | null} */
@@ -54,7 +114,15 @@ export class Harness {
     }
     this.dataDir = await mkdtemp(path.join(tmpdir(), 'haven-browser-'));
     await mkdir(ARTIFACTS, { recursive: true });
-    const server = spawn(HAVEN, ['--data-dir', this.dataDir, 'serve', '--listen', '127.0.0.1:0'], {
+    const args = ['--data-dir', this.dataDir];
+    if (this.programs.length > 0) {
+      const config = path.join(this.dataDir, 'haven.toml');
+      await writeFile(config, programsToml(this.programs));
+      args.push('--config', config);
+      this.apiKey = this.programs[0].apiKey;
+    }
+    // Global flags after the subcommand: `haven serve --data-dir ...` (the CLI accepts them there).
+    const server = spawn(HAVEN, ['serve', ...args, '--listen', '127.0.0.1:0'], {
       env: serverEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -69,10 +137,10 @@ export class Harness {
         out += String(d);
         const url = /Haven is running at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
         const key = /API key[^\n]*\n\s+(\S+)/.exec(out);
-        if (url && key) {
+        if (url && (key || this.programs.length > 0)) {
           clearTimeout(timer);
           this.base = url[1];
-          this.apiKey = key[1];
+          if (key) this.apiKey = key[1];
           resolve(undefined);
         }
       });
@@ -108,12 +176,13 @@ export class Harness {
    * Creates a meeting of the demo program over the HTTP API (waiting room on unless settings say).
    * @param {string} id
    * @param {Record<string, unknown>} [settings]
+   * @param {{ apiKey?: string, body?: Record<string, unknown> }} [extra] another program's key; more fields
    */
-  async createMeeting(id, settings = {}) {
+  async createMeeting(id, settings = {}, extra = {}) {
     const res = await fetch(`${this.base}/v1/meetings`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${this.apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id, title: `Group ${id}`, settings }),
+      headers: { authorization: `Bearer ${extra.apiKey ?? this.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id, title: `Group ${id}`, settings, ...extra.body }),
     });
     if (!res.ok) throw new Error(`create meeting ${id}: ${res.status} ${await res.text()}`);
     return id;
@@ -124,10 +193,11 @@ export class Harness {
    * @param {string} meeting @param {string} member @param {'facilitator' | 'member' | 'observer'} role
    */
   async token(meeting, member, role) {
+    if (this.programs.length > 0) return mintToken(this.programs[0], { meeting, member, role });
     const { stdout } = await run(HAVEN, [
+      'token',
       '--data-dir',
       this.dataDir,
-      'token',
       '--meeting',
       meeting,
       '--member',
@@ -136,7 +206,8 @@ export class Harness {
       role,
       '--raw',
     ], { env: serverEnv() });
-    const token = stdout.trim().split(/\s+/).pop();
+    // A join link (`...#token=<jwt>`) or the bare token.
+    const token = /#token=(\S+)/.exec(stdout)?.[1] ?? stdout.trim().split(/\s+/).pop();
     if (!token) throw new Error('haven token printed nothing');
     return token;
   }
@@ -147,12 +218,13 @@ export class Harness {
    * @param {string} member
    * @param {'facilitator' | 'member' | 'observer'} role
    * @param {{ width: number, height: number }} [viewport]
-   * @param {{ initScript?: () => void }} [opts] initScript runs in the page before its own scripts
+   * @param {{ initScript?: () => void, locale?: string, token?: string }} [opts] initScript runs in
+   *   the page before its own scripts; locale sets the browser's language; token replaces the minted one
    */
   async open(meeting, member, role, viewport = { width: 1280, height: 800 }, opts = {}) {
-    const token = await this.token(meeting, member, role);
+    const token = opts.token ?? (await this.token(meeting, member, role));
     const browser = /** @type {Browser} */ (this.browser);
-    const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
+    const context = await browser.newContext({ viewport, reducedMotion: 'reduce', locale: opts.locale ?? 'en-US' });
     this.contexts.push(context);
     if (opts.initScript) await context.addInitScript(opts.initScript);
     const page = await context.newPage();

@@ -129,6 +129,17 @@ test("cameras follow the meeting's video setting: members to the facilitators on
   const { fac, members } = await openMeeting('video', ['Cy', 'Dee'], { video: 'members_to_facilitators' });
   const [cy, dee] = members;
   const cyId = await participantId(fac, 'Cy');
+  const facId = await participantId(dee, 'Facil');
+
+  // A facilitator's camera goes to everyone. This is also the positive control for the check
+  // below: Dee's page receives and shows video when the rules send it some.
+  await fac.getByRole('button', { name: 'Turn camera on' }).click();
+  await mediaConnected(fac, 'Facil with camera');
+  for (const [who, page] of /** @type {const} */ ([['Cy', cy], ['Dee', dee]])) {
+    const v = personRow(page, 'Facil').locator('video.tile');
+    await v.waitFor({ timeout: MEDIA_TIMEOUT });
+    await eventually(() => v.evaluate((el) => /** @type {HTMLVideoElement} */ (el).videoWidth), (w) => w > 0, `frames of Facil at ${who}`, MEDIA_TIMEOUT);
+  }
 
   // Members may send video to the facilitators here: the button says where it goes.
   await cy.locator('#camera-note', { hasText: 'facilitators only' }).waitFor();
@@ -143,23 +154,17 @@ test("cameras follow the meeting's video setting: members to the facilitators on
   await tile.waitFor({ timeout: MEDIA_TIMEOUT });
   assert.equal(await tile.getAttribute('aria-label'), "Cy's camera");
   await eventually(() => tile.evaluate((v) => /** @type {HTMLVideoElement} */ (v).videoWidth), (w) => w > 0, 'frames of Cy at the facilitator', MEDIA_TIMEOUT);
-  // Dee, another member, gets none of it: a track may be negotiated, but no packet arrives
-  // while the facilitator receives plenty.
+  // Dee, another member, gets none of it: while the facilitator receives 100 more packets of
+  // Cy's video and Dee receives more of the facilitator's video (Dee's video path works), no
+  // packet of Cy's video reaches Dee.
   const facVideo = await eventually(() => packetsReceivedFrom(fac, cyId, 'video'), (n) => (n ?? 0) > 0, 'video at the facilitator', MEDIA_TIMEOUT);
+  const deeFromFac = (await packetsReceivedFrom(dee, facId, 'video')) ?? 0;
   await eventually(() => packetsReceivedFrom(fac, cyId, 'video'), (n) => (n ?? 0) >= (facVideo ?? 0) + 100, 'more video at the facilitator', MEDIA_TIMEOUT);
+  await eventually(() => packetsReceivedFrom(dee, facId, 'video'), (n) => (n ?? 0) > deeFromFac, "more of the facilitator's video at Dee", MEDIA_TIMEOUT);
   assert.ok(((await packetsReceivedFrom(dee, cyId, 'video')) ?? 0) === 0, 'Dee receives no video from Cy');
   assert.equal(await personRow(dee, 'Cy').locator('video').count(), 0);
   // Cy's audio still reaches the others after the new session (muted: a track, no packets).
   await eventually(() => packetsReceivedFrom(dee, cyId), (n) => n !== null, 'Dee has a track from Cy', MEDIA_TIMEOUT);
-
-  // A facilitator's camera goes to everyone.
-  await fac.getByRole('button', { name: 'Turn camera on' }).click();
-  await mediaConnected(fac, 'Facil with camera');
-  for (const [who, page] of /** @type {const} */ ([['Cy', cy], ['Dee', dee]])) {
-    const v = personRow(page, 'Facil').locator('video.tile');
-    await v.waitFor({ timeout: MEDIA_TIMEOUT });
-    await eventually(() => v.evaluate((el) => /** @type {HTMLVideoElement} */ (el).videoWidth), (w) => w > 0, `frames of Facil at ${who}`, MEDIA_TIMEOUT);
-  }
 
   for (const [who, page] of /** @type {const} */ ([['facilitator', fac], ['member', cy]])) {
     await page.evaluate(() => window.scrollTo(0, 0));

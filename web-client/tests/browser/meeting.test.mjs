@@ -158,7 +158,20 @@ test('name rules give instant feedback; a taken name offers the server suggestio
   await joinAs(fac, 'Sam');
   await waitForMeeting(fac);
 
-  const page = await t.open('names', 'names-m', 'member');
+  // Record every frame the page sends (wrapping WebSocket.send), to see what reaches the server.
+  const page = await t.open('names', 'names-m', 'member', undefined, {
+    initScript: () => {
+      const w = /** @type {any} */ (window);
+      w.__sent = [];
+      const original = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        w.__sent.push(String(data));
+        return original.call(this, data);
+      };
+    },
+  });
+  /** The types of the frames the page sent so far. @returns {Promise<string[]>} */
+  const sentTypes = () => page.evaluate(() => /** @type {any} */ (window).__sent.map((/** @type {string} */ m) => JSON.parse(m).type));
   const input = page.getByLabel('Display name');
   await input.fill('sam@example.org');
   await page.locator('#name-feedback', { hasText: 'email address' }).waitFor();
@@ -169,14 +182,23 @@ test('name rules give instant feedback; a taken name offers the server suggestio
   await page.locator('#name-feedback', { hasText: '@handle' }).waitFor();
   await input.fill('Sa\u200Bm');
   await page.locator('#name-feedback', { hasText: 'invisible' }).waitFor();
-  // A refused name is not sent.
+  // A refused name is not sent: pressing Join says why again, and no join frame leaves the page.
   await page.getByRole('button', { name: 'Join the meeting' }).click();
   assert.equal(await page.locator('#screen-name').isVisible(), true);
+  assert.equal(await input.getAttribute('aria-invalid'), 'true');
+  assert.deepEqual(await sentTypes(), [], 'nothing was sent for a refused name');
 
-  // "SAM" collides with "Sam" on the server, which suggests a free variant.
+  // "SAM" collides with "Sam" on the server, which suggests a free variant. The same button sends
+  // a valid name (the recorder sees it: the check above could have seen one).
   await input.fill('SAM');
   await page.locator('#name-feedback', { hasText: 'Looks good' }).waitFor();
   await page.getByRole('button', { name: 'Join the meeting' }).click();
+  await eventually(sentTypes, (types) => types.includes('join'), 'the join frame of a valid name');
+  // Whatever the timing, the only join that ever left the page is the valid one.
+  const joins = await page.evaluate(() =>
+    /** @type {any} */ (window).__sent.map((/** @type {string} */ m) => JSON.parse(m)).filter((/** @type {any} */ m) => m.type === 'join'),
+  );
+  assert.deepEqual(joins.map((/** @type {any} */ m) => m.display_name), ['SAM'], 'only the valid name was sent');
   await page.locator('#name-feedback', { hasText: 'already uses that name' }).waitFor();
   const suggestion = page.locator('#use-suggestion');
   await suggestion.waitFor();
@@ -232,6 +254,52 @@ test('a dropped connection comes back by itself with the resume token and keeps 
   // Still a working connection: lowering the hand reaches everyone.
   await frankie.getByRole('button', { name: 'Lower hand' }).click();
   await eventually(() => queueNames(fac), (q) => q.length === 0, 'the hand lowered');
+});
+
+test('after a resume the server could not replay, a fresh welcome resets the seq baseline', async () => {
+  const { fac, members } = await meetingWith(t, 'rebase', ['Quinn']);
+  const [quinn] = members;
+  // Quinn's next connection shows every server frame 1000 higher than sent, so the client's
+  // last seq runs far ahead of the server's numbering; the one after shows it below that.
+  /** @type {import('playwright-core').WebSocketRoute[]} */
+  const routes = [];
+  /** @type {string[]} */
+  const toServer = [];
+  await quinn.routeWebSocket(/\/v1\/signal/, (ws) => {
+    const first = routes.length === 0;
+    routes.push(ws);
+    const server = ws.connectToServer();
+    ws.onMessage((m) => {
+      toServer.push(String(m));
+      server.send(m);
+    });
+    server.onMessage((m) => {
+      const frame = JSON.parse(String(m));
+      // The second connection: whatever the server continues from, show it below the client's.
+      if (first && frame.seq > 0) frame.seq += 1000;
+      else if (frame.seq > 1000) frame.seq -= 1000;
+      ws.send(JSON.stringify(frame));
+    });
+  });
+  await quinn.reload();
+  await waitForMeeting(quinn);
+  await fac.getByLabel('Message to everyone').fill('before the drop');
+  await fac.getByRole('button', { name: 'Send' }).click();
+  await quinn.locator('#chat-log li', { hasText: 'before the drop' }).waitFor();
+
+  // The drop: Quinn resumes with a last seq the server never reached, so it cannot replay and
+  // sends a fresh welcome numbered below what the client saw.
+  await routes[0].close({ code: 4008, reason: 'slow_consumer' });
+  await quinn.locator('#conn-banner', { hasText: 'Reconnected' }).waitFor();
+  const resume = toServer.map((m) => JSON.parse(m)).filter((m) => m.type === 'resume').pop();
+  assert.ok(resume && resume.last_seq > 1000, 'the resume carried the inflated last seq');
+
+  // Events after the reconnect reach Quinn's page (they would be dropped as old without the reset).
+  await fac.getByLabel('Message to everyone').fill('after the drop');
+  await fac.getByRole('button', { name: 'Send' }).click();
+  await quinn.locator('#chat-log li', { hasText: 'after the drop' }).waitFor();
+  await quinn.getByRole('button', { name: 'Raise hand' }).click();
+  await eventually(() => queueNames(quinn), (q) => q.join() === 'Quinn', "Quinn's own hand on Quinn's page");
 });
 
 test('facilitator controls: turn away with a message, lock, a go-around with a pass, end the meeting', async () => {
