@@ -82,6 +82,8 @@ pub enum StartError {
     Program(#[from] auth::ProgramError),
     #[error("{0}")]
     Journal(#[from] crate::journal::JournalError),
+    #[error("key-encryption key: {0}")]
+    Sealing(crate::store::sealed::SealError),
     #[error("server keys: {0}")]
     Keyring(#[from] crate::attendance::certificate::KeyringError),
     #[error("cannot listen on {0}: {1}")]
@@ -183,7 +185,14 @@ pub async fn open_store(config: &Config) -> Result<(Store, Option<Demo>), StartE
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
     }
-    let store = Store::connect(&config.database_url()).await?;
+    let mut store = Store::connect(&config.database_url()).await?;
+    match config.sealer().map_err(StartError::Sealing)? {
+        Some(sealer) => store.use_sealer(sealer).await?,
+        None => tracing::warn!(
+            "certificate signing keys and HS256 program secrets are stored unencrypted: set \
+             HAVEN_KEY_ENCRYPTION_KEY (32 random bytes, base64) to seal them (see README)"
+        ),
+    }
     for p in &config.programs {
         let row = ProgramRow {
             id: p.id.clone(),

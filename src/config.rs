@@ -3,7 +3,7 @@
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,6 +82,13 @@ fn yes() -> bool {
 
 fn ser_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[redacted]")
+}
+
+fn ser_opt_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
 }
 
 /// Limits, all configurable (defaults from DESIGN.md).
@@ -216,6 +223,13 @@ pub struct Config {
     /// Attendance older than this many days is purged (hourly). `None` keeps it forever.
     pub attendance_retention_days: Option<u32>,
     pub media: MediaConfig,
+    /// The key-encryption key (32 bytes, base64) that seals certificate signing keys and HS256
+    /// secrets in the database; usually from `HAVEN_KEY_ENCRYPTION_KEY`. Without one (and without
+    /// `key_encryption_key_file`) they are stored unencrypted, and the server says so at start.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub key_encryption_key: Option<SecretString>,
+    /// A file holding the key-encryption key (its first line), e.g. a mounted secret.
+    pub key_encryption_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -230,6 +244,8 @@ impl Default for Config {
             limits: Limits::default(),
             attendance_retention_days: None,
             media: MediaConfig::default(),
+            key_encryption_key: None,
+            key_encryption_key_file: None,
         }
     }
 }
@@ -271,6 +287,21 @@ impl Config {
         match &self.database_url {
             Some(u) if !u.is_empty() => u.clone(),
             _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("haven.db").display()),
+        }
+    }
+
+    /// The key-encryption key, from `key_encryption_key` or else `key_encryption_key_file`.
+    pub fn sealer(&self) -> Result<Option<crate::store::sealed::Sealer>, crate::store::sealed::SealError> {
+        use crate::store::sealed::{SealError, Sealer};
+        if let Some(k) = &self.key_encryption_key {
+            return Sealer::from_base64(k.expose_secret()).map(Some);
+        }
+        match &self.key_encryption_key_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|_| SealError::BadKey)?;
+                Sealer::from_base64(text.lines().next().unwrap_or("")).map(Some)
+            }
+            None => Ok(None),
         }
     }
 

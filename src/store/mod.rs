@@ -13,6 +13,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
 
+pub mod sealed;
+
 /// A store failure. The variants say whose fault it is, so the API can answer 409 or 500.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,10 +26,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Sealed(#[from] sealed::SealError),
 }
 
-/// A program as stored.
-#[derive(Debug, Clone)]
+/// A program as stored. `Debug` leaves out the token key (an HS256 secret).
+#[derive(Clone)]
 pub struct ProgramRow {
     pub id: String,
     pub name: String,
@@ -107,6 +111,8 @@ enum SharedWith {
 pub struct Store {
     pool: AnyPool,
     postgres: bool,
+    /// Seals signing keys and HS256 secrets at rest (see `sealed`); `None`: stored as they are.
+    sealer: Option<std::sync::Arc<sealed::Sealer>>,
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -139,7 +145,7 @@ impl Store {
         } else {
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         }
-        Ok(Store { pool, postgres })
+        Ok(Store { pool, postgres, sealer: None })
     }
 
     /// Whether this store is PostgreSQL.
@@ -165,7 +171,7 @@ impl Store {
         .bind(&p.id)
         .bind(&p.name)
         .bind(&p.token_alg)
-        .bind(&p.token_key)
+        .bind(self.seal_program_key(p))
         .bind(&p.api_key_sha256)
         .bind(now)
         .execute(&self.pool)
@@ -181,11 +187,13 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
+                let id: String = r.try_get(0)?;
+                let stored: String = r.try_get(3)?;
                 Ok(ProgramRow {
-                    id: r.try_get(0)?,
+                    token_key: sealed::open(self.sealer.as_deref(), &stored, &id)?,
+                    id,
                     name: r.try_get(1)?,
                     token_alg: r.try_get(2)?,
-                    token_key: r.try_get(3)?,
                     api_key_sha256: r.try_get(4)?,
                 })
             })
@@ -403,8 +411,8 @@ pub struct ResultRow {
     pub result: String,
 }
 
-/// A server signing key.
-#[derive(Debug, Clone)]
+/// A server signing key. `Debug` leaves out the private key.
+#[derive(Clone)]
 pub struct KeyRow {
     pub kid: String,
     pub private_pem: String,
@@ -708,15 +716,60 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
+                let kid: String = r.try_get(0)?;
+                let stored: String = r.try_get(1)?;
                 Ok(KeyRow {
-                    kid: r.try_get(0)?,
-                    private_pem: r.try_get(1)?,
+                    private_pem: sealed::open(self.sealer.as_deref(), &stored, &kid)?,
+                    kid,
                     public_x: r.try_get(2)?,
                     created_at: r.try_get(3)?,
                     retired_at: r.try_get(4)?,
                 })
             })
             .collect()
+    }
+
+    /// Uses `sealer` for secrets from now on, and seals every secret still stored in plain text
+    /// (a database from before a KEK was configured). Fails when a sealed secret does not open
+    /// with it (the wrong KEK): better than starting with keys that cannot sign.
+    pub async fn use_sealer(&mut self, sealer: sealed::Sealer) -> Result<(), StoreError> {
+        self.sealer = Some(std::sync::Arc::new(sealer));
+        for k in self.server_keys().await? {
+            let stored: String = sqlx::query("SELECT private_pem FROM server_keys WHERE kid = $1")
+                .bind(&k.kid)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+            if !sealed::is_sealed(&stored) {
+                sqlx::query("UPDATE server_keys SET private_pem = $1 WHERE kid = $2")
+                    .bind(sealed::seal(self.sealer.as_deref(), &k.private_pem, &k.kid))
+                    .bind(&k.kid)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        for p in self.programs().await? {
+            let sealed_key = self.seal_program_key(&p);
+            if sealed_key != p.token_key {
+                sqlx::query("UPDATE programs SET token_key = $1 WHERE id = $2 AND token_key = $3")
+                    .bind(sealed_key)
+                    .bind(&p.id)
+                    .bind(&p.token_key)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What is stored for a program's token key: an HS256 secret is sealed; a public key is not
+    /// a secret.
+    fn seal_program_key(&self, p: &ProgramRow) -> String {
+        if p.token_alg == "HS256" {
+            sealed::seal(self.sealer.as_deref(), &p.token_key, &p.id)
+        } else {
+            p.token_key.clone()
+        }
     }
 
     /// Adds a key and retires every other (retired keys still verify; only the new one signs).
@@ -728,12 +781,36 @@ impl Store {
             .await?;
         sqlx::query("INSERT INTO server_keys (kid, private_pem, public_x, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&k.kid)
-            .bind(&k.private_pem)
+            .bind(sealed::seal(self.sealer.as_deref(), &k.private_pem, &k.kid))
             .bind(&k.public_x)
             .bind(k.created_at)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for ProgramRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgramRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("token_alg", &self.token_alg)
+            .field("token_key", &"[redacted]")
+            .field("api_key_sha256", &self.api_key_sha256)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRow")
+            .field("kid", &self.kid)
+            .field("private_pem", &"[redacted]")
+            .field("public_x", &self.public_x)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
     }
 }

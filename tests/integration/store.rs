@@ -192,3 +192,66 @@ async fn a_whole_meeting_runs_on_postgres() {
         .unwrap();
     assert_eq!(log[0]["action"], "lock");
 }
+
+/// The raw stored secrets of a SQLite data directory: (server keys' private PEMs, alpha's token key).
+async fn stored_secrets(dir: &std::path::Path) -> (Vec<String>, String) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", dir.join("haven.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT private_pem FROM server_keys").fetch_all(&mut conn).await.unwrap();
+    let alpha: String = sqlx::query_scalar("SELECT token_key FROM programs WHERE id = $1")
+        .bind(crate::support::ALPHA)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    (keys, alpha)
+}
+
+#[tokio::test]
+async fn signing_keys_and_hs256_secrets_are_sealed_at_rest() {
+    use crate::support::*;
+    use base64::Engine;
+    let kek = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    // Positive control: without a key-encryption key the secrets are stored as they are, and the
+    // scan below sees them.
+    let mut plain = spawn_app().await;
+    let (keys, alpha) = stored_secrets(plain._dir.path()).await;
+    assert!(keys.iter().all(|k| k.contains("PRIVATE KEY")));
+    assert_eq!(alpha, ALPHA_SECRET);
+    // With one, the same database is sealed in place at the next start...
+    let first = plain.server.take().unwrap();
+    let mut config = first.app.config.clone();
+    first.shutdown().await;
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.key_encryption_key = Some(kek.clone().into());
+    let server = haven::Server::start(config.clone()).await.expect("starts with the KEK");
+    let (keys, alpha) = stored_secrets(plain._dir.path()).await;
+    assert!(!keys.is_empty());
+    for k in &keys {
+        assert!(k.starts_with("enc:v1:") && !k.contains("PRIVATE"), "a signing key is stored in plain text");
+    }
+    assert!(alpha.starts_with("enc:v1:") && !alpha.contains(ALPHA_SECRET));
+    // ...and everything still works: a join token signed with the secret, a certificate key.
+    let app = TestApp {
+        addr: server.addr,
+        server: Some(server),
+        _dir: tempfile::tempdir().unwrap(),
+        http: reqwest::Client::new(),
+    };
+    let (_c, w) = app.join(ALPHA, "open", "m-1", haven::auth::join_token::TokenRole::Member, "Sam").await;
+    assert_eq!(w["type"], "welcome");
+    assert_eq!(app.get_json("/.well-known/jwks.json", None).await["keys"].as_array().unwrap().len(), keys.len());
+    // A sealed database does not start without its key, nor with another.
+    let mut without = config.clone();
+    without.key_encryption_key = None;
+    let e = haven::Server::start(without).await.err().expect("refused without the KEK").to_string();
+    assert!(e.contains("HAVEN_KEY_ENCRYPTION_KEY"), "{e}");
+    let mut wrong = config;
+    wrong.key_encryption_key = Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32]).into());
+    assert!(haven::Server::start(wrong).await.is_err(), "refused with the wrong KEK");
+    // Debug output of the rows never carries the secrets.
+    let store = app.server.as_ref().unwrap().app.store.clone();
+    let rows = format!("{:?} {:?}", store.programs().await.unwrap(), store.server_keys().await.unwrap());
+    assert!(!rows.contains(ALPHA_SECRET) && !rows.contains("PRIVATE KEY"), "{rows}");
+}
