@@ -118,20 +118,6 @@ async fn readyz(http: &reqwest::Client, addr: SocketAddr) -> Value {
     http.get(format!("http://{addr}/readyz")).send().await.unwrap().json().await.unwrap()
 }
 
-/// Waits (a guard, not a pause) until `/readyz` satisfies `pred`.
-async fn wait_readyz(http: &reqwest::Client, addr: SocketAddr, pred: impl Fn(&Value) -> bool) -> Value {
-    let wait = async {
-        loop {
-            let r = readyz(http, addr).await;
-            if pred(&r) {
-                return r;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), wait).await.expect("readyz reaches the expected state")
-}
-
 /// The meeting's rows once every one is final (polled under a guard).
 async fn final_rows(app: &TestApp, meeting: &str, n: usize) -> Vec<Value> {
     let wait = async {
@@ -358,35 +344,25 @@ async fn a_sigkill_while_the_database_is_down_loses_nothing() {
     let config = dir.path().join("haven.toml");
     std::fs::write(&config, binary_config(&[("limits", "heartbeat_seconds = 1")])).unwrap();
     let mut server = BinaryServer::start(dir.path(), &config, &[("DATABASE_URL", proxied.as_str())]);
-    let addr = server.addr;
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("http://{addr}/v1/meetings"))
-        .bearer_auth(ALPHA_KEY)
-        .json(&json!({"id": "k9", "title": "K9", "settings": {"waiting_room": false}, "credit_policy": {"min_minutes": 0}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let token = |m: &str| sign_hs(ALPHA, &haven::auth::join_token::claims_for(ALPHA, "k9", m, Member, 600));
+    server
+        .create_meeting(json!({"id": "k9", "title": "K9", "settings": {"waiting_room": false}, "credit_policy": {"min_minutes": 0}}))
+        .await;
     let mut clients = Vec::new();
     for m in ["m-1", "m-2", "m-3"] {
-        let mut c = Client::connect(addr, &token(m)).await.unwrap();
-        c.send(json!({"type": "join"})).await;
-        assert_eq!(c.recv().await["type"], "welcome");
-        clients.push(c);
+        clients.push(server.join("k9", m).await);
     }
     proxy.set(Link::Down);
     clients[0].send(json!({"type": "leave"})).await;
     clients[0].closed().await;
     let left_at = chrono::Utc::now().timestamp_millis();
     // Heartbeats go on into the journal; wait until some after the leave are durable.
-    wait_readyz(&http, addr, |r| {
-        r["database"] == "unreachable"
-            && r["journal"]["durable"] == true
-            && r["journal"]["oldest_age_seconds"].as_f64().unwrap_or(0.0) >= 3.0
-    })
-    .await;
+    server
+        .wait_json("/readyz", |r| {
+            r["database"] == "unreachable"
+                && r["journal"]["durable"] == true
+                && r["journal"]["oldest_age_seconds"].as_f64().unwrap_or(0.0) >= 3.0
+        })
+        .await;
     let killed_at = chrono::Utc::now().timestamp_millis();
     server.kill();
     drop(clients);
@@ -394,16 +370,9 @@ async fn a_sigkill_while_the_database_is_down_loses_nothing() {
     // Back with the database reachable: the journal replays.
     proxy.set(Link::Up);
     let server = BinaryServer::start(dir.path(), &config, &[("DATABASE_URL", direct.as_str())]);
-    wait_readyz(&http, server.addr, |r| r["journal"]["records"] == 0 && r["database"] == "ok").await;
-    let rows: Vec<Value> = http
-        .get(format!("http://{}/v1/attendance", server.addr))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    server.wait_json("/readyz", |r| r["journal"]["records"] == 0 && r["database"] == "ok").await;
+    let rows = server.get_json("/v1/attendance").await;
+    let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 3, "every member is in the export: {rows:?}");
     let last_left = |m: &str| {
         let r = rows.iter().find(|r| r["member_ref"] == m).unwrap();

@@ -18,14 +18,7 @@ async fn logs_carry_no_tokens_api_keys_or_member_references() {
     std::fs::write(&config, binary_config(&[])).unwrap();
     let server = BinaryServer::start_with_logs(dir.path(), &config, &[], Some("debug"));
     let (addr, http) = (server.addr, reqwest::Client::new());
-    let r = http
-        .post(format!("http://{addr}/v1/meetings"))
-        .bearer_auth(ALPHA_KEY)
-        .json(&json!({"id": "lobby", "title": "Lobby"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    server.create_meeting(json!({"id": "lobby", "title": "Lobby"})).await;
     let token = |member: &str, role| sign_hs(ALPHA, &claims_for(ALPHA, "lobby", member, role, 3600));
     let fac_token = token("fac-ref-SECRET-5521", Facilitator);
     let mem_token = token("member-ref-SECRET-8812", Member);
@@ -64,24 +57,12 @@ async fn logs_carry_no_tokens_api_keys_or_member_references() {
     f.request(json!({"type": "end_meeting"})).await;
     f.closed().await;
     // The end reaches the database through the journal (a final attendance row shows it).
-    let wait = async {
-        loop {
-            let rows: Vec<serde_json::Value> = http
-                .get(format!("http://{addr}/v1/attendance?meeting=lobby"))
-                .bearer_auth(ALPHA_KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if !rows.is_empty() && rows.iter().all(|r| r["final"] == true) {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(WAIT, wait).await.expect("results become final");
+    server
+        .wait_json("/v1/attendance?meeting=lobby", |rows| {
+            let rows = rows.as_array().unwrap();
+            !rows.is_empty() && rows.iter().all(|r| r["final"] == true)
+        })
+        .await;
 
     let logs = server.logs();
     // Positive controls: the capture holds lines from the media engine and the database driver.

@@ -366,6 +366,43 @@ impl BinaryServer {
         BinaryServer { addr, child, logs }
     }
 
+    /// GET `path` with program alpha's API key, as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let url = format!("http://{}{path}", self.addr);
+        reqwest::Client::new().get(url).bearer_auth(ALPHA_KEY).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Polls GET `path` (alpha's key) until `pred` holds, and returns what satisfied it. The
+    /// timeout is a guard against a hang, not a pause.
+    pub async fn wait_json(&self, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let wait = async {
+            loop {
+                let v = self.get_json(path).await;
+                if pred(&v) {
+                    return v;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait).await.unwrap_or_else(|_| panic!("{path} never got there"))
+    }
+
+    /// Creates one of alpha's meetings.
+    pub async fn create_meeting(&self, body: Value) {
+        let url = format!("http://{}/v1/meetings", self.addr);
+        let r = reqwest::Client::new().post(url).bearer_auth(ALPHA_KEY).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201, "create meeting {body}");
+    }
+
+    /// Connects a member of alpha to `meeting` and joins; returns the client after its welcome.
+    pub async fn join(&self, meeting: &str, member: &str) -> Client {
+        let claims = join_token::claims_for(ALPHA, meeting, member, TokenRole::Member, 600);
+        let mut c = Client::connect(self.addr, &sign_hs(ALPHA, &claims)).await.unwrap();
+        c.send(json!({"type": "join"})).await;
+        assert_eq!(c.recv().await["type"], "welcome");
+        c
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -294,6 +294,12 @@ class Media {
         });
         return true;
       }
+      case 'media_restart': {
+        // The server cannot renegotiate this session (a refused or missing answer, or too many
+        // stopped tracks): start over with a fresh session, which gets everyone's tracks again.
+        if (this.#running) void this.#newSession();
+        return true;
+      }
       case 'error': {
         // Media requests carry ids `media-<page>-<session>-<o|a|c>...` (offer, answer, candidate).
         const id = /^media-(\w+)-(\d+)-([oac])/.exec(msg.id ?? '');

@@ -347,6 +347,9 @@ export type ServerMessage1 =
       type: "media_offer";
     }
   | {
+      type: "media_restart";
+    }
+  | {
       participant_id?: ParticipantId | null;
       type: "active_speaker";
     };

@@ -370,6 +370,7 @@ export function apply(s, msg, now) {
       break; // only on a certificate connection after the meeting (certificate.js)
     case 'media_answer':
     case 'media_offer':
+    case 'media_restart':
       break; // media signaling: handled by media.js through the connection
     case 'active_speaker':
       s.activeSpeaker = msg.participant_id ?? null;
