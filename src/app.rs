@@ -276,9 +276,12 @@ impl Server {
                 ip
             });
             let bind = std::net::SocketAddr::new(ip, config.media.udp_port);
-            let handle = crate::sfu::start(crate::sfu::SfuConfig { bind, advertise }, metrics.clone())
-                .map_err(|e| StartError::Listen(bind, e))?;
-            tracing::info!(addr = %handle.addr, "media (UDP)");
+            let handle = crate::sfu::start(
+                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines },
+                metrics.clone(),
+            )
+            .map_err(|e| StartError::Listen(bind, e))?;
+            tracing::info!(addrs = ?handle.addrs(), "media (UDP), one port per engine");
             Some(handle)
         } else {
             None

@@ -191,8 +191,11 @@ impl Default for Limits {
 pub struct MediaConfig {
     /// Whether the SFU runs.
     pub enabled: bool,
-    /// UDP port for all media (0: any free port).
+    /// UDP port of the first media engine; engine i uses `udp_port + i` (0: any free ports).
     pub udp_port: u16,
+    /// Media engines, each a thread with its own UDP socket; a meeting lives on one. 0: one per
+    /// available core.
+    pub engines: usize,
     /// The address browsers are told to send media to (behind NAT: the public address). Default:
     /// the listen address, or 127.0.0.1 when listening on all interfaces.
     pub advertise_ip: Option<std::net::IpAddr>,
@@ -200,7 +203,7 @@ pub struct MediaConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { enabled: true, udp_port: 0, advertise_ip: None }
+        MediaConfig { enabled: true, udp_port: 0, engines: 0, advertise_ip: None }
     }
 }
 

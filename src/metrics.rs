@@ -12,6 +12,12 @@ pub struct CodeLabel {
     pub code: &'static str,
 }
 
+/// Label for per-engine media figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EngineLabel {
+    pub engine: String,
+}
+
 /// The server's metrics. Cheap to update: atomics, no locks on the hot path (the error family
 /// takes a read lock only to find an existing series).
 #[derive(Debug, Default)]
@@ -34,6 +40,9 @@ pub struct Metrics {
     /// Failed attempts to write journalled records to the database (each is retried).
     pub store_write_failures: Counter,
     pub media_restarts: Counter,
+    pub media_send_calls: Counter,
+    pub media_engine_meetings: Family<EngineLabel, Gauge>,
+    pub media_engine_forwarded: Family<EngineLabel, Counter>,
     registry: Registry,
 }
 
@@ -93,6 +102,17 @@ impl Metrics {
             "media_restarts",
             "Media sessions the server asked the client to restart (refused or missing answer, SDP growth)",
             m.media_restarts.clone(),
+        );
+        reg.register(
+            "media_send_calls",
+            "System calls the SFU made to send datagrams (sendmmsg batches)",
+            m.media_send_calls.clone(),
+        );
+        reg.register("media_engine_meetings", "Meetings placed on each media engine", m.media_engine_meetings.clone());
+        reg.register(
+            "media_engine_packets_forwarded",
+            "Media packets forwarded by each media engine",
+            m.media_engine_forwarded.clone(),
         );
         m.registry = reg;
         m

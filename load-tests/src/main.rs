@@ -88,6 +88,10 @@ struct AudioArgs {
     /// Listeners joining at once.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
+    /// Also run the same speaker and listeners against a reference SFU: `janus` (VideoRoom,
+    /// started by the harness; skipped with a message when not installed).
+    #[arg(long)]
+    reference: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -262,7 +266,24 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
             let (target, launched) = haven_target(g, &pin).await?;
             let r = haven_load::scenarios::audio::run(&target, &p).await;
             stop(launched).await;
-            Ok(Output::Audio(r?))
+            let mut r = r?;
+            match a.reference.as_deref() {
+                None => {}
+                Some("janus") => match haven_load::scenarios::janus::unavailable() {
+                    Some(why) => r.reference_skipped = Some(why),
+                    None => {
+                        let janus = haven_load::scenarios::janus::start(pin.server_core).await?;
+                        let j = haven_load::scenarios::janus::run(&janus, &p).await?;
+                        r.haven_over_reference = r
+                            .received_per_server_core_second
+                            .zip(j.received_per_server_core_second)
+                            .map(|(h, j)| h / j);
+                        r.reference = Some(Box::new(j));
+                    }
+                },
+                Some(other) => anyhow::bail!("unknown reference `{other}` (known: janus)"),
+            }
+            Ok(Output::Audio(r))
         }
         Command::ReferenceServer { .. } => unreachable!("handled in main"),
     }

@@ -268,10 +268,29 @@ pub fn human(machine: &Machine, output: &Output) -> String {
             if let Some(c) = a.server_cpu_seconds_per_million_forwarded {
                 row(&mut s, "server CPU per million forwarded", format!("{c:.2} s"));
             }
+            if let Some(c) = a.received_per_server_core_second {
+                row(&mut s, "received per server core-second", format!("{c:.0}"));
+            }
             if let Some(r) = a.server_rss_kib {
                 row(&mut s, "server RSS", kib(r));
             }
             row(&mut s, "errors", format!("{:?}", a.errors));
+            if let Some(r) = &a.reference {
+                let _ = writeln!(s, "reference (janus VideoRoom), same speaker and listeners");
+                row(&mut s, "listeners receiving", format!("{} of {}", r.listeners_receiving, r.listeners));
+                row(&mut s, "sent / received", format!("{} / {}", r.packets_sent, r.packets_received));
+                row(&mut s, "loss", format!("{:.3}%", r.loss * 100.0));
+                if let Some(c) = r.received_per_server_core_second {
+                    row(&mut s, "received per server core-second", format!("{c:.0}"));
+                }
+                row(&mut s, "errors", format!("{:?}", r.errors));
+            }
+            if let Some(why) = &a.reference_skipped {
+                row(&mut s, "reference", why.clone());
+            }
+            if let Some(x) = a.haven_over_reference {
+                row(&mut s, "Haven ÷ Janus (per core-second)", format!("{x:.2}"));
+            }
         }
     }
     s

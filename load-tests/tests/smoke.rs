@@ -148,9 +148,37 @@ async fn audio_in_process() {
     assert_eq!(r.listeners_receiving, 3, "{r:#?}");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.packets_sent > 0 && r.packets_received > 0, "{r:#?}");
-    // The server forwards each sent packet to every listener.
-    assert!(r.packets_forwarded > 0, "{r:#?}");
+    // The server forwards each sent packet to every listener: forwarded ≈ sent × listeners, up to
+    // packets in flight at the window's edges (a few per listener), and every listener hears it.
+    let expected = r.packets_sent * 3;
+    let slack = expected / 10 + 3 * 5;
+    assert!(
+        r.packets_forwarded.abs_diff(expected) <= slack,
+        "forwarded {} vs sent × 3 = {expected}: {r:#?}",
+        r.packets_forwarded
+    );
+    assert!(r.packets_received.abs_diff(expected) <= slack, "received {} vs {expected}: {r:#?}", r.packets_received);
+    assert_eq!(r.listeners_heard, 3, "{r:#?}");
+    assert!(r.min_received_per_listener * 3 >= r.packets_sent * 2, "every listener hears most of it: {r:#?}");
     let text = report::human(&Machine::describe("test".into()), &Output::Audio(r));
     assert!(text.contains("forwarded per second"), "{text}");
     app.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn audio_against_the_janus_reference() {
+    use haven_load::scenarios::audio::AudioParams;
+    use haven_load::scenarios::janus;
+    if let Some(why) = janus::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let j = janus::start(None).await.unwrap();
+    let p = AudioParams { listeners: 3, duration: std::time::Duration::from_secs(2), concurrency: 3 };
+    let r = janus::run(&j, &p).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.listeners_heard, 3, "{r:#?}");
+    let expected = r.packets_sent * 3;
+    assert!(r.packets_received.abs_diff(expected) <= expected / 10 + 15, "{r:#?}");
+    assert!(r.received_per_server_core_second.is_some(), "{r:#?}");
 }

@@ -137,7 +137,8 @@ impl Rooms {
                         deps.metrics,
                         deps.journal,
                         actor_present,
-                        deps.sfu,
+                        // Each meeting on one engine, the least loaded when it starts.
+                        deps.sfu.as_ref().map(|s| s.place()),
                         self_tx,
                         deps.actor,
                         Clock::new(),

@@ -4,6 +4,7 @@
 //! member list, and per subscriber one hash lookup (origin, mid) to the outgoing mid, then one
 //! write that shares the payload (`Arc<[u8]>`): no lock, and no allocation of ours.
 
+use super::batch::SendBatch;
 use super::demux::{Demux, Route};
 use super::forward::OutStream;
 use super::outbox::Outbox;
@@ -32,6 +33,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stopped m-lines stay in a session's SDP (str0m does not recycle them): past this many, the
 /// server restarts the session instead of renegotiating, so SDP stays bounded under churn.
 const MAX_STOPPED_MLINES: usize = 16;
+/// Datagrams read in one turn before the engine sends what they produced.
+const RECV_PER_TURN: usize = 63;
 /// How often the engine retries backlogged events and checks unanswered offers.
 const SWEEP: Duration = Duration::from_millis(20);
 
@@ -121,6 +124,12 @@ pub(super) struct Engine {
     rules: HashMap<PeerKey, MediaRule>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     speakers: HashMap<Arc<str>, Speakers>,
+    /// This engine's forwarded-packets counter, and this turn's figures (added once per turn).
+    forwarded: prometheus_client::metrics::counter::Counter,
+    forwarded_turn: u64,
+    bytes_turn: u64,
+    /// Datagrams of this turn, sent together at its end.
+    batch: SendBatch,
     /// Reused buffers.
     rtp: Vec<RtpPacket>,
     dirty: Vec<usize>,
@@ -136,8 +145,16 @@ fn media_error(message: String) -> Event {
 }
 
 impl Engine {
-    pub(super) fn new(socket: tokio::net::UdpSocket, addr: SocketAddr, metrics: Arc<Metrics>) -> Engine {
+    pub(super) fn new(
+        socket: tokio::net::UdpSocket,
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        forwarded: prometheus_client::metrics::counter::Counter,
+    ) -> Engine {
         Engine {
+            forwarded,
+            forwarded_turn: 0,
+            bytes_turn: 0,
             socket,
             addr,
             metrics,
@@ -152,6 +169,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             speakers: HashMap::new(),
             rtp: Vec::new(),
+            batch: SendBatch::default(),
             dirty: Vec::new(),
         }
     }
@@ -175,9 +193,24 @@ impl Engine {
                 r = self.socket.recv_from(&mut buf) => {
                     if let Ok((n, source)) = r {
                         self.packet(&buf[..n], source);
+                        // Whatever else is already waiting, in the same turn (one flush for all).
+                        for _ in 0..RECV_PER_TURN {
+                            let Ok((n, source)) = self.socket.try_recv_from(&mut buf) else { break };
+                            self.packet(&buf[..n], source);
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => self.timeouts(),
+            }
+            if !self.batch.is_empty() {
+                let (_, calls) = self.batch.flush(&self.socket);
+                self.metrics.media_send_calls.inc_by(calls as u64);
+            }
+            if self.forwarded_turn > 0 {
+                self.metrics.media_packets_forwarded.inc_by(self.forwarded_turn);
+                self.metrics.media_bytes_forwarded.inc_by(self.bytes_turn);
+                self.forwarded.inc_by(self.forwarded_turn);
+                (self.forwarded_turn, self.bytes_turn) = (0, 0);
             }
         }
     }
@@ -275,9 +308,7 @@ impl Engine {
                     break;
                 }
                 match p.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        let _ = self.socket.try_send_to(&t.contents, t.destination);
-                    }
+                    Ok(Output::Transmit(t)) => self.batch.push(t.destination, t.contents.into()),
                     Ok(Output::Timeout(t)) => {
                         if t != p.next_timeout {
                             p.next_timeout = t;
@@ -417,8 +448,8 @@ impl Engine {
                 .ext_vals(ext.clone())
                 .nackable(kind == MediaKind::Video);
             tx.write_rtp(w);
-            self.metrics.media_packets_forwarded.inc();
-            self.metrics.media_bytes_forwarded.inc_by(d.payload.len() as u64);
+            self.forwarded_turn += 1;
+            self.bytes_turn += d.payload.len() as u64;
             self.dirty.push(s);
         }
         self.announce_speaker(from);

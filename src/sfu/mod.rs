@@ -7,6 +7,7 @@
 //! client sends. The engine sends SDP answers, renegotiation offers and active-speaker changes back
 //! to the actors, which deliver them like any other event.
 
+mod batch;
 mod demux;
 mod engine;
 mod forward;
@@ -19,6 +20,7 @@ use crate::protocol::Event;
 use crate::protocol::ParticipantId;
 use crate::room::MediaRule;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -75,10 +77,13 @@ pub struct SfuStats {
 /// Media configuration.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
-    /// Where the UDP socket binds.
+    /// Where the first engine's UDP socket binds (port 0: any free port for every engine; port P:
+    /// engine i binds P + i).
     pub bind: SocketAddr,
     /// The address given to browsers as the host candidate.
     pub advertise: IpAddr,
+    /// Engines (threads, each with its own socket); 0: one per available core.
+    pub engines: usize,
 }
 
 /// Commands queued to the engine before actors wait. Actors send rules in order and wait rather
@@ -88,48 +93,136 @@ const QUEUE: usize = 8192;
 /// Socket buffer size asked of the kernel (it may grant less: net.core.wmem_max/rmem_max).
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
-/// The engine's mailbox and its UDP address.
+/// One engine: its mailbox, its UDP address, the meetings placed on it.
+#[derive(Debug)]
+struct EngineRef {
+    tx: mpsc::Sender<SfuCmd>,
+    addr: SocketAddr,
+    meetings: AtomicUsize,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+/// A meeting's place on an engine: counted until every clone of its handle is gone.
+#[derive(Debug)]
+struct Placement {
+    engines: Arc<[EngineRef]>,
+    index: usize,
+}
+
+impl Drop for Placement {
+    fn drop(&mut self) {
+        if let Some(e) = self.engines.get(self.index) {
+            e.meetings.fetch_sub(1, Ordering::Relaxed);
+            e.gauge.dec();
+        }
+    }
+}
+
+/// The media plane as a meeting's actor sees it: `tx` and `addr` are its engine's. The handle the
+/// server holds points at engine 0 until [`SfuHandle::place`] picks one for a meeting.
 #[derive(Debug, Clone)]
 pub struct SfuHandle {
     pub tx: mpsc::Sender<SfuCmd>,
     pub addr: SocketAddr,
+    engines: Arc<[EngineRef]>,
+    /// Held only for its drop: the engine's count of meetings.
+    _placement: Option<Arc<Placement>>,
 }
 
 impl SfuHandle {
-    /// Counts of the engine's state.
+    /// A handle for a new meeting, on the engine with the fewest meetings. A meeting stays on its
+    /// engine for its whole life: its sessions forward to each other without crossing threads.
+    pub fn place(&self) -> SfuHandle {
+        let (index, e) = self
+            .engines
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, e)| e.meetings.load(Ordering::Relaxed))
+            .unwrap_or((0, &self.engines[0]));
+        e.meetings.fetch_add(1, Ordering::Relaxed);
+        e.gauge.inc();
+        SfuHandle {
+            tx: e.tx.clone(),
+            addr: e.addr,
+            engines: self.engines.clone(),
+            _placement: Some(Arc::new(Placement { engines: self.engines.clone(), index })),
+        }
+    }
+
+    /// How many engines run.
+    pub fn engines(&self) -> usize {
+        self.engines.len()
+    }
+
+    /// The UDP address of each engine.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.engines.iter().map(|e| e.addr).collect()
+    }
+
+    /// Counts of the state of every engine, summed.
     pub async fn stats(&self) -> Option<SfuStats> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(SfuCmd::Stats(tx)).await.ok()?;
-        rx.await.ok()
+        let mut total = SfuStats::default();
+        for e in self.engines.iter() {
+            let (tx, rx) = oneshot::channel();
+            e.tx.send(SfuCmd::Stats(tx)).await.ok()?;
+            let s = rx.await.ok()?;
+            total.peers += s.peers;
+            total.rules += s.rules;
+            total.meetings += s.meetings;
+            total.addresses += s.addresses;
+            total.tracks_in += s.tracks_in;
+            total.tracks_out += s.tracks_out;
+            total.backlog += s.backlog;
+        }
+        Some(total)
     }
 }
 
-/// Binds the UDP socket and starts the engine on its own thread (media work never competes with
-/// signaling tasks for a runtime worker).
+/// Binds one UDP socket per engine and starts each engine on its own thread (media work never
+/// competes with signaling tasks for a runtime worker, nor engines with each other).
 pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHandle> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(config.bind),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    // Large buffers: one speaker's packet fans out to every listener at once, and a datagram that
-    // does not fit is lost.
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    socket.bind(&config.bind.into())?;
-    socket.set_nonblocking(true)?;
-    let socket: std::net::UdpSocket = socket.into();
-    let local = socket.local_addr()?;
-    let addr = SocketAddr::new(config.advertise, local.port());
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name("haven-sfu".into()).spawn(move || {
-        runtime.block_on(async move {
-            match tokio::net::UdpSocket::from_std(socket) {
-                Ok(socket) => engine::Engine::new(socket, addr, metrics).run(rx).await,
-                Err(e) => tracing::error!(error = %e, "media socket unusable; media disabled"),
-            }
-        })
-    })?;
-    Ok(SfuHandle { tx, addr })
+    let n = match config.engines {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    let mut engines = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut bind = config.bind;
+        if bind.port() != 0 {
+            let port = u16::try_from(usize::from(bind.port()) + i)
+                .map_err(|_| std::io::Error::other("media port range passes 65535"))?;
+            bind.set_port(port);
+        }
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(bind),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        // Large buffers: one speaker's packet fans out to every listener at once, and a datagram
+        // that does not fit is lost.
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        socket.bind(&bind.into())?;
+        socket.set_nonblocking(true)?;
+        let socket: std::net::UdpSocket = socket.into();
+        let local = socket.local_addr()?;
+        let addr = SocketAddr::new(config.advertise, local.port());
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let label = crate::metrics::EngineLabel { engine: i.to_string() };
+        let gauge = metrics.media_engine_meetings.get_or_create(&label).clone();
+        let forwarded = metrics.media_engine_forwarded.get_or_create(&label).clone();
+        let m = metrics.clone();
+        std::thread::Builder::new().name(format!("haven-sfu-{i}")).spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::UdpSocket::from_std(socket) {
+                    Ok(socket) => engine::Engine::new(socket, addr, m, forwarded).run(rx).await,
+                    Err(e) => tracing::error!(error = %e, "media socket unusable; media disabled"),
+                }
+            })
+        })?;
+        engines.push(EngineRef { tx, addr, meetings: AtomicUsize::new(0), gauge });
+    }
+    let engines: Arc<[EngineRef]> = engines.into();
+    Ok(SfuHandle { tx: engines[0].tx.clone(), addr: engines[0].addr, engines, _placement: None })
 }

@@ -339,7 +339,12 @@ async fn refusals_at_the_upgrade_are_not_logged_as_errors() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let app = spawn_with(|c| c.limits.max_connections = 0).await;
+    let app = spawn_with(|c| {
+        c.limits.max_connections = 0;
+        // With a key-encryption key: without one the start itself warns (secrets stored unsealed).
+        c.key_encryption_key = Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string().into());
+    })
+    .await;
     let (status, body) = Client::connect(app.addr, &app.token(ALPHA, "open", "m1", Member)).await.err().unwrap();
     assert_eq!((status, body["code"].as_str()), (503, Some("server_busy")));
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

@@ -608,3 +608,38 @@ async fn leaving_releases_media_state() {
     assert!(after.tracks_out <= baseline.tracks_out + 1, "outgoing tracks do not pile up: {after:?} vs {baseline:?}");
     assert!(after.addresses <= baseline.addresses + 1, "{after:?}");
 }
+
+/// The port in the server's host candidate: which engine a session is on.
+fn candidate_port(sdp: &str) -> String {
+    let line = sdp.lines().find(|l| l.starts_with("a=candidate:")).expect("a candidate");
+    line.split(' ').nth(5).unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn meetings_spread_over_engines_and_never_hear_each_other() {
+    let app = spawn_with(|c| c.media.engines = 2).await;
+    assert_eq!(app.server.as_ref().unwrap().app.sfu.as_ref().unwrap().engines(), 2);
+    for id in ["east", "west"] {
+        app.create_meeting(ALPHA_KEY, json!({"id": id, "title": id, "settings": {"waiting_room": false}})).await;
+    }
+    let fe = MediaPeer::join(&app, "east", "fac-e", Facilitator, false).await;
+    let fw = MediaPeer::join(&app, "west", "fac-w", Facilitator, false).await;
+    // The second meeting went to the other (less loaded) engine: another socket.
+    assert_ne!(candidate_port(&fe.answer_sdp), candidate_port(&fw.answer_sdp), "both meetings on one engine");
+    fe.send(json!({"type": "set_muted", "muted": false})).await;
+    fw.send(json!({"type": "set_muted", "muted": false})).await;
+    let mut le = MediaPeer::join(&app, "east", "listener-e", Member, false).await;
+    let mut lw = MediaPeer::join(&app, "west", "listener-w", Member, false).await;
+    assert_eq!(candidate_port(&le.answer_sdp), candidate_port(&fe.answer_sdp), "a meeting stays on its engine");
+    // Each hears their own meeting's facilitator (positive control)...
+    le.wait_received(&fe.pid, "audio", 20).await;
+    lw.wait_received(&fw.pid, "audio", 20).await;
+    // ...and nothing of the other meeting, not even a track.
+    le.wait_received(&fe.pid, "audio", le.received(&fe.pid, "audio") + 25).await;
+    assert_eq!(le.received(&fw.pid, "audio"), 0);
+    assert_eq!(lw.received(&fe.pid, "audio"), 0);
+    assert!(!le.is_offered(&fw.pid, "audio") && !lw.is_offered(&fe.pid, "audio"));
+    let text = app.metrics().render();
+    assert!(text.contains("haven_media_engine_meetings{engine=\"0\"} 1"), "{text}");
+    assert!(text.contains("haven_media_engine_meetings{engine=\"1\"} 1"), "{text}");
+}

@@ -41,6 +41,10 @@ pub struct AudioParams {
 pub struct AudioReport {
     pub listeners: usize,
     pub listeners_receiving: usize,
+    /// Listeners that received at least one packet in the window.
+    pub listeners_heard: usize,
+    /// The fewest packets one listener received in the window.
+    pub min_received_per_listener: u64,
     pub window_seconds: f64,
     pub packets_sent: u64,
     /// Counted by the server (`haven_media_packets_forwarded_total`) in the window.
@@ -52,14 +56,25 @@ pub struct AudioReport {
     pub loss: f64,
     pub server_cpu_seconds: Option<f64>,
     pub server_cpu_seconds_per_million_forwarded: Option<f64>,
+    /// Packets the listeners received per second of server CPU: the figure compared across
+    /// servers (Haven, Janus), since it needs no server counter.
+    pub received_per_server_core_second: Option<f64>,
     pub server_rss_kib: Option<u64>,
     pub errors: Vec<String>,
+    /// The same run against a reference SFU (`--reference janus`), or why it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Box<AudioReport>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_skipped: Option<String>,
+    /// Haven ÷ reference, received packets per server core-second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub haven_over_reference: Option<f64>,
 }
 
-struct Counters {
-    received: AtomicU64,
-    sent: AtomicU64,
-    stop: AtomicBool,
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) stop: AtomicBool,
 }
 
 async fn send_json(ws: &mut crate::net::Ws, v: Value) -> anyhow::Result<()> {
@@ -67,29 +82,44 @@ async fn send_json(ws: &mut crate::net::Ws, v: Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One media client: str0m over its own UDP socket, signaling on its Haven socket.
-struct Peer {
-    rtc: Rtc,
+/// One media client: str0m over its own UDP socket, signaling on its Haven socket (none for
+/// Janus, which never renegotiates once set up).
+pub(crate) struct Peer {
+    pub(crate) rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
-    joined: Joined,
-    pending: Option<SdpPendingOffer>,
+    joined: Option<Joined>,
+    pub(crate) pending: Option<SdpPendingOffer>,
 }
 
 impl Peer {
-    async fn start(joined: Joined, dir: Direction) -> anyhow::Result<(Peer, Option<Mid>)> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    /// A client with no media yet, on `ip` (Janus offers to subscribers; it never uses loopback).
+    pub(crate) async fn bare(ip: std::net::IpAddr) -> anyhow::Result<Peer> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let local = socket.local_addr()?;
         let mut rtc = Rtc::builder()
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .enable_opus(true, false)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp")?);
-        let mut change = rtc.sdp_api();
+        Ok(Peer { rtc, socket, local, joined: None, pending: None })
+    }
+
+    /// An offer with one audio m-line in direction `dir`, kept pending.
+    pub(crate) fn offer(&mut self, dir: Direction) -> anyhow::Result<(String, Mid)> {
+        let mut change = self.rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, dir, None, None, None);
         let (offer, pending) = change.apply().ok_or_else(|| anyhow::anyhow!("no offer"))?;
-        let mut peer = Peer { rtc, socket, local, joined, pending: Some(pending) };
-        send_json(&mut peer.joined.ws, json!({"type": "media_offer", "sdp": offer.to_sdp_string()})).await?;
+        self.pending = Some(pending);
+        Ok((offer.to_sdp_string(), mid))
+    }
+
+    async fn start(joined: Joined, dir: Direction) -> anyhow::Result<(Peer, Option<Mid>)> {
+        let mut peer = Peer::bare(std::net::Ipv4Addr::LOCALHOST.into()).await?;
+        let (offer, mid) = peer.offer(dir)?;
+        let mut joined = joined;
+        send_json(&mut joined.ws, json!({"type": "media_offer", "sdp": offer})).await?;
+        peer.joined = Some(joined);
         Ok((peer, (dir == Direction::SendOnly).then_some(mid)))
     }
 
@@ -104,7 +134,9 @@ impl Peer {
             Some("media_offer") => {
                 let o = SdpOffer::from_sdp_string(v["sdp"].as_str().unwrap_or_default())?;
                 let a = self.rtc.sdp_api().accept_offer(o)?;
-                send_json(&mut self.joined.ws, json!({"type": "media_answer", "sdp": a.to_sdp_string()})).await?;
+                if let Some(j) = self.joined.as_mut() {
+                    send_json(&mut j.ws, json!({"type": "media_answer", "sdp": a.to_sdp_string()})).await?;
+                }
             }
             _ => {}
         }
@@ -112,9 +144,19 @@ impl Peer {
     }
 
     /// Runs until `stop`: UDP, timeouts, signaling; the speaker also sends a frame every 20 ms.
-    async fn run(mut self, speak: Option<Mid>, counters: Arc<Counters>) -> anyhow::Result<()> {
+    /// `mine` counts what this peer receives.
+    pub(crate) async fn run(
+        mut self,
+        speak: Option<Mid>,
+        counters: Arc<Counters>,
+        mine: Arc<AtomicU64>,
+    ) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 2048];
         let mut next_frame = tokio::time::Instant::now();
+        // Once DTLS is up, a listener counts RTP datagrams without decrypting them: SRTP for tens
+        // of thousands of packets a second would make the generator, not the server, the limit.
+        let mut connected = false;
+        let count_raw = speak.is_none();
         let mut frame: u64 = 0;
         let payload: Arc<[u8]> = Arc::from(vec![0xfcu8; 80]);
         while !counters.stop.load(Ordering::Relaxed) {
@@ -126,7 +168,9 @@ impl Peer {
                     Output::Timeout(t) => break t,
                     Output::Event(Event::MediaData(_)) => {
                         counters.received.fetch_add(1, Ordering::Relaxed);
+                        mine.fetch_add(1, Ordering::Relaxed);
                     }
+                    Output::Event(Event::Connected) => connected = true,
                     Output::Event(_) => {}
                 }
             };
@@ -138,12 +182,15 @@ impl Peer {
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => {
                     let (n, source) = r?;
-                    if let Ok(contents) = buf[..n].try_into() {
+                    if count_raw && connected && is_rtp(&buf[..n]) {
+                        counters.received.fetch_add(1, Ordering::Relaxed);
+                        mine.fetch_add(1, Ordering::Relaxed);
+                    } else if let Ok(contents) = buf[..n].try_into() {
                         let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.local, contents });
                         self.rtc.handle_input(input)?;
                     }
                 }
-                m = self.joined.ws.next() => match m {
+                m = next_signal(&mut self.joined) => match m {
                     Some(Ok(Message::Text(t))) => {
                         let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
                         self.signal(&v).await?;
@@ -175,6 +222,19 @@ impl Peer {
     }
 }
 
+/// The next signaling frame; never, for a client without a signaling socket.
+async fn next_signal(j: &mut Option<Joined>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match j {
+        Some(j) => j.ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// RTP, not RTCP (RFC 5761: RTCP packet types 192..=223 in the second byte).
+fn is_rtp(d: &[u8]) -> bool {
+    d.len() >= 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1])
+}
+
 fn forwarded(metrics: &str) -> u64 {
     metrics
         .lines()
@@ -190,8 +250,7 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
     create_meetings(target, std::slice::from_ref(&meeting), params.listeners + 1).await?;
     let minter = Minter::new(&target.program_id, &target.secret);
     let net = Arc::new(Net::new(target.addr, 1));
-    let counters =
-        Arc::new(Counters { received: AtomicU64::new(0), sent: AtomicU64::new(0), stop: AtomicBool::new(false) });
+    let counters = new_counters();
     let mut errors = Vec::new();
 
     // The speaker: a facilitator who unmutes.
@@ -201,7 +260,7 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
     send_json(&mut speaker.ws, json!({"type": "set_muted", "muted": false})).await?;
     let (peer, mid) = Peer::start(speaker, Direction::SendOnly).await?;
     let c = counters.clone();
-    let mut tasks = vec![tokio::spawn(async move { peer.run(mid, c).await })];
+    let mut tasks = vec![tokio::spawn(async move { peer.run(mid, c, Arc::new(AtomicU64::new(0))).await })];
 
     // Listeners, a batch at a time.
     let sem = Arc::new(tokio::sync::Semaphore::new(params.concurrency.max(1)));
@@ -216,17 +275,55 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
         }));
     }
     let mut listeners = 0;
+    let mut per_listener: Vec<Arc<AtomicU64>> = Vec::new();
     for j in joins {
         match j.await? {
             Ok((peer, _)) => {
                 listeners += 1;
                 let c = counters.clone();
-                tasks.push(tokio::spawn(async move { peer.run(None, c).await }));
+                let mine = Arc::new(AtomicU64::new(0));
+                per_listener.push(mine.clone());
+                tasks.push(tokio::spawn(async move { peer.run(None, c, mine).await }));
             }
             Err(e) => errors.push(e.to_string()),
         }
     }
 
+    let http = reqwest::Client::new();
+    let url = target.http_url("/metrics");
+    let running = Running { tasks, per_listener, listeners, counters, errors };
+    measure(running, params, target.server_pid, || async {
+        Ok(Some(forwarded(&http.get(url.clone()).send().await?.text().await?)))
+    })
+    .await
+}
+
+/// A started run: the speaker's and listeners' tasks and what they count.
+pub(crate) struct Running {
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub(crate) per_listener: Vec<Arc<AtomicU64>>,
+    pub(crate) listeners: usize,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) errors: Vec<String>,
+}
+
+pub(crate) fn new_counters() -> Arc<Counters> {
+    Arc::new(Counters { received: AtomicU64::new(0), sent: AtomicU64::new(0), stop: AtomicBool::new(false) })
+}
+
+/// Waits for media to reach the listeners, then measures one window. `server_forwarded` reads the
+/// server's own count of forwarded packets, where it has one.
+pub(crate) async fn measure<F, Fut>(
+    run: Running,
+    params: &AudioParams,
+    server_pid: Option<u32>,
+    server_forwarded: F,
+) -> anyhow::Result<AudioReport>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<u64>>>,
+{
+    let Running { tasks, per_listener, listeners, counters, mut errors } = run;
     // Wait until media flows to (nearly) everyone: received grows by listeners x 25 packets.
     let warm = async {
         let start = counters.received.load(Ordering::Relaxed);
@@ -238,30 +335,37 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
         errors.push("media did not reach every listener within 120 s".into());
     }
 
-    let http = reqwest::Client::new();
-    let metrics = || async { http.get(target.http_url("/metrics")).send().await?.text().await };
-    let cpu0 = target.server_pid.and_then(procfs::sample);
-    let fwd0 = forwarded(&metrics().await?);
+    let cpu0 = server_pid.and_then(procfs::sample);
+    let fwd0 = server_forwarded().await?;
     let (sent0, recv0, t0) =
         (counters.sent.load(Ordering::Relaxed), counters.received.load(Ordering::Relaxed), Instant::now());
+    let each0: Vec<u64> = per_listener.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     tokio::time::sleep(params.duration).await;
-    let cpu1 = target.server_pid.and_then(procfs::sample);
-    let fwd1 = forwarded(&metrics().await?);
+    let cpu1 = server_pid.and_then(procfs::sample);
+    let fwd1 = server_forwarded().await?;
     let (sent1, recv1, window) =
         (counters.sent.load(Ordering::Relaxed), counters.received.load(Ordering::Relaxed), t0.elapsed());
+    let each: Vec<u64> =
+        per_listener.iter().zip(&each0).map(|(c, before)| c.load(Ordering::Relaxed) - before).collect();
     counters.stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.abort();
     }
 
-    let packets_forwarded = fwd1.saturating_sub(fwd0);
     let packets_sent = sent1 - sent0;
     let packets_received = recv1 - recv0;
+    // Without a server counter (Janus), what the listeners received is what was forwarded.
+    let packets_forwarded = match (fwd0, fwd1) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => packets_received,
+    };
     let expected = packets_sent * listeners as u64;
     let cpu = cpu0.zip(cpu1).map(|(a, b)| b.cpu_seconds - a.cpu_seconds);
     Ok(AudioReport {
         listeners: params.listeners,
         listeners_receiving: listeners,
+        listeners_heard: each.iter().filter(|&&n| n > 0).count(),
+        min_received_per_listener: each.iter().copied().min().unwrap_or(0),
         window_seconds: window.as_secs_f64(),
         packets_sent,
         packets_forwarded,
@@ -272,7 +376,11 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
         server_cpu_seconds_per_million_forwarded: cpu
             .filter(|_| packets_forwarded > 0)
             .map(|c| c / (packets_forwarded as f64 / 1_000_000.0)),
+        received_per_server_core_second: cpu.filter(|&c| c > 0.0).map(|c| packets_received as f64 / c),
         server_rss_kib: cpu1.map(|s| s.rss_kib),
         errors,
+        reference: None,
+        reference_skipped: None,
+        haven_over_reference: None,
     })
 }

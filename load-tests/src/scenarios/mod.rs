@@ -2,6 +2,7 @@
 //! per-meeting bookkeeping that turns receipts into fan-out latencies.
 
 pub mod audio;
+pub mod janus;
 pub mod rooms;
 pub mod storms;
 
