@@ -1,12 +1,14 @@
 // Test harness: a real `haven` server on port 0 with its own data directory, Debian's Chromium
 // driven by playwright-core, and helpers that act through the UI the way a person would.
 
+import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, afterEach, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
@@ -454,4 +456,25 @@ export async function mediaConnected(page, who) {
   } catch (e) {
     throw new Error(`${/** @type {Error} */ (e).message}\nICE: ${JSON.stringify(await iceReport(page))}`);
   }
+}
+
+/**
+ * A harness for one test file: the server and browser start before its first test and stop after
+ * its last; after each test its pages close, and any page error or console error fails that test
+ * (CSP violations among them).
+ * @param {ConstructorParameters<typeof Harness>[0]} [options]
+ */
+export function useHarness(options) {
+  const t = new Harness(options);
+  before(async () => {
+    await t.start();
+  });
+  afterEach(async () => {
+    await t.closeContexts();
+    assert.deepEqual(t.pageErrors.splice(0), [], 'no page errors or console errors');
+  });
+  after(async () => {
+    await t.stop();
+  });
+  return t;
 }

@@ -3,23 +3,10 @@
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
-import { ARTIFACTS, Harness, admit, eventually, joinAs, queueNames, waitForMeeting } from './harness.mjs';
+import { test } from 'node:test';
+import { ARTIFACTS, useHarness, admit, eventually, joinAs, queueNames, waitForMeeting } from './harness.mjs';
 
-const t = new Harness();
-
-before(async () => {
-  await t.start();
-});
-
-afterEach(async () => {
-  await t.closeContexts();
-  assert.deepEqual(t.pageErrors.splice(0), [], 'no page errors or console errors');
-});
-
-after(async () => {
-  await t.stop();
-});
+const t = useHarness();
 
 /** English words that must not appear on a Spanish page. */
 const ENGLISH = /Raise hand|Lower hand|Speaking queue|People here|Waiting room|Unmute|Join the meeting|Display name|Message everyone|You left/;

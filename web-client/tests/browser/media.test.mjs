@@ -5,10 +5,10 @@
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   ARTIFACTS,
-  Harness,
+  useHarness,
   eventually,
   joinAs,
   mediaConnected,
@@ -23,20 +23,7 @@ import {
 /** Media takes longer than DOM updates: ICE, DTLS and the first packets. */
 const MEDIA_TIMEOUT = 20_000;
 
-const t = new Harness();
-
-before(async () => {
-  await t.start();
-});
-
-afterEach(async () => {
-  await t.closeContexts();
-  assert.deepEqual(t.pageErrors.splice(0), [], 'no page errors or console errors');
-});
-
-after(async () => {
-  await t.stop();
-});
+const t = useHarness();
 
 /**
  * A facilitator and members in a meeting without a waiting room, every page's media connected.

@@ -3,10 +3,10 @@
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   ARTIFACTS,
-  Harness,
+  useHarness,
   admit,
   eventually,
   joinAs,
@@ -17,21 +17,7 @@ import {
   waitForWaitingRoom,
 } from './harness.mjs';
 
-const t = new Harness();
-
-before(async () => {
-  await t.start();
-});
-
-afterEach(async () => {
-  await t.closeContexts();
-  // Uncaught exceptions and console errors (CSP violations among them) fail the test that caused them.
-  assert.deepEqual(t.pageErrors.splice(0), [], 'no page errors or console errors');
-});
-
-after(async () => {
-  await t.stop();
-});
+const t = useHarness();
 
 test('the server serves the client with its security headers', async () => {
   const res = await fetch(`${t.base}/`);

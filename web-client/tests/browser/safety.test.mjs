@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, afterEach, before, test } from 'node:test';
-import { ARTIFACTS, Harness, eventually, joinAs, mintToken, personRow, waitForMeeting } from './harness.mjs';
+import { test } from 'node:test';
+import { ARTIFACTS, useHarness, eventually, joinAs, mintToken, personRow, waitForMeeting } from './harness.mjs';
 
 /** @type {import('./harness.mjs').TestProgram} */
 const RIVERSIDE = {
@@ -22,21 +22,8 @@ const RIVERSIDE = {
 /** A program that configured no crisis resources. @type {import('./harness.mjs').TestProgram} */
 const PLAIN = { id: 'plain', secret: 'plain-test-secret-0123456789abcdef', apiKey: 'hvk_plain_test_key_0123456789' };
 
-const t = new Harness({ programs: [RIVERSIDE, PLAIN] });
+const t = useHarness({ programs: [RIVERSIDE, PLAIN] });
 const PHONE = { width: 390, height: 844 };
-
-before(async () => {
-  await t.start();
-});
-
-afterEach(async () => {
-  await t.closeContexts();
-  assert.deepEqual(t.pageErrors.splice(0), [], 'no page errors or console errors');
-});
-
-after(async () => {
-  await t.stop();
-});
 
 /**
  * A meeting without a waiting room: the facilitator and members join by name.
