@@ -18,19 +18,10 @@ async fn meetings_are_created_listed_read_and_deleted_by_their_program() {
     assert_eq!(created["capacity"], 12);
     assert_eq!(created["status"], "scheduled");
     assert_eq!(created["settings"]["share_seconds"], 180);
-    let got: Value = app
-        .http
-        .get(app.url(&format!("/v1/meetings/{id}")))
-        .bearer_auth(BETA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_json(&format!("/v1/meetings/{id}"), Some(BETA_KEY)).await;
     assert_eq!(got["title"], "Thursday IOP");
-    let list: Vec<Value> =
-        app.http.get(app.url("/v1/meetings")).bearer_auth(BETA_KEY).send().await.unwrap().json().await.unwrap();
+    let list: Vec<serde_json::Value> =
+        serde_json::from_value(app.get_json("/v1/meetings", Some(BETA_KEY)).await).unwrap();
     assert_eq!(list.len(), 1, "beta sees only its own meeting");
     let r = app.http.delete(app.url(&format!("/v1/meetings/{id}"))).bearer_auth(BETA_KEY).send().await.unwrap();
     assert_eq!(r.status(), 204);
@@ -51,8 +42,8 @@ async fn one_program_cannot_read_or_delete_anothers_meetings() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "not_found");
     }
-    let list: Vec<Value> =
-        app.http.get(app.url("/v1/meetings")).bearer_auth(BETA_KEY).send().await.unwrap().json().await.unwrap();
+    let list: Vec<serde_json::Value> =
+        serde_json::from_value(app.get_json("/v1/meetings", Some(BETA_KEY)).await).unwrap();
     assert!(list.is_empty());
     // Alpha's meeting is untouched.
     let r = app.http.get(app.url("/v1/meetings/open")).bearer_auth(ALPHA_KEY).send().await.unwrap();
@@ -226,16 +217,8 @@ async fn audit_scenario(app: TestApp) {
     bf.request(json!({"type": "mute", "participant_id": b.pid.clone().unwrap()})).await;
     bf.request(json!({"type": "allow_unmute", "participant_id": m.pid.clone().unwrap()})).await;
     app.server.as_ref().unwrap().app.flush_store().await;
-    let log: Vec<Value> = app
-        .http
-        .get(app.url("/v1/meetings/partners/audit"))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Vec<Value> =
+        serde_json::from_value(app.get_json("/v1/meetings/partners/audit", Some(ALPHA_KEY)).await).unwrap();
     assert_eq!(log.len(), 3, "{log:?}");
     for e in &log {
         let at = e["at"].as_str().expect("a string time");

@@ -251,16 +251,7 @@ async fn certificates_verify_with_the_published_key_and_refuse_tampering() {
     assert!(check(&cert, &jwks2).is_ok());
     let v = app.post_json("/v1/certificates/verify", json!({"certificate": cert})).await;
     assert_eq!(v["valid"], true);
-    let r: Value = app
-        .http
-        .get(app.url(&format!("/v1/attendance/{alice_id}/certificate")))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.get_json(&format!("/v1/attendance/{alice_id}/certificate"), Some(ALPHA_KEY)).await;
     let new_kid = jsonwebtoken::decode_header(r["certificate"].as_str().unwrap()).unwrap().kid.unwrap();
     assert_ne!(new_kid, jsonwebtoken::decode_header(&cert).unwrap().kid.unwrap());
 }
@@ -298,16 +289,7 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
     let beta = export(&app, BETA_KEY, "meeting=roles").await;
     assert_eq!((beta[0]["role"].as_str(), beta[0]["credited"].as_bool()), (Some("facilitator"), Some(true)));
     // CSV: the role is the last column.
-    let text = app
-        .http
-        .get(app.url("/v1/attendance?meeting=roles&format=csv"))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/v1/attendance?meeting=roles&format=csv", Some(ALPHA_KEY)).await;
     let mut reader = csv_reader(&text);
     let header = reader.headers().unwrap().clone();
     assert_eq!(header.iter().next_back(), Some("role"));
@@ -318,16 +300,7 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
 
     // The certificate's issuer is the server's public URL.
     let id = mem["attendance_id"].as_str().unwrap();
-    let cert: Value = app
-        .http
-        .get(app.url(&format!("/v1/attendance/{id}/certificate")))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cert: Value = app.get_json(&format!("/v1/attendance/{id}/certificate"), Some(ALPHA_KEY)).await;
     assert_eq!(cert["claims"]["iss"], "https://meet.example.org");
     let v = app.post_json("/v1/certificates/verify", json!({"certificate": cert["certificate"]})).await;
     assert_eq!((v["valid"].as_bool(), v["claims"]["iss"].as_str()), (Some(true), Some("https://meet.example.org")));

@@ -226,16 +226,8 @@ async fn remove_ban_lock_rename_chat_and_end() {
 
     // Every action is in the audit log the program can read.
     app.server.as_ref().unwrap().app.flush_store().await;
-    let log: Vec<Value> = app
-        .http
-        .get(app.url("/v1/meetings/open/audit"))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Vec<Value> =
+        serde_json::from_value(app.get_json("/v1/meetings/open/audit", Some(ALPHA_KEY)).await).unwrap();
     let actions: Vec<&str> = log.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, vec!["rename", "delete_chat", "chat_off", "remove", "ban", "lock", "end_meeting"]);
     assert_eq!(log[3]["detail"], "disruptive");

@@ -180,16 +180,8 @@ async fn a_whole_meeting_runs_on_postgres() {
     let (mut f, _) = app.join(ALPHA, "open", "fac", haven::auth::join_token::TokenRole::Facilitator, "Facil").await;
     f.request(serde_json::json!({"type": "lock"})).await;
     app.server.as_ref().unwrap().app.flush_store().await;
-    let log: Vec<serde_json::Value> = app
-        .http
-        .get(app.url("/v1/meetings/open/audit"))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Vec<serde_json::Value> =
+        serde_json::from_value(app.get_json("/v1/meetings/open/audit", Some(ALPHA_KEY)).await).unwrap();
     assert_eq!(log[0]["action"], "lock");
 }
 

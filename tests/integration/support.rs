@@ -94,6 +94,15 @@ impl TestApp {
         req.send().await.unwrap().json().await.unwrap()
     }
 
+    /// GET a text document (CSV), with an API key when given.
+    pub async fn get_text(&self, path: &str, key: Option<&str>) -> String {
+        let mut req = self.http.get(self.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send().await.unwrap().text().await.unwrap()
+    }
+
     /// POST JSON and read the JSON answer.
     pub async fn post_json(&self, path: &str, body: Value) -> Value {
         self.http.post(self.url(path)).json(&body).send().await.unwrap().json().await.unwrap()
