@@ -289,30 +289,26 @@ async fn a_few_frames_over_the_limit_are_answered_once_and_the_connection_stays(
         m.ws.feed(Message::Text(json!({"type": "ping", "id": format!("p{i}")}).to_string().into())).await.unwrap();
     }
     m.ws.flush().await.unwrap();
-    let mut limited = 0;
-    let mut pongs = 0;
-    // The burst is 40 frames; the join took one.
-    while pongs + limited < 40 {
-        let v = m.recv().await;
-        match v["type"].as_str() {
-            Some("pong") => pongs += 1,
-            Some("error") if v["code"] == "rate_limited" => limited += 1,
-            _ => {}
-        }
-    }
-    assert_eq!((pongs, limited), (39, 1));
-    // Still connected: once the bucket refills (20 a second), a ping is answered again. Frames
-    // sent before then are dropped unanswered, so keep asking until one is.
+    // Once the bucket refills (20 a second) a ping is answered again; frames sent before then are
+    // dropped unanswered, so keep asking until one is. Count every frame on the way.
+    let (mut pongs, mut limited) = (0, 0);
     let answered = async {
         loop {
             m.send(json!({"type": "ping", "id": "again"})).await;
-            if let Ok(Some(v)) = tokio::time::timeout(std::time::Duration::from_millis(100), m.next_frame()).await {
-                break v;
+            while let Ok(Some(v)) = tokio::time::timeout(std::time::Duration::from_millis(100), m.next_frame()).await {
+                match (v["type"].as_str(), v["code"].as_str(), v["id"].as_str()) {
+                    (Some("pong"), _, Some("again")) => return,
+                    (Some("pong"), _, _) => pongs += 1,
+                    (Some("error"), Some("rate_limited"), _) => limited += 1,
+                    _ => panic!("unexpected frame {v}"),
+                }
             }
         }
     };
-    let reply = tokio::time::timeout(WAIT, answered).await.expect("pings are answered again");
-    assert_eq!((reply["type"].as_str(), reply["id"].as_str()), (Some("pong"), Some("again")));
+    tokio::time::timeout(WAIT, answered).await.expect("pings are answered again");
+    // The burst is 40 frames and the join took one; a slow reader may see a refill or two.
+    assert!(pongs >= 39, "the burst allowance is answered: {pongs}");
+    assert_eq!(limited, 1, "one rate_limited reply for the burst, not one per frame");
 }
 
 #[derive(Clone, Default)]
