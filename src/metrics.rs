@@ -39,6 +39,8 @@ pub struct Metrics {
     pub journal_backlog_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Failed attempts to write journalled records to the database (each is retried).
     pub store_write_failures: Counter,
+    /// Journalled records the database refused for good (set aside, logged).
+    pub journal_records_rejected: Counter,
     pub media_restarts: Counter,
     pub media_send_calls: Counter,
     pub media_engine_meetings: Family<EngineLabel, Gauge>,
@@ -97,6 +99,11 @@ impl Metrics {
             "store_write_failures",
             "Failed attempts to write journalled records to the database (retried, never dropped)",
             m.store_write_failures.clone(),
+        );
+        reg.register(
+            "journal_records_rejected",
+            "Journalled records the database refused for good (each logged as an error)",
+            m.journal_records_rejected.clone(),
         );
         reg.register(
             "media_restarts",

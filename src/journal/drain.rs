@@ -28,6 +28,8 @@ pub fn spawn_drain(
     tokio::spawn(async move {
         let mut outage: Option<Instant> = None;
         let mut backoff = Duration::from_millis(50);
+        // Failures of the same batch that were the database refusing it, not failing to answer.
+        let mut refusals = 0u32;
         loop {
             publish(&journal, &metrics);
             let batch = journal.batch(BATCH);
@@ -49,6 +51,7 @@ pub fn spawn_drain(
                 Ok(()) => {
                     journal.confirm(last);
                     backoff = Duration::from_millis(50);
+                    refusals = 0;
                     if let Some(since) = outage.take() {
                         tracing::warn!(
                             after_seconds = since.elapsed().as_secs(),
@@ -56,8 +59,29 @@ pub fn spawn_drain(
                         );
                     }
                 }
+                Err(e) if !is_transient(&e) && refusals + 1 >= REFUSALS_BEFORE_ONE_BY_ONE => {
+                    // The database answers but refuses this batch, again and again: one record in
+                    // it can never be stored (a constraint it breaks, data it cannot read). Store
+                    // the rest one by one and set aside only what is refused, so one bad record
+                    // cannot hold every later one back.
+                    refusals = 0;
+                    for entry in &batch {
+                        match apply(&store, journal.id(), std::slice::from_ref(entry)).await {
+                            Ok(()) => journal.confirm(entry.lsn),
+                            Err(e) if !is_transient(&e) => {
+                                metrics.journal_records_rejected.inc();
+                                tracing::error!(lsn = entry.lsn, kind = entry.rec.kind(), error = %e, "the database refuses a journalled record; it is set aside");
+                                journal.confirm(entry.lsn);
+                            }
+                            Err(_) => break, // the database went away meanwhile: retry later
+                        }
+                    }
+                }
                 Err(e) => {
                     metrics.store_write_failures.inc();
+                    if !is_transient(&e) {
+                        refusals += 1;
+                    }
                     if outage.is_none() {
                         outage = Some(Instant::now());
                         tracing::warn!(error = %e, "database writes fail: records wait in the journal (logged once per outage)");
@@ -75,6 +99,25 @@ pub fn spawn_drain(
             }
         }
     })
+}
+
+/// Attempts at a batch the database refuses (rather than fails to answer) before its records are
+/// tried one by one.
+const REFUSALS_BEFORE_ONE_BY_ONE: u32 = 3;
+
+/// Whether a failure is the database being away or slow (retry as long as it takes), rather than
+/// the database refusing what it was given.
+fn is_transient(e: &crate::store::StoreError) -> bool {
+    use crate::store::StoreError;
+    match e {
+        // Only a broken constraint is the database refusing a record; anything else it says (shut
+        // down, starting up, busy, out of connections) is it being away, and records wait.
+        StoreError::Database(sqlx::Error::Database(db)) => matches!(db.kind(), sqlx::error::ErrorKind::Other),
+        StoreError::Database(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => false,
+        StoreError::Database(_) => true,
+        StoreError::Corrupt(_) | StoreError::Conflict | StoreError::Sealed(_) => false,
+        _ => true,
+    }
 }
 
 fn publish(journal: &Journal, metrics: &Metrics) {

@@ -64,6 +64,19 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// The record's kind, for logs (never its contents: they name members).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Presence(_) => "presence",
+            Record::Audit(_) => "audit",
+            Record::Ban { .. } => "ban",
+            Record::Heartbeat { .. } => "heartbeat",
+            Record::MeetingEnded { .. } => "meeting_ended",
+        }
+    }
+}
+
 /// A record with its place in the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

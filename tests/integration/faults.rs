@@ -426,3 +426,37 @@ async fn a_join_authorised_before_the_meeting_was_deleted_does_not_start_it() {
     assert_eq!(precheck(&app, &stale).await.as_deref(), Some("meeting_ended"));
     assert!(app.server.as_ref().unwrap().app.rooms.get("lobby").is_none(), "no room runs for it");
 }
+
+#[tokio::test]
+async fn a_record_the_database_refuses_is_set_aside_and_holds_nothing_back() {
+    use haven::journal::{AuditRecord, Record};
+    let app = spawn_app().await;
+    let state = &app.server.as_ref().unwrap().app;
+    // An audit entry for a meeting the database does not know breaks a foreign key: it can never
+    // be stored. The presence record after it must be stored all the same.
+    let bad = Record::Audit(AuditRecord {
+        meeting: "no-such-meeting".into(),
+        at: 1,
+        actor: "p1".into(),
+        actor_name: "X".into(),
+        action: "mute".into(),
+        target: None,
+        target_name: None,
+        detail: None,
+    });
+    let good = Record::Presence(haven::store::PresenceRow {
+        meeting_id: "open".into(),
+        program_id: ALPHA.into(),
+        member_ref: "after-the-bad-one".into(),
+        participant_id: "p000000000001".into(),
+        kind: haven::attendance::credit::Kind::Admitted,
+        reason: None,
+        at: 2,
+        role: Some("member".into()),
+    });
+    state.journal.append_all([bad, good]);
+    tokio::time::timeout(std::time::Duration::from_secs(30), app.flush_store()).await.expect("the journal drains");
+    assert_eq!(app.metrics().journal_records_rejected.get(), 1);
+    let stored = state.store.presence_of("open", ALPHA, "after-the-bad-one").await.unwrap();
+    assert_eq!(stored.len(), 1, "the record after the refused one is stored");
+}
