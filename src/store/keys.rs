@@ -1,5 +1,6 @@
 //! Secrets in the database: the server's certificate signing keys, and sealing them (and programs' HS256
 //! secrets) at rest when a key-encryption key is set.
+
 use super::{sealed, ProgramRow, Store, StoreError};
 use sqlx::Row;
 
