@@ -2,6 +2,7 @@
 //! maps meeting ids to actor handles. What actors record goes to the journal (`crate::journal`).
 
 pub mod actor;
+pub mod conn;
 pub mod registry;
 
 pub use actor::{ActorMsg, CloseReason, ConnHandle, JoinFailure, Outbound};

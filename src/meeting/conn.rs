@@ -1,0 +1,123 @@
+//! What a room actor holds of a connection, and the frames it sends: a bounded queue, a way to cut
+//! the connection off at once, close codes, and rendering an event once for every recipient.
+
+use crate::protocol::{Event, LeaveReason};
+use axum::extract::ws::Utf8Bytes;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// A connection id, unique within the process.
+pub type ConnId = u64;
+
+/// A WebSocket close code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl CloseReason {
+    pub const SLOW_CONSUMER: CloseReason = CloseReason { code: 4008, reason: "slow_consumer" };
+    pub const REPLACED: CloseReason = CloseReason { code: 4004, reason: "replaced" };
+    pub const IDLE: CloseReason = CloseReason { code: 4009, reason: "idle_timeout" };
+    pub const JOIN_TIMEOUT: CloseReason = CloseReason { code: 4010, reason: "join_timeout" };
+    pub const SHUTDOWN: CloseReason = CloseReason { code: 1001, reason: "server_shutdown" };
+
+    /// The close code for someone leaving the meeting for `reason`.
+    pub fn for_leave(reason: LeaveReason) -> CloseReason {
+        match reason {
+            LeaveReason::Left | LeaveReason::ConnectionLost => CloseReason { code: 1000, reason: "left" },
+            LeaveReason::Removed => CloseReason { code: 4000, reason: "removed" },
+            LeaveReason::Banned => CloseReason { code: 4001, reason: "banned" },
+            LeaveReason::Denied => CloseReason { code: 4002, reason: "denied" },
+            LeaveReason::MeetingEnded => CloseReason { code: 4003, reason: "meeting_ended" },
+            LeaveReason::ServerShutdown => CloseReason::SHUTDOWN,
+        }
+    }
+}
+
+/// What goes to a connection's writer, in order.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Utf8Bytes),
+    Close(CloseReason),
+}
+
+/// The actor's grip on one connection: its bounded queue and a way to cut it off at once.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub id: ConnId,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Set to cut the connection off without queueing (used when the queue is full).
+    pub kill: Arc<watch::Sender<Option<CloseReason>>>,
+}
+
+impl ConnHandle {
+    /// Queues a frame; false when the queue is full or the connection gone.
+    pub(super) fn try_frame(&self, text: String) -> Result<(), mpsc::error::TrySendError<Outbound>> {
+        self.tx.try_send(Outbound::Frame(Utf8Bytes::from(text)))
+    }
+
+    /// Cuts the connection off now; true only for the call that cut it (so a cut is counted once).
+    pub fn cut(&self, reason: CloseReason) -> bool {
+        self.kill.send_if_modified(|k| {
+            let first = k.is_none();
+            if first {
+                *k = Some(reason);
+            }
+            first
+        })
+    }
+
+    /// Closes after what is queued, or at once when the queue is full.
+    pub fn close(&self, reason: CloseReason) {
+        if self.tx.try_send(Outbound::Close(reason)).is_err() {
+            self.kill.send_replace(Some(reason));
+        }
+    }
+}
+
+/// Renders a server frame: `{"seq":N,"id":...,` spliced in front of the event's own fields, so a
+/// fan-out serialises the event once and only this small prefix per recipient.
+pub fn render_frame(seq: u64, request_id: Option<&str>, body: &str) -> String {
+    let mut s = String::with_capacity(body.len() + 24 + request_id.map_or(0, |r| r.len() + 8));
+    s.push_str("{\"seq\":");
+    // Writing into a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{seq}"));
+    if let Some(id) = request_id {
+        s.push_str(",\"id\":");
+        // A string always serialises.
+        s.push_str(&serde_json::to_string(id).unwrap_or_else(|_| "null".into()));
+    }
+    // Every event is a JSON object with at least its `type`, so the body starts with `{"`.
+    s.push(',');
+    s.push_str(body.get(1..).unwrap_or("}"));
+    s
+}
+
+/// Serialises an event body. Events are plain data; serialisation cannot fail.
+pub fn event_body(event: &Event) -> Arc<str> {
+    Arc::from(
+        serde_json::to_string(event)
+            .unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\"}".into()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_frame_splices_seq_and_id_into_the_event() {
+        let body = event_body(&Event::Pong);
+        let f = render_frame(7, Some("r\"1"), &body);
+        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["id"], "r\"1");
+        assert_eq!(v["type"], "pong");
+        let f = render_frame(8, None, &event_body(&Event::ChatDeleted { message_id: 3 }));
+        let m: crate::protocol::ServerMessage = serde_json::from_str(&f).unwrap();
+        assert_eq!(m.seq, 8);
+        assert_eq!(m.event, Event::ChatDeleted { message_id: 3 });
+    }
+}
