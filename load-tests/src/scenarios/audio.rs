@@ -262,28 +262,36 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
     let c = counters.clone();
     let mut tasks = vec![tokio::spawn(async move { peer.run(mid, c, Arc::new(AtomicU64::new(0))).await })];
 
-    // Listeners, a batch at a time.
+    // Listeners, a batch at a time. Each starts reading its socket as soon as it has joined:
+    // a listener that waited for all the others would let its queue of their arrivals fill up
+    // until the server cut it off as a slow client.
     let sem = Arc::new(tokio::sync::Semaphore::new(params.concurrency.max(1)));
     let mut joins = Vec::new();
     for i in 0..params.listeners {
-        let (net, sem, token) =
-            (net.clone(), sem.clone(), minter.mint(&meeting, &format!("listener-{i}"), "member", 3600)?);
+        let (net, sem, token, c) = (
+            net.clone(),
+            sem.clone(),
+            minter.mint(&meeting, &format!("listener-{i}"), "member", 3600)?,
+            counters.clone(),
+        );
         joins.push(tokio::spawn(async move {
-            let _permit = sem.acquire().await;
+            let permit = sem.acquire().await;
             let j = join_haven(&net, &token).await.map_err(|e| anyhow::anyhow!("join: {e}"))?;
-            Peer::start(j, Direction::RecvOnly).await
+            let (peer, _) = Peer::start(j, Direction::RecvOnly).await?;
+            drop(permit);
+            let mine = Arc::new(AtomicU64::new(0));
+            let m = mine.clone();
+            anyhow::Ok((mine, tokio::spawn(async move { peer.run(None, c, m).await })))
         }));
     }
     let mut listeners = 0;
     let mut per_listener: Vec<Arc<AtomicU64>> = Vec::new();
     for j in joins {
         match j.await? {
-            Ok((peer, _)) => {
+            Ok((mine, task)) => {
                 listeners += 1;
-                let c = counters.clone();
-                let mine = Arc::new(AtomicU64::new(0));
-                per_listener.push(mine.clone());
-                tasks.push(tokio::spawn(async move { peer.run(None, c, mine).await }));
+                per_listener.push(mine);
+                tasks.push(task);
             }
             Err(e) => errors.push(e.to_string()),
         }
