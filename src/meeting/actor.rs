@@ -320,10 +320,7 @@ impl Actor {
         if !self.journal.is_full() || self.room.participants().iter().any(|p| &p.member == member) {
             return None;
         }
-        Some(ProtocolError::new(
-            ErrorCode::StorageBacklog,
-            "the server cannot take new participants right now; try again in a few minutes",
-        ))
+        Some(ProtocolError::storage_backlog())
     }
 
     fn peer_key(&self, participant_id: ParticipantId) -> crate::sfu::PeerKey {

@@ -4,7 +4,7 @@
 use super::actor::{error_event, event_body, render_frame, Actor, ActorConfig, ActorMsg, Clock, JoinFailure};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, ProtocolError};
+use crate::protocol::ProtocolError;
 use crate::room::{MemberKey, Room, RoomLimits};
 use crate::store::MeetingRow;
 use dashmap::DashMap;
@@ -108,7 +108,7 @@ impl Rooms {
                         Ok(_) => {
                             rooms.remove_actor(&meeting.id, actor_id);
                             drop(self_tx);
-                            refuse_all(rx, ProtocolError::new(ErrorCode::MeetingEnded, "the meeting has ended")).await;
+                            refuse_all(rx, ProtocolError::meeting_ended()).await;
                             return;
                         }
                         Err(e) => {

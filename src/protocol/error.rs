@@ -163,6 +163,25 @@ impl ProtocolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ProtocolError { code, message: message.into(), suggestion: None }
     }
+
+    /// A join to a meeting that has ended (or was deleted). The room, the registry and the
+    /// upgrade refuse with this one text.
+    pub fn meeting_ended() -> Self {
+        ProtocolError::new(ErrorCode::MeetingEnded, "the meeting has ended")
+    }
+
+    /// A join by a member banned from the meeting.
+    pub fn banned() -> Self {
+        ProtocolError::new(ErrorCode::Banned, "you cannot join this meeting")
+    }
+
+    /// A new participant while the server's journal is past its bound.
+    pub fn storage_backlog() -> Self {
+        ProtocolError::new(
+            ErrorCode::StorageBacklog,
+            "the server cannot take new participants right now; try again in a few minutes",
+        )
+    }
 }
 
 impl std::fmt::Display for ProtocolError {

@@ -122,7 +122,7 @@ impl Room {
         out: &mut Vec<Effect>,
     ) -> Result<Outcome, ProtocolError> {
         if self.ended {
-            return Err(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
+            return Err(ProtocolError::meeting_ended());
         }
         // Constant time, and every seat is compared: neither timing nor position tells how much
         // of a guessed token was right.

@@ -327,7 +327,7 @@ impl Room {
         use crate::protocol::ErrorCode as C;
         let actor = self.get(from).ok_or_else(|| ProtocolError::new(C::NotJoined, "you are not in this meeting"))?;
         if self.ended {
-            return Err(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
+            return Err(ProtocolError::meeting_ended());
         }
         if command.is_facilitator_only() && !actor.role.is_facilitator() {
             return Err(ProtocolError::new(C::Forbidden, "only a facilitator can do that"));
@@ -486,10 +486,10 @@ impl Room {
     pub fn join_refusal(&self, member: &MemberKey, role: Role) -> Option<ProtocolError> {
         use crate::protocol::ErrorCode as C;
         if self.ended {
-            return Some(ProtocolError::new(C::MeetingEnded, "the meeting has ended"));
+            return Some(ProtocolError::meeting_ended());
         }
         if self.banned.contains(member) {
-            return Some(ProtocolError::new(C::Banned, "you cannot join this meeting"));
+            return Some(ProtocolError::banned());
         }
         if self.participants.iter().any(|p| &p.member == member) {
             return None; // a second join by the same member takes over their seat

@@ -55,6 +55,21 @@ struct TrackOut {
     state: OutState,
 }
 
+impl TrackOut {
+    /// Stops this outgoing track. One not yet offered just goes (false: drop it); one offered or
+    /// open is marked for the renegotiation that stops it (true: keep it until then).
+    fn stop(&mut self) -> bool {
+        match self.state {
+            OutState::ToOpen => false,
+            OutState::Negotiating(m) | OutState::Open(m) => {
+                self.state = OutState::ToStop(m);
+                true
+            }
+            OutState::ToStop(_) | OutState::NegotiatingStop(_) => true,
+        }
+    }
+}
+
 /// A track a client sends.
 #[derive(Debug)]
 struct TrackIn {
@@ -526,14 +541,7 @@ impl Engine {
             if !live(t) || want.iter().any(|w| (w.0, w.1) == (t.origin, t.origin_mid)) {
                 return true;
             }
-            match t.state {
-                OutState::ToOpen => false,
-                OutState::Negotiating(m) | OutState::Open(m) => {
-                    t.state = OutState::ToStop(m);
-                    true
-                }
-                _ => true,
-            }
+            t.stop()
         });
         let stopping: Vec<(ParticipantId, Mid)> =
             sp.tracks_out.iter().filter(|t| !live(t)).map(|t| (t.origin, t.origin_mid)).collect();
@@ -769,19 +777,7 @@ impl Engine {
         for s in members {
             let Some(sub) = self.peers[s].as_mut() else { continue };
             sub.out_by_origin.retain(|(o, _), _| *o != origin);
-            sub.tracks_out.retain_mut(|t| {
-                if t.origin != origin {
-                    return true;
-                }
-                match t.state {
-                    OutState::ToOpen => false,
-                    OutState::Negotiating(m) | OutState::Open(m) => {
-                        t.state = OutState::ToStop(m);
-                        true
-                    }
-                    _ => true,
-                }
-            });
+            sub.tracks_out.retain_mut(|t| t.origin != origin || t.stop());
             self.negotiate(s);
             self.drive(s);
         }

@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::join_token;
 use crate::meeting::actor::resume_token_meeting;
 use crate::meeting::ActorMsg;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ProtocolError};
 use crate::room::MemberKey;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
@@ -188,7 +188,7 @@ async fn check(
         if certificate {
             return Ok(Credential::Certificate { meeting: meeting.id, member });
         }
-        return Err(ApiError::new(StatusCode::GONE, ErrorCode::MeetingEnded.as_str(), "the meeting has ended"));
+        return Err(refusal_response(ProtocolError::meeting_ended()));
     }
     let role = claims.role.into();
     if !spawn && app.rooms.get(&meeting.id).is_none() {
@@ -196,19 +196,11 @@ async fn check(
         // join-check must not start a room, which would show the meeting as live): a full
         // journal, a ban (stored or still journalled).
         if app.journal.is_full() {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::StorageBacklog.as_str(),
-                "the server cannot take new participants right now; try again in a few minutes",
-            ));
+            return Err(refusal_response(ProtocolError::storage_backlog()));
         }
         let bans = app.store.bans(&meeting.id).await.map_err(|e| ApiError::internal(&e))?;
         if bans.contains(&member) || app.journal.pending_bans(&meeting.id).contains(&member) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Banned.as_str(),
-                "you cannot join this meeting",
-            ));
+            return Err(refusal_response(ProtocolError::banned()));
         }
         return Ok(Credential::Join { meeting: Box::new(meeting), member, role });
     }
@@ -226,19 +218,22 @@ async fn check(
             Ok(Some(refusal)) if certificate && refusal.code == ErrorCode::MeetingEnded => {
                 return Ok(Credential::Certificate { meeting: meeting.id, member });
             }
-            Ok(Some(refusal)) => {
-                let status = match refusal.code {
-                    ErrorCode::Banned => StatusCode::FORBIDDEN,
-                    ErrorCode::MeetingEnded => StatusCode::GONE,
-                    ErrorCode::StorageBacklog => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::CONFLICT,
-                };
-                return Err(ApiError::new(status, refusal.code.as_str(), refusal.message));
-            }
+            Ok(Some(refusal)) => return Err(refusal_response(refusal)),
             Err(_) => continue,
         }
     }
     Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the meeting is restarting; try again"))
+}
+
+/// A meeting's refusal of a join, as the upgrade (and the join-check) answer it.
+fn refusal_response(refusal: ProtocolError) -> ApiError {
+    let status = match refusal.code {
+        ErrorCode::Banned => StatusCode::FORBIDDEN,
+        ErrorCode::MeetingEnded => StatusCode::GONE,
+        ErrorCode::StorageBacklog => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, refusal.code.as_str(), refusal.message)
 }
 
 /// The claims of a token whose signature `join_token::verify` has already checked.

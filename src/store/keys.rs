@@ -44,27 +44,30 @@ impl Store {
     /// with it (the wrong KEK): better than starting with keys that cannot sign.
     pub async fn use_sealer(&mut self, sealer: sealed::Sealer) -> Result<(), StoreError> {
         self.sealer = Some(std::sync::Arc::new(sealer));
-        for k in self.server_keys().await? {
-            let stored: String = sqlx::query("SELECT private_pem FROM server_keys WHERE kid = $1")
-                .bind(&k.kid)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?;
+        // Reading through the sealer checks that every sealed secret opens with it.
+        self.server_keys().await?;
+        self.programs().await?;
+        // Then the rows as stored: seal what is still in plain text (each is a secret here only
+        // when it is unsealed; an HS256 program key is the only program key that is secret).
+        let keys = sqlx::query("SELECT kid, private_pem FROM server_keys").fetch_all(&self.pool).await?;
+        for r in &keys {
+            let (kid, stored): (String, String) = (r.try_get(0)?, r.try_get(1)?);
             if !sealed::is_sealed(&stored) {
                 sqlx::query("UPDATE server_keys SET private_pem = $1 WHERE kid = $2")
-                    .bind(sealed::seal(self.sealer.as_deref(), &k.private_pem, &k.kid))
-                    .bind(&k.kid)
+                    .bind(sealed::seal(self.sealer.as_deref(), &stored, &kid))
+                    .bind(&kid)
                     .execute(&self.pool)
                     .await?;
             }
         }
-        for p in self.programs().await? {
-            let sealed_key = self.seal_program_key(&p);
-            if sealed_key != p.token_key {
-                sqlx::query("UPDATE programs SET token_key = $1 WHERE id = $2 AND token_key = $3")
-                    .bind(sealed_key)
-                    .bind(&p.id)
-                    .bind(&p.token_key)
+        let programs =
+            sqlx::query("SELECT id, token_key FROM programs WHERE token_alg = 'HS256'").fetch_all(&self.pool).await?;
+        for r in &programs {
+            let (id, stored): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            if !sealed::is_sealed(&stored) {
+                sqlx::query("UPDATE programs SET token_key = $1 WHERE id = $2")
+                    .bind(sealed::seal(self.sealer.as_deref(), &stored, &id))
+                    .bind(&id)
                     .execute(&self.pool)
                     .await?;
             }

@@ -160,15 +160,20 @@ async fn haven_listen_works_without_serve() {
     assert_eq!(health, Some(200), "it listens where it says");
 }
 
+/// A server with no programs configured (so the demo program is made) and no media.
+fn demo_config(dir: &std::path::Path) -> haven::Config {
+    haven::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        media: haven::config::MediaConfig { enabled: false, ..Default::default() },
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn haven_api_key_replaces_a_lost_demo_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = haven::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        media: haven::config::MediaConfig { enabled: false, ..Default::default() },
-        ..Default::default()
-    };
+    let config = demo_config(dir.path());
     let server = haven::Server::start(config.clone()).await.unwrap();
     let old_key = server.demo.clone().expect("a first start makes the demo program").api_key;
     server.shutdown().await;
@@ -196,12 +201,7 @@ async fn haven_api_key_replaces_a_lost_demo_key() {
 #[tokio::test]
 async fn after_a_restart_the_printed_links_lead_to_a_joinable_demo_meeting() {
     let dir = tempfile::tempdir().unwrap();
-    let config = haven::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        media: haven::config::MediaConfig { enabled: false, ..Default::default() },
-        ..Default::default()
-    };
+    let config = demo_config(dir.path());
     let server = haven::Server::start(config.clone()).await.unwrap();
     assert_eq!(server.demo_meeting.as_deref(), Some("demo"));
     assert!(haven::cli::welcome_text(&server).contains("Demo meeting `demo`"));
