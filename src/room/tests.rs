@@ -75,6 +75,7 @@ impl H {
     /// Events of the last input that reach `pid`.
     fn events_to(&self, pid: ParticipantId) -> Vec<Event> {
         let admitted = |id: ParticipantId| self.room.get(id).is_some_and(|p| p.admitted);
+        let at = |id: ParticipantId| self.room.get(id).map(|p| p.location);
         let fac = |id: ParticipantId| self.room.get(id).is_some_and(|p| p.admitted && p.role.is_facilitator());
         self.out
             .iter()
@@ -85,6 +86,8 @@ impl H {
                         Audience::Admitted => admitted(pid),
                         Audience::AdmittedExcept(x) => x != pid && admitted(pid),
                         Audience::Facilitators => fac(pid),
+                        Audience::Location(l) => admitted(pid) && at(pid) == Some(l),
+                        Audience::Outside(l) => admitted(pid) && at(pid) != Some(l),
                     };
                     hit.then(|| event.clone())
                 }
@@ -715,6 +718,7 @@ fn kind() -> impl Strategy<Value = u8> {
         1 => Just(26u8), // next speaker
         1 => Just(9u8),  // admit
         8 => 0u8..36,
+        4 => 36u8..44, // side rooms and breakout groups
     ]
 }
 
@@ -766,6 +770,25 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         32 => Command::Leave,
         33 => Command::Mute { participant_id: pid },
         34 => Command::GiveFloor { participant_id: pid },
+        36 => Command::StepOut { participant_id: pid, confirm: n.is_multiple_of(2) },
+        37 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: n % 3 != 0, confirm: n.is_multiple_of(2) },
+        38 => Command::ReturnToMain,
+        39 => Command::OpenBreakouts {
+            groups: 2 + n % 3,
+            seconds: 1 + n % 400,
+            warning_seconds: Some(n % 50),
+            assign: [
+                crate::protocol::BreakoutAssign::Auto,
+                crate::protocol::BreakoutAssign::Manual,
+                crate::protocol::BreakoutAssign::Choose,
+            ][n as usize % 3],
+            assignments: if n.is_multiple_of(4) { vec![vec![pid]] } else { Vec::new() },
+            confirm: n.is_multiple_of(2),
+        },
+        40 => Command::ChooseBreakout { group: 1 + n % 3 },
+        41 => Command::CloseBreakouts,
+        42 => Command::StepOut { participant_id: pid, confirm: true },
+        43 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: true, confirm: true },
         _ => Command::NextSpeaker,
     }
 }
@@ -837,7 +860,10 @@ proptest! {
                     let was_locked = actor.as_ref().is_some_and(|p| p.mute_locked);
                     let fac_only = cmd.is_facilitator_only();
                     let unmute = cmd == Command::SetMuted { muted: false };
+                    let side_before: Vec<(ParticipantId, Location)> =
+                        h.room.participants().iter().filter(|p| p.location != MAIN).map(|p| (p.id, p.location)).collect();
                     let result = h.cmd(from, cmd);
+                    side_tests::check_privacy(&h, &side_before);
                     let after = format!("{:?}", h.room);
                     match &result {
                         Err(_) => {
@@ -875,6 +901,7 @@ proptest! {
                 }
             }
             check_invariants(&h.room);
+            side_tests::check_locations(&h.room);
         }
     }
 }
@@ -920,6 +947,10 @@ fn the_waiting_room_hears_and_publishes_nothing_and_leaving_releases_media() {
     h.cmd(m, Command::Leave).unwrap();
     assert!(h.out.contains(&Effect::MediaClosed { participant_id: m }));
 }
+
+// Side rooms and breakout groups (issue 17).
+#[path = "side_tests.rs"]
+mod side_tests;
 
 // Stable fuzzing of the room core (issue 12): byte-driven input sequences, invariants per step.
 #[path = "fuzz.rs"]

@@ -13,6 +13,7 @@ mod media;
 mod privacy;
 mod resume;
 mod schema;
+mod side_rooms;
 mod signal;
 mod slow_client;
 mod store;
