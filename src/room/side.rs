@@ -67,10 +67,10 @@ pub(crate) struct SideRoom {
 
 /// An open step-out invitation: `room` none for a new step-out, else the step-out `to` is asked into.
 #[derive(Debug, Clone)]
-struct Invite {
-    id: u64,
+pub(crate) struct Invite {
+    pub id: u64,
     from: ParticipantId,
-    to: ParticipantId,
+    pub to: ParticipantId,
     room: Option<Location>,
 }
 
@@ -96,7 +96,7 @@ pub(crate) struct BreakoutPlan {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Side {
     pub rooms: Vec<SideRoom>,
-    invites: Vec<Invite>,
+    pub invites: Vec<Invite>,
     breakout: Option<Breakout>,
     breakout_epoch: u32,
     last_room: Location,

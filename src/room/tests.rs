@@ -718,7 +718,7 @@ fn kind() -> impl Strategy<Value = u8> {
         1 => Just(26u8), // next speaker
         1 => Just(9u8),  // admit
         8 => 0u8..36,
-        4 => 36u8..44, // side rooms and breakout groups
+        6 => 36u8..44, // side rooms and breakout groups
     ]
 }
 
@@ -853,7 +853,13 @@ proptest! {
                 Op::Cmd { actor, kind, target, n } => {
                     let Some(from) = pick(actor) else { continue };
                     let target = pick(target).unwrap_or(from);
-                    let cmd = command(kind, target, n);
+                    let mut cmd = command(kind, target, n);
+                    if let Command::AnswerStepOut { invite_id, .. } = &mut cmd {
+                        // Mostly the invitation the sender really has, so step-outs happen.
+                        if let Some(inv) = h.room.side.invites.iter().find(|i| i.to == from).filter(|_| n % 5 != 0) {
+                            *invite_id = inv.id;
+                        }
+                    }
                     let before = format!("{:?}", h.room);
                     let actor = h.room.get(from).cloned();
                     let actor_role = actor.as_ref().map(|p| p.role);
