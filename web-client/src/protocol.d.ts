@@ -161,6 +161,54 @@ export type ClientMessage1 =
   | {
       candidate: string;
       type: "ice_candidate";
+    }
+  | {
+      confirm?: boolean;
+      participant_id: ParticipantId;
+      type: "step_out";
+    }
+  | {
+      accept: boolean;
+      /**
+       * As for `step_out`, when a facilitator accepting would leave the main room without one.
+       */
+      confirm?: boolean;
+      invite_id: number;
+      type: "answer_step_out";
+    }
+  | {
+      type: "return_to_main";
+    }
+  | {
+      /**
+       * How people are placed; `assignments` always come first.
+       */
+      assign?: "auto" | "manual" | "choose";
+      /**
+       * Participants by group, `assignments[0]` being group 1; a facilitator placed here runs that group.
+       */
+      assignments?: ParticipantId[][];
+      confirm?: boolean;
+      /**
+       * How many groups (2 to 20).
+       */
+      groups: number;
+      /**
+       * How long they last (1 to 14400 seconds); everyone returns at the end.
+       */
+      seconds: number;
+      type: "open_breakouts";
+      /**
+       * How long before the end everyone is warned (default 60 s; 0 for no warning).
+       */
+      warning_seconds?: number | null;
+    }
+  | {
+      group: number;
+      type: "choose_breakout";
+    }
+  | {
+      type: "close_breakouts";
     };
 /**
  * A participant's id, random per meeting.
@@ -189,6 +237,10 @@ export type ServerMessage = ServerMessage1 & ServerMessage2;
 export type ServerMessage1 =
   | {
       /**
+       * The breakout groups, while open.
+       */
+      breakouts?: BreakoutsView | null;
+      /**
        * Where to find help outside the meeting, as the joining member's own program configured
        * it; empty when it configured none (then show nothing).
        */
@@ -196,6 +248,11 @@ export type ServerMessage1 =
       display_name: string;
       floor?: FloorView | null;
       go_around?: GoAroundView | null;
+      /**
+       * The side room or breakout group one is in; `null` in the main room. `participants`,
+       * `queue`, `floor` and `go_around` are that room's.
+       */
+      location?: LocationView | null;
       meeting: MeetingView;
       participant_id: ParticipantId;
       participants: ParticipantView[];
@@ -352,7 +409,49 @@ export type ServerMessage1 =
   | {
       participant_id?: ParticipantId | null;
       type: "active_speaker";
+    }
+  | {
+      display_name: string;
+      invite_id: number;
+      /**
+       * A participant's id, random per meeting.
+       */
+      participant_id: string;
+      type: "step_out_invite";
+    }
+  | {
+      invite_id: number;
+      type: "step_out_withdrawn";
+    }
+  | {
+      participant_id: ParticipantId;
+      type: "step_out_declined";
+    }
+  | {
+      floor?: FloorView | null;
+      go_around?: GoAroundView | null;
+      location?: LocationView | null;
+      participants: ParticipantView[];
+      queue: QueueEntry[];
+      type: "location_changed";
+    }
+  | {
+      breakouts?: BreakoutsView | null;
+      type: "breakouts_updated";
+    }
+  | {
+      ends_at: number;
+      remaining_seconds: number;
+      type: "breakout_warning";
     };
+/**
+ * How `open_breakouts` places people who are not in its `assignments`.
+ */
+export type BreakoutAssign = "auto" | "manual" | "choose";
+/**
+ * What kind of room someone outside the main room is in.
+ */
+export type LocationKind = "step_out" | "breakout";
 /**
  * A participant's role in a meeting.
  */
@@ -402,6 +501,12 @@ export type ErrorCode =
   | "invalid_media"
   | "unavailable"
   | "storage_backlog"
+  | "confirm_required"
+  | "wrong_location"
+  | "invite_not_found"
+  | "not_in_side_room"
+  | "breakouts_open"
+  | "no_breakouts"
   | "internal";
 /**
  * Why someone left.
@@ -425,6 +530,27 @@ export interface ClientMessage2 {
    * Echoed by every event this request causes for the requester (at most 64 characters).
    */
   id?: string | null;
+}
+/**
+ * The breakout groups while they are open.
+ */
+export interface BreakoutsView {
+  assign: BreakoutAssign;
+  /**
+   * When everyone returns (Unix milliseconds).
+   */
+  ends_at: number;
+  groups: BreakoutGroupView[];
+}
+/**
+ * One breakout group.
+ */
+export interface BreakoutGroupView {
+  /**
+   * From 1.
+   */
+  group: number;
+  participants: ParticipantId[];
 }
 /**
  * A place to find help outside the meeting (a crisis line), configured per program.
@@ -477,11 +603,33 @@ export interface GoAroundView {
   passed: ParticipantId[];
 }
 /**
+ * Where one is when not in the main room, as its occupants see it.
+ */
+export interface LocationView {
+  /**
+   * When a breakout group returns to the main room (Unix milliseconds).
+   */
+  ends_at?: number | null;
+  /**
+   * The breakout group's number (from 1).
+   */
+  group?: number | null;
+  kind: LocationKind;
+  /**
+   * Who is in this room (oneself included).
+   */
+  participants: ParticipantId[];
+}
+/**
  * The meeting as participants see it.
  */
 export interface MeetingView {
   id: string;
   locked: boolean;
+  /**
+   * Every facilitator is in a side room: the main room's floor and queue wait for one to return.
+   */
+  main_room_paused?: boolean;
   settings: MeetingSettings;
   title: string;
 }
@@ -522,6 +670,11 @@ export interface MeetingSettings {
  * What others see of a participant: never the program, member reference or anything network.
  */
 export interface ParticipantView {
+  /**
+   * In another room of the meeting (a side room or another breakout group): nothing else of
+   * theirs is shown then (`muted`, no hand), and never why.
+   */
+  away?: boolean;
   /**
    * False while a facilitator's mute holds (or, in floor control, without the floor).
    */
