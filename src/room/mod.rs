@@ -15,6 +15,7 @@ mod lobby;
 pub mod names;
 pub mod participant;
 mod side;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -213,7 +214,7 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Floor {
     pub holder: ParticipantId,
     pub started_at: Millis,
@@ -221,7 +222,7 @@ pub(crate) struct Floor {
     pub over_time: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct GoAround {
     pub order: Vec<ParticipantId>,
     pub pos: usize,
@@ -260,6 +261,18 @@ pub struct Room {
     dirty: Dirty,
     /// Side rooms and breakout groups (`side.rs`).
     side: side::Side,
+    /// Counts successful inputs: the cluster writes a snapshot when it moved (see `snapshot`).
+    version: Version,
+}
+
+/// A counter left out of `Debug`, so that comparing two rooms' `Debug` compares their state.
+#[derive(Clone, Copy, Default)]
+struct Version(u64);
+
+impl std::fmt::Debug for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("_")
+    }
 }
 
 /// How many recent chat message ids are kept for `delete_chat`.
@@ -293,6 +306,7 @@ impl Room {
             next_support_id: 1,
             dirty: Dirty::default(),
             side: side::Side::default(),
+            version: Version(0),
         }
     }
 
@@ -330,6 +344,7 @@ impl Room {
         };
         self.tidy_side(now, out);
         self.flush(out);
+        self.version.0 += 1;
         Ok(outcome)
     }
 
@@ -490,6 +505,11 @@ impl Room {
     /// The meeting id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Moves on every successful input (a snapshot is due when it moved).
+    pub fn version(&self) -> u64 {
+        self.version.0
     }
 
     /// Whether the meeting has ended.

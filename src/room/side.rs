@@ -16,6 +16,7 @@
 
 use super::lobby::not_found;
 use super::{Audience, Effect, Floor, GoAround, Millis, Participant, Room, Timer};
+use serde::{Deserialize, Serialize};
 use crate::protocol::{
     BreakoutAssign, BreakoutGroupView, BreakoutsView, Command, ErrorCode as C, Event, LocationKind, LocationView,
     ParticipantId, ParticipantView, ProtocolError, QueueEntry, ShareEndReason,
@@ -34,7 +35,7 @@ const MAX_BREAKOUT_SECONDS: u32 = 14_400;
 const DEFAULT_BREAKOUT_WARNING_SECONDS: u32 = 60;
 
 /// A side room's queue, floor and go-around (the main room's are `Room`'s own fields).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Stage {
     queue: Vec<QueueEntry>,
     floor: Option<Floor>,
@@ -49,7 +50,7 @@ pub(crate) struct StageRef<'a> {
     pub go_around: Option<&'a GoAround>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Kind {
     /// A facilitator and a member (`member`), and any facilitator brought in.
     StepOut { member: ParticipantId },
@@ -57,7 +58,7 @@ pub(crate) enum Kind {
     Breakout { group: u32 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SideRoom {
     pub id: Location,
     pub kind: Kind,
@@ -66,7 +67,7 @@ pub(crate) struct SideRoom {
 }
 
 /// An open step-out invitation: `room` none for a new step-out, else the step-out `to` is asked into.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Invite {
     pub id: u64,
     from: ParticipantId,
@@ -74,9 +75,11 @@ pub(crate) struct Invite {
     room: Option<Location>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Breakout {
     ends_at: Millis,
+    /// When the warning goes out, if one does.
+    warn_at: Option<Millis>,
     epoch: u32,
     assign: BreakoutAssign,
     opened_by: ParticipantId,
@@ -92,8 +95,9 @@ pub(crate) struct BreakoutPlan {
     pub confirm: bool,
 }
 
-/// The side rooms of a meeting.
-#[derive(Debug, Clone, Default)]
+/// The side rooms of a meeting. Part of the room's snapshot (cluster): what is marked `skip` lives
+/// only within one input.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Side {
     pub rooms: Vec<SideRoom>,
     pub invites: Vec<Invite>,
@@ -102,13 +106,17 @@ pub(crate) struct Side {
     last_room: Location,
     last_invite: u64,
     /// The room whose stage is in `Room`'s fields right now (`MAIN` outside `in_location`).
+    #[serde(skip)]
     pub here: Location,
     /// Every facilitator is in a side room: the main room's floor and queue wait.
     pub paused: bool,
     /// Moved during this input: each gets a fresh view of where they are.
+    #[serde(skip)]
     moved: Vec<ParticipantId>,
     /// Side rooms whose occupants changed during this input: their occupants get a fresh view.
+    #[serde(skip)]
     changed: Vec<Location>,
+    #[serde(skip)]
     breakouts_dirty: bool,
 }
 
@@ -709,12 +717,12 @@ impl Room {
         let epoch = self.side.breakout_epoch;
         let ends_at = now + u64::from(seconds) * 1000;
         let warning = plan.warning_seconds.unwrap_or(DEFAULT_BREAKOUT_WARNING_SECONDS);
-        if warning > 0 && warning < seconds {
-            let at = ends_at - u64::from(warning) * 1000;
+        let warn_at = (warning > 0 && warning < seconds).then(|| ends_at - u64::from(warning) * 1000);
+        if let Some(at) = warn_at {
             out.push(Effect::SetTimer { at, timer: Timer::Breakout { epoch, warning: true } });
         }
         out.push(Effect::SetTimer { at: ends_at, timer: Timer::Breakout { epoch, warning: false } });
-        self.side.breakout = Some(Breakout { ends_at, epoch, assign: plan.assign, opened_by: from });
+        self.side.breakout = Some(Breakout { ends_at, warn_at, epoch, assign: plan.assign, opened_by: from });
         self.side.breakouts_dirty = true;
         for (id, g) in placed {
             self.move_to(id, ids[g], now, out);
@@ -796,5 +804,28 @@ impl Room {
         self.side.changed.retain(|l| !groups.contains(l));
         self.side.breakout = None;
         self.side.breakouts_dirty = true;
+    }
+}
+
+impl Room {
+    /// After a restore (cluster): the timers of the breakout groups and of side rooms' shares,
+    /// which lived on the previous owner.
+    pub(super) fn restore_side_timers(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        if let Some(b) = &self.side.breakout {
+            let epoch = b.epoch;
+            if let Some(at) = b.warn_at.filter(|&at| at > now) {
+                out.push(Effect::SetTimer { at, timer: Timer::Breakout { epoch, warning: true } });
+            }
+            out.push(Effect::SetTimer { at: b.ends_at.max(now), timer: Timer::Breakout { epoch, warning: false } });
+        }
+        let shares: Vec<(Location, Millis)> = self
+            .side
+            .rooms
+            .iter()
+            .filter_map(|r| r.stage.floor.as_ref().and_then(|f| f.ends_at).map(|end| (r.id, end)))
+            .collect();
+        for (loc, end) in shares {
+            self.in_location(loc, out, |room, out| room.set_share_timers(end.max(now), now, out));
+        }
     }
 }

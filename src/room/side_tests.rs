@@ -365,6 +365,45 @@ fn a_dropped_connection_in_a_side_room_keeps_the_seat_there_and_resume_shows_it(
     assert_eq!(loc(&h, f), MAIN);
 }
 
+#[test]
+fn a_restored_room_keeps_its_side_rooms_their_stages_and_the_breakout_timer() {
+    let (mut h, f, c, m, o) = four();
+    let side = stepped_out(&mut h, f, m);
+    h.cmd(m, Command::RaiseHand).unwrap();
+    let n = h.join("n", Role::Member);
+    h.cmd(c, Command::OpenBreakouts {
+        groups: 2,
+        seconds: 600,
+        warning_seconds: None,
+        assign: BreakoutAssign::Manual,
+        assignments: vec![vec![o], vec![n]],
+        confirm: true,
+    })
+    .unwrap();
+    let group = loc(&h, o);
+    let bytes = snapshot::encode(&h.room.to_snapshot(h.now));
+    let snap = snapshot::decode(&bytes).unwrap();
+    let mut out = Vec::new();
+    let mut room = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 1_000, &mut out);
+    assert!(h.room.same_state(&room));
+    check_locations(&room);
+    assert_eq!((room.get(m).unwrap().location, room.get(f).unwrap().location), (side, side));
+    assert_eq!(room.get(o).unwrap().location, group);
+    assert_eq!(room.stage(side).queue.len(), 1, "the side room's queue came along");
+    assert!(room.get(m).unwrap().media.location == side, "media rules follow the restored locations");
+    // The breakout groups still end on time on the new owner.
+    let end = out.iter().find_map(|e| match e {
+        Effect::SetTimer { at, timer: t @ Timer::Breakout { warning: false, .. } } => Some((*at, *t)),
+        _ => None,
+    });
+    let (at, timer) = end.expect("the breakout's end is set again");
+    assert_eq!(at, h.now + 600_000);
+    let mut out = Vec::new();
+    room.handle(Input::Timer(timer), at, &mut out).unwrap();
+    assert_eq!(room.get(o).unwrap().location, MAIN, "everyone returns at the end");
+    assert_eq!(room.get(m).unwrap().location, side, "a step-out is no breakout group");
+}
+
 // ---- the property: one location each, and the main room learns only "away" ----
 
 /// Whether `event`, reaching someone outside `x`'s side room, reveals more of `x` than "away".
