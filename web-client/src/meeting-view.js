@@ -265,6 +265,19 @@ function renderSide(s, fac) {
   room.dataset.kind = s.location?.kind ?? '';
   setText(byId('side-room-text'), placeText(s));
   if (s.location && !wasShown) byId('side-room-text').focus({ preventScroll: true });
+  // A facilitator in a step-out can ask another facilitator in.
+  const inRoom = s.location?.participants ?? [];
+  const askable =
+    fac && s.location?.kind === 'step_out'
+      ? [...s.participants.values()].filter((p) => isFacilitator(p.role) && !p.away && !inRoom.includes(p.participant_id))
+      : [];
+  reconcile(
+    byId('side-room-ask'),
+    askable,
+    (p) => p.participant_id,
+    (p) => h('button', { type: 'button', class: 'small', onclick: () => ctx.send({ type: 'step_out', participant_id: p.participant_id, confirm: true }) }),
+    (el, p) => label(/** @type {HTMLElement} */ (el), t('side.askIn'), p.display_name),
+  );
 
   const b = s.breakouts;
   const choose = byId('breakout-choose');
@@ -515,7 +528,9 @@ function personStatus(p, s) {
 
 /** @param {MeetingState} s @param {boolean} fac */
 function renderPeople(s, fac) {
-  const people = [...s.participants.values()];
+  // In a side room or breakout group: the people in it (the rest are elsewhere).
+  const here = s.location?.participants;
+  const people = [...s.participants.values()].filter((p) => !here || here.includes(p.participant_id));
   setText(byId('people-count'), `(${people.length})`);
   reconcile(
     byId('people-list'),

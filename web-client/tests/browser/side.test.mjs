@@ -42,6 +42,7 @@ test('a facilitator steps out with a member from their support request; the othe
   // Alex's page: the private room, plainly, with the way back.
   await alex.locator('#side-room-text', { hasText: "You and Facil, privately. The group can't hear you." }).waitFor();
   await alex.getByRole('button', { name: 'Return to the group' }).waitFor();
+  await alex.locator('#people-count', { hasText: '(2)' }).waitFor();
   await fac.locator('#side-room-text', { hasText: "You and Alex, privately. The group can't hear you." }).waitFor();
 
   // Robin's page: both away, and nothing more.
