@@ -87,11 +87,23 @@ pub enum Input {
 /// A deadline the room asked for. Each carries an epoch; a stale one does nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
-    Grace { participant_id: ParticipantId, epoch: u32 },
-    ShareWarning { epoch: u32, location: Location },
-    ShareEnd { epoch: u32, location: Location },
+    Grace {
+        participant_id: ParticipantId,
+        epoch: u32,
+    },
+    ShareWarning {
+        epoch: u32,
+        location: Location,
+    },
+    ShareEnd {
+        epoch: u32,
+        location: Location,
+    },
     /// The breakout groups' warning (`warning`) or end.
-    Breakout { epoch: u32, warning: bool },
+    Breakout {
+        epoch: u32,
+        warning: bool,
+    },
 }
 
 /// Who an event goes to.

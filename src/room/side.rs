@@ -16,11 +16,11 @@
 
 use super::lobby::not_found;
 use super::{Audience, Effect, Floor, GoAround, Millis, Participant, Room, Timer};
-use serde::{Deserialize, Serialize};
 use crate::protocol::{
     BreakoutAssign, BreakoutGroupView, BreakoutsView, Command, ErrorCode as C, Event, LocationKind, LocationView,
     ParticipantId, ParticipantView, ProtocolError, QueueEntry, ShareEndReason,
 };
+use serde::{Deserialize, Serialize};
 
 /// A room of the meeting: `MAIN`, or a side room's id (never reused within a meeting).
 pub type Location = u32;
@@ -383,11 +383,17 @@ impl Room {
     pub(super) fn send_participant(&mut self, id: ParticipantId, out: &mut Vec<Effect>) {
         let Some(p) = self.get(id).filter(|p| p.admitted) else { return };
         if p.location == MAIN {
-            out.push(Effect::Send { to: Audience::Admitted, event: Event::ParticipantUpdated { participant: self.view(p) } });
+            out.push(Effect::Send {
+                to: Audience::Admitted,
+                event: Event::ParticipantUpdated { participant: self.view(p) },
+            });
             return;
         }
         let loc = p.location;
-        out.push(Effect::Send { to: Audience::Location(loc), event: Event::ParticipantUpdated { participant: self.view(p) } });
+        out.push(Effect::Send {
+            to: Audience::Location(loc),
+            event: Event::ParticipantUpdated { participant: self.view(p) },
+        });
         let away = self.away_view(p);
         if p.shown_away.as_ref() != Some(&away) {
             out.push(Effect::Send {
@@ -480,7 +486,10 @@ impl Room {
         }
         for inv in withdrawn {
             if self.get(inv.to).is_some() {
-                out.push(Effect::Send { to: Audience::One(inv.to), event: Event::StepOutWithdrawn { invite_id: inv.id } });
+                out.push(Effect::Send {
+                    to: Audience::One(inv.to),
+                    event: Event::StepOutWithdrawn { invite_id: inv.id },
+                });
             }
         }
         let paused = !self.occupants(MAIN).any(|p| p.role.is_facilitator())
@@ -538,7 +547,10 @@ impl Room {
                     return Err(wrong_location("a step-out starts from the main room"));
                 }
                 if !t.role.is_facilitator() {
-                    return Err(ProtocolError::new(C::Forbidden, "only another facilitator can be asked into a side room"));
+                    return Err(ProtocolError::new(
+                        C::Forbidden,
+                        "only another facilitator can be asked into a side room",
+                    ));
                 }
                 Some(loc)
             }
@@ -577,7 +589,10 @@ impl Room {
         if !accept {
             let inv = self.side.invites.remove(pos);
             // Only the facilitator who asked is told; nobody else ever learns of the invitation.
-            out.push(Effect::Send { to: Audience::One(inv.from), event: Event::StepOutDeclined { participant_id: from } });
+            out.push(Effect::Send {
+                to: Audience::One(inv.from),
+                event: Event::StepOutDeclined { participant_id: from },
+            });
             return Ok(());
         }
         if !confirm && self.last_facilitator_in_main(from) {
@@ -684,10 +699,8 @@ impl Room {
             return Err(ProtocolError::new(C::NobodyPresent, "there is nobody to place in breakout groups"));
         }
         // Placing every facilitator of the main room in groups leaves it without one: warned first.
-        let all_facilitators_placed = self
-            .occupants(MAIN)
-            .filter(|p| p.role.is_facilitator())
-            .all(|f| placed.iter().any(|&(id, _)| id == f.id));
+        let all_facilitators_placed =
+            self.occupants(MAIN).filter(|p| p.role.is_facilitator()).all(|f| placed.iter().any(|&(id, _)| id == f.id));
         if !plan.confirm && all_facilitators_placed {
             return Err(confirm_required());
         }
@@ -777,7 +790,10 @@ impl Room {
         let (ends_at, opened_by) = (b.ends_at, b.opened_by);
         if warning {
             let remaining_seconds = ends_at.saturating_sub(now).div_ceil(1000) as u32;
-            out.push(Effect::Send { to: Audience::Admitted, event: Event::BreakoutWarning { ends_at, remaining_seconds } });
+            out.push(Effect::Send {
+                to: Audience::Admitted,
+                event: Event::BreakoutWarning { ends_at, remaining_seconds },
+            });
             return;
         }
         out.push(self.audit(now, opened_by, "breakouts_closed", None, Some("time up".into())));

@@ -112,9 +112,10 @@ fn queue_and_floor_are_per_location() {
     let side = stepped_out(&mut h, f, m);
     h.cmd(m, Command::RaiseHand).unwrap();
     assert!(h.events_to(o).is_empty(), "the side room's queue is its own");
-    assert!(h.events_to(f).iter().any(
-        |e| matches!(e, Event::QueueUpdated { queue } if queue.len() == 1 && queue[0].participant_id == m)
-    ));
+    assert!(h
+        .events_to(f)
+        .iter()
+        .any(|e| matches!(e, Event::QueueUpdated { queue } if queue.len() == 1 && queue[0].participant_id == m)));
     assert_eq!(h.room.queue().len(), 1, "the main room's queue still holds only its own hand");
     assert_eq!(h.room.queue()[0].participant_id, o);
     h.cmd(f, Command::GiveFloor { participant_id: m }).unwrap();
@@ -188,7 +189,10 @@ fn another_facilitator_can_be_brought_in_and_either_returns() {
     assert_eq!(h.code(c, accept(inv)), ErrorCode::ConfirmRequired);
     h.cmd(c, Command::AnswerStepOut { invite_id: inv, accept: true, confirm: true }).unwrap();
     assert_eq!(loc(&h, c), side);
-    assert!(h.events_to(m).iter().any(|e| matches!(e, Event::LocationChanged { location: Some(l), .. } if l.participants.len() == 3)));
+    assert!(h
+        .events_to(m)
+        .iter()
+        .any(|e| matches!(e, Event::LocationChanged { location: Some(l), .. } if l.participants.len() == 3)));
     h.cmd(f, Command::ReturnToMain).unwrap();
     assert_eq!((loc(&h, c), loc(&h, m)), (side, side), "a facilitator stays with the member");
     h.cmd(c, Command::ReturnToMain).unwrap();
@@ -212,7 +216,10 @@ fn a_member_removed_or_banned_in_a_side_room_leaves_the_meeting() {
         assert!(h.out.contains(&Effect::Close { participant_id: m, reason }));
         assert!(h.out.iter().any(|e| matches!(e, Effect::Presence { participant_id, change: Presence::Left(r), .. } if *participant_id == m && *r == reason)));
         assert_eq!(loc(&h, f), MAIN, "the facilitator is back");
-        assert!(h.events_to(o).iter().any(|e| matches!(e, Event::ParticipantLeft { participant_id, .. } if *participant_id == m)));
+        assert!(h
+            .events_to(o)
+            .iter()
+            .any(|e| matches!(e, Event::ParticipantLeft { participant_id, .. } if *participant_id == m)));
         if ban {
             assert_eq!(h.join_as("alex", Role::Member, Some("alex")).unwrap_err().code, ErrorCode::Banned);
         }
@@ -229,7 +236,10 @@ fn side_room_time_is_presence_and_the_audit_log_says_who_and_when_never_what() {
     let opened: Vec<&AuditEntry> =
         h.out.iter().filter_map(|e| if let Effect::Audit(a) = e { Some(a) } else { None }).collect();
     assert_eq!(opened.len(), 1);
-    assert_eq!((opened[0].action, opened[0].actor, opened[0].target, opened[0].at), ("side_room_opened", f, Some(m), h.now));
+    assert_eq!(
+        (opened[0].action, opened[0].actor, opened[0].target, opened[0].at),
+        ("side_room_opened", f, Some(m), h.now)
+    );
     assert_eq!(opened[0].detail, None);
     h.cmd(m, Command::Chat { text: "private words".into() }).unwrap();
     assert!(!h.out.iter().any(|e| matches!(e, Effect::Audit(_))), "nothing said inside is audited");
@@ -257,7 +267,10 @@ fn three_breakout_groups_each_hear_only_their_own_and_return_when_time_is_up() {
     }
     assert_eq!(by_group.len(), 3);
     assert!(by_group.values().all(|g| g.len() == 2), "spread evenly");
-    assert!(h.events_to(f).iter().any(|e| matches!(e, Event::BreakoutsUpdated { breakouts: Some(b) } if b.groups.len() == 3)));
+    assert!(h
+        .events_to(f)
+        .iter()
+        .any(|e| matches!(e, Event::BreakoutsUpdated { breakouts: Some(b) } if b.groups.len() == 3)));
     // Each group's floor and chat are its own.
     let g1 = by_group.values().next().unwrap().clone();
     h.cmd(g1[0], Command::Chat { text: "hello group".into() }).unwrap();
@@ -288,7 +301,11 @@ fn a_facilitators_mute_follows_a_member_into_their_group() {
     assert_ne!(loc(&h, m), MAIN);
     assert_eq!(h.code(m, Command::SetMuted { muted: false }), ErrorCode::MuteLocked);
     assert!(!h.p(m).media.audio, "still not forwarded");
-    assert_eq!(h.code(ob, Command::SetMuted { muted: false }), ErrorCode::ObserverCannotSpeak, "observers stay observers");
+    assert_eq!(
+        h.code(ob, Command::SetMuted { muted: false }),
+        ErrorCode::ObserverCannotSpeak,
+        "observers stay observers"
+    );
     h.cmd(n, Command::SetMuted { muted: false }).unwrap();
     assert!(h.p(n).media.audio);
     // A facilitator anywhere can still act: the ban and mute are the meeting's.
@@ -371,14 +388,17 @@ fn a_restored_room_keeps_its_side_rooms_their_stages_and_the_breakout_timer() {
     let side = stepped_out(&mut h, f, m);
     h.cmd(m, Command::RaiseHand).unwrap();
     let n = h.join("n", Role::Member);
-    h.cmd(c, Command::OpenBreakouts {
-        groups: 2,
-        seconds: 600,
-        warning_seconds: None,
-        assign: BreakoutAssign::Manual,
-        assignments: vec![vec![o], vec![n]],
-        confirm: true,
-    })
+    h.cmd(
+        c,
+        Command::OpenBreakouts {
+            groups: 2,
+            seconds: 600,
+            warning_seconds: None,
+            assign: BreakoutAssign::Manual,
+            assignments: vec![vec![o], vec![n]],
+            confirm: true,
+        },
+    )
     .unwrap();
     let group = loc(&h, o);
     let bytes = snapshot::encode(&h.room.to_snapshot(h.now));

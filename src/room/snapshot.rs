@@ -179,7 +179,9 @@ impl Room {
         let seats = |r: &Room| {
             r.participants
                 .iter()
-                .map(|p| (p.id, p.member.clone(), p.name.clone(), p.role, p.admitted, p.muted, p.mute_locked, p.location))
+                .map(|p| {
+                    (p.id, p.member.clone(), p.name.clone(), p.role, p.admitted, p.muted, p.mute_locked, p.location)
+                })
                 .collect::<Vec<_>>()
         };
         self.id == other.id

@@ -771,7 +771,11 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         33 => Command::Mute { participant_id: pid },
         34 => Command::GiveFloor { participant_id: pid },
         36 => Command::StepOut { participant_id: pid, confirm: n.is_multiple_of(2) },
-        37 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: n % 3 != 0, confirm: n.is_multiple_of(2) },
+        37 => Command::AnswerStepOut {
+            invite_id: u64::from(n % 6),
+            accept: !n.is_multiple_of(3),
+            confirm: n.is_multiple_of(2),
+        },
         38 => Command::ReturnToMain,
         39 => Command::OpenBreakouts {
             groups: 2 + n % 3,

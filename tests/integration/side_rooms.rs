@@ -208,7 +208,8 @@ async fn a_member_banned_in_a_side_room_is_removed_from_the_meeting_and_the_audi
     let seen = drain(&mut o).await;
     assert!(!seen.is_empty());
     for e in &seen {
-        let ok = (e["type"] == "participant_updated" && e["participant"]["away"] == true) || e["type"] == "meeting_updated";
+        let ok =
+            (e["type"] == "participant_updated" && e["participant"]["away"] == true) || e["type"] == "meeting_updated";
         assert!(ok, "the main room saw more than away: {e}");
         assert!(!e.to_string().contains("step_out"), "{e}");
     }
