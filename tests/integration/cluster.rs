@@ -239,6 +239,7 @@ async fn members_on_different_nodes_meet_in_one_meeting_and_any_node_runs_the_ap
         assert_eq!(ids(&q["queue"]), order, "one order for everyone");
     }
     let owner = nodes.owner().await;
+    assert!(nodes.node(owner).logs().contains(&format!("node=node{owner} ")), "log lines name their node");
     // The API on every node lists it; a node that does not own it deletes it, and the owner ends it.
     for i in 0..3 {
         let list = nodes.node(i).get_json("/v1/meetings").await;
