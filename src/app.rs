@@ -354,6 +354,7 @@ impl Server {
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
         let snapshot_writer = cluster.map(|c| {
             tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
+            tokio::spawn(c.clone().run_inbox(app.clone()));
             let stop = CancellationToken::new();
             (tokio::spawn(c.run_writer(stop.clone())), stop)
         });
