@@ -154,6 +154,17 @@ fn is_local_event(event: &Event) -> bool {
     )
 }
 
+/// What rules addressed to everyone admitted that belongs to one room goes to `loc` only.
+fn narrow(effects: &mut [Effect], loc: Location) {
+    for e in effects {
+        if let Effect::Send { to, event } = e {
+            if *to == Audience::Admitted && is_local_event(event) {
+                *to = Audience::Location(loc);
+            }
+        }
+    }
+}
+
 fn wrong_location(message: &'static str) -> ProtocolError {
     ProtocolError::new(C::WrongLocation, message)
 }
@@ -225,32 +236,28 @@ impl Room {
         f: impl FnOnce(&mut Room, &mut Vec<Effect>) -> R,
     ) -> R {
         let prev = self.side.here;
+        let start = out.len();
+        if loc == prev {
+            // The stage in place already: its changes are flushed with the rest of the input.
+            let r = f(self, out);
+            narrow(&mut out[start..], loc);
+            return r;
+        }
         // Stage changes already marked belong to `prev`'s stage: kept aside, restored after.
         let marked = (
             std::mem::take(&mut self.dirty.queue),
             std::mem::take(&mut self.dirty.floor),
             std::mem::take(&mut self.dirty.go_around),
         );
-        if loc != prev {
-            self.swap_stage(prev);
-            self.swap_stage(loc);
-            self.side.here = loc;
-        }
-        let start = out.len();
+        self.swap_stage(prev);
+        self.swap_stage(loc);
+        self.side.here = loc;
         let r = f(self, out);
         self.flush_stage(out);
-        for e in &mut out[start..] {
-            if let Effect::Send { to, event } = e {
-                if *to == Audience::Admitted && is_local_event(event) {
-                    *to = Audience::Location(loc);
-                }
-            }
-        }
-        if loc != prev {
-            self.swap_stage(loc);
-            self.swap_stage(prev);
-            self.side.here = prev;
-        }
+        narrow(&mut out[start..], loc);
+        self.swap_stage(loc);
+        self.swap_stage(prev);
+        self.side.here = prev;
         (self.dirty.queue, self.dirty.floor, self.dirty.go_around) = marked;
         r
     }
