@@ -625,6 +625,17 @@ impl Engine {
                 let Some(&idx) = self.by_key.get(&key) else { return };
                 let Some(p) = self.peers[idx].as_mut() else { return };
                 let reshaped = shape(&p.rule) != shape(&rule);
+                if p.rule.location != rule.location {
+                    // Moved to another room of the meeting: packets were (and will be) skipped
+                    // between it and others, so every stream it sends or gets continues its
+                    // numbering without a gap when it is heard again.
+                    for t in &mut p.tracks_in {
+                        t.epoch = t.epoch.wrapping_add(1);
+                    }
+                    for o in p.out_by_origin.values_mut() {
+                        o.resync();
+                    }
+                }
                 p.rule = rule;
                 if reshaped {
                     // Who may get whose tracks changed: every member of the meeting re-checks.

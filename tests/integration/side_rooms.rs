@@ -61,6 +61,9 @@ async fn step_out_the_two_hear_each_other_nobody_else_hears_them_and_the_main_ro
     }
     let before = m.received(&speaker.pid, "audio");
     m.wait_received(&speaker.pid, "audio", before + 20).await;
+    // Numbering continues across the absence, both ways: no gap reads as loss to a jitter buffer.
+    assert_eq!(l.largest_jump(&m.pid, "audio"), Some(1), "the main room's stream of m has a gap");
+    assert_eq!(m.largest_jump(&speaker.pid, "audio"), Some(1), "m's stream of the main room has a gap");
 }
 
 /// Packet counts of every (listener, sender) pair among `peers`.
