@@ -74,3 +74,32 @@ test('a facilitator steps out with a member from their support request; the othe
   }
   await robin.locator('#paused-note').waitFor({ state: 'hidden' });
 });
+
+test('breakout groups: members choose a group, see it with its timer, and everyone returns', async () => {
+  await t.createMeeting('groups', { waiting_room: false });
+  const fac = await t.open('groups', 'groups-fac', 'facilitator');
+  await join(fac, 'Facil');
+  const sam = await t.open('groups', 'groups-sam', 'member');
+  await join(sam, 'Sam');
+  const lee = await t.open('groups', 'groups-lee', 'member');
+  await join(lee, 'Lee');
+
+  await fac.getByLabel('Groups').fill('2');
+  await fac.getByLabel('Minutes').fill('5');
+  await fac.getByLabel('Who goes where').selectOption('choose');
+  await fac.getByRole('button', { name: 'Open breakout groups' }).click();
+  await fac.locator('#breakout-status', { hasText: '2 breakout groups · back in' }).waitFor();
+
+  for (const page of [sam, lee]) {
+    await page.getByRole('button', { name: 'Join group 1' }).click();
+  }
+  await sam.locator('#side-room-text', { hasText: "Breakout group 1: you and Lee. The main room can't hear you." }).waitFor();
+  await sam.locator('#side-room-timer', { hasText: /^Back in [45]:\d\d$/ }).waitFor();
+  await eventually(() => personRow(fac, 'Sam').locator('.meta').textContent(), (v) => v === 'away', 'Sam away for the facilitator');
+
+  await fac.getByRole('button', { name: 'Return everyone' }).click();
+  for (const page of [sam, lee]) {
+    await page.locator('#side-room').waitFor({ state: 'hidden' });
+  }
+  await eventually(() => personRow(fac, 'Sam').locator('.meta').textContent(), (v) => !v?.includes('away'), 'Sam back');
+});
