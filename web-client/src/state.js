@@ -414,6 +414,7 @@ export function apply(s, msg, now) {
       s.goAround = msg.go_around ?? null;
       s.warning = null;
       s.invite = null;
+      s.activeSpeaker = null;
       // Each room has its own chat: what was said in one stays there.
       if (Boolean(was) !== Boolean(s.location) || was?.group !== s.location?.group) s.chat = [];
       if (!was && s.location) notes.push({ text: placeText(s), urgent: true });
