@@ -155,6 +155,10 @@ async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> 
             min_share_percent: None,
             max_gap_seconds: 120,
         }),
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
     };
     match store.create_meeting(&meeting).await {
         Ok(()) | Err(crate::store::StoreError::Conflict) => Ok(()),
@@ -329,6 +333,7 @@ impl Server {
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
+        tokio::spawn(crate::api::series::horizon_task(app.clone()));
         if let Some(days) = app.config.attendance_retention_days {
             tokio::spawn(retention(app.clone(), days));
         }

@@ -21,6 +21,8 @@ pub struct AttendanceQuery {
     pub meeting: Option<String>,
     /// One member (the program's own reference).
     pub member: Option<String>,
+    /// Every occurrence of one series.
+    pub series: Option<String>,
     /// From this date (`2026-11-01`) or time (RFC 3339), inclusive.
     pub from: Option<String>,
     /// To this date (inclusive: the whole day) or time (exclusive).
@@ -42,7 +44,7 @@ fn filter(q: &AttendanceQuery) -> Result<Filter, ApiError> {
         }
         None => i64::MAX,
     };
-    Ok(Filter { meeting: q.meeting.clone(), member: q.member.clone(), from, to })
+    Ok(Filter { meeting: q.meeting.clone(), member: q.member.clone(), series: q.series.clone(), from, to })
 }
 
 #[utoipa::path(get, path = "/v1/attendance", params(AttendanceQuery),

@@ -499,6 +499,11 @@ impl Actor {
         }
     }
 
+    /// Starts the meeting's format (its first segment's rules and timers), before any join.
+    pub(super) fn start_format(&mut self, spec: Arc<crate::protocol::FormatSpec>) {
+        self.input(Input::StartFormat(spec), None);
+    }
+
     /// Runs one input through the room and carries out the effects. `requester` gets errors and
     /// has its request id echoed on the events this input sends it.
     fn input(&mut self, input: Input, requester: Option<(ParticipantId, Option<Arc<str>>)>) {

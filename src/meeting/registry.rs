@@ -129,7 +129,8 @@ impl Rooms {
                     let meeting = current;
                     let room =
                         Room::new(meeting.id.clone(), meeting.title.clone(), meeting.settings.clone(), limits, bans);
-                    let actor = Actor::new(
+                    let format = meeting.format.clone().map(Arc::new);
+                    let mut actor = Actor::new(
                         room,
                         rx,
                         rooms,
@@ -143,6 +144,9 @@ impl Rooms {
                         deps.actor,
                         Clock::new(),
                     );
+                    if let Some(spec) = format {
+                        actor.start_format(spec);
+                    }
                     actor.run().await;
                 });
                 RoomHandle { actor_id, tx, present, meeting: Arc::new(meeting_row) }

@@ -160,12 +160,17 @@ async fn check(
     };
     found.program = Some(program.id.clone());
     found.role = Some(claims.role.into());
+    // A series link (`meeting: "series:<id>"`) joins whichever occurrence is open now.
+    let meeting_id = match claims.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+        Some(series) => crate::api::series::resolve_link(app, &program.id, series).await?.id,
+        None => claims.meeting.clone(),
+    };
     // A live meeting is authorised from what its actor holds, so joins never wait on the database.
-    let meeting = match app.rooms.get(&claims.meeting) {
+    let meeting = match app.rooms.get(&meeting_id) {
         Some(live) => (*live.meeting).clone(),
         None => app
             .store
-            .meeting(&claims.meeting)
+            .meeting(&meeting_id)
             .await
             .map_err(|e| ApiError::internal(&e))?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?,
