@@ -161,11 +161,11 @@ mod tests {
         assert_eq!(occ[1].start, ms("2026-10-28T00:00:00Z"), "before the change: UTC-5");
         assert_eq!(occ[2].start, ms("2026-11-04T01:00:00Z"), "after the change: UTC-6");
         assert_eq!(s.local_label(occ[2].start).as_deref(), Some("2026-11-03T19:00:00-06:00"));
-        // Spring forward too (8 March 2027).
+        // Spring forward too (14 March 2027): 19:00 CST is 01:00 UTC, 19:00 CDT 00:00 UTC.
         let occ = s.occurrences(ms("2027-03-01T00:00:00Z"), ms("2027-03-20T00:00:00Z")).unwrap();
         assert_eq!(occ.iter().map(|o| o.start).collect::<Vec<_>>(), vec![
             ms("2027-03-03T01:00:00Z"),
-            ms("2027-03-10T00:00:00Z"),
+            ms("2027-03-10T01:00:00Z"),
             ms("2027-03-17T00:00:00Z")
         ]);
     }

@@ -89,13 +89,14 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<FormatResponse>), ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let name = checked(&req)?;
+    let spec = req.spec();
     let id = match req.id {
         Some(id) if super::meetings::valid_meeting_id(&id) => id,
         Some(_) => return Err(ApiError::bad_request("id: use 1 to 64 letters, digits, `-` or `_`")),
         None => format!("f_{}", hex::encode(rand::random::<[u8; 10]>())),
     };
     let now = Utc::now().timestamp_millis();
-    let row = FormatRow { id, program_id: program.id.clone(), name, spec: req.spec(), created_at: now, updated_at: now };
+    let row = FormatRow { id, program_id: program.id.clone(), name, spec, created_at: now, updated_at: now };
     match app.store.create_format(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(row)))),
         Err(StoreError::Conflict) => Err(ApiError::new(

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Who may unmute during a segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum WhoMayUnmute {
     /// Facilitators only (readings, psycho-education). A member speaks only when a facilitator
@@ -33,7 +33,7 @@ pub enum GoAroundWho {
 }
 
 /// The rules that hold during a segment. Absent fields take the defaults shown.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SegmentRules {
     /// Who may unmute (default `anyone`).
@@ -68,7 +68,7 @@ impl Default for SegmentRules {
 }
 
 /// One part of a meeting.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Segment {
     /// What the agenda calls it ("Readings", "Check-in round"); 1 to 100 characters.
@@ -85,7 +85,7 @@ pub struct Segment {
 }
 
 /// A format: the segments of a meeting, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FormatSpec {
     /// 1 to 30 segments.
