@@ -60,9 +60,9 @@ async fn refusal(app: &TestApp, token: &str) -> (u16, Value) {
 #[tokio::test]
 async fn weekly_occurrences_across_a_daylight_saving_change_land_at_the_same_local_time() {
     // A horizon long enough to cross the next change of US daylight saving time, whenever this runs.
-    let app = spawn_with(|c| c.series.horizon_days = 250).await;
+    let app = &spawn_with(|c| c.series.horizon_days = 250).await;
     let start = local_in(24 * 60).with_hour(19).unwrap().with_minute(0).unwrap();
-    let s = create_series(&app, weekly("tue", start)).await;
+    let s = create_series(app, weekly("tue", start)).await;
     let occ = occurrences(&s);
     assert!(occ.len() >= 27, "{}", occ.len());
     let mut offsets = std::collections::BTreeSet::new();
@@ -84,12 +84,15 @@ async fn weekly_occurrences_across_a_daylight_saving_change_land_at_the_same_loc
 
 #[tokio::test]
 async fn cancelling_one_occurrence_leaves_the_others() {
-    let app = spawn_app().await;
-    let s = create_series(&app, weekly("tue", local_in(3 * 60))).await;
+    cancelling_one(&spawn_app().await).await;
+}
+
+async fn cancelling_one(app: &TestApp) {
+    let s = create_series(app, weekly("tue", local_in(3 * 60))).await;
     let occ = occurrences(&s);
     assert_eq!(occ.len(), 4, "four weeks ahead by default");
     let second = occ[1]["meeting_id"].as_str().unwrap().to_string();
-    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/v1/series/tue/occurrences/{second}"), None).await;
+    let (status, _) = send(app, reqwest::Method::DELETE, &format!("/v1/series/tue/occurrences/{second}"), None).await;
     assert_eq!(status, 204);
     let s = app.get_json("/v1/series/tue", Some(ALPHA_KEY)).await;
     let status: Vec<&str> = s["occurrences"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
@@ -102,7 +105,7 @@ async fn cancelling_one_occurrence_leaves_the_others() {
         assert_eq!(m["status"], "scheduled", "{m}");
     }
     let meeting_token = app.token(ALPHA, &second, "m1", Member);
-    let (code, body) = refusal(&app, &meeting_token).await;
+    let (code, body) = refusal(app, &meeting_token).await;
     assert_eq!(code, 404, "{body}");
     // Another program cannot touch it.
     let r = app
@@ -117,41 +120,44 @@ async fn cancelling_one_occurrence_leaves_the_others() {
 
 #[tokio::test]
 async fn the_series_link_joins_the_open_occurrence_and_is_refused_between_occurrences() {
-    let app = spawn_app().await;
+    series_link(&spawn_app().await).await;
+}
+
+async fn series_link(app: &TestApp) {
     // Starts in five minutes: open now (occurrences open 15 minutes before their start).
-    let s = create_series(&app, weekly("soon", local_in(5))).await;
+    let s = create_series(app, weekly("soon", local_in(5))).await;
     let first = occurrences(&s)[0]["meeting_id"].as_str().unwrap().to_string();
     assert_eq!(occurrences(&s)[0]["status"], "open");
-    let mut c = app.connect(&link(&app, "soon", "m1", Member)).await;
+    let mut c = app.connect(&link(app, "soon", "m1", Member)).await;
     c.send(json!({"type": "join", "display_name": "Sam"})).await;
     let w = c.recv_type("waiting").await;
     assert_eq!(w["meeting_title"], "Tuesday group");
     let (_, fw) = app.join(ALPHA, &format!("series:{}", "soon"), "fac", Facilitator, "Chair").await;
     assert_eq!(fw["meeting"]["id"].as_str(), Some(first.as_str()), "the link joined the open occurrence");
     // The join-check explains the same answer without a socket.
-    let ok = app.post_json("/v1/join-check", json!({"token": link(&app, "soon", "m2", Member)})).await;
+    let ok = app.post_json("/v1/join-check", json!({"token": link(app, "soon", "m2", Member)})).await;
     assert_eq!(ok["joinable"], true, "{ok}");
 
     // Between occurrences: the next one starts in two hours.
-    create_series(&app, weekly("later", local_in(120))).await;
-    let (status, body) = refusal(&app, &link(&app, "later", "m1", Member)).await;
+    create_series(app, weekly("later", local_in(120))).await;
+    let (status, body) = refusal(app, &link(app, "later", "m1", Member)).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("series_not_open")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("next opens at"), "{body}");
-    let check = app.post_json("/v1/join-check", json!({"token": link(&app, "later", "m1", Member)})).await;
+    let check = app.post_json("/v1/join-check", json!({"token": link(app, "later", "m1", Member)})).await;
     assert_eq!(check["code"], "series_not_open", "{check}");
     // Another program's token for the series is refused as for another program's meeting.
     let beta = sign_hs(
         BETA,
         &haven::auth::join_token::claims_for(BETA, "series:later", "b1", Member, 3600),
     );
-    let (status, body) = refusal(&app, &beta).await;
+    let (status, body) = refusal(app, &beta).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("token_wrong_meeting")), "{body}");
-    let (status, body) = refusal(&app, &link(&app, "nope", "m1", Member)).await;
+    let (status, body) = refusal(app, &link(app, "nope", "m1", Member)).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("series_not_found")), "{body}");
     // A cancelled series refuses its link.
-    let (status, _) = send(&app, reqwest::Method::DELETE, "/v1/series/later", None).await;
+    let (status, _) = send(app, reqwest::Method::DELETE, "/v1/series/later", None).await;
     assert_eq!(status, 204);
-    let (status, body) = refusal(&app, &link(&app, "later", "m1", Member)).await;
+    let (status, body) = refusal(app, &link(app, "later", "m1", Member)).await;
     assert_eq!((status, body["code"].as_str()), (410, Some("series_cancelled")), "{body}");
 }
 
@@ -172,34 +178,58 @@ async fn final_series_rows(app: &TestApp, series: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn editing_the_future_leaves_past_occurrences_and_their_attendance_untouched() {
-    let app = spawn_app().await;
-    let s = create_series(&app, weekly("tue", local_in(5))).await;
+    editing_the_future(&spawn_app().await).await;
+}
+
+/// The same on PostgreSQL (the queries are shared; the migrations are per dialect).
+#[tokio::test]
+async fn series_on_postgresql_cancel_join_and_edit_the_same_way() {
+    let url = crate::store::fresh_postgres().await;
+    let app = &spawn_with(|c| c.database_url = Some(url)).await;
+    cancelling_one(app).await;
+    series_link(app).await;
+    let (status, _) = send(app, reqwest::Method::DELETE, "/v1/series/tue", None).await;
+    assert_eq!(status, 204);
+    let (status, f) =
+        send(app, reqwest::Method::POST, "/v1/formats", Some(crate::formats::group_format("tuesday"))).await;
+    assert_eq!(status, 201, "{f}");
+    let (status, f) = send(app, reqwest::Method::GET, "/v1/formats/tuesday", None).await;
+    assert_eq!((status, f["segments"][2]["rules"]["go_around"].as_str()), (200, Some("members")));
+    editing_the_future_of(app, "tue2").await;
+}
+
+async fn editing_the_future(app: &TestApp) {
+    editing_the_future_of(app, "tue").await;
+}
+
+async fn editing_the_future_of(app: &TestApp, id: &str) {
+    let s = create_series(app, weekly(id, local_in(5))).await;
     let before = occurrences(&s);
     let first = before[0]["meeting_id"].as_str().unwrap().to_string();
     // The first occurrence takes place: a member attends through the series link; it ends.
-    let (mut f, _) = app.join(ALPHA, "series:tue", "fac", Facilitator, "Chair").await;
-    let mut m = app.connect(&link(&app, "tue", "member-1", Member)).await;
+    let (mut f, _) = app.join(ALPHA, &format!("series:{id}"), "fac", Facilitator, "Chair").await;
+    let mut m = app.connect(&link(app, id, "member-1", Member)).await;
     m.send(json!({"type": "join", "display_name": "Sam"})).await;
     let waiting = m.recv_type("waiting").await;
     f.request(json!({"type": "admit", "participant_id": waiting["participant_id"]})).await;
     m.recv_type("welcome").await;
     f.request(json!({"type": "end_meeting"})).await;
-    let rows = final_series_rows(&app, "tue").await;
+    let rows = final_series_rows(app, id).await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     let row = rows.iter().find(|r| r["member_ref"] == "member-1").unwrap().clone();
-    assert_eq!((row["meeting_id"].as_str(), row["series_id"].as_str()), (Some(first.as_str()), Some("tue")));
+    assert_eq!((row["meeting_id"].as_str(), row["series_id"].as_str()), (Some(first.as_str()), Some(id)));
     assert_eq!(row["occurrence"], before[0]["local_start"], "the row says which occurrence");
     assert_eq!(row["meeting_title"], "Tuesday group");
 
     // All future occurrences: a new title, then a new time (the schedule is made afresh).
     let (status, s) =
-        send(&app, reqwest::Method::PATCH, "/v1/series/tue", Some(json!({"title": "Tuesday evening group"}))).await;
+        send(app, reqwest::Method::PATCH, &format!("/v1/series/{id}"), Some(json!({"title": "Tuesday evening group"}))).await;
     assert_eq!(status, 200, "{s}");
     let new_start = local_in(5 + 90);
     let (status, s) = send(
-        &app,
+        app,
         reqwest::Method::PATCH,
-        "/v1/series/tue",
+        &format!("/v1/series/{id}"),
         Some(json!({"dtstart": new_start.format("%Y-%m-%dT%H:%M:%S").to_string()})),
     )
     .await;
@@ -217,54 +247,54 @@ async fn editing_the_future_leaves_past_occurrences_and_their_attendance_untouch
     // One occurrence by hand, then the past again: attendance is as it was.
     let one = live[1]["meeting_id"].as_str().unwrap();
     let (status, o) = send(
-        &app,
+        app,
         reqwest::Method::PATCH,
-        &format!("/v1/series/tue/occurrences/{one}"),
+        &format!("/v1/series/{id}/occurrences/{one}"),
         Some(json!({"title": "Holiday special"})),
     )
     .await;
     assert_eq!((status, o["title"].as_str()), (200, Some("Holiday special")), "{o}");
     let (status, e) = send(
-        &app,
+        app,
         reqwest::Method::PATCH,
-        &format!("/v1/series/tue/occurrences/{first}"),
+        &format!("/v1/series/{id}/occurrences/{first}"),
         Some(json!({"title": "Rewritten"})),
     )
     .await;
     assert_eq!((status, e["code"].as_str()), (409, Some("occurrence_started")), "{e}");
-    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/v1/series/tue/occurrences/{first}"), None).await;
+    let (status, _) = send(app, reqwest::Method::DELETE, &format!("/v1/series/{id}/occurrences/{first}"), None).await;
     assert_eq!(status, 409);
-    assert_eq!(final_series_rows(&app, "tue").await, rows, "past attendance untouched");
+    assert_eq!(final_series_rows(app, id).await, rows, "past attendance untouched");
     // The export filter keeps other meetings out.
     let other = app.get_json("/v1/attendance?series=none", Some(ALPHA_KEY)).await;
     assert_eq!(other.as_array().unwrap().len(), 0);
-    let csv = app.get_text("/v1/attendance?series=tue&format=csv", Some(ALPHA_KEY)).await;
+    let csv = app.get_text(&format!("/v1/attendance?series={id}&format=csv"), Some(ALPHA_KEY)).await;
     assert!(csv.lines().next().unwrap().ends_with(",role,series_id,occurrence"), "{csv}");
 }
 
 #[tokio::test]
 async fn series_are_validated_and_the_programs_own() {
-    let app = spawn_app().await;
+    let app = &spawn_app().await;
     let mut bad = weekly("x", local_in(60));
     bad["rrule"] = json!("FREQ=SECONDLY");
-    let (status, e) = send(&app, reqwest::Method::POST, "/v1/series", Some(bad)).await;
+    let (status, e) = send(app, reqwest::Method::POST, "/v1/series", Some(bad)).await;
     assert_eq!((status, e["code"].as_str()), (422, Some("invalid_series")), "{e}");
     let mut bad = weekly("x", local_in(60));
     bad["time_zone"] = json!("Atlantis/Capital");
-    let (status, e) = send(&app, reqwest::Method::POST, "/v1/series", Some(bad)).await;
+    let (status, e) = send(app, reqwest::Method::POST, "/v1/series", Some(bad)).await;
     assert_eq!((status, e["code"].as_str()), (422, Some("invalid_series")), "{e}");
     let mut bad = weekly("x", local_in(60));
     bad["format"] = json!("no-such-format");
-    let (status, e) = send(&app, reqwest::Method::POST, "/v1/series", Some(bad)).await;
+    let (status, e) = send(app, reqwest::Method::POST, "/v1/series", Some(bad)).await;
     assert_eq!((status, e["code"].as_str()), (422, Some("format_not_found")), "{e}");
     // With a format: every occurrence runs it.
     let (status, _) =
-        send(&app, reqwest::Method::POST, "/v1/formats", Some(crate::formats::group_format("tuesday"))).await;
+        send(app, reqwest::Method::POST, "/v1/formats", Some(crate::formats::group_format("tuesday"))).await;
     assert_eq!(status, 201);
     let mut body = weekly("fmt", local_in(5));
     body["format"] = json!("tuesday");
     body["settings"] = json!({"waiting_room": false});
-    create_series(&app, body).await;
+    create_series(app, body).await;
     let (_, w) = app.join(ALPHA, "series:fmt", "m1", Member, "Sam").await;
     assert_eq!(w["agenda"]["segments"].as_array().unwrap().len(), 3, "{w}");
     let r = app.http.get(app.url("/v1/series/fmt")).bearer_auth(BETA_KEY).send().await.unwrap();
