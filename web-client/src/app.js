@@ -75,6 +75,8 @@ const FRIENDLY = new Set([
   'chat_not_found',
   'support_request_not_found',
   'message_too_large',
+  'segment_rules',
+  'no_such_segment',
 ]);
 
 /**
