@@ -16,7 +16,7 @@ use crate::protocol::{
 use std::sync::Arc;
 
 /// What facilitators changed within the current segment; `None`: the segment's own rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleOverrides {
     pub unmute: Option<WhoMayUnmute>,
     pub share_seconds: Option<Option<u32>>,
@@ -40,8 +40,8 @@ impl RuleOverrides {
     }
 }
 
-/// A meeting's format as the room runs it.
-#[derive(Debug, Clone)]
+/// A meeting's format as the room runs it (and as a cluster's room snapshot carries it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FormatState {
     pub spec: Arc<FormatSpec>,
     /// The current segment (an index into `spec.segments`).
@@ -97,8 +97,6 @@ impl Room {
         let Some(fs) = self.format.as_ref() else { return };
         let Some(seg) = fs.spec.segments.get(idx) else { return };
         let rules = seg.rules.clone();
-        let planned_end = seg.planned_minutes.map(|m| now + u64::from(m) * 60_000);
-        let warn_ms = u64::from(fs.spec.segment_warning_seconds) * 1000;
         // A share and a round belong to the segment they started in.
         if self.floor.is_some() {
             self.end_share(ShareEndReason::Facilitator, now, out);
@@ -106,29 +104,33 @@ impl Room {
         if self.go_around.take().is_some() {
             self.dirty.go_around = true;
         }
-        let epoch = match self.format.as_mut() {
-            Some(fs) => {
-                fs.current = idx;
-                fs.started_at = now;
-                fs.overrides = RuleOverrides::default();
-                fs.epoch = fs.epoch.wrapping_add(1);
-                fs.epoch
-            }
-            None => return,
-        };
+        if let Some(fs) = self.format.as_mut() {
+            fs.current = idx;
+            fs.started_at = now;
+            fs.overrides = RuleOverrides::default();
+            fs.epoch = fs.epoch.wrapping_add(1);
+        }
         self.set_rules(rules.clone());
         if let Some(segment) = self.segment_view() {
             out.push(Effect::Send { to: Audience::Admitted, event: Event::SegmentChanged { segment } });
         }
-        if let Some(end) = planned_end {
-            if warn_ms > 0 && end.saturating_sub(warn_ms) > now {
-                out.push(Effect::SetTimer { at: end - warn_ms, timer: Timer::SegmentWarning { epoch } });
-            }
-            out.push(Effect::SetTimer { at: end, timer: Timer::SegmentEnd { epoch } });
-        }
+        self.set_segment_timers(now, out);
         if let Some(who) = rules.go_around {
             self.start_segment_round(who, now, out);
         }
+    }
+
+    /// The current segment's warning and end timers, from `now` on (a restored room sets them
+    /// again; one already past fires at once).
+    pub(super) fn set_segment_timers(&self, now: Millis, out: &mut Vec<Effect>) {
+        let Some(fs) = self.format.as_ref() else { return };
+        let Some(seg) = fs.spec.segments.get(fs.current) else { return };
+        let Some(end) = seg.planned_minutes.map(|m| fs.started_at + u64::from(m) * 60_000) else { return };
+        let (epoch, warn_ms) = (fs.epoch, u64::from(fs.spec.segment_warning_seconds) * 1000);
+        if warn_ms > 0 && end.saturating_sub(warn_ms) > now {
+            out.push(Effect::SetTimer { at: end - warn_ms, timer: Timer::SegmentWarning { epoch } });
+        }
+        out.push(Effect::SetTimer { at: end.max(now), timer: Timer::SegmentEnd { epoch } });
     }
 
     /// Writes `rules` into the settings the other rules read, and re-derives who may speak.

@@ -410,3 +410,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_room_snapshot_carries_the_current_segment_its_overrides_and_its_timers() {
+    let mut h = H::open();
+    start(&mut h, group_format());
+    let f = h.join("fac", Role::Facilitator);
+    let a = h.join("a", Role::Member);
+    h.cmd(f, Command::NextSegment).unwrap();
+    h.cmd(f, Command::NextSegment).unwrap();
+    h.cmd(f, Command::SetChat { enabled: false }).unwrap();
+    h.advance(60_000);
+    let snap = super::snapshot::decode(&super::snapshot::encode(&h.room.to_snapshot(h.now))).unwrap();
+    let now = h.now + 5_000;
+    let mut out = Vec::new();
+    let mut room = Room::restore(snap, RoomLimits::default(), [], h.now, now, &mut out);
+    assert!(h.room.same_state(&room));
+    assert_eq!(room.segment_index(), Some(2));
+    assert_eq!(room.overrides().and_then(|o| o.chat), Some(false));
+    assert_eq!(room.settings().share_seconds, Some(300), "open sharing's rules hold");
+    // Open sharing's 30 minutes still end where they did: the warning and the end are set again.
+    let started = h.room.segment_view().unwrap().started_at;
+    let timers: Vec<(Millis, Timer)> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SetTimer { at, timer: t @ (Timer::SegmentWarning { .. } | Timer::SegmentEnd { .. }) } => Some((*at, *t)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timers.iter().map(|(at, _)| *at).collect::<Vec<_>>(), vec![started + 28 * 60_000, started + 30 * 60_000]);
+    let mut out = Vec::new();
+    room.handle(Input::Timer(timers[0].1), started + 28 * 60_000, &mut out).unwrap();
+    assert!(out.iter().any(|e| matches!(e, Effect::Send { event: Event::SegmentWarning { index: 2, .. }, .. })));
+    // And the agenda moves on from there.
+    let mut out = Vec::new();
+    room.handle(Input::Command { from: f, command: Command::NextSegment }, now + 10, &mut out).unwrap();
+    assert_eq!(room.segment_index(), Some(3));
+    let _ = a;
+}

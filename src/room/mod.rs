@@ -14,6 +14,7 @@ pub mod format;
 mod lobby;
 pub mod names;
 pub mod participant;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -207,7 +208,7 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Floor {
     pub holder: ParticipantId,
     pub started_at: Millis,
@@ -215,7 +216,7 @@ pub(crate) struct Floor {
     pub over_time: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct GoAround {
     pub order: Vec<ParticipantId>,
     pub pos: usize,
@@ -254,6 +255,18 @@ pub struct Room {
     /// The meeting's format, when it has one.
     format: Option<format::FormatState>,
     dirty: Dirty,
+    /// Counts successful inputs: the cluster writes a snapshot when it moved (see `snapshot`).
+    version: Version,
+}
+
+/// A counter left out of `Debug`, so that comparing two rooms' `Debug` compares their state.
+#[derive(Clone, Copy, Default)]
+struct Version(u64);
+
+impl std::fmt::Debug for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("_")
+    }
 }
 
 /// How many recent chat message ids are kept for `delete_chat`.
@@ -287,6 +300,7 @@ impl Room {
             next_support_id: 1,
             format: None,
             dirty: Dirty::default(),
+            version: Version(0),
         }
     }
 
@@ -327,6 +341,7 @@ impl Room {
             }
         };
         self.flush(out);
+        self.version.0 += 1;
         Ok(outcome)
     }
 
@@ -457,6 +472,11 @@ impl Room {
     /// The meeting id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Moves on every successful input (a snapshot is due when it moved).
+    pub fn version(&self) -> u64 {
+        self.version.0
     }
 
     /// Whether the meeting has ended.
