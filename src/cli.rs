@@ -326,7 +326,13 @@ async fn export(
         Some(s) => attendance::parse_time(s, end).ok_or_else(|| format!("`{s}`: use YYYY-MM-DD or RFC 3339")),
         None => Ok(default),
     };
-    let f = Filter { meeting: None, member: None, series: None, from: parse(from, false, 0)?, to: parse(to, true, i64::MAX)? };
+    let f = Filter {
+        meeting: None,
+        member: None,
+        series: None,
+        from: parse(from, false, 0)?,
+        to: parse(to, true, i64::MAX)?,
+    };
     let rows = attendance::export(&store, program, &f).await.map_err(|e| e.to_string())?;
     let text = match format {
         ExportFormat::Csv => attendance::to_csv(&rows).map_err(|e| e.to_string())?,

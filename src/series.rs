@@ -163,11 +163,10 @@ mod tests {
         assert_eq!(s.local_label(occ[2].start).as_deref(), Some("2026-11-03T19:00:00-06:00"));
         // Spring forward too (14 March 2027): 19:00 CST is 01:00 UTC, 19:00 CDT 00:00 UTC.
         let occ = s.occurrences(ms("2027-03-01T00:00:00Z"), ms("2027-03-20T00:00:00Z")).unwrap();
-        assert_eq!(occ.iter().map(|o| o.start).collect::<Vec<_>>(), vec![
-            ms("2027-03-03T01:00:00Z"),
-            ms("2027-03-10T01:00:00Z"),
-            ms("2027-03-17T00:00:00Z")
-        ]);
+        assert_eq!(
+            occ.iter().map(|o| o.start).collect::<Vec<_>>(),
+            vec![ms("2027-03-03T01:00:00Z"), ms("2027-03-10T01:00:00Z"), ms("2027-03-17T00:00:00Z")]
+        );
     }
 
     #[test]

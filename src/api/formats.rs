@@ -31,7 +31,10 @@ pub struct FormatRequest {
 
 impl FormatRequest {
     fn spec(&self) -> FormatSpec {
-        FormatSpec { segments: self.segments.clone(), segment_warning_seconds: self.segment_warning_seconds.unwrap_or(120) }
+        FormatSpec {
+            segments: self.segments.clone(),
+            segment_warning_seconds: self.segment_warning_seconds.unwrap_or(120),
+        }
     }
 }
 

@@ -466,10 +466,7 @@ pub async fn cancel(
         s.updated_at = now;
         app.store.update_series(&s).await.map_err(|e| ApiError::internal(&e))?;
     }
-    app.store
-        .cancel_future_occurrences(&s.id, now + open_ms(&app), now)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    app.store.cancel_future_occurrences(&s.id, now + open_ms(&app), now).await.map_err(|e| ApiError::internal(&e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -522,7 +519,9 @@ pub async fn edit_occurrence(
     let now = now_ms();
     let opens_after = now + open_ms(&app);
     if m.scheduled_start.is_some_and(|t| t <= opens_after) && req.scheduled_start.is_some() {
-        return Err(ApiError::bad_request("scheduled_start: an occurrence can be moved to a time that has not opened yet"));
+        return Err(ApiError::bad_request(
+            "scheduled_start: an occurrence can be moved to a time that has not opened yet",
+        ));
     }
     if !app.store.update_occurrence(&s.id, &m, opens_after).await.map_err(|e| ApiError::internal(&e))? {
         return Err(occurrence_started());

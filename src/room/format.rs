@@ -61,8 +61,14 @@ impl Room {
             return;
         }
         let rules = spec.segments[0].rules.clone();
-        self.format =
-            Some(FormatState { spec, current: 0, started_at: now, overrides: RuleOverrides::default(), rules, epoch: 0 });
+        self.format = Some(FormatState {
+            spec,
+            current: 0,
+            started_at: now,
+            overrides: RuleOverrides::default(),
+            rules,
+            epoch: 0,
+        });
         self.enter_segment(0, now, out);
     }
 

@@ -64,7 +64,10 @@ fn assert_settings_follow(room: &Room) {
     let r = room.rules_in_force().unwrap();
     let s = room.settings();
     assert_eq!(s.floor_control, r.unmute != WhoMayUnmute::Anyone);
-    assert_eq!((s.share_seconds, s.share_warning_seconds, s.share_end), (r.share_seconds, r.share_warning_seconds, r.share_end));
+    assert_eq!(
+        (s.share_seconds, s.share_warning_seconds, s.share_end),
+        (r.share_seconds, r.share_warning_seconds, r.share_end)
+    );
     assert_eq!(s.chat_enabled, r.chat);
 }
 
@@ -129,7 +132,11 @@ fn a_member_who_could_unmute_is_refused_with_segment_rules_in_the_next_segment_a
         FormatSpec {
             segments: vec![
                 seg("Open discussion", None, SegmentRules::default()),
-                seg("Psycho-education", Some(20), SegmentRules { unmute: WhoMayUnmute::Facilitators, ..Default::default() }),
+                seg(
+                    "Psycho-education",
+                    Some(20),
+                    SegmentRules { unmute: WhoMayUnmute::Facilitators, ..Default::default() },
+                ),
             ],
             segment_warning_seconds: 120,
         },
@@ -434,11 +441,16 @@ fn a_room_snapshot_carries_the_current_segment_its_overrides_and_its_timers() {
     let timers: Vec<(Millis, Timer)> = out
         .iter()
         .filter_map(|e| match e {
-            Effect::SetTimer { at, timer: t @ (Timer::SegmentWarning { .. } | Timer::SegmentEnd { .. }) } => Some((*at, *t)),
+            Effect::SetTimer { at, timer: t @ (Timer::SegmentWarning { .. } | Timer::SegmentEnd { .. }) } => {
+                Some((*at, *t))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(timers.iter().map(|(at, _)| *at).collect::<Vec<_>>(), vec![started + 28 * 60_000, started + 30 * 60_000]);
+    assert_eq!(
+        timers.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+        vec![started + 28 * 60_000, started + 30 * 60_000]
+    );
     let mut out = Vec::new();
     room.handle(Input::Timer(timers[0].1), started + 28 * 60_000, &mut out).unwrap();
     assert!(out.iter().any(|e| matches!(e, Effect::Send { event: Event::SegmentWarning { index: 2, .. }, .. })));

@@ -164,7 +164,14 @@ async fn route(
     let meeting = if token.starts_with("hvr.") {
         resume_token_meeting(token)
     } else {
-        join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok().map(|(_, c)| c.meeting)
+        match join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok() {
+            // A series link goes where its open occurrence is (no open one: the local checks refuse).
+            Some((program, c)) => match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+                Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok().map(|m| m.id),
+                None => Some(c.meeting),
+            },
+            None => None,
+        }
     };
     let Some(meeting) = meeting else { return Ok(Route::Here) };
     if app.rooms.get(&meeting).is_some() && cluster.held(&meeting).is_some() {

@@ -118,12 +118,13 @@ impl Store {
 
     /// Deletes a format (meetings made with it keep their copy). False if not found.
     pub async fn delete_format(&self, program: &str, id: &str, now: i64) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE formats SET deleted_at = $1 WHERE id = $2 AND program_id = $3 AND deleted_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .bind(program)
-            .execute(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("UPDATE formats SET deleted_at = $1 WHERE id = $2 AND program_id = $3 AND deleted_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .bind(program)
+                .execute(&self.pool)
+                .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -147,7 +148,8 @@ impl Store {
         Ok(())
     }
 
-    const SERIES_COLUMNS: &'static str = "id, program_id, title, spec, generation, created_at, updated_at, cancelled_at";
+    const SERIES_COLUMNS: &'static str =
+        "id, program_id, title, spec, generation, created_at, updated_at, cancelled_at";
 
     fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesRow, StoreError> {
         let spec: String = r.try_get(3)?;
@@ -172,8 +174,10 @@ impl Store {
 
     /// A program's series, oldest first.
     pub async fn series_of(&self, program: &str) -> Result<Vec<SeriesRow>, StoreError> {
-        let sql =
-            format!("SELECT {} FROM series WHERE program_id = $1 ORDER BY created_at, id LIMIT 1000", Self::SERIES_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM series WHERE program_id = $1 ORDER BY created_at, id LIMIT 1000",
+            Self::SERIES_COLUMNS
+        );
         let rows = sqlx::query(&sql).bind(program).fetch_all(&self.pool).await?;
         rows.iter().map(Self::series_from_row).collect()
     }
@@ -227,14 +231,17 @@ impl Store {
             Self::MEETING_COLUMNS
         );
         let rows = sqlx::query(&sql).bind(series).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| Ok((Self::meeting_from_row(r)?, r.try_get::<Option<i64>, _>(15)?.is_some())))
-            .collect()
+        rows.iter().map(|r| Ok((Self::meeting_from_row(r)?, r.try_get::<Option<i64>, _>(15)?.is_some()))).collect()
     }
 
     /// The occurrence whose join window holds `now` (from `open_ms` before its start to its
     /// end), not cancelled; ended ones too (the caller answers `meeting_ended`).
-    pub async fn open_occurrence(&self, series: &str, now: i64, open_ms: i64) -> Result<Option<MeetingRow>, StoreError> {
+    pub async fn open_occurrence(
+        &self,
+        series: &str,
+        now: i64,
+        open_ms: i64,
+    ) -> Result<Option<MeetingRow>, StoreError> {
         let sql = format!(
             "SELECT {} FROM meetings WHERE series_id = $1 AND deleted_at IS NULL AND scheduled_start <= $2 AND scheduled_end > $3 \
              ORDER BY scheduled_start LIMIT 1",
@@ -258,12 +265,7 @@ impl Store {
 
     /// Changes one occurrence that has not opened (`opens_after`: its start must be later).
     /// False when it has opened, was cancelled or is not in the series.
-    pub async fn update_occurrence(
-        &self,
-        series: &str,
-        m: &MeetingRow,
-        opens_after: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn update_occurrence(&self, series: &str, m: &MeetingRow, opens_after: i64) -> Result<bool, StoreError> {
         let format =
             m.format.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let policy = m
@@ -295,7 +297,13 @@ impl Store {
     }
 
     /// Cancels one occurrence that has not opened. False when it has opened or is not in the series.
-    pub async fn cancel_occurrence(&self, series: &str, id: &str, opens_after: i64, now: i64) -> Result<bool, StoreError> {
+    pub async fn cancel_occurrence(
+        &self,
+        series: &str,
+        id: &str,
+        opens_after: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE meetings SET deleted_at = $1 WHERE id = $2 AND series_id = $3 AND deleted_at IS NULL \
              AND ended_at IS NULL AND scheduled_start > $4",

@@ -46,12 +46,16 @@ async fn formats_are_the_programs_own_validated_and_copied_into_a_meeting() {
     let (status, e) = post(&app, ALPHA_KEY, "/v1/formats", bad).await;
     assert_eq!((status, e["code"].as_str()), (422, Some("invalid_request")), "{e}");
     assert!(e["message"].as_str().unwrap().starts_with("segments[2].rules"), "{e}");
-    let (status, _) = post(&app, ALPHA_KEY, "/v1/formats", json!({"name": "x", "segments": [{"title": "a", "rulez": {}}]})).await;
+    let (status, _) =
+        post(&app, ALPHA_KEY, "/v1/formats", json!({"name": "x", "segments": [{"title": "a", "rulez": {}}]})).await;
     assert_eq!(status, 422, "unknown fields are refused");
 
     // A meeting made with it runs it; a later edit of the format does not change that meeting.
     let m = app
-        .create_meeting(ALPHA_KEY, json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}))
+        .create_meeting(
+            ALPHA_KEY,
+            json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}),
+        )
         .await;
     assert_eq!(m["format_id"], "tuesday");
     let mut edited = group_format("tuesday");
@@ -75,8 +79,11 @@ async fn formats_are_the_programs_own_validated_and_copied_into_a_meeting() {
 async fn the_facilitator_moves_the_agenda_and_everyone_gets_one_segment_changed() {
     let app = spawn_app().await;
     post(&app, ALPHA_KEY, "/v1/formats", group_format("tuesday")).await;
-    app.create_meeting(ALPHA_KEY, json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}))
-        .await;
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}),
+    )
+    .await;
     let (mut f, _) = app.join(ALPHA, "g1", "fac", Facilitator, "Chair").await;
     let (mut m, _) = app.join(ALPHA, "g1", "m1", Member, "Sam").await;
     m.expect_error(json!({"type": "next_segment"}), "forbidden").await;
@@ -101,8 +108,11 @@ async fn the_facilitator_moves_the_agenda_and_everyone_gets_one_segment_changed(
 async fn a_member_heard_in_one_segment_is_refused_segment_rules_in_the_next_and_not_forwarded() {
     let app = spawn_app().await;
     post(&app, ALPHA_KEY, "/v1/formats", group_format("tuesday")).await;
-    app.create_meeting(ALPHA_KEY, json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}))
-        .await;
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}),
+    )
+    .await;
     let f = MediaPeer::join(&app, "g1", "fac", Facilitator, false).await;
     let mut a = MediaPeer::join(&app, "g1", "a", Member, false).await;
     let mut b = MediaPeer::join(&app, "g1", "b", Member, false).await;

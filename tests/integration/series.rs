@@ -95,7 +95,8 @@ async fn cancelling_one(app: &TestApp) {
     let (status, _) = send(app, reqwest::Method::DELETE, &format!("/v1/series/tue/occurrences/{second}"), None).await;
     assert_eq!(status, 204);
     let s = app.get_json("/v1/series/tue", Some(ALPHA_KEY)).await;
-    let status: Vec<&str> = s["occurrences"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
+    let status: Vec<&str> =
+        s["occurrences"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
     assert_eq!(status, ["scheduled", "cancelled", "scheduled", "scheduled"]);
     // The cancelled one is gone as a meeting; the others are there, and it is never made again.
     let r = app.http.get(app.url(&format!("/v1/meetings/{second}"))).bearer_auth(ALPHA_KEY).send().await.unwrap();
@@ -146,10 +147,7 @@ async fn series_link(app: &TestApp) {
     let check = app.post_json("/v1/join-check", json!({"token": link(app, "later", "m1", Member)})).await;
     assert_eq!(check["code"], "series_not_open", "{check}");
     // Another program's token for the series is refused as for another program's meeting.
-    let beta = sign_hs(
-        BETA,
-        &haven::auth::join_token::claims_for(BETA, "series:later", "b1", Member, 3600),
-    );
+    let beta = sign_hs(BETA, &haven::auth::join_token::claims_for(BETA, "series:later", "b1", Member, 3600));
     let (status, body) = refusal(app, &beta).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("token_wrong_meeting")), "{body}");
     let (status, body) = refusal(app, &link(app, "nope", "m1", Member)).await;
@@ -223,7 +221,8 @@ async fn editing_the_future_of(app: &TestApp, id: &str) {
 
     // All future occurrences: a new title, then a new time (the schedule is made afresh).
     let (status, s) =
-        send(app, reqwest::Method::PATCH, &format!("/v1/series/{id}"), Some(json!({"title": "Tuesday evening group"}))).await;
+        send(app, reqwest::Method::PATCH, &format!("/v1/series/{id}"), Some(json!({"title": "Tuesday evening group"})))
+            .await;
     assert_eq!(status, 200, "{s}");
     let new_start = local_in(5 + 90);
     let (status, s) = send(
@@ -238,7 +237,8 @@ async fn editing_the_future_of(app: &TestApp, id: &str) {
     let past = after.iter().find(|o| o["meeting_id"] == first.as_str()).expect("the past occurrence stays");
     assert_eq!((past["status"].as_str(), past["title"].as_str()), (Some("ended"), Some("Tuesday group")));
     assert_eq!(past["scheduled_start"], before[0]["scheduled_start"]);
-    let live: Vec<&Value> = after.iter().filter(|o| o["status"] != "cancelled" && o["meeting_id"] != first.as_str()).collect();
+    let live: Vec<&Value> =
+        after.iter().filter(|o| o["status"] != "cancelled" && o["meeting_id"] != first.as_str()).collect();
     assert_eq!(live.len(), 4, "{after:?}");
     for o in &live {
         assert_eq!(o["title"], "Tuesday evening group");
