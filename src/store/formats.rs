@@ -266,14 +266,8 @@ impl Store {
     /// Changes one occurrence that has not opened (`opens_after`: its start must be later).
     /// False when it has opened, was cancelled or is not in the series.
     pub async fn update_occurrence(&self, series: &str, m: &MeetingRow, opens_after: i64) -> Result<bool, StoreError> {
-        let format =
-            m.format.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let policy = m
-            .credit_policy
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let format = super::json_opt(m.format.as_ref())?;
+        let policy = super::json_opt(m.credit_policy.as_ref())?;
         let settings = serde_json::to_string(&m.settings).map_err(corrupt)?;
         let r = sqlx::query(
             "UPDATE meetings SET title = $1, scheduled_start = $2, scheduled_end = $3, capacity = $4, settings = $5, \

@@ -128,6 +128,16 @@ pub struct Store {
     sealer: Option<std::sync::Arc<sealed::Sealer>>,
 }
 
+/// An optional value stored as JSON text.
+fn json_opt<T: Serialize>(v: Option<&T>) -> Result<Option<String>, StoreError> {
+    v.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// An optional JSON column read back.
+fn from_json_opt<T: serde::de::DeserializeOwned>(v: Option<String>) -> Result<Option<T>, StoreError> {
+    v.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -226,14 +236,8 @@ impl Store {
             serde_json::to_string(&m.shared_with)
         }
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let policy = m
-            .credit_policy
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let format =
-            m.format.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let policy = json_opt(m.credit_policy.as_ref())?;
+        let format = json_opt(m.format.as_ref())?;
         sqlx::query(
             "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, credit_policy, \
              format_id, format, series_id, occurrence_key) \
@@ -283,17 +287,9 @@ impl Store {
             partner_facilitators,
             created_at: r.try_get(8)?,
             ended_at: r.try_get(9)?,
-            credit_policy: r
-                .try_get::<Option<String>, _>(10)?
-                .map(|p| serde_json::from_str(&p))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            credit_policy: from_json_opt(r.try_get(10)?)?,
             format_id: r.try_get(11)?,
-            format: r
-                .try_get::<Option<String>, _>(12)?
-                .map(|p| serde_json::from_str(&p))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            format: from_json_opt(r.try_get(12)?)?,
             series_id: r.try_get(13)?,
             occurrence_key: r.try_get(14)?,
         })

@@ -25,6 +25,19 @@ async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (u16, Value)
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// A server with alpha's `tuesday` format and a meeting `id` (no waiting room) that runs it.
+async fn app_with_group_meeting(id: &str) -> TestApp {
+    let app = spawn_app().await;
+    let (status, f) = post(&app, ALPHA_KEY, "/v1/formats", group_format("tuesday")).await;
+    assert_eq!(status, 201, "{f}");
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": id, "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}),
+    )
+    .await;
+    app
+}
+
 #[tokio::test]
 async fn formats_are_the_programs_own_validated_and_copied_into_a_meeting() {
     let app = spawn_app().await;
@@ -77,13 +90,7 @@ async fn formats_are_the_programs_own_validated_and_copied_into_a_meeting() {
 
 #[tokio::test]
 async fn the_facilitator_moves_the_agenda_and_everyone_gets_one_segment_changed() {
-    let app = spawn_app().await;
-    post(&app, ALPHA_KEY, "/v1/formats", group_format("tuesday")).await;
-    app.create_meeting(
-        ALPHA_KEY,
-        json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}),
-    )
-    .await;
+    let app = app_with_group_meeting("g1").await;
     let (mut f, _) = app.join(ALPHA, "g1", "fac", Facilitator, "Chair").await;
     let (mut m, _) = app.join(ALPHA, "g1", "m1", Member, "Sam").await;
     m.expect_error(json!({"type": "next_segment"}), "forbidden").await;
@@ -106,13 +113,7 @@ async fn the_facilitator_moves_the_agenda_and_everyone_gets_one_segment_changed(
 
 #[tokio::test]
 async fn a_member_heard_in_one_segment_is_refused_segment_rules_in_the_next_and_not_forwarded() {
-    let app = spawn_app().await;
-    post(&app, ALPHA_KEY, "/v1/formats", group_format("tuesday")).await;
-    app.create_meeting(
-        ALPHA_KEY,
-        json!({"id": "g1", "title": "G", "format": "tuesday", "settings": {"waiting_room": false}}),
-    )
-    .await;
+    let app = app_with_group_meeting("g1").await;
     let f = MediaPeer::join(&app, "g1", "fac", Facilitator, false).await;
     let mut a = MediaPeer::join(&app, "g1", "a", Member, false).await;
     let mut b = MediaPeer::join(&app, "g1", "b", Member, false).await;
