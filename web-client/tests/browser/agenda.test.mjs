@@ -63,3 +63,23 @@ test('the agenda shows the current segment on a member page and moves when the f
   await member.locator('#agenda-now', { hasText: 'Now: Open sharing' }).waitFor();
   assert.equal(await next.isDisabled(), true, 'the last segment has no next');
 });
+
+test("a series link between the series' meetings says to come back at the meeting time", async () => {
+  const later = new Date(Date.now() + 2 * 3600_000).toISOString().slice(0, 16) + ':00';
+  const res = await fetch(`${t.base}/v1/series`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${t.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      id: 'later',
+      title: 'Thursday group',
+      time_zone: 'UTC',
+      dtstart: later,
+      rrule: 'FREQ=WEEKLY',
+      duration_minutes: 60,
+    }),
+  });
+  assert.equal(res.status, 201, await res.text());
+  const page = await t.open('series:later', 'later-alex', 'member');
+  await page.locator('#refused-h', { hasText: "This meeting hasn't started yet" }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Check again' }).isVisible(), true);
+});
