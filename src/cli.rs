@@ -417,6 +417,10 @@ async fn rotate_key(cli: &Cli) -> Result<(), String> {
     let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
     let key = crate::attendance::certificate::generate_key(chrono::Utc::now().timestamp_millis());
     store.rotate_key(&key).await.map_err(|e| e.to_string())?;
-    println!("new signing key {}; earlier keys stay published and keep verifying", key.kid);
+    println!(
+        "new signing key {}; earlier keys stay published and keep verifying; running servers take it within {} seconds",
+        key.kid,
+        crate::attendance::certificate::RELOAD_EVERY.as_secs()
+    );
     Ok(())
 }

@@ -321,7 +321,11 @@ async fn a_killed_owner_s_meeting_continues_on_another_node_with_every_decision(
     // The meeting ends; attendance shows each member once, the outage bridged.
     f.client.request(json!({"type": "end_meeting"})).await;
     let any = nodes.node(nodes.live()[0]);
-    let rows = any.wait_json("/v1/attendance", |v| v.as_array().is_some_and(|r| r.len() >= 7)).await;
+    let rows = any
+        .wait_json("/v1/attendance", |v| {
+            v.as_array().is_some_and(|r| r.len() >= 7 && r.iter().all(|row| row["final"] == true))
+        })
+        .await;
     let rows = rows.as_array().unwrap();
     for member in ["fac", "a", "b", "c", "d", "m"] {
         let mine: Vec<&Value> = rows.iter().filter(|r| r["member_ref"] == member).collect();
@@ -329,6 +333,47 @@ async fn a_killed_owner_s_meeting_continues_on_another_node_with_every_decision(
         assert_eq!(mine[0]["interruptions"], 0, "{member}: the outage is within the gap tolerance: {}", mine[0]);
         assert_eq!(mine[0]["credited"], true, "{member}: {}", mine[0]);
     }
+    // Certificate keys live in the shared database: a rotation reaches every node, and a
+    // certificate one node signs with the new key verifies on the other.
+    let pg = nodes.env.iter().find(|(k, _)| k == "HAVEN_DATABASE_URL").unwrap().1.clone();
+    let store = haven::store::Store::connect(&pg).await.unwrap();
+    let key = haven::attendance::certificate::generate_key(chrono::Utc::now().timestamp_millis());
+    store.rotate_key(&key).await.unwrap();
+    let (first, second) = (nodes.live()[0], nodes.live()[1]);
+    for i in [first, second] {
+        nodes
+            .node(i)
+            .wait_json("/.well-known/jwks.json", |v| {
+                v["keys"].as_array().is_some_and(|k| k.iter().any(|k| k["kid"] == key.kid))
+            })
+            .await;
+    }
+    let id = rows.iter().find(|r| r["member_ref"] == "a").unwrap()["attendance_id"].as_str().unwrap().to_string();
+    let cert: Value = reqwest::Client::new()
+        .get(format!("http://{}/v1/attendance/{id}/certificate", nodes.addr(first)))
+        .bearer_auth(ALPHA_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cert = cert["certificate"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(cert).unwrap().kid.as_deref(),
+        Some(key.kid.as_str()),
+        "signed with the new key"
+    );
+    let v: Value = reqwest::Client::new()
+        .post(format!("http://{}/v1/certificates/verify", nodes.addr(second)))
+        .json(&json!({"certificate": cert}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["valid"], true, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
