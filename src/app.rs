@@ -31,7 +31,7 @@ pub struct AppInner {
     /// Where every record for the database goes first (see `journal`).
     pub journal: Journal,
     /// The server's certificate keys.
-    pub keyring: crate::attendance::certificate::Keyring,
+    pub keyring: crate::attendance::certificate::LiveKeyring,
     /// The media engine, when enabled.
     pub sfu: Option<crate::sfu::SfuHandle>,
     /// Where people reach this server (configured, or `http://<bound address>`); certificates'
@@ -240,6 +240,21 @@ async fn heartbeat(app: AppState, seconds: u64) {
     }
 }
 
+/// Reloads the certificate keys now and then: a rotation elsewhere reaches this server.
+async fn reload_keys(app: AppState) {
+    let mut tick = tokio::time::interval(crate::attendance::certificate::RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = app.keyring.reload(&app.store).await {
+            tracing::debug!(error = %e, "cannot reload certificate keys; trying again later");
+        }
+    }
+}
+
 /// Purges attendance older than `days`, hourly, and logs how much went.
 async fn retention(app: AppState, days: u32) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -343,7 +358,7 @@ impl Server {
             metrics,
             shutdown: shutdown.clone(),
             journal,
-            keyring,
+            keyring: crate::attendance::certificate::LiveKeyring::new(keyring),
             sfu,
             public_url,
             crisis_resources,
@@ -356,8 +371,10 @@ impl Server {
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
+        tokio::spawn(reload_keys(app.clone()));
         let snapshot_writer = cluster.map(|c| {
             tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
+            tokio::spawn(c.clone().run_inbox(app.clone()));
             let stop = CancellationToken::new();
             (tokio::spawn(c.run_writer(stop.clone())), stop)
         });

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Haven: moderated online peer-support meetings.
 ///
@@ -111,7 +112,50 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-fn init_logging(format: LogFormat) {
+/// Writes log lines naming the cluster node they come from: `node=ID ` before a human line,
+/// `"node":"ID",` first in a JSON line (the fmt layer writes each event with one call).
+#[derive(Clone)]
+struct NodeTagged(Option<Arc<str>>);
+
+struct NodeTaggedWriter(Option<Arc<str>>, std::io::Stderr);
+
+impl std::io::Write for NodeTaggedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(node) = &self.0 {
+            let mut line = Vec::with_capacity(buf.len() + node.len() + 12);
+            match buf.first() {
+                Some(b'{') => {
+                    line.extend_from_slice(b"{\"node\":");
+                    // The id is configuration, not input; still written as a JSON string.
+                    line.extend_from_slice(serde_json::to_string(&**node).unwrap_or_default().as_bytes());
+                    line.push(b',');
+                    line.extend_from_slice(&buf[1..]);
+                }
+                _ => {
+                    line.extend_from_slice(b"node=");
+                    line.extend_from_slice(node.as_bytes());
+                    line.push(b' ');
+                    line.extend_from_slice(buf);
+                }
+            }
+            self.1.write_all(&line)?;
+            return Ok(buf.len());
+        }
+        self.1.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.1.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NodeTagged {
+    type Writer = NodeTaggedWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        NodeTaggedWriter(self.0.clone(), std::io::stderr())
+    }
+}
+
+fn init_logging(format: LogFormat, node: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     use tracing_subscriber::layer::SubscriberExt;
@@ -119,7 +163,7 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::Layer;
     // A client sending malformed media makes the media library warn per packet: budgeted.
     let budget = tracing_subscriber::filter::filter_fn(crate::signal::log_budget::allow);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(NodeTagged(node.map(Arc::from)));
     let layer = match format {
         LogFormat::Json => layer.json().boxed(),
         LogFormat::Human => layer.boxed(),
@@ -169,7 +213,12 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), String> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
-    init_logging(config.log_format);
+    // A cluster node's log lines name it: its id is settled here, before the first line.
+    if config.redis_url.as_deref().is_some_and(|u| !u.is_empty()) && config.cluster.node_id.is_none() {
+        config.cluster.node_id = Some(hex::encode(rand::random::<[u8; 6]>()));
+    }
+    let node = config.redis_url.as_ref().and(config.cluster.node_id.clone());
+    init_logging(config.log_format, node.as_deref());
     // Every participant holds a socket: take the open-file limit as high as the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "open files"),
@@ -385,6 +434,10 @@ async fn rotate_key(cli: &Cli) -> Result<(), String> {
     let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
     let key = crate::attendance::certificate::generate_key(chrono::Utc::now().timestamp_millis());
     store.rotate_key(&key).await.map_err(|e| e.to_string())?;
-    println!("new signing key {}; earlier keys stay published and keep verifying", key.kid);
+    println!(
+        "new signing key {}; earlier keys stay published and keep verifying; running servers take it within {} seconds",
+        key.kid,
+        crate::attendance::certificate::RELOAD_EVERY.as_secs()
+    );
     Ok(())
 }
