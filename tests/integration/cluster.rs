@@ -490,6 +490,10 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
         created_at: 1,
         ended_at: None,
         credit_policy: None,
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
     };
     store.create_meeting(&meeting).await.unwrap();
     x.beat(0, 0).await.unwrap();
