@@ -561,3 +561,38 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
     // x's renewal finds the lease gone.
     assert_eq!(x.renew().await.unwrap(), vec!["m".to_string()]);
 }
+
+/// Series links (issue 15) in a cluster: every node sends a series link to the node that owns
+/// the open occurrence, so members joining through different nodes meet in one meeting, and a
+/// facilitator's segment change reaches them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_link_joins_the_open_occurrence_through_any_node() {
+    let nodes = Nodes::start(2).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{}/v1/formats", nodes.addr(0)))
+        .bearer_auth(ALPHA_KEY)
+        .json(&crate::formats::group_format("tuesday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(5)).format("%Y-%m-%dT%H:%M:00").to_string();
+    let r = http
+        .post(format!("http://{}/v1/series", nodes.addr(1)))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"id": "weekly", "title": "Weekly", "time_zone": "UTC", "dtstart": soon, "rrule": "FREQ=WEEKLY",
+            "duration_minutes": 60, "format": "tuesday", "settings": {"waiting_room": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (mut f, wf) = person(nodes.addr(0), "series:weekly", "fac", TokenRole::Facilitator, "Facil").await;
+    let (mut a, wa) = person(nodes.addr(1), "series:weekly", "a", TokenRole::Member, "Ana").await;
+    assert_eq!(wa["meeting"]["id"], wf["meeting"]["id"], "one occurrence whichever node");
+    assert_eq!(wa["participants"].as_array().unwrap().len(), 2, "{wa}");
+    assert_eq!(wa["agenda"]["current"]["title"], "Open discussion");
+    f.client.request(json!({"type": "next_segment"})).await;
+    let changed = a.recv_type("segment_changed").await;
+    assert_eq!(changed["segment"]["title"], "Readings");
+}
