@@ -97,7 +97,9 @@ impl SeriesSpec {
         let set = self.rule_set()?;
         let length = i64::from(self.duration_minutes) * 60_000;
         let mut out = Vec::new();
-        for dt in set.into_iter() {
+        // Limited: a rule that matches nothing (30 February) ends the iteration after the
+        // crate's loop bound instead of spinning for ever.
+        for dt in set.limit().into_iter() {
             let start = dt.timestamp_millis();
             if start >= until || out.len() >= MAX_OCCURRENCES {
                 break;
@@ -176,6 +178,15 @@ mod tests {
         let occ = s.occurrences(start + 30 * 60_000, start + 7 * 86_400_000).unwrap();
         assert_eq!(occ[0].start, start, "the running occurrence is still in the window");
         assert_eq!(occ.len(), 1);
+    }
+
+    #[test]
+    fn a_rule_that_matches_nothing_ends_with_no_occurrences() {
+        let mut s = tuesdays("2026-12-01T19:00:00");
+        s.rrule = "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30".into();
+        // The crate accepts the rule; the iteration must still end.
+        assert!(s.validate().is_ok());
+        assert_eq!(s.occurrences(0, i64::MAX).unwrap(), vec![]);
     }
 
     #[test]
