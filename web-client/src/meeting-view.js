@@ -345,8 +345,10 @@ function renderMe(s, me, fac, observer) {
   setText(byId('my-role'), s.myRole && s.myRole !== 'member' ? ` (${roleLabel(s.myRole)})` : '');
 
   const hand = button('hand-btn');
-  show(hand, !observer);
   const raised = Boolean(me?.hand_raised);
+  // A segment of the meeting's format may take hands out (a raised hand can still be lowered).
+  const handsAllowed = fac || s.agenda?.current.rules.hands !== false;
+  show(hand, !observer && (raised || handsAllowed));
   setText(hand, raised ? t('hand.lower') : t('hand.raise'));
   hand.setAttribute('aria-pressed', String(raised));
 

@@ -2,8 +2,9 @@
 // current one and the time left to everyone, and "Next segment" to facilitators only.
 
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { test } from 'node:test';
-import { useHarness, joinAs, waitForMeeting } from './harness.mjs';
+import { ARTIFACTS, useHarness, joinAs, waitForMeeting } from './harness.mjs';
 
 const t = useHarness();
 
@@ -58,9 +59,14 @@ test('the agenda shows the current segment on a member page and moves when the f
   assert.equal(await current(member).textContent(), 'Readings · 10 min');
   await current(fac).filter({ hasText: 'Readings' }).waitFor();
   await member.locator('#mic-reason', { hasText: 'Only facilitators speak during “Readings”' }).waitFor();
+  assert.equal(await member.getByRole('button', { name: 'Raise hand' }).count(), 0, 'no hands during the readings');
+  // For review (not compared): the agenda on both pages.
+  await member.screenshot({ path: path.join(ARTIFACTS, 'agenda-member.png'), fullPage: true });
+  await fac.screenshot({ path: path.join(ARTIFACTS, 'agenda-facilitator.png'), fullPage: true });
 
   await next.click();
   await member.locator('#agenda-now', { hasText: 'Now: Open sharing' }).waitFor();
+  await member.getByRole('button', { name: 'Raise hand' }).waitFor();
   assert.equal(await next.isDisabled(), true, 'the last segment has no next');
 });
 
