@@ -60,7 +60,7 @@ fn segment_changes(out: &[Effect]) -> Vec<u32> {
 }
 
 /// The settings every other rule reads agree with the rules in force.
-fn assert_settings_follow(room: &Room) {
+pub(super) fn assert_settings_follow(room: &Room) {
     let r = room.rules_in_force().unwrap();
     let s = room.settings();
     assert_eq!(s.floor_control, r.unmute != WhoMayUnmute::Anyone);
@@ -298,7 +298,7 @@ fn welcome_carries_the_agenda_and_a_meeting_without_a_format_has_none() {
 }
 
 /// The formats the property test runs: every kind of rule, a timed auto-advancing segment.
-fn prop_format() -> FormatSpec {
+pub(super) fn prop_format() -> FormatSpec {
     let mut spec = group_format();
     spec.segments[0].planned_minutes = Some(1);
     spec.segments[0].auto_advance = true;
