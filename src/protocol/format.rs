@@ -211,6 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_examples_in_the_documentation_are_valid_formats_of_60_and_90_minutes() {
+        let doc = include_str!("../../docs/formats.md");
+        let mut minutes = Vec::new();
+        for block in doc.split("```json\n").skip(1) {
+            let json = block.split("\n```").next().unwrap_or_default();
+            let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+            let obj = v.as_object_mut().unwrap();
+            assert!(obj.remove("id").is_some() && obj.remove("name").is_some(), "{json}");
+            let spec: FormatSpec = serde_json::from_value(v).unwrap();
+            spec.validate().unwrap();
+            minutes.push(spec.planned_minutes());
+        }
+        assert_eq!(minutes, vec![60, 90]);
+    }
+
+    #[test]
     fn absent_rules_take_the_defaults_and_unknown_fields_are_refused() {
         let s: Segment = serde_json::from_str(r#"{"title":"Open sharing"}"#).unwrap();
         assert_eq!(s.rules, SegmentRules::default());
