@@ -556,29 +556,42 @@ pub async fn cancel_occurrence(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The occurrence a series join link joins now, or why none: for the join edge (`signal`).
-pub async fn resolve_link(app: &AppState, program: &str, series: &str) -> Result<MeetingRow, ApiError> {
+/// The occurrence a series join link joins now, or why none (with the series' title when the
+/// series is the program's own, for the join page): for the join edge (`signal`).
+pub async fn resolve_link(
+    app: &AppState,
+    program: &str,
+    series: &str,
+) -> Result<MeetingRow, (ApiError, Option<String>)> {
     let s = app
         .store
         .series(series)
         .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "series_not_found", "no such series"))?;
+        .map_err(|e| (ApiError::internal(&e), None))?
+        .ok_or_else(|| (ApiError::new(StatusCode::NOT_FOUND, "series_not_found", "no such series"), None))?;
     if s.program_id != program {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            crate::auth::join_token::TokenError::WrongMeeting.code(),
-            crate::auth::join_token::TokenError::WrongMeeting.to_string(),
+        return Err((
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                crate::auth::join_token::TokenError::WrongMeeting.code(),
+                crate::auth::join_token::TokenError::WrongMeeting.to_string(),
+            ),
+            None,
         ));
     }
+    let title = Some(s.title.clone());
     if s.cancelled_at.is_some() {
-        return Err(ApiError::new(StatusCode::GONE, "series_cancelled", "this series of meetings was cancelled"));
+        return Err((
+            ApiError::new(StatusCode::GONE, "series_cancelled", "this series of meetings was cancelled"),
+            title,
+        ));
     }
     let now = now_ms();
-    if let Some(m) = app.store.open_occurrence(&s.id, now, open_ms(app)).await.map_err(|e| ApiError::internal(&e))? {
+    let open = app.store.open_occurrence(&s.id, now, open_ms(app)).await;
+    if let Some(m) = open.map_err(|e| (ApiError::internal(&e), None))? {
         return Ok(m);
     }
-    let next = app.store.next_occurrence_start(&s.id, now).await.map_err(|e| ApiError::internal(&e))?;
+    let next = app.store.next_occurrence_start(&s.id, now).await.map_err(|e| (ApiError::internal(&e), None))?;
     let message = match next {
         Some(t) => format!(
             "no meeting of this series is open now; the next opens at {}",
@@ -586,5 +599,5 @@ pub async fn resolve_link(app: &AppState, program: &str, series: &str) -> Result
         ),
         None => "no meeting of this series is open now, and none is planned".to_string(),
     };
-    Err(ApiError::new(StatusCode::CONFLICT, "series_not_open", message))
+    Err((ApiError::new(StatusCode::CONFLICT, "series_not_open", message), title))
 }

@@ -296,7 +296,13 @@ async fn check(
     found.role = Some(claims.role.into());
     // A series link (`meeting: "series:<id>"`) joins whichever occurrence is open now.
     let meeting_id = match claims.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
-        Some(series) => crate::api::series::resolve_link(app, &program.id, series).await?.id,
+        Some(series) => match crate::api::series::resolve_link(app, &program.id, series).await {
+            Ok(occurrence) => occurrence.id,
+            Err((refusal, title)) => {
+                found.meeting_title = title;
+                return Err(refusal);
+            }
+        },
         None => claims.meeting.clone(),
     };
     // A live meeting is authorised from what its actor holds, so joins never wait on the database.

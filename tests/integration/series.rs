@@ -146,6 +146,7 @@ async fn series_link(app: &TestApp) {
     assert!(body["message"].as_str().unwrap().contains("next opens at"), "{body}");
     let check = app.post_json("/v1/join-check", json!({"token": link(app, "later", "m1", Member)})).await;
     assert_eq!(check["code"], "series_not_open", "{check}");
+    assert_eq!(check["meeting_title"], "Tuesday group", "the join page can name the group");
     // Another program's token for the series is refused as for another program's meeting.
     let beta = sign_hs(BETA, &haven::auth::join_token::claims_for(BETA, "series:later", "b1", Member, 3600));
     let (status, body) = refusal(app, &beta).await;
