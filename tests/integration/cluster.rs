@@ -349,30 +349,14 @@ async fn a_killed_owner_s_meeting_continues_on_another_node_with_every_decision(
             .await;
     }
     let id = rows.iter().find(|r| r["member_ref"] == "a").unwrap()["attendance_id"].as_str().unwrap().to_string();
-    let cert: Value = reqwest::Client::new()
-        .get(format!("http://{}/v1/attendance/{id}/certificate", nodes.addr(first)))
-        .bearer_auth(ALPHA_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cert = nodes.node(first).get_json(&format!("/v1/attendance/{id}/certificate")).await;
     let cert = cert["certificate"].as_str().unwrap();
     assert_eq!(
         jsonwebtoken::decode_header(cert).unwrap().kid.as_deref(),
         Some(key.kid.as_str()),
         "signed with the new key"
     );
-    let v: Value = reqwest::Client::new()
-        .post(format!("http://{}/v1/certificates/verify", nodes.addr(second)))
-        .json(&json!({"certificate": cert}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = nodes.node(second).post_json("/v1/certificates/verify", json!({"certificate": cert})).await;
     assert_eq!(v["valid"], true, "{v}");
 }
 
