@@ -48,7 +48,8 @@ pub enum Cmd {
         /// Program id (the token's `iss`).
         #[arg(long, default_value = DEMO_ID)]
         program: String,
-        /// Meeting id [default for the demo program: its current demo meeting].
+        /// Meeting id, or `series:<id>` for a series' link [default for the demo program: its
+        /// current demo meeting].
         #[arg(long)]
         meeting: Option<String>,
         /// The program's reference for the member (the token's `sub`; never shown to others).
@@ -324,16 +325,26 @@ async fn token(cli: &Cli, t: TokenRequest<'_>) -> Result<(), String> {
         None => return Err("give the meeting with --meeting".into()),
     };
     // A link that cannot work is refused here rather than at the door.
-    let meeting = store
-        .meeting(&meeting_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no meeting `{meeting_id}`"))?;
-    if !meeting.admits_program(&p.id) {
-        return Err(format!("meeting `{meeting_id}` does not admit program `{}`'s members", p.id));
-    }
-    if meeting.ended_at.is_some() {
-        return Err(format!("meeting `{meeting_id}` has ended"));
+    if let Some(series) = meeting_id.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+        // A series link: it works for whichever occurrence is open when it is used.
+        let s = store.series(series).await.map_err(|e| e.to_string())?;
+        match s {
+            Some(s) if s.program_id == p.id && s.cancelled_at.is_none() => {}
+            Some(s) if s.program_id == p.id => return Err(format!("series `{series}` was cancelled")),
+            _ => return Err(format!("no series `{series}` of program `{}`", p.id)),
+        }
+    } else {
+        let meeting = store
+            .meeting(&meeting_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no meeting `{meeting_id}`"))?;
+        if !meeting.admits_program(&p.id) {
+            return Err(format!("meeting `{meeting_id}` does not admit program `{}`'s members", p.id));
+        }
+        if meeting.ended_at.is_some() {
+            return Err(format!("meeting `{meeting_id}` has ended"));
+        }
     }
     let pem = match t.signing_key {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
@@ -375,7 +386,13 @@ async fn export(
         Some(s) => attendance::parse_time(s, end).ok_or_else(|| format!("`{s}`: use YYYY-MM-DD or RFC 3339")),
         None => Ok(default),
     };
-    let f = Filter { meeting: None, member: None, from: parse(from, false, 0)?, to: parse(to, true, i64::MAX)? };
+    let f = Filter {
+        meeting: None,
+        member: None,
+        series: None,
+        from: parse(from, false, 0)?,
+        to: parse(to, true, i64::MAX)?,
+    };
     let rows = attendance::export(&store, program, &f).await.map_err(|e| e.to_string())?;
     let text = match format {
         ExportFormat::Csv => attendance::to_csv(&rows).map_err(|e| e.to_string())?,
@@ -417,6 +434,10 @@ async fn rotate_key(cli: &Cli) -> Result<(), String> {
     let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
     let key = crate::attendance::certificate::generate_key(chrono::Utc::now().timestamp_millis());
     store.rotate_key(&key).await.map_err(|e| e.to_string())?;
-    println!("new signing key {}; earlier keys stay published and keep verifying", key.kid);
+    println!(
+        "new signing key {}; earlier keys stay published and keep verifying; running servers take it within {} seconds",
+        key.kid,
+        crate::attendance::certificate::RELOAD_EVERY.as_secs()
+    );
     Ok(())
 }

@@ -4,13 +4,14 @@
 //! sockets, no clock, no randomness it was not given. The room actor (`meeting::actor`) carries the
 //! effects out. The rules are split by concern: `lobby` (joining, the waiting room, resume, leaving),
 //! `controls` (facilitator controls, chat, support), `floor` (the speaking queue, the floor, timed
-//! shares, go-arounds), `side` (side rooms and breakout groups: where each participant is, and
-//! what each room sees), `names` (display names).
+//! shares, go-arounds), `format` (the agenda: segments and their rules), `side` (side rooms and
+//! breakout groups: where each participant is, and what each room sees), `names` (display names).
 //!
 //! Contract: when `handle` returns `Err`, the room is unchanged and no effect was pushed.
 
 mod controls;
 mod floor;
+pub mod format;
 mod lobby;
 pub mod names;
 pub mod participant;
@@ -23,6 +24,7 @@ use crate::protocol::{
     Command, Event, FloorView, GoAroundView, LeaveReason, MeetingSettings, MeetingView, ParticipantId, ParticipantView,
     ProtocolError, QueueEntry, Role, SupportView, WaitingView,
 };
+pub use format::RuleOverrides;
 pub use names::DisplayName;
 pub use participant::{MemberKey, Participant};
 pub use side::{Location, MAIN};
@@ -82,6 +84,8 @@ pub enum Input {
     Shutdown,
     /// The program ended (deleted) the meeting: everyone gets `meeting_ended`.
     End,
+    /// The meeting has a format: its first segment starts now (the actor sends this once, first).
+    StartFormat(std::sync::Arc<crate::protocol::FormatSpec>),
 }
 
 /// A deadline the room asked for. Each carries an epoch; a stale one does nothing.
@@ -98,6 +102,12 @@ pub enum Timer {
     ShareEnd {
         epoch: u32,
         location: Location,
+    },
+    SegmentWarning {
+        epoch: u32,
+    },
+    SegmentEnd {
+        epoch: u32,
     },
     /// The breakout groups' warning (`warning`) or end.
     Breakout {
@@ -270,6 +280,8 @@ pub struct Room {
     next_chat_id: u64,
     support: Vec<SupportView>,
     next_support_id: u64,
+    /// The meeting's format, when it has one.
+    format: Option<format::FormatState>,
     dirty: Dirty,
     /// Side rooms and breakout groups (`side.rs`).
     side: side::Side,
@@ -316,6 +328,7 @@ impl Room {
             next_chat_id: 1,
             support: Vec::new(),
             next_support_id: 1,
+            format: None,
             dirty: Dirty::default(),
             side: side::Side::default(),
             version: Version(0),
@@ -351,6 +364,10 @@ impl Room {
                 if !self.ended {
                     self.end(now, out);
                 }
+                Outcome::Done
+            }
+            Input::StartFormat(spec) => {
+                self.start_format(spec, now, out);
                 Outcome::Done
             }
         };
@@ -471,6 +488,8 @@ impl Room {
             Command::MoveHand { participant_id, position } => self.move_hand(from, participant_id, position, now, out),
             Command::StartGoAround => self.start_go_around(from, now, out),
             Command::EndGoAround => self.end_go_around(from, now, out),
+            Command::NextSegment => self.move_segment(from, true, now, out),
+            Command::PreviousSegment => self.move_segment(from, false, now, out),
             // Media signaling goes from the actor to the SFU and never reaches the rules.
             Command::MediaOffer { .. } | Command::MediaAnswer { .. } | Command::IceCandidate { .. } => {
                 Err(ProtocolError::new(C::Internal, "media signaling is handled by the media layer"))
@@ -508,6 +527,8 @@ impl Room {
                 self.in_location(location, out, |room, out| room.share_end(epoch, now, out))
             }
             Timer::ShareWarning { .. } | Timer::ShareEnd { .. } => {}
+            Timer::SegmentWarning { epoch } => self.segment_timer(false, epoch, now, out),
+            Timer::SegmentEnd { epoch } => self.segment_timer(true, epoch, now, out),
             Timer::Breakout { epoch, warning } => self.breakout_timer(epoch, warning, now, out),
         }
     }
@@ -716,6 +737,7 @@ impl Room {
             crisis_resources: self.limits.crisis_resources.get(&p.member.program).cloned().unwrap_or_default(),
             location: self.location_view(here),
             breakouts: self.breakouts_view(),
+            agenda: self.agenda_view(),
         })
     }
 

@@ -4,7 +4,8 @@
 //! A snapshot holds everything the facilitator decided and everyone's place: seats (participant
 //! ids, display names, roles, admission, mutes and mute locks, resume tokens), the lock, settings,
 //! bans, the speaking queue in order, the floor and its timer, the go-around, open support requests,
-//! and the side rooms (who is in which, each one's queue and floor, invitations, breakout groups).
+//! the format's current segment with its overrides and timers, and the side rooms (who is in which,
+//! each one's queue and floor, invitations, breakout groups).
 //! What it leaves out is rebuilt: connections (everyone comes back by resume), chat rate buckets
 //! (full again), media rules (recomputed), the ids of old chat messages (a deletion of a message sent
 //! before the takeover is refused as unknown).
@@ -64,6 +65,10 @@ pub struct RoomSnapshot {
     /// Side rooms, their stages, open step-out invitations and breakout groups (absent: none).
     #[serde(default)]
     pub(crate) side: super::side::Side,
+    /// The meeting's format and where it is (absent for a meeting without one, and in snapshots
+    /// written before formats).
+    #[serde(default)]
+    pub(crate) agenda: Option<super::format::FormatState>,
 }
 
 impl Room {
@@ -104,6 +109,7 @@ impl Room {
             taken_at: now,
             handed_over: false,
             side: self.side.clone(),
+            agenda: self.format.clone(),
         }
     }
 
@@ -133,6 +139,7 @@ impl Room {
         room.support = snap.support;
         room.next_support_id = snap.next_support_id;
         room.side = snap.side;
+        room.format = snap.agenda;
         let gap_start = gap_start.min(now);
         for s in snap.seats {
             if s.connected && s.admitted && !snap.handed_over {
@@ -167,6 +174,7 @@ impl Room {
             room.set_share_timers(end.max(now), now, out);
         }
         room.restore_side_timers(now, out);
+        room.set_segment_timers(now, out);
         // Nobody is connected yet: no events, only the media rules (recomputed from the state).
         room.flush(out);
         out.retain(|e| !matches!(e, Effect::Send { .. }));
@@ -194,6 +202,8 @@ impl Room {
             && self.banned == other.banned
             && self.support == other.support
             && format!("{:?}", self.side) == format!("{:?}", other.side)
+            && self.format.as_ref().map(|f| (f.current, f.started_at, &f.rules, &f.overrides, f.epoch))
+                == other.format.as_ref().map(|f| (f.current, f.started_at, &f.rules, &f.overrides, f.epoch))
     }
 }
 

@@ -717,8 +717,8 @@ fn kind() -> impl Strategy<Value = u8> {
         2 => Just(0u8),  // raise hand
         1 => Just(26u8), // next speaker
         1 => Just(9u8),  // admit
-        8 => 0u8..36,
-        6 => 36u8..44, // side rooms and breakout groups
+        8 => 0u8..38,
+        6 => 38u8..46, // side rooms and breakout groups
     ]
 }
 
@@ -770,14 +770,16 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         32 => Command::Leave,
         33 => Command::Mute { participant_id: pid },
         34 => Command::GiveFloor { participant_id: pid },
-        36 => Command::StepOut { participant_id: pid, confirm: n.is_multiple_of(2) },
-        37 => Command::AnswerStepOut {
+        36 => Command::NextSegment,
+        37 => Command::PreviousSegment,
+        38 => Command::StepOut { participant_id: pid, confirm: n.is_multiple_of(2) },
+        39 => Command::AnswerStepOut {
             invite_id: u64::from(n % 6),
             accept: !n.is_multiple_of(3),
             confirm: n.is_multiple_of(2),
         },
-        38 => Command::ReturnToMain,
-        39 => Command::OpenBreakouts {
+        40 => Command::ReturnToMain,
+        41 => Command::OpenBreakouts {
             groups: 2 + n % 3,
             seconds: 1 + n % 400,
             warning_seconds: Some(n % 50),
@@ -789,10 +791,10 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
             assignments: if n.is_multiple_of(4) { vec![vec![pid]] } else { Vec::new() },
             confirm: n.is_multiple_of(2),
         },
-        40 => Command::ChooseBreakout { group: 1 + n % 3 },
-        41 => Command::CloseBreakouts,
-        42 => Command::StepOut { participant_id: pid, confirm: true },
-        43 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: true, confirm: true },
+        42 => Command::ChooseBreakout { group: 1 + n % 3 },
+        43 => Command::CloseBreakouts,
+        44 => Command::StepOut { participant_id: pid, confirm: true },
+        45 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: true, confirm: true },
         _ => Command::NextSpeaker,
     }
 }
@@ -1037,6 +1039,10 @@ fn a_handed_over_room_does_not_record_the_gap_twice() {
     let graces = out.iter().filter(|e| matches!(e, Effect::SetTimer { timer: Timer::Grace { .. }, .. })).count();
     assert_eq!(graces, 2, "every seat waits for its owner to come back");
 }
+
+// Meeting formats (issue 15): segments, their rules and overrides, in virtual time.
+#[path = "format_tests.rs"]
+mod format_tests;
 
 // Side rooms and breakout groups (issue 17).
 #[path = "side_tests.rs"]

@@ -81,6 +81,8 @@ const FRIENDLY = new Set([
   'not_in_side_room',
   'breakouts_open',
   'no_breakouts',
+  'segment_rules',
+  'no_such_segment',
 ]);
 
 /**
@@ -405,6 +407,7 @@ function refusalKind(code) {
     case 'meeting_full':
       return 'full';
     case 'meeting_not_started':
+    case 'series_not_open': // a series link between its meetings: the next one opens later
       return 'notStarted';
     case 'token_expired':
     case 'invalid_resume_token':
@@ -414,6 +417,8 @@ function refusalKind(code) {
     case 'banned':
       return 'banned';
     case 'meeting_not_found':
+    case 'series_not_found':
+    case 'series_cancelled':
       return 'notFound';
     case 'server_busy':
     case 'shutting_down':

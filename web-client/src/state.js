@@ -15,6 +15,7 @@
 /** @typedef {import('./protocol').LocationView} LocationView */
 /** @typedef {import('./protocol').BreakoutsView} BreakoutsView */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
+/** @typedef {import('./protocol').AgendaView} AgendaView */
 /** @typedef {import('./crisis.js').CrisisResource} CrisisResource */
 
 import { crisisFrom } from './crisis.js';
@@ -61,6 +62,8 @@ import { t } from './i18n.js';
  * @property {LocationView | null} location the side room or breakout group I am in; null in the main room
  * @property {BreakoutsView | null} breakouts the breakout groups, while open
  * @property {{ invite_id: number, participant_id: string, display_name: string } | null} invite a facilitator asks me to step out
+ * @property {AgendaView | null} agenda the meeting's format: its segments and the current one
+ * @property {number | null} segmentWarning facilitators: the current segment's planned end, once warned
  */
 
 /**
@@ -96,6 +99,8 @@ export function initialState() {
     location: null,
     breakouts: null,
     invite: null,
+    agenda: null,
+    segmentWarning: null,
   };
 }
 
@@ -191,6 +196,9 @@ export function unmuteBlocker(s) {
   if (!me) return t('mic.notIn');
   if (me.role === 'observer') return t('mic.observer');
   if (me.can_unmute) return null;
+  if (!mayTalk(s, me) && s.agenda?.current.rules.unmute === 'facilitators') {
+    return t('mic.segment', { title: s.agenda.current.title });
+  }
   if (!mayTalk(s, me)) return t('mic.floorOnly');
   return t('mic.heldMuted');
 }
@@ -229,6 +237,8 @@ export function apply(s, msg, now) {
       s.crisis = crisisFrom(msg);
       s.location = msg.location ?? null;
       s.breakouts = msg.breakouts ?? null;
+      s.agenda = msg.agenda ?? null;
+      if (s.agenda?.current.planned_end !== s.segmentWarning) s.segmentWarning = null;
       if (!sameSeat) notes.push({ text: t('note.inMeeting', { title: msg.meeting.title, name: msg.display_name }) });
       break;
     }
@@ -428,6 +438,17 @@ export function apply(s, msg, now) {
       s.clockOffset = msg.ends_at - msg.remaining_seconds * 1000 - now;
       notes.push({ text: t('side.breakoutWarning', { n: msg.remaining_seconds }), urgent: true });
       break;
+    case 'segment_changed':
+      if (s.agenda) s.agenda.current = msg.segment;
+      s.segmentWarning = null;
+      notes.push({ text: t('note.segment', { title: msg.segment.title }) });
+      break;
+    case 'segment_warning': {
+      s.segmentWarning = msg.planned_end;
+      const title = s.agenda?.segments[msg.index]?.title ?? '';
+      notes.push({ text: t('note.segmentEnds', { title, n: Math.max(1, Math.round(msg.remaining_seconds / 60)) }) });
+      break;
+    }
     default: {
       /** @type {never} */
       const unhandled = msg;
