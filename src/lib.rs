@@ -20,6 +20,7 @@ pub mod room;
 pub mod sfu;
 pub mod signal;
 pub mod store;
+pub mod turn;
 pub mod web;
 
 pub use app::Server;

@@ -416,6 +416,20 @@ impl Actor {
             SfuEvent::Media { participant_id, event, request_id } => {
                 self.deliver(participant_id, &event_body(&event), request_id.as_ref());
             }
+            SfuEvent::Quality { participant_id, state, loss_percent, rtt_ms } => {
+                // The participant's own figures, and facilitators: never another member.
+                let body = event_body(&Event::MediaQuality { participant_id, state, loss_percent, rtt_ms });
+                let ids: Vec<ParticipantId> = self
+                    .room
+                    .participants()
+                    .iter()
+                    .filter(|p| p.id == participant_id || (p.admitted && p.role.is_facilitator()))
+                    .map(|p| p.id)
+                    .collect();
+                for id in ids {
+                    self.deliver(id, &body, None);
+                }
+            }
             SfuEvent::ActiveSpeaker { participant_id } => {
                 let body = event_body(&Event::ActiveSpeaker { participant_id });
                 let ids: Vec<ParticipantId> =
