@@ -315,7 +315,7 @@ impl Server {
                 support_max_chars: 500,
                 crisis_resources: crisis_resources.clone(),
             },
-            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
+            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000, turn: turn.clone() },
             sfu: sfu.clone(),
         });
         let listener =

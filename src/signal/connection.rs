@@ -378,7 +378,6 @@ impl Reader {
                 Ok(Ok(pid)) => {
                     self.joined = Some((pid, handle));
                     self.permit = None;
-                    self.send_ice_servers(pid);
                     return;
                 }
                 Ok(Err(JoinFailure::Refused)) => return,
@@ -386,15 +385,6 @@ impl Reader {
             }
         }
         self.direct_error(unavailable(), rid.as_deref());
-    }
-
-    /// Fresh TURN credentials for this participant (after `welcome` or `resumed`).
-    fn send_ice_servers(&self, pid: crate::protocol::ParticipantId) {
-        let Some(turn) = &self.app.turn else { return };
-        let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let c = turn.credentials(&pid.to_string(), now_s);
-        let server = crate::protocol::IceServer { urls: c.urls, username: c.username, credential: c.credential };
-        self.direct(&Event::IceServers { ice_servers: vec![server] }, None);
     }
 
     async fn resume(&mut self, resume_token: String, last_seq: u64, rid: Option<Arc<str>>) {
@@ -415,7 +405,6 @@ impl Reader {
             Ok(Ok(pid)) => {
                 self.joined = Some((pid, handle));
                 self.permit = None;
-                self.send_ice_servers(pid);
             }
             Ok(Err(JoinFailure::Refused)) => {}
             Ok(Err(JoinFailure::Retry)) | Err(_) => self.direct_error(invalid(), rid.as_deref()),

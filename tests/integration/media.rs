@@ -213,7 +213,7 @@ impl MediaPeer {
     ) -> MediaPeer {
         let (mut ws, first) = app.join(ALPHA, meeting, member, role, member).await;
         if let Some(url) = net.turn_via.clone() {
-            let servers = ws.recv_type("ice_servers").await;
+            let servers = ws.ice_servers.clone().expect("ice_servers after welcome");
             let s = &servers["ice_servers"][0];
             net.ice_servers = vec![webrtc::ice_transport::ice_server::RTCIceServer {
                 urls: vec![url],
