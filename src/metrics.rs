@@ -66,6 +66,18 @@ pub struct Metrics {
     /// Open TURN allocations, and requests to relay anywhere but this server's media (refused).
     pub turn_allocations: Gauge,
     pub turn_refused_peers: Counter,
+    /// Cluster mode: records set aside because their node had lost the meeting (fencing).
+    pub journal_records_fenced: Counter,
+    /// Cluster mode: meetings this node owns (holds the lease of).
+    pub cluster_owned_meetings: Gauge,
+    /// Cluster mode: lease renewal rounds that reached Redis.
+    pub cluster_lease_renewals: Counter,
+    /// Cluster mode: leases this node found taken over (its meetings moved elsewhere).
+    pub cluster_leases_lost: Counter,
+    /// Cluster mode: signaling sockets passed on to the meeting's owner, open now.
+    pub cluster_proxied_connections: Gauge,
+    /// Cluster mode: room snapshots written to Redis.
+    pub cluster_snapshots_written: Counter,
     registry: Registry,
 }
 
@@ -154,6 +166,36 @@ impl Metrics {
             "turn_refused_peers",
             "TURN requests refused for naming a peer other than this server's media",
             m.turn_refused_peers.clone(),
+        );
+        reg.register(
+            "journal_records_fenced",
+            "Records set aside because the node that wrote them had lost the meeting to another (cluster)",
+            m.journal_records_fenced.clone(),
+        );
+        reg.register(
+            "cluster_owned_meetings",
+            "Meetings whose lease this node holds",
+            m.cluster_owned_meetings.clone(),
+        );
+        reg.register(
+            "cluster_lease_renewals",
+            "Lease renewal rounds that reached Redis",
+            m.cluster_lease_renewals.clone(),
+        );
+        reg.register(
+            "cluster_leases_lost",
+            "Leases this node found taken over by another node",
+            m.cluster_leases_lost.clone(),
+        );
+        reg.register(
+            "cluster_proxied_connections",
+            "Signaling sockets this node passes on to the meeting's owner",
+            m.cluster_proxied_connections.clone(),
+        );
+        reg.register(
+            "cluster_snapshots_written",
+            "Room snapshots written to Redis",
+            m.cluster_snapshots_written.clone(),
         );
         m.registry = reg;
         m

@@ -312,7 +312,7 @@ async fn relay_only_client_through_turn_over_tls_hears_and_is_heard() {
 #[tokio::test]
 async fn each_participant_is_given_short_lived_turn_credentials_on_join() {
     let app = spawn_app().await;
-    let (mut c, _) = app.join(ALPHA, "open", "m1", Member, "M1").await;
+    let (c, _) = app.join(ALPHA, "open", "m1", Member, "M1").await;
     let v = c.ice_servers.clone().expect("ice_servers straight after welcome");
     let s = &v["ice_servers"][0];
     let user = s["username"].as_str().unwrap();
