@@ -13,6 +13,7 @@
 /** @typedef {import('./protocol').MeetingView} MeetingView */
 /** @typedef {import('./protocol').Role} Role */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
+/** @typedef {Extract<ServerMessage, { type: 'media_quality' }>} MediaQuality */
 /** @typedef {import('./crisis.js').CrisisResource} CrisisResource */
 
 import { crisisFrom } from './crisis.js';
@@ -55,6 +56,8 @@ import { t } from './i18n.js';
  * @property {number} clockOffset server clock minus this device's clock, in ms (estimated)
  * @property {Ending | null} ending
  * @property {string | null} activeSpeaker who is speaking now (from the SFU), if anyone
+ * @property {Map<string, MediaQuality>} quality connections with a problem, by participant id
+ *   (facilitators: everyone's; a member: only their own)
  * @property {CrisisResource[]} crisis my program's crisis resources (may be empty)
  */
 
@@ -71,6 +74,7 @@ export function initialState() {
   return {
     phase: 'join',
     activeSpeaker: null,
+    quality: new Map(),
     me: null,
     myName: '',
     myRole: null,
@@ -241,6 +245,7 @@ export function apply(s, msg, now) {
     case 'participant_left': {
       const who = nameOf(s, msg.participant_id);
       s.participants.delete(msg.participant_id);
+      s.quality.delete(msg.participant_id);
       if (msg.participant_id !== s.me) notes.push({ text: t('note.left', { name: who }) });
       break;
     }
@@ -371,7 +376,16 @@ export function apply(s, msg, now) {
     case 'media_answer':
     case 'media_offer':
     case 'media_restart':
+    case 'ice_servers':
       break; // media signaling: handled by media.js through the connection
+    case 'media_quality':
+      // Facilitators get everyone's; a member only their own.
+      if (msg.state === 'failed' || (msg.state === 'connected' && poorConnection(msg))) {
+        s.quality.set(msg.participant_id, msg);
+      } else {
+        s.quality.delete(msg.participant_id);
+      }
+      break;
     case 'active_speaker':
       s.activeSpeaker = msg.participant_id ?? null;
       break;
@@ -382,6 +396,14 @@ export function apply(s, msg, now) {
     }
   }
   return notes;
+}
+
+/**
+ * Loss or delay that makes a meeting hard to follow.
+ * @param {{ loss_percent?: number | null, rtt_ms?: number | null }} q
+ */
+export function poorConnection(q) {
+  return (q.loss_percent ?? 0) >= 10 || (q.rtt_ms ?? 0) >= 800;
 }
 
 /** @param {Role} role */
