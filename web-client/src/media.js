@@ -429,7 +429,7 @@ class Media {
           this.#retries = 0;
           this.#iceRestarted = false;
           this.#setStatus('connected', null);
-          void this.#readPath(pc);
+          void this.#readPath(pc, 10);
           break;
         case 'failed':
           // First an ICE restart on this connection (the server keeps the session); then a fresh one.
@@ -511,10 +511,17 @@ class Media {
   }
 
   /**
-   * Which path the connected session uses: direct (UDP), TCP to the server, or the relay.
-   * @param {RTCPeerConnection} pc
+   * Which path the connected session uses: direct (UDP), TCP to the server, or the relay. Read
+   * again when ICE picks another pair; retried a few times while the statistics lag behind.
+   * @param {RTCPeerConnection} pc @param {number} tries
    */
-  async #readPath(pc) {
+  async #readPath(pc, tries) {
+    const ice = pc.getSenders().find((s) => s.transport)?.transport?.iceTransport;
+    if (ice && !ice.onselectedcandidatepairchange) {
+      ice.onselectedcandidatepairchange = () => {
+        if (pc === this.#pc) void this.#readPath(pc, 10);
+      };
+    }
     const stats = await pc.getStats();
     /** @type {string | undefined} */
     let pairId;
@@ -523,7 +530,11 @@ class Media {
     });
     const pair = pairId ? stats.get(pairId) : undefined;
     const local = pair ? stats.get(pair.localCandidateId) : undefined;
-    if (pc !== this.#pc || !local) return;
+    if (pc !== this.#pc) return;
+    if (!local) {
+      if (tries > 0) setTimeout(() => void this.#readPath(pc, tries - 1), 300);
+      return;
+    }
     this.#path = local.candidateType === 'relay' ? 'relay' : local.protocol === 'tcp' ? 'tcp' : 'direct';
     this.#host?.changed();
   }
