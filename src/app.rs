@@ -300,8 +300,14 @@ impl Server {
         let turn = match &sfu {
             Some(handle) if config.turn.enabled => {
                 let advertise = handle.addr.ip();
-                let t = crate::turn::start(&config.turn, config.listen.ip(), advertise, &handle.media_addrs(), metrics.clone())
-                    .await?;
+                let t = crate::turn::start(
+                    &config.turn,
+                    config.listen.ip(),
+                    advertise,
+                    &handle.media_addrs(),
+                    metrics.clone(),
+                )
+                .await?;
                 tracing::info!(udp = %t.udp, tcp = %t.tcp, tls = ?t.tls, "TURN relay (to this server's media only)");
                 Some(Arc::new(t))
             }

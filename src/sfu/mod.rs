@@ -12,9 +12,9 @@ mod demux;
 mod engine;
 mod forward;
 mod outbox;
+mod quality;
 mod sdp;
 mod speakers;
-mod quality;
 mod tcp;
 
 use crate::metrics::Metrics;

@@ -61,7 +61,8 @@ impl TurnSecret {
 
 impl turn::auth::AuthHandler for TurnSecret {
     fn auth_handle(&self, username: &str, realm: &str, _src: SocketAddr) -> Result<Vec<u8>, turn::Error> {
-        let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         // Refused the same way whether unknown, forged or expired: the client gets 401.
         self.key_for(username, realm, now_s).ok_or_else(|| turn::Error::Other("credential refused".into()))
     }

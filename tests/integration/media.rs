@@ -100,7 +100,8 @@ pub(crate) async fn new_pc_with(net: &Net) -> Arc<RTCPeerConnection> {
     let api = APIBuilder::new().with_media_engine(m).with_interceptor_registry(registry).with_setting_engine(s).build();
     let mut config = RTCConfiguration { ice_servers: net.ice_servers.clone(), ..Default::default() };
     if net.relay_only {
-        config.ice_transport_policy = webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy::Relay;
+        config.ice_transport_policy =
+            webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy::Relay;
     }
     Arc::new(api.new_peer_connection(config).await.unwrap())
 }
@@ -183,7 +184,8 @@ async fn set_answer(pc: &RTCPeerConnection, answer: &Value, net: &Net) {
 /// A client-side ICE restart (`restartIce()`): a new offer with fresh ICE credentials from the same
 /// peer connection; returns once the server's answer is applied.
 async fn ice_restart(pc: &RTCPeerConnection, ws: &mut Client, net: &Net) -> Value {
-    let opts = webrtc::peer_connection::offer_answer_options::RTCOfferOptions { ice_restart: true, ..Default::default() };
+    let opts =
+        webrtc::peer_connection::offer_answer_options::RTCOfferOptions { ice_restart: true, ..Default::default() };
     let offer = pc.create_offer(Some(opts)).await.unwrap();
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(offer).await.unwrap();

@@ -280,11 +280,8 @@ async fn ice_tcp_only_client_hears_and_is_heard_through_ice_tcp() {
 async fn relay_only_client_through_turn_over_tcp_hears_and_is_heard() {
     let app = spawn_app().await;
     let shim = Shim::start(tcp_to(turn(&app).tcp), Framing::Turn).await;
-    let net = Net {
-        relay_only: true,
-        turn_via: Some(format!("turn:{}?transport=udp", shim.udp)),
-        ..Default::default()
-    };
+    let net =
+        Net { relay_only: true, turn_via: Some(format!("turn:{}?transport=udp", shim.udp)), ..Default::default() };
     let (_f, _m) = assert_audio_both_ways(&app, net).await;
     assert_eq!(app.metrics().turn_allocations.get(), 1, "the relay carries the session");
     assert!(shim.carried.load(Ordering::Relaxed) > 0);
@@ -299,11 +296,8 @@ async fn relay_only_client_through_turn_over_tls_hears_and_is_heard() {
     let servers = t.credentials("x", unix_now()).urls;
     assert!(servers.iter().any(|u| u == &format!("turns:localhost:{}?transport=tcp", tls.port())), "{servers:?}");
     let shim = Shim::start(tls_to(tls, der), Framing::Turn).await;
-    let net = Net {
-        relay_only: true,
-        turn_via: Some(format!("turn:{}?transport=udp", shim.udp)),
-        ..Default::default()
-    };
+    let net =
+        Net { relay_only: true, turn_via: Some(format!("turn:{}?transport=udp", shim.udp)), ..Default::default() };
     let (_f, _m) = assert_audio_both_ways(&app, net).await;
     assert_eq!(app.metrics().turn_allocations.get(), 1);
     assert_credentials_checked(&app, shim.udp).await;
@@ -366,7 +360,8 @@ async fn ice_restart_keeps_the_session_its_tracks_and_participant_id() {
 
     // The network changed: the client restarts ICE on its peer connection.
     m.send(json!({"type": "test_ice_restart"})).await;
-    let answers = tokio::time::timeout(WAIT, m.ice_restarts.wait_for(|a| !a.is_empty())).await.unwrap().unwrap().clone();
+    let answers =
+        tokio::time::timeout(WAIT, m.ice_restarts.wait_for(|a| !a.is_empty())).await.unwrap().unwrap().clone();
     assert_ne!(ufrag(&answers[0]), first_ufrag, "fresh server ICE credentials");
     // Still the same participant, hearing and heard.
     let heard = m.received(&f.pid, "audio");

@@ -6,9 +6,11 @@
 //
 // - A *session* is one RTCPeerConnection. It starts with this client's offer (`media_offer`, with
 //   the microphone track, sendrecv; the camera track too when it is on) and the server's
-//   `media_answer`. Each offer starts a fresh session on the server, so the client never offers
-//   twice on one connection: turning the camera on or off, a reconnect or a resume, and "Try
-//   again" all close the connection and start a new session with a new offer.
+//   `media_answer`. Turning the camera on or off, a reconnect or a resume, and "Try again" all
+//   close the connection and start a new session with a new offer. The one offer made on a live
+//   connection is an ICE restart (the network changed): the server keeps the session.
+// - ICE uses the server's UDP and TCP candidates and its own TURN relay (`ice_servers`, which
+//   follows `welcome`), falling back by itself; the path is shown when it may be felt.
 // - When others start or stop sending, the server renegotiates: `media_offer` in,
 //   `media_answer` out, one at a time (all SDP work of a session runs on one promise chain).
 // - Every incoming track's stream id is the sender's participant id: audio plays through one
