@@ -56,13 +56,16 @@ impl Drop for MediaPeer {
     }
 }
 
+/// A rewrite of the SDP a test client receives.
+pub(crate) type SdpRewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// How a test peer reaches the server (issue 14's tests): ICE servers and policy, and a rewrite
 /// of every SDP the server sends (to leave only the candidate a test allows).
 #[derive(Clone, Default)]
 pub(crate) struct Net {
     pub(crate) ice_servers: Vec<webrtc::ice_transport::ice_server::RTCIceServer>,
     pub(crate) relay_only: bool,
-    pub(crate) rewrite: Option<Arc<dyn Fn(&str) -> String + Send + Sync>>,
+    pub(crate) rewrite: Option<SdpRewrite>,
     /// Use the TURN credentials of the server's `ice_servers` event, at this URL instead of the
     /// given ones (a test's transport shim).
     pub(crate) turn_via: Option<String>,

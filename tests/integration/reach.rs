@@ -158,7 +158,7 @@ fn tls_to(addr: SocketAddr, cert_der: Vec<u8>) -> Connect {
 
 /// The server's SDP as a client that may only use `candidate` sees it: every server candidate
 /// replaced by one UDP candidate at the shim.
-fn only_candidate(shim: SocketAddr) -> Arc<dyn Fn(&str) -> String + Send + Sync> {
+fn only_candidate(shim: SocketAddr) -> crate::media::SdpRewrite {
     Arc::new(move |sdp: &str| {
         let mut out = String::new();
         for l in sdp.lines() {
