@@ -295,6 +295,12 @@ class Media {
         this.#answered = true;
         this.#step(pc, async () => {
           await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+          // An ICE restart on a connection that never stopped working: no state change follows.
+          if (this.#iceRestarted && pc.connectionState === 'connected') {
+            this.#iceRestarted = false;
+            this.#setStatus('connected', null);
+            void this.#readPath(pc, 10);
+          }
         });
         return true;
       }
