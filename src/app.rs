@@ -31,7 +31,7 @@ pub struct AppInner {
     /// Where every record for the database goes first (see `journal`).
     pub journal: Journal,
     /// The server's certificate keys.
-    pub keyring: crate::attendance::certificate::Keyring,
+    pub keyring: crate::attendance::certificate::LiveKeyring,
     /// The media engine, when enabled.
     pub sfu: Option<crate::sfu::SfuHandle>,
     /// The TURN relay, when enabled (with media).
@@ -165,6 +165,10 @@ async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> 
             min_share_percent: None,
             max_gap_seconds: 120,
         }),
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
     };
     match store.create_meeting(&meeting).await {
         Ok(()) | Err(crate::store::StoreError::Conflict) => Ok(()),
@@ -236,6 +240,21 @@ async fn heartbeat(app: AppState, seconds: u64) {
         let meetings = app.rooms.alive();
         if !meetings.is_empty() {
             app.journal.append(crate::journal::Record::Heartbeat { at: clock.now() as i64, meetings });
+        }
+    }
+}
+
+/// Reloads the certificate keys now and then: a rotation elsewhere reaches this server.
+async fn reload_keys(app: AppState) {
+    let mut tick = tokio::time::interval(crate::attendance::certificate::RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = app.keyring.reload(&app.store).await {
+            tracing::debug!(error = %e, "cannot reload certificate keys; trying again later");
         }
     }
 }
@@ -360,7 +379,7 @@ impl Server {
             metrics,
             shutdown: shutdown.clone(),
             journal,
-            keyring,
+            keyring: crate::attendance::certificate::LiveKeyring::new(keyring),
             sfu,
             turn,
             public_url,
@@ -374,12 +393,14 @@ impl Server {
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
+        tokio::spawn(reload_keys(app.clone()));
         let snapshot_writer = cluster.map(|c| {
             tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
             tokio::spawn(c.clone().run_inbox(app.clone()));
             let stop = CancellationToken::new();
             (tokio::spawn(c.run_writer(stop.clone())), stop)
         });
+        tokio::spawn(crate::api::series::horizon_task(app.clone()));
         if let Some(days) = app.config.attendance_retention_days {
             tokio::spawn(retention(app.clone(), days));
         }

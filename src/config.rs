@@ -261,6 +261,22 @@ impl Default for TurnConfig {
     }
 }
 
+/// Recurring series (`/v1/series`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeriesConfig {
+    /// How far ahead occurrences are created, in days (checked hourly).
+    pub horizon_days: u32,
+    /// How many minutes before its start an occurrence opens to the series' join link.
+    pub open_minutes_before: u32,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        SeriesConfig { horizon_days: 28, open_minutes_before: 15 }
+    }
+}
+
 /// Cluster mode (with `redis_url` and a PostgreSQL `database_url`): several nodes, one service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -308,6 +324,7 @@ pub struct Config {
     pub attendance_retention_days: Option<u32>,
     pub media: MediaConfig,
     pub turn: TurnConfig,
+    pub series: SeriesConfig,
     /// The key-encryption key (32 bytes, base64) that seals certificate signing keys and HS256
     /// secrets in the database; usually from `HAVEN_KEY_ENCRYPTION_KEY`. Without one (and without
     /// `key_encryption_key_file`) they are stored unencrypted, and the server says so at start.
@@ -333,6 +350,7 @@ impl Default for Config {
             attendance_retention_days: None,
             media: MediaConfig::default(),
             turn: TurnConfig::default(),
+            series: SeriesConfig::default(),
             key_encryption_key: None,
             key_encryption_key_file: None,
             redis_url: None,

@@ -18,6 +18,7 @@ pub mod meeting;
 pub mod metrics;
 pub mod protocol;
 pub mod room;
+pub mod series;
 pub mod sfu;
 pub mod signal;
 pub mod store;

@@ -366,41 +366,24 @@ impl Actor {
         self.metrics.participants.dec_by(present as i64);
     }
 
-    /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
+    /// Leaves the registry, then answers whatever arrived meanwhile with "retry". A meeting that
+    /// moved to another node writes nothing more.
     async fn stop(mut self) {
-        if self.moved {
-            self.rooms.remove_actor(self.room.id(), self.actor_id);
-            self.rx.close();
-            while let Ok(msg) = self.rx.try_recv() {
-                match msg {
-                    ActorMsg::Join { reply, .. } | ActorMsg::Resume { reply, .. } => {
-                        let _ = reply.send(Err(JoinFailure::Retry));
-                    }
-                    ActorMsg::Precheck { reply, .. } => {
-                        let _ = reply.send(Some(unavailable()));
-                    }
-                    ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
-                        let _ = done.send(());
-                    }
-                    _ => {}
-                }
+        if !self.moved {
+            self.finish_writes().await;
+            if self.ended {
+                // Journalled after every record of the meeting and before the actor leaves the
+                // registry: the drain computes results only once all of them are stored, and the
+                // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
+                self.journal.append_fenced(
+                    [Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 }],
+                    self.seat.as_ref().map(|s| s.token),
+                );
             }
-            self.metrics.live_meetings.dec();
-            return;
-        }
-        self.finish_writes().await;
-        if self.ended {
-            // Journalled after every record of the meeting and before the actor leaves the
-            // registry: the drain computes results only once all of them are stored, and the
-            // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
-            self.journal.append_fenced(
-                [Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 }],
-                self.seat.as_ref().map(|s| s.token),
-            );
-        }
-        if let Some(seat) = &self.seat {
-            // Ended, or empty for a while: nobody is left to come back, so the snapshot goes too.
-            seat.cluster.release(self.room.id(), seat.token, true).await;
+            if let Some(seat) = &self.seat {
+                // Ended, or empty for a while: nobody is left to come back, so the snapshot goes too.
+                seat.cluster.release(self.room.id(), seat.token, true).await;
+            }
         }
         self.rooms.remove_actor(self.room.id(), self.actor_id);
         self.rx.close();
@@ -410,8 +393,10 @@ impl Actor {
                     let _ = reply.send(Err(JoinFailure::Retry));
                 }
                 ActorMsg::Precheck { member, role, reply } => {
-                    // An ended meeting refuses; an idle one that stopped lets the caller start a new actor.
-                    let _ = reply.send(self.room.join_refusal(&member, role));
+                    // An ended meeting refuses; an idle one that stopped lets the caller start a
+                    // new actor; one that moved is asked again where it lives now.
+                    let refusal = if self.moved { Some(unavailable()) } else { self.room.join_refusal(&member, role) };
+                    let _ = reply.send(refusal);
                 }
                 ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
                     let _ = done.send(());
@@ -659,6 +644,11 @@ impl Actor {
         if !ok {
             self.slow.push(pid);
         }
+    }
+
+    /// Starts the meeting's format (its first segment's rules and timers), before any join.
+    pub(super) fn start_format(&mut self, spec: Arc<crate::protocol::FormatSpec>) {
+        self.input(Input::StartFormat(spec), None);
     }
 
     /// Runs one input through the room and carries out the effects. `requester` gets errors and

@@ -427,6 +427,10 @@ pub enum Command {
     StartGoAround,
     /// Facilitator: stop the round.
     EndGoAround,
+    /// Facilitator: move to the next segment of the meeting's format (its rules apply at once).
+    NextSegment,
+    /// Facilitator: move back to the previous segment.
+    PreviousSegment,
     /// After the meeting's end: one's own attendance certificate (connect with `certificate=1`).
     CertificateRequest,
     /// Start (or restart) media: the client's SDP offer. An offer from a new `RTCPeerConnection`
@@ -476,6 +480,8 @@ impl Command {
         "move_hand",
         "start_go_around",
         "end_go_around",
+        "next_segment",
+        "previous_segment",
         "certificate_request",
         "media_offer",
         "media_answer",
@@ -497,6 +503,8 @@ impl Command {
         "next_speaker",
         "start_go_around",
         "end_go_around",
+        "next_segment",
+        "previous_segment",
         "certificate_request",
     ];
 
@@ -527,6 +535,8 @@ impl Command {
                 | Command::MoveHand { .. }
                 | Command::StartGoAround
                 | Command::EndGoAround
+                | Command::NextSegment
+                | Command::PreviousSegment
         )
     }
 }
@@ -669,6 +679,9 @@ pub enum Event {
         /// Where to find help outside the meeting, as the joining member's own program configured
         /// it; empty when it configured none (then show nothing).
         crisis_resources: Vec<CrisisResource>,
+        /// The meeting's agenda when it has a format; absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agenda: Option<super::format::AgendaView>,
     },
     /// A refusal.
     Error {
@@ -790,6 +803,18 @@ pub enum Event {
     /// The server cannot renegotiate this media session (an answer was refused or never came, or
     /// the session grew too large): close the `RTCPeerConnection` and send a fresh `media_offer`.
     MediaRestart {},
+    /// The meeting moved to another segment of its format; its rules are in force from now
+    /// (settings follow in `meeting_updated`, can-unmute changes in `participant_updated`).
+    SegmentChanged {
+        segment: super::format::SegmentView,
+    },
+    /// Facilitators: the current segment's planned end is near. Nothing moves on by itself
+    /// unless the segment says `auto_advance`.
+    SegmentWarning {
+        index: u32,
+        planned_end: u64,
+        remaining_seconds: u32,
+    },
     /// Who is speaking now (from the audio-level header extension), or nobody.
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,

@@ -389,6 +389,12 @@ impl BinaryServer {
         reqwest::Client::new().get(url).bearer_auth(ALPHA_KEY).send().await.unwrap().json().await.unwrap()
     }
 
+    /// POST `path` with a JSON body (alpha's key), as JSON.
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        let url = format!("http://{}{path}", self.addr);
+        reqwest::Client::new().post(url).bearer_auth(ALPHA_KEY).json(&body).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Polls GET `path` (alpha's key) until `pred` holds, and returns what satisfied it. The
     /// timeout is a guard against a hang, not a pause.
     pub async fn wait_json(&self, path: &str, pred: impl Fn(&Value) -> bool) -> Value {

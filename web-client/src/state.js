@@ -14,6 +14,7 @@
 /** @typedef {import('./protocol').Role} Role */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
 /** @typedef {Extract<ServerMessage, { type: 'media_quality' }>} MediaQuality */
+/** @typedef {import('./protocol').AgendaView} AgendaView */
 /** @typedef {import('./crisis.js').CrisisResource} CrisisResource */
 
 import { crisisFrom } from './crisis.js';
@@ -59,6 +60,8 @@ import { t } from './i18n.js';
  * @property {Map<string, MediaQuality>} quality connections with a problem, by participant id
  *   (facilitators: everyone's; a member: only their own)
  * @property {CrisisResource[]} crisis my program's crisis resources (may be empty)
+ * @property {AgendaView | null} agenda the meeting's format: its segments and the current one
+ * @property {number | null} segmentWarning facilitators: the current segment's planned end, once warned
  */
 
 /**
@@ -92,6 +95,8 @@ export function initialState() {
     clockOffset: 0,
     ending: null,
     crisis: [],
+    agenda: null,
+    segmentWarning: null,
   };
 }
 
@@ -177,6 +182,9 @@ export function unmuteBlocker(s) {
   if (!me) return t('mic.notIn');
   if (me.role === 'observer') return t('mic.observer');
   if (me.can_unmute) return null;
+  if (!mayTalk(s, me) && s.agenda?.current.rules.unmute === 'facilitators') {
+    return t('mic.segment', { title: s.agenda.current.title });
+  }
   if (!mayTalk(s, me)) return t('mic.floorOnly');
   return t('mic.heldMuted');
 }
@@ -213,6 +221,8 @@ export function apply(s, msg, now) {
       if (s.warning && s.floor?.participant_id !== s.warning.participant_id) s.warning = null;
       s.ending = null;
       s.crisis = crisisFrom(msg);
+      s.agenda = msg.agenda ?? null;
+      if (s.agenda?.current.planned_end !== s.segmentWarning) s.segmentWarning = null;
       if (!sameSeat) notes.push({ text: t('note.inMeeting', { title: msg.meeting.title, name: msg.display_name }) });
       break;
     }
@@ -389,6 +399,17 @@ export function apply(s, msg, now) {
     case 'active_speaker':
       s.activeSpeaker = msg.participant_id ?? null;
       break;
+    case 'segment_changed':
+      if (s.agenda) s.agenda.current = msg.segment;
+      s.segmentWarning = null;
+      notes.push({ text: t('note.segment', { title: msg.segment.title }) });
+      break;
+    case 'segment_warning': {
+      s.segmentWarning = msg.planned_end;
+      const title = s.agenda?.segments[msg.index]?.title ?? '';
+      notes.push({ text: t('note.segmentEnds', { title, n: Math.max(1, Math.round(msg.remaining_seconds / 60)) }) });
+      break;
+    }
     default: {
       /** @type {never} */
       const unhandled = msg;

@@ -194,6 +194,18 @@ const en = {
   'mic.observing': 'You are observing: you can listen and read, but not speak or chat.',
   'mic.notIn': 'You are not in the meeting.',
   'mic.observer': 'Observers listen only.',
+  'mic.segment': 'Only facilitators speak during “{title}”. You can listen.',
+  'agenda.heading': 'Agenda',
+  'agenda.now': 'Now: {title}',
+  'agenda.next': 'Next segment',
+  'agenda.previous': 'Previous segment',
+  'agenda.left': '{time} left',
+  'agenda.over': '{time} over',
+  /** @param {Record<string, string | number>} p */
+  'agenda.minutes': (p) => `${n(p)} min`,
+  'note.segment': 'Now: {title}.',
+  /** @param {Record<string, string | number>} p */
+  'note.segmentEnds': (p) => (n(p) === 1 ? `“${p.title}” ends in about 1 minute.` : `“${p.title}” ends in about ${n(p)} minutes.`),
   'mic.floorOnly': 'In this meeting only the person sharing can unmute. Raise your hand to ask for the floor.',
   'mic.heldMuted': 'A facilitator muted you. You can unmute when they allow it.',
   'camera.on': 'Turn camera on',
@@ -362,6 +374,8 @@ const en = {
   'error.chat_not_found': 'That message is already gone.',
   'error.support_request_not_found': 'That request was already acknowledged.',
   'error.message_too_large': 'That is too long to send.',
+  'error.segment_rules': "This part of the meeting doesn't allow that.",
+  'error.no_such_segment': 'There is no segment that way.',
 };
 
 export default en;
