@@ -47,6 +47,8 @@ pub(crate) struct MediaPeer {
     pub(crate) answer_sdp: String,
     /// The next answer to a server offer is sent corrupted (a client whose answer is refused).
     corrupt_next_answer: Arc<AtomicBool>,
+    /// The next server offer is left unanswered (a client busy with its own offer: glare).
+    pub(crate) hold_next_offer: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -269,6 +271,8 @@ impl MediaPeer {
         let (ice_restarts_tx, ice_restarts) = watch::channel(Vec::<String>::new());
         let corrupt_next_answer = Arc::new(AtomicBool::new(false));
         let corrupt = corrupt_next_answer.clone();
+        let hold_next_offer = Arc::new(AtomicBool::new(false));
+        let hold = hold_next_offer.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -283,7 +287,10 @@ impl MediaPeer {
                     },
                     v = ws.next_frame() => {
                         let Some(v) = v else { return };
-                        if v["type"] == "media_offer" {
+                        if v["type"] == "media_offer" && hold.swap(false, Ordering::Relaxed) {
+                            // Left unanswered: the test's ICE restart crosses it.
+                            let _ = events_tx.try_send(json!({"type": "held_offer"}));
+                        } else if v["type"] == "media_offer" {
                             let sdp = &net.rewrite(v["sdp"].as_str().unwrap());
                             offered_tx.send_replace(offered_tracks(sdp));
                             let offer = RTCSessionDescription::offer(sdp.into()).unwrap();
@@ -368,6 +375,7 @@ impl MediaPeer {
             sent,
             answer_sdp,
             corrupt_next_answer,
+            hold_next_offer,
             stop,
         }
     }

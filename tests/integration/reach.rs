@@ -421,3 +421,24 @@ async fn connection_quality_reaches_facilitators_and_never_another_member() {
     assert!(text.contains("haven_media_connections{state=\"connected\"} 3"), "{text}");
     assert!(!text.contains(&a.pid) && !text.contains(&b.pid), "metrics are counts, never a person");
 }
+
+#[tokio::test]
+async fn an_ice_restart_crossing_a_server_offer_wins_and_the_offer_is_made_again() {
+    let app = spawn_app().await;
+    let mut f = MediaPeer::join(&app, "open", "fac", Facilitator, false).await;
+    f.send(json!({"type": "set_muted", "muted": false})).await;
+    let mut m = MediaPeer::join(&app, "open", "commuter", Member, false).await;
+    m.wait_received(&f.pid, "audio", 10).await;
+    // A newcomer's track is offered to m, and m's client has not answered when it restarts ICE.
+    m.hold_next_offer.store(true, std::sync::atomic::Ordering::Relaxed);
+    let newcomer = MediaPeer::join(&app, "open", "newcomer", Member, false).await;
+    newcomer.send(json!({"type": "set_muted", "muted": false})).await;
+    m.event("held_offer").await;
+    m.send(json!({"type": "test_ice_restart"})).await;
+    tokio::time::timeout(WAIT, m.ice_restarts.wait_for(|a| !a.is_empty())).await.unwrap().unwrap();
+    // The server dropped its offer for the client's, then offered the newcomer again: m hears them.
+    m.wait_received(&newcomer.pid, "audio", 20).await;
+    let heard = m.received(&f.pid, "audio");
+    m.wait_received(&f.pid, "audio", heard + 10).await;
+    assert_eq!(app.metrics().media_restarts.get(), 0, "no fresh session was needed");
+}
