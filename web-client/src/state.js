@@ -390,9 +390,10 @@ export function apply(s, msg, now) {
       break; // media signaling: handled by media.js through the connection
     case 'media_quality':
       // Facilitators get everyone's; a member only their own.
+      // A fresh attempt (`checking`) leaves a known problem shown until it is solved.
       if (msg.state === 'failed' || (msg.state === 'connected' && poorConnection(msg))) {
         s.quality.set(msg.participant_id, msg);
-      } else {
+      } else if (msg.state === 'connected') {
         s.quality.delete(msg.participant_id);
       }
       break;

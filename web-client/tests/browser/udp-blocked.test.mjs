@@ -21,6 +21,7 @@ import {
   mediaConnected,
   packetsReceivedFrom,
   participantId,
+  personRow,
   waitForMeeting,
 } from './harness.mjs';
 
@@ -142,4 +143,19 @@ test('with UDP dropped, a member hears the meeting over TCP or the relay, and is
   assert.ok((await udpDropped()) > 0, 'the namespace really dropped UDP (the browser tried it first)');
   // The member is told, plainly, that audio may lag.
   await member.locator('#media-status', { hasText: /may lag a little/ }).waitFor();
+});
+
+test('with no way through at all, the facilitator sees who cannot hear the meeting', { skip: why ?? false }, async () => {
+  // Now TCP is dropped too, except to the web port: the page loads, media has no path.
+  const port = new URL(t.base).port;
+  await ip('netns', 'exec', NS, 'nft', 'add', 'rule', 'inet', 'udpless', 'out', 'tcp', 'dport', '!=', port, 'counter', 'drop');
+  await t.createMeeting('nopath', { waiting_room: false });
+  const fac = await t.open('nopath', 'nopath-fac', 'facilitator');
+  await joinAs(fac, 'Facil');
+  await waitForMeeting(fac);
+  const member = await t.open('nopath', 'nopath-member', 'member', undefined, { netns: true });
+  await joinAs(member, 'Nell');
+  await waitForMeeting(member);
+  // The server gives a session 20 s to connect, then tells the facilitators (not other members).
+  await personRow(fac, 'Nell').locator('.meta', { hasText: "can't hear the meeting" }).waitFor({ timeout: 40_000 });
 });
