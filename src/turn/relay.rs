@@ -21,6 +21,9 @@ const SEND: u16 = 0x006;
 const CREATE_PERMISSION: u16 = 0x008;
 const CHANNEL_BIND: u16 = 0x009;
 const CLASS_REQUEST: u16 = 0;
+/// Relay sockets open at once, for everyone (each is a UDP socket; a participant's browser opens
+/// about three). Beyond it an Allocate is refused and the browser uses another path.
+pub(super) const MAX_ALLOCATIONS: i64 = 8192;
 
 /// The peers (XOR-PEER-ADDRESS values) a STUN message names.
 fn peer_addresses(m: &Message) -> Vec<Option<SocketAddr>> {
@@ -188,6 +191,9 @@ impl turn::relay::RelayAddressGenerator for MediaOnly {
         _use_ipv4: bool,
         requested_port: u16,
     ) -> Result<(Arc<dyn Conn + Send + Sync>, SocketAddr), turn::Error> {
+        if self.metrics.turn_allocations.get() >= MAX_ALLOCATIONS {
+            return Err(turn::Error::Other("relay full".into()));
+        }
         let socket = tokio::net::UdpSocket::bind(SocketAddr::new(self.bind, requested_port))
             .await
             .map_err(|e| turn::Error::Other(e.to_string()))?;
@@ -333,5 +339,8 @@ mod tests {
         assert_eq!((&buf[..n], src), (&b"media"[..], advertised));
         drop(relay);
         assert_eq!(gen.metrics.turn_allocations.get(), 0);
+        // Full: refused.
+        gen.metrics.turn_allocations.set(MAX_ALLOCATIONS);
+        assert!(turn::relay::RelayAddressGenerator::allocate_conn(&gen, true, 0).await.is_err());
     }
 }
