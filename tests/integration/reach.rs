@@ -425,7 +425,7 @@ async fn connection_quality_reaches_facilitators_and_never_another_member() {
 #[tokio::test]
 async fn an_ice_restart_crossing_a_server_offer_wins_and_the_offer_is_made_again() {
     let app = spawn_app().await;
-    let mut f = MediaPeer::join(&app, "open", "fac", Facilitator, false).await;
+    let f = MediaPeer::join(&app, "open", "fac", Facilitator, false).await;
     f.send(json!({"type": "set_muted", "muted": false})).await;
     let mut m = MediaPeer::join(&app, "open", "commuter", Member, false).await;
     m.wait_received(&f.pid, "audio", 10).await;
