@@ -34,6 +34,8 @@ pub struct AppInner {
     pub keyring: crate::attendance::certificate::LiveKeyring,
     /// The media engine, when enabled.
     pub sfu: Option<crate::sfu::SfuHandle>,
+    /// The TURN relay, when enabled (with media).
+    pub turn: Option<Arc<crate::turn::TurnHandle>>,
     /// Where people reach this server (configured, or `http://<bound address>`); certificates'
     /// issuer and the base of printed links.
     pub public_url: String,
@@ -90,6 +92,8 @@ pub enum StartError {
     Keyring(#[from] crate::attendance::certificate::KeyringError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Turn(#[from] crate::turn::TurnError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
 }
@@ -301,15 +305,32 @@ impl Server {
                 ip
             });
             let bind = std::net::SocketAddr::new(ip, config.media.udp_port);
+            let tcp_bind = config.media.ice_tcp.then(|| std::net::SocketAddr::new(ip, config.media.tcp_port));
             let handle = crate::sfu::start(
-                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines },
+                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines, tcp_bind },
                 metrics.clone(),
             )
             .map_err(|e| StartError::Listen(bind, e))?;
-            tracing::info!(addrs = ?handle.addrs(), "media (UDP), one port per engine");
+            tracing::info!(addrs = ?handle.addrs(), tcp = ?handle.tcp_addrs(), "media (UDP, ICE-TCP), one port per engine");
             Some(handle)
         } else {
             None
+        };
+        let turn = match &sfu {
+            Some(handle) if config.turn.enabled => {
+                let advertise = handle.addr.ip();
+                let t = crate::turn::start(
+                    &config.turn,
+                    config.listen.ip(),
+                    advertise,
+                    &handle.media_addrs(),
+                    metrics.clone(),
+                )
+                .await?;
+                tracing::info!(udp = %t.udp, tcp = %t.tcp, tls = ?t.tls, "TURN relay (to this server's media only)");
+                Some(Arc::new(t))
+            }
+            _ => None,
         };
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
@@ -344,7 +365,7 @@ impl Server {
                 support_max_chars: 500,
                 crisis_resources: crisis_resources.clone(),
             },
-            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
+            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000, turn: turn.clone() },
             sfu: sfu.clone(),
             cluster: cluster.clone(),
         });
@@ -360,6 +381,7 @@ impl Server {
             journal,
             keyring: crate::attendance::certificate::LiveKeyring::new(keyring),
             sfu,
+            turn,
             public_url,
             crisis_resources,
             addresses: crate::signal::guard::AddressGuard::new(

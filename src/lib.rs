@@ -22,6 +22,7 @@ pub mod series;
 pub mod sfu;
 pub mod signal;
 pub mod store;
+pub mod turn;
 pub mod web;
 
 pub use app::Server;

@@ -96,6 +96,8 @@ pub struct ActorConfig {
     pub replay_events: usize,
     /// How long an empty meeting keeps its actor.
     pub idle_stop_ms: u64,
+    /// The TURN relay whose credentials each participant is given (after `welcome`/`resumed`).
+    pub turn: Option<Arc<crate::turn::TurnHandle>>,
 }
 
 /// The wall clock as the actor sees it: Unix milliseconds derived from tokio's clock, so tests
@@ -535,6 +537,20 @@ impl Actor {
             SfuEvent::Media { participant_id, event, request_id } => {
                 self.deliver(participant_id, &event_body(&event), request_id.as_ref());
             }
+            SfuEvent::Quality { participant_id, state, loss_percent, rtt_ms } => {
+                // The participant's own figures, and facilitators: never another member.
+                let body = event_body(&Event::MediaQuality { participant_id, state, loss_percent, rtt_ms });
+                let ids: Vec<ParticipantId> = self
+                    .room
+                    .participants()
+                    .iter()
+                    .filter(|p| p.id == participant_id || (p.admitted && p.role.is_facilitator()))
+                    .map(|p| p.id)
+                    .collect();
+                for id in ids {
+                    self.deliver(id, &body, None);
+                }
+            }
             SfuEvent::ActiveSpeaker { participant_id } => {
                 let body = event_body(&Event::ActiveSpeaker { participant_id });
                 // The engine hears only the main room for this (a side room's voices are its own).
@@ -578,6 +594,7 @@ impl Actor {
                     self.replay_or_snapshot(participant_id, last_seq, request_id.clone());
                 }
                 self.dispatch(&mut effects, Some((participant_id, request_id)));
+                self.send_ice_servers(participant_id, &conn);
             }
             Ok(Outcome::Done) => {
                 let _ = reply.send(Err(JoinFailure::Refused));
@@ -591,6 +608,17 @@ impl Actor {
         }
         self.effects = effects;
         self.after_dispatch();
+    }
+
+    /// Fresh TURN credentials for a participant who just joined or resumed: connection-level,
+    /// straight after their `welcome`/`waiting` (or `resumed` and its replay).
+    fn send_ice_servers(&self, participant_id: ParticipantId, conn: &ConnHandle) {
+        let Some(turn) = &self.config.turn else { return };
+        let now_s = self.clock.now() / 1000;
+        let c = turn.credentials(&participant_id.to_string(), now_s);
+        let server = crate::protocol::IceServer { urls: c.urls, username: c.username, credential: c.credential };
+        let body = event_body(&Event::IceServers { ice_servers: vec![server] });
+        let _ = conn.try_frame(render_frame(0, None, &body));
     }
 
     /// After a resume: `resumed` (connection-level, seq 0), then the missed events when the

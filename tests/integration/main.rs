@@ -13,6 +13,7 @@ mod join_check;
 mod logs;
 mod media;
 mod privacy;
+mod reach;
 mod resume;
 mod schema;
 mod series;

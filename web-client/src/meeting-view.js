@@ -578,6 +578,10 @@ function personStatus(p, s) {
   else if (heldMuted(s, p)) bits.push(t('status.heldMuted'));
   else bits.push(t('status.muted'));
   if (!p.connected) bits.push(t('status.reconnecting'));
+  // Facilitators (and a member for themself) learn who has no audio path or a poor one.
+  const q = s.quality.get(p.participant_id);
+  if (q?.state === 'failed') bits.push(t('status.noAudio'));
+  else if (q) bits.push(t('status.poorConnection'));
   return bits.join(' · ');
 }
 

@@ -463,6 +463,23 @@ export type ServerMessage1 =
       ends_at: number;
       remaining_seconds: number;
       type: "breakout_warning";
+    }
+  | {
+      ice_servers: IceServer[];
+      type: "ice_servers";
+    }
+  | {
+      /**
+       * Packets lost on the way to the server, percent (from RTCP receiver reports).
+       */
+      loss_percent?: number | null;
+      participant_id: ParticipantId;
+      /**
+       * Round-trip time between the server and the participant, milliseconds (from RTCP).
+       */
+      rtt_ms?: number | null;
+      state: MediaState;
+      type: "media_quality";
     };
 /**
  * Who takes part in a segment's go-around.
@@ -544,6 +561,10 @@ export type LeaveReason =
  * Why a share ended.
  */
 export type ShareEndReason = "yielded" | "passed" | "time_up" | "facilitator" | "left";
+/**
+ * Where a participant's media connection stands, as the server sees it.
+ */
+export type MediaState = "checking" | "connected" | "failed";
 
 /**
  * JSON text frames on /v1/signal. Generated from src/protocol by `haven schema`; do not edit.
@@ -817,6 +838,17 @@ export interface WaitingView {
    * When they started waiting (Unix milliseconds).
    */
   since: number;
+}
+/**
+ * A relay for the browser's `RTCPeerConnection` (`iceServers`), with a short-lived credential.
+ */
+export interface IceServer {
+  credential: string;
+  /**
+   * `turn:` and `turns:` URLs (UDP, TCP, TLS).
+   */
+  urls: string[];
+  username: string;
 }
 export interface ServerMessage2 {
   /**

@@ -15,6 +15,7 @@
 /** @typedef {import('./protocol').LocationView} LocationView */
 /** @typedef {import('./protocol').BreakoutsView} BreakoutsView */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
+/** @typedef {Extract<ServerMessage, { type: 'media_quality' }>} MediaQuality */
 /** @typedef {import('./protocol').AgendaView} AgendaView */
 /** @typedef {import('./crisis.js').CrisisResource} CrisisResource */
 
@@ -58,6 +59,8 @@ import { t } from './i18n.js';
  * @property {number} clockOffset server clock minus this device's clock, in ms (estimated)
  * @property {Ending | null} ending
  * @property {string | null} activeSpeaker who is speaking now (from the SFU), if anyone
+ * @property {Map<string, MediaQuality>} quality connections with a problem, by participant id
+ *   (facilitators: everyone's; a member: only their own)
  * @property {CrisisResource[]} crisis my program's crisis resources (may be empty)
  * @property {LocationView | null} location the side room or breakout group I am in; null in the main room
  * @property {BreakoutsView | null} breakouts the breakout groups, while open
@@ -79,6 +82,7 @@ export function initialState() {
   return {
     phase: 'join',
     activeSpeaker: null,
+    quality: new Map(),
     me: null,
     myName: '',
     myRole: null,
@@ -271,6 +275,7 @@ export function apply(s, msg, now) {
     case 'participant_left': {
       const who = nameOf(s, msg.participant_id);
       s.participants.delete(msg.participant_id);
+      s.quality.delete(msg.participant_id);
       if (msg.participant_id !== s.me) notes.push({ text: t('note.left', { name: who }) });
       break;
     }
@@ -401,7 +406,17 @@ export function apply(s, msg, now) {
     case 'media_answer':
     case 'media_offer':
     case 'media_restart':
+    case 'ice_servers':
       break; // media signaling: handled by media.js through the connection
+    case 'media_quality':
+      // Facilitators get everyone's; a member only their own.
+      // A fresh attempt (`checking`) leaves a known problem shown until it is solved.
+      if (msg.state === 'failed' || (msg.state === 'connected' && poorConnection(msg))) {
+        s.quality.set(msg.participant_id, msg);
+      } else if (msg.state === 'connected') {
+        s.quality.delete(msg.participant_id);
+      }
+      break;
     case 'active_speaker':
       s.activeSpeaker = msg.participant_id ?? null;
       break;
@@ -470,6 +485,14 @@ export function placeText(s) {
   const names = others.length ? others.join(', ') : t('side.nobodyYet');
   if (l.kind === 'step_out') return t('side.private', { names });
   return t('side.group', { n: l.group ?? 0, names });
+}
+
+/**
+ * Loss or delay that makes a meeting hard to follow.
+ * @param {{ loss_percent?: number | null, rtt_ms?: number | null }} q
+ */
+export function poorConnection(q) {
+  return (q.loss_percent ?? 0) >= 10 || (q.rtt_ms ?? 0) >= 800;
 }
 
 /** @param {Role} role */
