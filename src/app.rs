@@ -329,6 +329,7 @@ impl Server {
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
+        crate::webhooks::dispatch::spawn(app.store.clone(), app.config.webhooks.clone(), app.shutdown.clone());
         if let Some(days) = app.config.attendance_retention_days {
             tokio::spawn(retention(app.clone(), days));
         }

@@ -233,6 +233,8 @@ pub struct Config {
     pub key_encryption_key: Option<SecretString>,
     /// A file holding the key-encryption key (its first line), e.g. a mounted secret.
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Webhook delivery (retries, limits, which addresses endpoints may have).
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for Config {
@@ -249,6 +251,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             key_encryption_key: None,
             key_encryption_key_file: None,
+            webhooks: Default::default(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod sfu;
 pub mod signal;
 pub mod store;
 pub mod web;
+pub mod webhooks;
 
 pub use app::Server;
 pub use config::Config;

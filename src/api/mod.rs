@@ -1,9 +1,11 @@
 //! The HTTP API: meetings for programs (by API key), health, metrics, OpenAPI, and the router.
 
 pub mod attendance;
+pub mod engagement;
 pub mod error;
 pub mod join_check;
 pub mod meetings;
+pub mod webhooks;
 
 use crate::app::AppState;
 use axum::extract::{FromRequestParts, State};
@@ -48,11 +50,16 @@ impl FromRequestParts<AppState> for ProgramAuth {
 #[openapi(
     info(title = "Haven API", description = "Meetings for programs. Authenticate with the program's API key as a bearer token."),
     paths(meetings::create, meetings::list, meetings::get_one, meetings::delete, meetings::audit,
-        attendance::export, attendance::certificate, attendance::verify, attendance::jwks, join_check::join_check),
+        attendance::export, attendance::certificate, attendance::verify, attendance::jwks, join_check::join_check,
+        webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete, webhooks::rotate_secret,
+        webhooks::test, webhooks::deliveries, engagement::report),
     components(schemas(meetings::CreateMeeting, meetings::MeetingResponse, error::ErrorBody, crate::store::AuditRow,
         crate::protocol::MeetingSettings, crate::attendance::AttendanceRow, crate::attendance::credit::CreditPolicy,
         attendance::CertificateResponse, attendance::VerifyRequest, attendance::VerifyResponse,
-        join_check::JoinCheckRequest, join_check::JoinCheckResponse, crate::protocol::CrisisResource)),
+        join_check::JoinCheckRequest, join_check::JoinCheckResponse, crate::protocol::CrisisResource,
+        webhooks::CreateWebhook, webhooks::UpdateWebhook, webhooks::WebhookResponse, webhooks::TestEventResponse,
+        crate::store::DeliveryView, crate::store::AttemptView, crate::attendance::engagement::EngagementReport,
+        crate::attendance::engagement::MemberEngagement)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -134,6 +141,12 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/attendance/{id}/certificate", get(attendance::certificate))
         .route("/v1/certificates/verify", axum::routing::post(attendance::verify))
         .route("/.well-known/jwks.json", get(attendance::jwks))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/webhooks/{id}", get(webhooks::get_one).patch(webhooks::update).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/rotate-secret", axum::routing::post(webhooks::rotate_secret))
+        .route("/v1/webhooks/{id}/test", axum::routing::post(webhooks::test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/members/engagement", get(engagement::report))
         .route("/v1/join-check", axum::routing::post(join_check::join_check))
         .route("/v1/signal", get(crate::signal::upgrade))
         .fallback(crate::web::serve)

@@ -128,11 +128,12 @@ fn publish(journal: &Journal, metrics: &Metrics) {
 }
 
 /// Stores one batch. A meeting's end comes alone (see `Journal::batch`): its results are
-/// computed from the ledger, then the end is recorded (both idempotent).
+/// computed from the ledger, then stored with the end (and their webhook events) in one
+/// transaction (idempotent).
 async fn apply(store: &Store, journal: &str, batch: &[super::Entry]) -> Result<(), crate::store::StoreError> {
     if let [super::Entry { rec: Record::MeetingEnded { meeting, at }, .. }] = batch {
         crate::attendance::finalize(store, meeting, *at).await?;
-        return store.end_meeting(meeting, *at).await;
+        return Ok(());
     }
     store.apply_journal(journal, batch).await
 }

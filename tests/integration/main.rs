@@ -19,3 +19,5 @@ mod store;
 mod support;
 mod tokens;
 mod web;
+mod webhooks;
+mod engagement;
