@@ -32,7 +32,12 @@ pub struct EngagementQuery {
 }
 
 /// Parses the window (shared with the command line).
-pub fn window(since: Option<&str>, until: Option<&str>, not_seen_days: Option<u32>, now: i64) -> Result<Window, String> {
+pub fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+    not_seen_days: Option<u32>,
+    now: i64,
+) -> Result<Window, String> {
     let until = match until {
         Some(s) => parse_time(s, true).ok_or("until: use YYYY-MM-DD or RFC 3339")?,
         None => now,

@@ -118,14 +118,19 @@ async fn checked_url(app: &AppState, url: &str) -> Result<String, ApiError> {
         return Err(ApiError::bad_request("url: at most 2000 characters"));
     }
     let policy = guard::Policy::from(&app.config.webhooks);
-    let refused = |e: guard::Refusal| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "webhook_url_refused", format!("url: {e}"));
+    let refused =
+        |e: guard::Refusal| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "webhook_url_refused", format!("url: {e}"));
     let parsed = guard::check_url(url, policy).map_err(refused)?;
     guard::check_resolved(&parsed, policy).await.map_err(refused)?;
     Ok(parsed.to_string())
 }
 
 async fn own(app: &AppState, program: &str, id: &str) -> Result<EndpointRow, ApiError> {
-    app.store.endpoint(program, id).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(|| ApiError::not_found("webhook"))
+    app.store
+        .endpoint(program, id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
 #[utoipa::path(post, path = "/v1/webhooks", request_body = CreateWebhook,

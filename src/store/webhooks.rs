@@ -216,7 +216,8 @@ impl Store {
         member_ref: &str,
         at: i64,
     ) -> Result<bool, StoreError> {
-        let data = json!({"meeting_id": meeting, "member_ref": member_ref, "banned_at": crate::attendance::rfc3339(at)});
+        let data =
+            json!({"meeting_id": meeting, "member_ref": member_ref, "banned_at": crate::attendance::rfc3339(at)});
         emit(conn, program, EventType::ParticipantBanned, data, at).await
     }
 
@@ -456,14 +457,16 @@ impl Store {
         let id = webhooks::new_event_id();
         let data = json!({"endpoint_id": e.id, "program_id": program});
         let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT INTO webhook_events (id, program_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&id)
-            .bind(program)
-            .bind(EventType::Test.as_str())
-            .bind(webhooks::payload(EventType::Test, now, data))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO webhook_events (id, program_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(program)
+        .bind(EventType::Test.as_str())
+        .bind(webhooks::payload(EventType::Test, now, data))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, created_at) \
              VALUES ($1, $2, 'pending', 0, $3, $4)",
@@ -744,7 +747,8 @@ impl Store {
 
     /// Seals webhook secrets stored before a key-encryption key was configured.
     pub(super) async fn seal_webhook_secrets(&self) -> Result<(), StoreError> {
-        let rows = sqlx::query("SELECT id, secret, previous_secret FROM webhook_endpoints").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT id, secret, previous_secret FROM webhook_endpoints").fetch_all(&self.pool).await?;
         for r in &rows {
             let id: String = r.try_get(0)?;
             let secret: String = r.try_get(1)?;
@@ -754,7 +758,13 @@ impl Store {
             if let Some(p) = &previous {
                 sealed::open(self.sealer.as_deref(), p, &id)?;
             }
-            let seal = |s: &str| if sealed::is_sealed(s) { s.to_string() } else { sealed::seal(self.sealer.as_deref(), s, &id) };
+            let seal = |s: &str| {
+                if sealed::is_sealed(s) {
+                    s.to_string()
+                } else {
+                    sealed::seal(self.sealer.as_deref(), s, &id)
+                }
+            };
             if !sealed::is_sealed(&secret) || previous.as_deref().is_some_and(|p| !sealed::is_sealed(p)) {
                 sqlx::query("UPDATE webhook_endpoints SET secret = $1, previous_secret = $2 WHERE id = $3")
                     .bind(seal(&secret))

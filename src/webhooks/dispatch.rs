@@ -121,7 +121,8 @@ async fn deliver(store: &Store, config: &WebhookConfig, client: &reqwest::Client
         Ok(status) => AttemptOutcome { status_code: Some(status), error: None, duration_ms: 0 },
         Err(error) => AttemptOutcome { status_code: None, error: Some(error), duration_ms: 0 },
     };
-    let outcome = AttemptOutcome { duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX), ..outcome };
+    let outcome =
+        AttemptOutcome { duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX), ..outcome };
     let now = now_ms();
     let attempt = u32::try_from(c.attempts + 1).unwrap_or(u32::MAX);
     let retry_for = i64::try_from(config.retry_for.as_millis()).unwrap_or(i64::MAX);
@@ -145,7 +146,9 @@ async fn deliver(store: &Store, config: &WebhookConfig, client: &reqwest::Client
             "webhook endpoint disabled after a run of failed attempts"),
         Ok(false) => {}
         // The lease runs out and the delivery is attempted again: at least once.
-        Err(e) => tracing::warn!(error = %e, event = %c.event_id, "webhooks: cannot record an attempt; it will be repeated"),
+        Err(e) => {
+            tracing::warn!(error = %e, event = %c.event_id, "webhooks: cannot record an attempt; it will be repeated")
+        }
     }
 }
 

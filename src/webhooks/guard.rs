@@ -71,7 +71,9 @@ fn is_never(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || o[0] >= 240
         }
-        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] == 0x2001 && v6.segments()[1] == 0xdb8),
+        IpAddr::V6(v6) => {
+            v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] == 0x2001 && v6.segments()[1] == 0xdb8)
+        }
     }
 }
 

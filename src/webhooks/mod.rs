@@ -182,7 +182,8 @@ impl WebhookConfig {
     /// equal jitter (half fixed, half random) so endpoints recovering from an outage are not hit
     /// by every sender at once.
     pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
-        let exp = self.retry_base.saturating_mul(1u32.checked_shl(attempt.saturating_sub(1).min(30)).unwrap_or(u32::MAX));
+        let exp =
+            self.retry_base.saturating_mul(1u32.checked_shl(attempt.saturating_sub(1).min(30)).unwrap_or(u32::MAX));
         let d = exp.min(self.retry_max_delay);
         d / 2 + d.mul_f64(random.clamp(0.0, 1.0) / 2.0)
     }

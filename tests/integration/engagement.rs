@@ -28,7 +28,8 @@ async fn scenario(store: Store) {
         };
         store.upsert_program(&row, 1).await.unwrap();
     }
-    let days = [("w0", "2026-10-20"), ("w1", "2026-11-03"), ("w2", "2026-11-10"), ("w3", "2026-11-17"), ("w4", "2026-11-24")];
+    let days =
+        [("w0", "2026-10-20"), ("w1", "2026-11-03"), ("w2", "2026-11-10"), ("w3", "2026-11-17"), ("w4", "2026-11-24")];
     for (id, day) in days {
         let m = MeetingRow {
             id: id.into(),
@@ -161,7 +162,8 @@ async fn engagement_report_over_the_api_in_json_and_csv_holds_only_the_programs_
     assert_eq!(r["members"].as_array().unwrap().len(), 1);
     assert_eq!(r["members"][0]["member_ref"], "eng-b1");
     // Bad parameters are refused with the API's usual error.
-    let bad = app.http.get(app.url("/v1/members/engagement?since=yesterday")).bearer_auth(ALPHA_KEY).send().await.unwrap();
+    let bad =
+        app.http.get(app.url("/v1/members/engagement?since=yesterday")).bearer_auth(ALPHA_KEY).send().await.unwrap();
     assert_eq!(bad.status(), 422);
     let none = app.http.get(app.url("/v1/members/engagement")).send().await.unwrap();
     assert_eq!(none.status(), 401);

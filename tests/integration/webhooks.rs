@@ -160,13 +160,20 @@ pub fn verify(secret: &str, r: &Received) -> bool {
 
 /// Registers an endpoint; returns its id and secret.
 pub async fn register(http: &reqwest::Client, base: &str, key: &str, url: &str, events: &[&str]) -> (String, String) {
-    let r = http.post(format!("{base}/v1/webhooks")).bearer_auth(key).json(&json!({"url": url, "events": events})).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(key)
+        .json(&json!({"url": url, "events": events}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "register {url}");
     let v: Value = r.json().await.unwrap();
     (v["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
 }
 
-const ALL: [&str; 5] = ["meeting.started", "meeting.ended", "attendance.finalized", "participant.banned", "certificate.issued"];
+const ALL: [&str; 5] =
+    ["meeting.started", "meeting.ended", "attendance.finalized", "participant.banned", "certificate.issued"];
 
 fn fast(c: &mut haven::Config) {
     c.webhooks.allow_http_loopback = true;
@@ -235,7 +242,8 @@ async fn webhooks_are_signed_per_the_standard_and_a_500_is_retried_with_the_same
         assert!(ok.at - attempts[0].at >= Duration::from_millis(100), "{id} retried without backoff");
     }
     // One attendance.finalized per member, with exactly the export's fields and values.
-    let export: Vec<Value> = app.get_json("/v1/attendance?meeting=shared", Some(ALPHA_KEY)).await.as_array().unwrap().clone();
+    let export: Vec<Value> =
+        app.get_json("/v1/attendance?meeting=shared", Some(ALPHA_KEY)).await.as_array().unwrap().clone();
     assert_eq!(export.len(), 3);
     let finalized: BTreeMap<String, &Received> = of_type(&log, "attendance.finalized")
         .into_iter()
@@ -259,7 +267,13 @@ async fn webhooks_are_signed_per_the_standard_and_a_500_is_retried_with_the_same
         assert_eq!(codes, vec![json!(500), json!(200)], "{x}");
     }
     // Beta's endpoint is not alpha's to read.
-    let r = app.http.get(app.url(&format!("/v1/webhooks/{alpha_ep}/deliveries"))).bearer_auth(BETA_KEY).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/webhooks/{alpha_ep}/deliveries")))
+        .bearer_auth(BETA_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 
     // Beta hears about the shared meeting and its own member only.
@@ -359,7 +373,13 @@ async fn certificates_test_events_rotation_and_an_endpoint_disabled_after_a_run_
     };
     let rows = tokio::time::timeout(WAIT, wait).await.expect("the result is final");
     let att = rows[0]["attendance_id"].as_str().unwrap();
-    let r = app.http.get(app.url(&format!("/v1/attendance/{att}/certificate"))).bearer_auth(ALPHA_KEY).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/attendance/{att}/certificate")))
+        .bearer_auth(ALPHA_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let log = rx.wait_until("certificate.issued", |log| !of_type(log, "certificate.issued").is_empty()).await;
     let c = of_type(&log, "certificate.issued")[0];
@@ -395,7 +415,8 @@ async fn a_receiver_that_never_answers_holds_up_no_meeting_and_no_other_programs
     // Alpha's receiver holds its requests; beta's events arrive all the same.
     hung.wait_until("two requests held", |log| log.len() >= 2).await;
     fine.wait_until("beta's events", |log| {
-        delivered_for(log, "attendance.finalized", &["hang-b1"]) && of_type(log, "meeting.ended").iter().any(|r| r.answered == 200)
+        delivered_for(log, "attendance.finalized", &["hang-b1"])
+            && of_type(log, "meeting.ended").iter().any(|r| r.answered == 200)
     })
     .await;
     // Meetings go on: another of alpha's meetings runs and ends, and its results are final.
@@ -413,7 +434,11 @@ async fn a_receiver_that_never_answers_holds_up_no_meeting_and_no_other_programs
     };
     tokio::time::timeout(WAIT, wait).await.expect("the second meeting's results are final");
     // Beta still hears about a later meeting while alpha's requests hang.
-    app.create_meeting(ALPHA_KEY, json!({"id": "later", "title": "Later", "shared_with": [BETA], "settings": {"waiting_room": false}})).await;
+    app.create_meeting(
+        ALPHA_KEY,
+        json!({"id": "later", "title": "Later", "shared_with": [BETA], "settings": {"waiting_room": false}}),
+    )
+    .await;
     let (mut h, _) = app.join(ALPHA, "later", "hang-fac", Facilitator, "Facil").await;
     let (_b2, _) = app.join(BETA, "later", "hang-b2", Member, "Bo").await;
     h.request(json!({"type": "end_meeting"})).await;
@@ -437,31 +462,63 @@ async fn webhook_urls_that_resolve_to_private_addresses_are_refused_unless_the_o
         "http://hooks.example.org/hook",
         "http://127.0.0.1:9/hook",
     ] {
-        let r = app.http.post(format!("{base}/v1/webhooks")).bearer_auth(ALPHA_KEY)
-            .json(&json!({"url": url, "events": ["meeting.ended"]})).send().await.unwrap();
+        let r = app
+            .http
+            .post(format!("{base}/v1/webhooks"))
+            .bearer_auth(ALPHA_KEY)
+            .json(&json!({"url": url, "events": ["meeting.ended"]}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 422, "{url}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "webhook_url_refused", "{url}: {body}");
-        assert!(!body["message"].as_str().unwrap().contains("127.0.0.1") || url.contains("127.0.0.1"), "no resolved address in {body}");
+        assert!(
+            !body["message"].as_str().unwrap().contains("127.0.0.1") || url.contains("127.0.0.1"),
+            "no resolved address in {body}"
+        );
     }
-    let r = app.http.post(format!("{base}/v1/webhooks")).bearer_auth(ALPHA_KEY)
-        .json(&json!({"url": "https://hooks.example.org/x", "events": ["chat.message"]})).send().await.unwrap();
+    let r = app
+        .http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"url": "https://hooks.example.org/x", "events": ["chat.message"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422, "unknown events are refused");
     assert!(app.get_json("/v1/webhooks", Some(ALPHA_KEY)).await.as_array().unwrap().is_empty());
 
     // An operator whose programs' systems are on an internal network allows private addresses.
     let internal = spawn_with(|c| c.webhooks.allow_private_addresses = true).await;
-    let r = internal.http.post(internal.url("/v1/webhooks")).bearer_auth(ALPHA_KEY)
-        .json(&json!({"url": "https://10.0.0.7/hook", "events": ["meeting.ended"]})).send().await.unwrap();
+    let r = internal
+        .http
+        .post(internal.url("/v1/webhooks"))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"url": "https://10.0.0.7/hook", "events": ["meeting.ended"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     // Plain http stays refused except to loopback where allowed.
-    let r = internal.http.post(internal.url("/v1/webhooks")).bearer_auth(ALPHA_KEY)
-        .json(&json!({"url": "http://10.0.0.7/hook", "events": ["meeting.ended"]})).send().await.unwrap();
+    let r = internal
+        .http
+        .post(internal.url("/v1/webhooks"))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"url": "http://10.0.0.7/hook", "events": ["meeting.ended"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
 }
 
 /// Joins `meeting` of the binary as alpha's `member` with `role`.
-async fn join_binary(server: &BinaryServer, meeting: &str, member: &str, role: haven::auth::join_token::TokenRole) -> Client {
+async fn join_binary(
+    server: &BinaryServer,
+    meeting: &str,
+    member: &str,
+    role: haven::auth::join_token::TokenRole,
+) -> Client {
     let claims = haven::auth::join_token::claims_for(ALPHA, meeting, member, role, 600);
     let mut c = Client::connect(server.addr, &sign_hs(ALPHA, &claims)).await.unwrap();
     c.send(json!({"type": "join"})).await;
@@ -487,7 +544,8 @@ async fn after_sigkill_between_a_meetings_end_and_the_delivery_every_event_is_de
     }
     f.request(json!({"type": "end_meeting"})).await;
     // The end is stored (its events are being attempted) but nothing is delivered: kill -9.
-    let before = rx.wait_until("an attendance.finalized attempt", |log| !of_type(log, "attendance.finalized").is_empty()).await;
+    let before =
+        rx.wait_until("an attendance.finalized attempt", |log| !of_type(log, "attendance.finalized").is_empty()).await;
     server.kill();
     drop((f, clients));
     assert!(before.iter().all(|r| r.answered == 503));
@@ -507,7 +565,8 @@ async fn after_sigkill_between_a_meetings_end_and_the_delivery_every_event_is_de
         assert!(verify(&secret, r));
     }
     // The ids attempted before the kill are the ids delivered after it (receivers deduplicate).
-    let delivered: std::collections::BTreeSet<String> = log.iter().filter(|r| r.answered == 200).map(|r| r.id.clone()).collect();
+    let delivered: std::collections::BTreeSet<String> =
+        log.iter().filter(|r| r.answered == 200).map(|r| r.id.clone()).collect();
     assert!(ids_before.is_subset(&delivered), "{ids_before:?} / {delivered:?}");
     assert_eq!(delivered.len(), 6, "started, four results, ended: {:#?}", summary(&log));
 }
