@@ -413,8 +413,10 @@ impl Store {
         Ok(true)
     }
 
-    /// Deletes an endpoint: nothing more is sent to it. False when there is no such endpoint.
+    /// Deletes an endpoint: nothing more is sent to it (what waited for it is given up, so the
+    /// purge can take it). False when there is no such endpoint.
     pub async fn delete_endpoint(&self, program: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE webhook_endpoints SET deleted_at = $1, disabled_at = COALESCE(disabled_at, $2), \
              disabled_reason = COALESCE(disabled_reason, 'deleted') WHERE id = $3 AND program_id = $4 AND deleted_at IS NULL",
@@ -423,9 +425,20 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(program)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() > 0)
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint deleted', claimed_until = NULL \
+             WHERE endpoint_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A new secret for an endpoint; the old one keeps signing too (a second signature in
