@@ -431,7 +431,7 @@ impl Store {
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint deleted', claimed_until = NULL \
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint deleted', claimed_until = NULL, claim_token = NULL \
              WHERE endpoint_id = $1 AND status = 'pending'",
         )
         .bind(id)
