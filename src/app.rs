@@ -41,6 +41,8 @@ pub struct AppInner {
     pub crisis_resources: CrisisResources,
     /// Per-address limits on WebSocket upgrades.
     pub addresses: Arc<crate::signal::guard::AddressGuard>,
+    /// Cluster mode (Redis): leases, placement, snapshots. `None` on a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     next_conn: AtomicU64,
 }
 
@@ -88,6 +90,8 @@ pub enum StartError {
     Keyring(#[from] crate::attendance::certificate::KeyringError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// What a first start created for trying Haven out.
@@ -110,6 +114,8 @@ pub struct Server {
     writer_done: tokio::sync::oneshot::Receiver<()>,
     drain: tokio::task::JoinHandle<()>,
     drain_stop: CancellationToken,
+    /// Cluster mode: the snapshot writer and its stop.
+    snapshot_writer: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
 }
 
 /// The demo program and meeting ids.
@@ -286,6 +292,25 @@ impl Server {
         } else {
             None
         };
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
+        let public_url = config.public_url(addr).trim_end_matches('/').to_string();
+        let cluster = if config.redis_url.as_deref().is_some_and(|u| !u.is_empty()) {
+            let node_url = config.cluster.node_url.clone().unwrap_or_else(|| public_url.clone());
+            let cluster = crate::cluster::Cluster::connect(&config, node_url, metrics.clone()).await?;
+            if !crate::auth::resume::use_shared_key(cluster.resume_key()) {
+                return Err(StartError::Config(
+                    "this process already minted resume tokens with another key; a cluster node must be its own process".into(),
+                ));
+            }
+            // Visible at once to the other nodes' placement.
+            cluster.beat(0, 0).await?;
+            tracing::info!(node = %cluster.node, url = %cluster.url, "cluster node: meetings are placed, leased and snapshotted through Redis");
+            Some(cluster)
+        } else {
+            None
+        };
         let limits = &config.limits;
         let rooms = Rooms::new(RoomDeps {
             metrics: metrics.clone(),
@@ -302,12 +327,9 @@ impl Server {
             },
             actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
             sfu: sfu.clone(),
+            cluster: cluster.clone(),
         });
-        let listener =
-            tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
-        let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
         let shutdown = CancellationToken::new();
-        let public_url = config.public_url(addr).trim_end_matches('/').to_string();
         let config_limits = config.limits.clone();
         let app = AppState(Arc::new(AppInner {
             config,
@@ -326,10 +348,16 @@ impl Server {
                 config_limits.upgrades_per_address_per_minute,
                 config_limits.max_unjoined_per_address,
             ),
+            cluster: cluster.clone(),
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
         crate::webhooks::dispatch::spawn(app.store.clone(), app.config.webhooks.clone(), app.shutdown.clone());
+        let snapshot_writer = cluster.map(|c| {
+            tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
+            let stop = CancellationToken::new();
+            (tokio::spawn(c.run_writer(stop.clone())), stop)
+        });
         if let Some(days) = app.config.attendance_retention_days {
             tokio::spawn(retention(app.clone(), days));
         }
@@ -354,12 +382,21 @@ impl Server {
             let _ = writer_done_tx.send(());
         });
         tracing::info!(%addr, "listening");
-        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done, drain, drain_stop })
+        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done, drain, drain_stop, snapshot_writer })
     }
 
     /// Stops gracefully: no new connections, every meeting tells its participants and closes,
     /// pending records are written.
     pub async fn shutdown(self) {
+        if let Some(cluster) = &self.app.cluster {
+            // Drain: no new meetings here, every live one handed on (its people resume on the
+            // node that takes it), then leave.
+            cluster
+                .start_draining(self.app.metrics.participants.get().max(0) as u64, self.app.rooms.len() as u64)
+                .await;
+            self.app.rooms.handover_all().await;
+            tracing::info!(node = %cluster.node, "handed every meeting on; leaving the cluster");
+        }
         self.app.shutdown.cancel();
         self.app.rooms.shutdown_all().await;
         let _ = self.writer_done.await;
@@ -369,6 +406,13 @@ impl Server {
         let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.app.flush_store()).await;
         self.drain_stop.cancel();
         let _ = self.drain.await;
+        if let Some((writer, stop)) = self.snapshot_writer {
+            stop.cancel();
+            let _ = writer.await;
+        }
+        if let Some(cluster) = &self.app.cluster {
+            cluster.leave().await;
+        }
         self.app.journal.close().await;
     }
 }

@@ -207,6 +207,33 @@ impl Default for MediaConfig {
     }
 }
 
+/// Cluster mode (with `redis_url` and a PostgreSQL `database_url`): several nodes, one service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster (default: random at each start, so a restarted node
+    /// is a new node and never mistakes an old lease for its own).
+    pub node_id: Option<String>,
+    /// Where other nodes reach this node's HTTP and WebSocket endpoints (default: `public_url`).
+    pub node_url: Option<String>,
+    /// The secret every node of the cluster shares (at least 32 characters; usually from
+    /// `HAVEN_CLUSTER__SECRET`): resume tokens minted by one node are accepted by the others,
+    /// room snapshots in Redis are sealed with it, and nodes authenticate each other with it.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub secret: Option<SecretString>,
+    /// Prefix of every Redis key, so several clusters (or test runs) can share one Redis.
+    pub name: String,
+    /// How long a meeting's lease lasts without renewal, seconds (a dead node's meetings move
+    /// after at most this long).
+    pub lease_seconds: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { node_id: None, node_url: None, secret: None, name: "haven".into(), lease_seconds: 10 }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -235,6 +262,9 @@ pub struct Config {
     pub key_encryption_key_file: Option<PathBuf>,
     /// Webhook delivery (retries, limits, which addresses endpoints may have).
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// `redis://host:port/db`: this node joins a cluster (with PostgreSQL; see `cluster`).
+    pub redis_url: Option<String>,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -252,6 +282,8 @@ impl Default for Config {
             key_encryption_key: None,
             key_encryption_key_file: None,
             webhooks: Default::default(),
+            redis_url: None,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -273,6 +305,17 @@ impl Config {
 
     /// Checks what serde cannot: crisis resources and credit policies. Runs at every start.
     pub fn validate(&self) -> Result<(), String> {
+        if self.redis_url.as_deref().is_some_and(|u| !u.is_empty()) {
+            if !self.database_url().starts_with("postgres") {
+                return Err("redis_url (cluster mode) needs a PostgreSQL database_url shared by every node".into());
+            }
+            if self.cluster.secret.as_ref().is_none_or(|s| s.expose_secret().len() < 32) {
+                return Err("cluster mode needs cluster.secret (HAVEN_CLUSTER__SECRET), at least 32 characters, the same on every node".into());
+            }
+            if self.cluster.lease_seconds < 2 {
+                return Err("cluster.lease_seconds must be at least 2".into());
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for p in &self.programs {
             if !ids.insert(p.id.as_str()) {

@@ -11,6 +11,7 @@ pub mod app;
 pub mod attendance;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod journal;
 pub mod meeting;

@@ -45,6 +45,18 @@ pub struct Metrics {
     pub media_send_calls: Counter,
     pub media_engine_meetings: Family<EngineLabel, Gauge>,
     pub media_engine_forwarded: Family<EngineLabel, Counter>,
+    /// Cluster mode: records set aside because their node had lost the meeting (fencing).
+    pub journal_records_fenced: Counter,
+    /// Cluster mode: meetings this node owns (holds the lease of).
+    pub cluster_owned_meetings: Gauge,
+    /// Cluster mode: lease renewal rounds that reached Redis.
+    pub cluster_lease_renewals: Counter,
+    /// Cluster mode: leases this node found taken over (its meetings moved elsewhere).
+    pub cluster_leases_lost: Counter,
+    /// Cluster mode: signaling sockets passed on to the meeting's owner, open now.
+    pub cluster_proxied_connections: Gauge,
+    /// Cluster mode: room snapshots written to Redis.
+    pub cluster_snapshots_written: Counter,
     registry: Registry,
 }
 
@@ -120,6 +132,36 @@ impl Metrics {
             "media_engine_packets_forwarded",
             "Media packets forwarded by each media engine",
             m.media_engine_forwarded.clone(),
+        );
+        reg.register(
+            "journal_records_fenced",
+            "Records set aside because the node that wrote them had lost the meeting to another (cluster)",
+            m.journal_records_fenced.clone(),
+        );
+        reg.register(
+            "cluster_owned_meetings",
+            "Meetings whose lease this node holds",
+            m.cluster_owned_meetings.clone(),
+        );
+        reg.register(
+            "cluster_lease_renewals",
+            "Lease renewal rounds that reached Redis",
+            m.cluster_lease_renewals.clone(),
+        );
+        reg.register(
+            "cluster_leases_lost",
+            "Leases this node found taken over by another node",
+            m.cluster_leases_lost.clone(),
+        );
+        reg.register(
+            "cluster_proxied_connections",
+            "Signaling sockets this node passes on to the meeting's owner",
+            m.cluster_proxied_connections.clone(),
+        );
+        reg.register(
+            "cluster_snapshots_written",
+            "Room snapshots written to Redis",
+            m.cluster_snapshots_written.clone(),
         );
         m.registry = reg;
         m

@@ -69,6 +69,13 @@ pub enum ActorMsg {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+    /// Cluster mode: another node took this meeting's lease. Close every connection (clients
+    /// resume, and reach the new owner) and stop without writing anything more.
+    LeaseLost,
+    /// Cluster mode, draining: write a final snapshot, give the lease up, move everyone on.
+    Handover {
+        done: oneshot::Sender<()>,
+    },
     /// Replies with a copy of the room (tests and diagnostics).
     #[cfg(test)]
     Inspect(oneshot::Sender<Room>),
@@ -149,6 +156,19 @@ pub(super) struct Actor {
     recipients: Vec<ParticipantId>,
     slow: Vec<ParticipantId>,
     ended: bool,
+    /// Cluster mode: the lease this actor works under.
+    seat: Option<ClusterSeat>,
+    /// The room version last handed to the snapshot writer.
+    snap_version: u64,
+    /// The meeting moved to another node (lease lost or handed over): nothing more is written.
+    moved: bool,
+}
+
+/// Cluster mode: the cluster and the fencing token of this node's lease on the meeting.
+#[derive(Debug, Clone)]
+pub struct ClusterSeat {
+    pub cluster: Arc<crate::cluster::Cluster>,
+    pub token: i64,
 }
 
 /// `Timer` with an ordering, for the heap.
@@ -191,6 +211,7 @@ impl Actor {
         self_tx: mpsc::Sender<ActorMsg>,
         config: ActorConfig,
         clock: Clock,
+        seat: Option<ClusterSeat>,
     ) -> Actor {
         let (sfu_events_tx, sfu_events) = mpsc::channel(crate::sfu::EVENTS_QUEUE);
         Actor {
@@ -216,7 +237,23 @@ impl Actor {
             recipients: Vec::new(),
             slow: Vec::new(),
             ended: false,
+            seat,
+            snap_version: 0,
+            moved: false,
         }
+    }
+
+    /// Carries out what a restored room asks for before anyone is connected (timers, the
+    /// outage in the ledger); the state it came from is already in the snapshot.
+    pub(super) fn restored(&mut self, mut effects: Vec<Effect>) {
+        // Media rules go to the SFU when each participant's new session starts (`media_command`).
+        effects.retain(|e| !matches!(e, Effect::MediaRule { .. }));
+        // Seats held here count as present on this node (the outage records are not arrivals).
+        let present = self.room.participants().iter().filter(|p| p.admitted).count();
+        self.present.fetch_add(present, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.participants.inc_by(present as i64);
+        self.dispatch(&mut effects, None);
+        self.snap_version = self.room.version();
     }
 
     pub(super) async fn run(mut self) {
@@ -235,6 +272,15 @@ impl Actor {
                     Some(ActorMsg::Shutdown { done }) => {
                         self.input(Input::Shutdown, None);
                         self.finish_writes().await;
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(ActorMsg::LeaseLost) => {
+                        self.move_everyone(false).await;
+                        break;
+                    }
+                    Some(ActorMsg::Handover { done }) => {
+                        self.move_everyone(true).await;
                         let _ = done.send(());
                         break;
                     }
@@ -267,15 +313,92 @@ impl Actor {
         self.stop().await;
     }
 
+    /// Cluster mode: the meeting continues on another node. Everyone's connection is closed with
+    /// `server_shutdown` (they resume, and their resume reaches the new owner) and their media
+    /// released here. A hand-over (`handover`: this node is draining and still holds the lease)
+    /// first records everyone's disconnection, writes the final snapshot and gives the lease up;
+    /// a lost lease writes nothing at all (the new owner's records are the meeting's record now).
+    async fn move_everyone(&mut self, handover: bool) {
+        let now = self.clock.now();
+        if handover {
+            if let Some(seat) = self.seat.clone() {
+                for p in self.room.participants().iter().filter(|p| p.admitted && p.connected) {
+                    self.writes.push(Record::Presence(PresenceRow {
+                        meeting_id: self.room.id().to_string(),
+                        program_id: p.member.program.clone(),
+                        member_ref: p.member.member_ref.clone(),
+                        participant_id: p.id.to_string(),
+                        kind: Kind::Disconnected,
+                        reason: None,
+                        at: now as i64,
+                        role: None,
+                    }));
+                }
+                self.finish_writes().await;
+                let mut snap = self.room.to_snapshot(now);
+                snap.handed_over = true;
+                if !seat.cluster.write_snapshot_now(self.room.id(), seat.token, &snap).await {
+                    tracing::warn!(meeting = %self.room.id(), "could not write the final snapshot; the next owner starts from the last one");
+                }
+                seat.cluster.release(self.room.id(), seat.token, false).await;
+            }
+        } else if let Some(seat) = &self.seat {
+            seat.cluster.forget(self.room.id());
+        }
+        self.moved = true;
+        self.writes.clear();
+        for (pid, s) in self.sessions.drain() {
+            if let Some(conn) = s.conn {
+                conn.close(CloseReason::SHUTDOWN);
+            }
+            if let Some(sfu) = &self.sfu {
+                let _ = sfu
+                    .tx
+                    .send(crate::sfu::SfuCmd::Close {
+                        key: crate::sfu::PeerKey { meeting: Arc::from(self.room.id()), participant_id: pid },
+                    })
+                    .await;
+            }
+        }
+        let present = self.present.swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.participants.dec_by(present as i64);
+    }
+
     /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
     async fn stop(mut self) {
+        if self.moved {
+            self.rooms.remove_actor(self.room.id(), self.actor_id);
+            self.rx.close();
+            while let Ok(msg) = self.rx.try_recv() {
+                match msg {
+                    ActorMsg::Join { reply, .. } | ActorMsg::Resume { reply, .. } => {
+                        let _ = reply.send(Err(JoinFailure::Retry));
+                    }
+                    ActorMsg::Precheck { reply, .. } => {
+                        let _ = reply.send(Some(unavailable()));
+                    }
+                    ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
+                        let _ = done.send(());
+                    }
+                    _ => {}
+                }
+            }
+            self.metrics.live_meetings.dec();
+            return;
+        }
         self.finish_writes().await;
         if self.ended {
             // Journalled after every record of the meeting and before the actor leaves the
             // registry: the drain computes results only once all of them are stored, and the
             // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
-            self.journal
-                .append(Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 });
+            self.journal.append_fenced(
+                [Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 }],
+                self.seat.as_ref().map(|s| s.token),
+            );
+        }
+        if let Some(seat) = &self.seat {
+            // Ended, or empty for a while: nobody is left to come back, so the snapshot goes too.
+            seat.cluster.release(self.room.id(), seat.token, true).await;
         }
         self.rooms.remove_actor(self.room.id(), self.actor_id);
         self.rx.close();
@@ -288,7 +411,7 @@ impl Actor {
                     // An ended meeting refuses; an idle one that stopped lets the caller start a new actor.
                     let _ = reply.send(self.room.join_refusal(&member, role));
                 }
-                ActorMsg::Shutdown { done } => {
+                ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
                     let _ = done.send(());
                 }
                 _ => {}
@@ -309,8 +432,19 @@ impl Actor {
         } else {
             self.sfu_cmds.clear();
         }
+        if self.moved {
+            self.writes.clear();
+            return;
+        }
         if !self.writes.is_empty() {
-            self.journal.append_all(self.writes.drain(..));
+            self.journal.append_fenced(self.writes.drain(..), self.seat.as_ref().map(|s| s.token));
+        }
+        if let Some(seat) = &self.seat {
+            let version = self.room.version();
+            if version != self.snap_version && !self.room.is_ended() {
+                self.snap_version = version;
+                seat.cluster.put_snapshot(self.room.id(), seat.token, &self.room.to_snapshot(self.clock.now()));
+            }
         }
     }
 
@@ -402,7 +536,7 @@ impl Actor {
                 self.input(Input::Disconnected { participant_id }, None);
             }
             ActorMsg::End => self.input(Input::End, None),
-            ActorMsg::Shutdown { .. } => {}
+            ActorMsg::Shutdown { .. } | ActorMsg::LeaseLost | ActorMsg::Handover { .. } => {}
             #[cfg(test)]
             ActorMsg::Inspect(reply) => {
                 let _ = reply.send(self.room.clone());

@@ -175,7 +175,7 @@ impl Room {
         self.touch(id);
     }
 
-    fn set_share_timers(&self, end: Millis, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn set_share_timers(&self, end: Millis, now: Millis, out: &mut Vec<Effect>) {
         let epoch = self.floor_epoch;
         let warn_ms = self.settings.share_warning_seconds as u64 * 1000;
         if warn_ms > 0 && end.saturating_sub(warn_ms) > now {

@@ -13,6 +13,7 @@ mod floor;
 mod lobby;
 pub mod names;
 pub mod participant;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -201,7 +202,7 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Floor {
     pub holder: ParticipantId,
     pub started_at: Millis,
@@ -209,7 +210,7 @@ pub(crate) struct Floor {
     pub over_time: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct GoAround {
     pub order: Vec<ParticipantId>,
     pub pos: usize,
@@ -246,6 +247,18 @@ pub struct Room {
     support: Vec<SupportView>,
     next_support_id: u64,
     dirty: Dirty,
+    /// Counts successful inputs: the cluster writes a snapshot when it moved (see `snapshot`).
+    version: Version,
+}
+
+/// A counter left out of `Debug`, so that comparing two rooms' `Debug` compares their state.
+#[derive(Clone, Copy, Default)]
+struct Version(u64);
+
+impl std::fmt::Debug for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("_")
+    }
 }
 
 /// How many recent chat message ids are kept for `delete_chat`.
@@ -278,6 +291,7 @@ impl Room {
             support: Vec::new(),
             next_support_id: 1,
             dirty: Dirty::default(),
+            version: Version(0),
         }
     }
 
@@ -314,6 +328,7 @@ impl Room {
             }
         };
         self.flush(out);
+        self.version.0 += 1;
         Ok(outcome)
     }
 
@@ -440,6 +455,11 @@ impl Room {
     /// The meeting id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Moves on every successful input (a snapshot is due when it moved).
+    pub fn version(&self) -> u64 {
+        self.version.0
     }
 
     /// Whether the meeting has ended.

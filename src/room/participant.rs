@@ -6,7 +6,7 @@ use crate::protocol::{ParticipantId, Role};
 
 /// Who a participant is to their program. Never leaves the server except into that program's own
 /// attendance records: no event, view or log line carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MemberKey {
     /// The program that signed the join token (`iss`).
     pub program: String,

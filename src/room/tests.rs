@@ -876,6 +876,14 @@ proptest! {
             }
             check_invariants(&h.room);
         }
+        // Whatever happened, a snapshot carries every decision to another node (cluster).
+        let bytes = crate::room::snapshot::encode(&h.room.to_snapshot(h.now));
+        let snap = crate::room::snapshot::decode(&bytes).expect("a snapshot decodes");
+        let mut out = Vec::new();
+        let restored = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 1, &mut out);
+        prop_assert!(h.room.same_state(&restored), "a restored room holds the same decisions");
+        check_invariants(&restored);
+        prop_assert!(restored.participants().iter().all(|p| !p.connected), "everyone comes back by resume");
     }
 }
 
@@ -919,6 +927,77 @@ fn the_waiting_room_hears_and_publishes_nothing_and_leaving_releases_media() {
     assert!(h.p(m).media.receives);
     h.cmd(m, Command::Leave).unwrap();
     assert!(h.out.contains(&Effect::MediaClosed { participant_id: m }));
+}
+
+#[test]
+fn a_restored_room_keeps_every_decision_and_records_the_outage_as_a_gap() {
+    let mut h = H::new(MeetingSettings {
+        waiting_room: false,
+        floor_control: true,
+        share_seconds: Some(120),
+        ..Default::default()
+    });
+    let f = h.join("fac", Role::Facilitator);
+    let a = h.join("a", Role::Member);
+    let b = h.join("b", Role::Member);
+    let c = h.join("c", Role::Member);
+    let d = h.join("d", Role::Member);
+    let x = h.join("x", Role::Member);
+    for p in [b, c, d] {
+        h.cmd(p, Command::RaiseHand).unwrap();
+    }
+    h.cmd(f, Command::GiveFloor { participant_id: a }).unwrap();
+    h.cmd(f, Command::Mute { participant_id: c }).unwrap();
+    h.cmd(f, Command::Ban { participant_id: x, reason: None }).unwrap();
+    h.cmd(f, Command::Lock).unwrap();
+    let snap = h.room.to_snapshot(h.now);
+    let c_token = h.p(c).resume_token.clone();
+
+    // The owner dies; another node restores 8 s later, the owner last seen alive 2 s after the snapshot.
+    let gap_start = h.now + 2_000;
+    let now = h.now + 8_000;
+    let mut out = Vec::new();
+    let mut room = Room::restore(snap, RoomLimits::default(), [], gap_start, now, &mut out);
+    assert!(h.room.same_state(&room));
+    assert_eq!(room.floor_holder(), Some(a));
+    assert_eq!(room.queue().iter().map(|q| q.participant_id).collect::<Vec<_>>(), vec![b, c, d]);
+    assert!(room.is_locked());
+    // Everyone who was connected is recorded as gone from when the owner was last alive.
+    let gaps: Vec<(ParticipantId, Millis)> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Presence { participant_id, change: Presence::Disconnected, at, .. } => Some((*participant_id, *at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gaps.len(), 5, "{gaps:?}");
+    assert!(gaps.iter().all(|(_, at)| *at == gap_start));
+    assert!(!out.iter().any(|e| matches!(e, Effect::Send { .. })), "nobody is connected to tell");
+    // The muted member comes back muted, by the token issued before the crash, and cannot unmute.
+    let mut out = Vec::new();
+    let r = room.handle(Input::Resume { resume_token: c_token, new_resume_token: "new".into() }, now + 10, &mut out);
+    assert_eq!(r.unwrap(), Outcome::Attached { participant_id: c, resumed: true });
+    assert!(out.iter().any(|e| matches!(e, Effect::Presence { change: Presence::Resumed, .. })));
+    let mut out = Vec::new();
+    let e = room.handle(Input::Command { from: c, command: Command::SetMuted { muted: false } }, now + 20, &mut out);
+    assert!(e.is_err());
+    // The banned member is still refused.
+    assert_eq!(room.join_refusal(&key("x"), Role::Member).map(|e| e.code), Some(ErrorCode::Banned));
+}
+
+#[test]
+fn a_handed_over_room_does_not_record_the_gap_twice() {
+    let mut h = H::open();
+    h.join("fac", Role::Facilitator);
+    h.join("a", Role::Member);
+    let mut snap = h.room.to_snapshot(h.now);
+    snap.handed_over = true;
+    let mut out = Vec::new();
+    let room = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 10, &mut out);
+    assert_eq!(room.len(), 2);
+    assert!(!out.iter().any(|e| matches!(e, Effect::Presence { .. })));
+    let graces = out.iter().filter(|e| matches!(e, Effect::SetTimer { timer: Timer::Grace { .. }, .. })).count();
+    assert_eq!(graces, 2, "every seat waits for its owner to come back");
 }
 
 // Stable fuzzing of the room core (issue 12): byte-driven input sequences, invariants per step.

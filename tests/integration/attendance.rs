@@ -323,7 +323,7 @@ async fn results_stored_before_roles_keep_their_verdict() {
         at: 1_000,
         role: Some("facilitator".into()),
     };
-    store.apply_journal("test", &[Entry { lsn: 1, rec: Record::Presence(row) }]).await.unwrap();
+    store.apply_journal("test", &[Entry { lsn: 1, rec: Record::Presence(row), fence: None }]).await.unwrap();
     // A result as stored before roles existed: no `role` field, credited.
     let legacy = json!({"meeting_title": "Open group", "scheduled_start": null, "scheduled_end": null,
         "policy": {"min_minutes": 1, "min_share_percent": null, "max_gap_seconds": 120},

@@ -77,6 +77,7 @@ async fn scenario(store: Store) {
                     at: t,
                     role: (kind == Kind::Admitted).then(|| role.to_string()),
                 }),
+                fence: None,
             });
         }
     }

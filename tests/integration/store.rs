@@ -73,6 +73,7 @@ async fn exercise(store: Store) {
             target_name: Some("Sam".into()),
             detail: None,
         }),
+        fence: None,
     };
     let audits = [entry(1, "mute"), entry(2, "remove")];
     store.apply_journal("j1", &audits).await.unwrap();
@@ -103,7 +104,7 @@ async fn exercise(store: Store) {
     ]
     .into_iter()
     .zip(10..)
-    .map(|(rec, lsn)| Entry { lsn, rec })
+    .map(|(rec, lsn)| Entry { lsn, rec, fence: None })
     .collect();
     store.apply_journal("j1", &batch).await.unwrap();
     store.apply_journal("j1", &batch).await.unwrap();
