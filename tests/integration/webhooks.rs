@@ -616,3 +616,37 @@ async fn two_nodes_on_one_postgres_deliver_each_event_exactly_once() {
     assert_eq!(counts.len(), 30);
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_count_as_failed_attempts() {
+    let app = spawn_with(fast).await;
+    let target = Receiver::start(Answer::Status(200)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let location = target.url.clone();
+    let redirect = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let location = location.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", location)]) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, redirect).await.unwrap() });
+    let (ep, _) = register(&app.http, &app.url(""), ALPHA_KEY, &format!("http://{addr}/hook"), &ALL).await;
+    let r = app.http.post(app.url(&format!("/v1/webhooks/{ep}/test"))).bearer_auth(ALPHA_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    // Once the attempt is recorded, a followed redirect would already have reached the target.
+    let wait = async {
+        loop {
+            let d = app.get_json(&format!("/v1/webhooks/{ep}/deliveries"), Some(ALPHA_KEY)).await;
+            if let Some(a) = d[0]["history"].as_array().and_then(|h| h.first().cloned()) {
+                return (d[0].clone(), a);
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let (delivery, attempt) = tokio::time::timeout(WAIT, wait).await.expect("an attempt is recorded");
+    assert_eq!(attempt["status_code"], 307);
+    assert_eq!(delivery["status"], "pending", "a redirect is a failure, retried later: {delivery}");
+    assert!(target.log().is_empty(), "the redirect was followed");
+}
