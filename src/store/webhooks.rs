@@ -154,6 +154,14 @@ pub(super) async fn emit(
     Ok(true)
 }
 
+/// Whether any enabled endpoint of `program` subscribes to `ty` (inside the caller's transaction).
+async fn has_subscribers(conn: &mut AnyConnection, program: &str, ty: EventType) -> Result<bool, StoreError> {
+    let sql = format!("SELECT EXISTS ({})", subscribed(1, 2));
+    let row = sqlx::query(&sql).bind(program).bind(ty.as_str()).fetch_one(&mut *conn).await?;
+    // SQLite answers an integer, PostgreSQL a boolean.
+    Ok(row.try_get::<bool, _>(0).or_else(|_| row.try_get::<i64, _>(0).map(|v| v != 0))?)
+}
+
 fn endpoint_from_row(r: &AnyRow, events: Vec<String>) -> Result<EndpointRow, StoreError> {
     Ok(EndpointRow {
         id: r.try_get(0)?,
@@ -234,6 +242,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut emitted = false;
         let mut per_program: std::collections::BTreeMap<&str, usize> = Default::default();
+        // Whether each program wants `attendance.finalized`, asked once per program: most
+        // programs have no endpoint, and their results then cost nothing more.
+        let mut wants: std::collections::HashMap<&str, bool> = Default::default();
         for (r, row) in results {
             let new = sqlx::query(
                 "INSERT INTO attendance_results (id, meeting_id, program_id, member_ref, computed_at, result) \
@@ -249,7 +260,15 @@ impl Store {
             .await?
             .rows_affected();
             *per_program.entry(r.program_id.as_str()).or_default() += 1;
-            if new > 0 {
+            let wanted = match wants.get(r.program_id.as_str()) {
+                Some(w) => *w,
+                None => {
+                    let w = has_subscribers(&mut tx, &r.program_id, EventType::AttendanceFinalized).await?;
+                    wants.insert(&r.program_id, w);
+                    w
+                }
+            };
+            if new > 0 && wanted {
                 let data = serde_json::to_value(row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 emitted |= emit(&mut tx, &r.program_id, EventType::AttendanceFinalized, data, at).await?;
             }
