@@ -355,6 +355,7 @@ impl Server {
         crate::webhooks::dispatch::spawn(app.store.clone(), app.config.webhooks.clone(), app.shutdown.clone());
         let snapshot_writer = cluster.map(|c| {
             tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
+            tokio::spawn(c.clone().run_inbox(app.clone()));
             let stop = CancellationToken::new();
             (tokio::spawn(c.run_writer(stop.clone())), stop)
         });

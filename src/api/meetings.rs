@@ -235,9 +235,11 @@ pub async fn delete(
     if !app.store.delete_meeting(&program.id, &id, now_ms()).await.map_err(|e| ApiError::internal(&e))? {
         return Err(deleted_or_not_found(&app, &program.id, &id).await);
     }
-    // A live meeting ends for everyone in it.
+    // A live meeting ends for everyone in it, wherever it runs (cluster: its owner is told).
     if let Some(h) = app.rooms.get(&id) {
         let _ = h.tx.send(ActorMsg::End).await;
+    } else if let Some(cluster) = &app.cluster {
+        cluster.tell_owner_to_end(&id).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

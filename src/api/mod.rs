@@ -93,17 +93,37 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         }
         Err(_) => "unreachable",
     };
-    let status = if app.shutdown.is_cancelled() {
+    let redis = match &app.cluster {
+        None => None,
+        Some(c) => Some(match tokio::time::timeout(std::time::Duration::from_secs(2), c.ping()).await {
+            Ok(Ok(())) => "ok",
+            _ => "unreachable",
+        }),
+    };
+    let draining = app.cluster.as_ref().is_some_and(|c| c.is_draining());
+    let status = if app.shutdown.is_cancelled() || draining {
         "shutting_down"
     } else if journal.full {
         "storage_backlog"
     } else if database != "ok" {
         "database_unreachable"
+    } else if redis.is_some_and(|r| r != "ok") {
+        "redis_unreachable"
     } else {
         "ready"
     };
     let code = if status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(serde_json::json!({"status": status, "database": database, "journal": journal})))
+    let mut body = serde_json::json!({"status": status, "database": database, "journal": journal});
+    if let (Some(c), Some(r)) = (&app.cluster, redis) {
+        body["cluster"] = serde_json::json!({
+            "node": c.node,
+            "redis": r,
+            "owned_meetings": c.held_count(),
+            "unwritten_snapshots": c.unwritten_snapshots(),
+            "draining": draining,
+        });
+    }
+    (code, Json(body))
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

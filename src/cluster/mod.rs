@@ -80,6 +80,8 @@ pub enum Owner {
 #[derive(Debug, Clone, Copy)]
 pub struct Held {
     pub token: i64,
+    /// When this node took it.
+    pub since: std::time::Instant,
     /// When the previous owner was last known alive (Unix ms), if this lease was taken over
     /// from a node that died: the start of everyone's gap.
     pub gap_start: Option<i64>,
@@ -112,11 +114,14 @@ pub struct Cluster {
     prefix: String,
     lease_ms: u64,
     redis: ConnectionManager,
+    client: redis::Client,
     keys: Keys,
     held: DashMap<String, Held>,
     /// The latest snapshot of each meeting not yet written: (token, sealed bytes).
     pending: Mutex<HashMap<String, (i64, Vec<u8>)>>,
     wake_writer: Notify,
+    /// Snapshots taken from `pending` and not yet written.
+    in_flight: std::sync::atomic::AtomicUsize,
     draining: AtomicBool,
     redis_ok: AtomicBool,
     metrics: Arc<Metrics>,
@@ -201,7 +206,7 @@ impl Cluster {
             .map(|s| s.expose_secret().to_string())
             .ok_or_else(|| ClusterError::Config("cluster.secret is required".into()))?;
         let client = redis::Client::open(url)?;
-        let redis = ConnectionManager::new(client).await?;
+        let redis = ConnectionManager::new(client.clone()).await?;
         let node = config.cluster.node_id.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 6]>()));
         let keys = Keys {
             snapshot: ChaCha20Poly1305::new(&Key::from(derive(&secret, "haven snapshot v1"))),
@@ -214,10 +219,12 @@ impl Cluster {
             prefix: format!("{}:", config.cluster.name),
             lease_ms: config.cluster.lease_seconds.max(2) * 1000,
             redis,
+            client,
             keys,
             held: DashMap::new(),
             pending: Mutex::new(HashMap::new()),
             wake_writer: Notify::new(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             redis_ok: AtomicBool::new(true),
             metrics,
@@ -227,6 +234,11 @@ impl Cluster {
             release: Script::new(RELEASE),
         });
         Ok(cluster)
+    }
+
+    /// The prefix of every key of this cluster in Redis.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -277,6 +289,11 @@ impl Cluster {
     /// The lease this node holds for the meeting, if any.
     pub fn held(&self, meeting: &str) -> Option<Held> {
         self.held.get(meeting).map(|h| *h)
+    }
+
+    /// Snapshots taken but not yet in Redis (`/readyz`; tests wait for 0).
+    pub fn unwritten_snapshots(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len() + self.in_flight.load(Ordering::Relaxed)
     }
 
     /// How many leases this node holds.
@@ -419,7 +436,7 @@ impl Cluster {
             let seen: Option<i64> = c.get(self.key("seen", &prev)).await?;
             seen
         };
-        self.held.insert(meeting.to_string(), Held { token, gap_start });
+        self.held.insert(meeting.to_string(), Held { token, since: std::time::Instant::now(), gap_start });
         self.metrics.cluster_owned_meetings.set(self.held.len() as i64);
         tracing::info!(meeting = %meeting, token, took_over = !prev.is_empty(), "took the meeting's lease");
         Ok(Some(Owner::Here { token }))
@@ -577,6 +594,7 @@ impl Cluster {
         loop {
             let batch: Vec<(String, (i64, Vec<u8>))> = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                self.in_flight.store(p.len(), Ordering::Relaxed);
                 p.drain().collect()
             };
             if batch.is_empty() {
@@ -603,11 +621,70 @@ impl Cluster {
                         failed = true;
                     }
                 }
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
             }
             if failed {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    fn channel(&self, node: &str) -> String {
+        format!("{}inbox:{node}", self.prefix)
+    }
+
+    /// A meeting was deleted through this node while another owns it: its owner ends it for
+    /// everyone. A dead owner hears nothing, and nobody can start the meeting again (it is
+    /// deleted in the database), so nothing is lost.
+    pub async fn tell_owner_to_end(&self, meeting: &str) {
+        let mut c = self.con();
+        let cur: Result<Option<String>, _> = c.get(self.key("lease", meeting)).await;
+        let Ok(Some(cur)) = cur else { return };
+        let Some((_, owner)) = cur.split_once(':') else { return };
+        let r: Result<i64, _> = c.publish(self.channel(owner), format!("end {meeting}")).await;
+        if let Err(e) = r {
+            tracing::warn!(meeting = %meeting, error = %e, "could not tell the meeting's owner it was deleted");
+        }
+    }
+
+    /// Listens to this node's inbox (meetings deleted through other nodes) until the server stops.
+    pub async fn run_inbox(self: Arc<Self>, app: crate::app::AppState) {
+        use futures_util::StreamExt;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let sub = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(self.channel(&self.node)).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let mut pubsub = tokio::select! {
+                _ = app.shutdown.cancelled() => return,
+                r = sub => match r {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cluster inbox: cannot subscribe; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            };
+            backoff = Duration::from_millis(100);
+            let mut messages = pubsub.on_message();
+            loop {
+                let msg = tokio::select! {
+                    _ = app.shutdown.cancelled() => return,
+                    m = messages.next() => m,
+                };
+                let Some(msg) = msg else { break };
+                let Ok(text) = msg.get_payload::<String>() else { continue };
+                if let Some(meeting) = text.strip_prefix("end ") {
+                    if let Some(h) = app.rooms.get(meeting) {
+                        let _ = h.tx.send(crate::meeting::ActorMsg::End).await;
+                    }
                 }
             }
         }
@@ -664,6 +741,16 @@ pub async fn run_node(app: crate::app::AppState, cluster: Arc<Cluster>) {
                 cluster.mark_redis(r.is_ok());
             }
             _ = renew.tick() => {
+                // A lease taken for a connection that never reached its meeting goes back.
+                let idle: Vec<(String, i64)> = cluster
+                    .held
+                    .iter()
+                    .filter(|e| e.value().since.elapsed() > Duration::from_secs(30) && app.rooms.get(e.key()).is_none())
+                    .map(|e| (e.key().clone(), e.value().token))
+                    .collect();
+                for (m, token) in idle {
+                    cluster.release(&m, token, false).await;
+                }
                 match cluster.renew().await {
                     Ok(lost) => {
                         cluster.mark_redis(true);

@@ -3,6 +3,7 @@
 mod api;
 mod attendance;
 mod cli;
+mod cluster;
 mod crash;
 mod edge;
 mod engagement;

@@ -412,6 +412,11 @@ impl BinaryServer {
         c
     }
 
+    /// The process id (for signals other than SIGKILL).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
