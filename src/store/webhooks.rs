@@ -482,8 +482,8 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    /// A `webhook.test` event for one endpoint (whatever it subscribes to; sent even while it is
-    /// disabled, so a program can check a repaired receiver before enabling it). Its id.
+    /// A `webhook.test` event for one endpoint, whatever it subscribes to (queued also while it is
+    /// disabled, and sent once it is enabled). Its id.
     pub async fn emit_test_event(&self, program: &str, endpoint: &str, now: i64) -> Result<Option<String>, StoreError> {
         let Some(e) = self.endpoint(program, endpoint).await? else { return Ok(None) };
         let id = webhooks::new_event_id();
@@ -612,6 +612,16 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(ep) = ep else { return Ok(Vec::new()) };
+        // The secrets first: one that does not open claims nothing.
+        let url: String = ep.try_get(0)?;
+        let mut secrets = vec![sealed::open(self.sealer.as_deref(), &ep.try_get::<String, _>(1)?, endpoint)?];
+        let previous: Option<String> = ep.try_get(2)?;
+        let until: Option<i64> = ep.try_get(3)?;
+        if let (Some(p), Some(until)) = (previous, until) {
+            if until > now {
+                secrets.push(sealed::open(self.sealer.as_deref(), &p, endpoint)?);
+            }
+        }
         let in_flight: i64 = sqlx::query(
             "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' AND claimed_until >= $2",
         )
@@ -654,15 +664,6 @@ impl Store {
             out.push((c.try_get::<i64, _>(0)?, event_id, c.try_get::<i64, _>(2)?, ev.try_get(0)?, ev.try_get(1)?));
         }
         tx.commit().await?;
-        let url: String = ep.try_get(0)?;
-        let mut secrets = vec![sealed::open(self.sealer.as_deref(), &ep.try_get::<String, _>(1)?, endpoint)?];
-        let previous: Option<String> = ep.try_get(2)?;
-        let until: Option<i64> = ep.try_get(3)?;
-        if let (Some(p), Some(until)) = (previous, until) {
-            if until > now {
-                secrets.push(sealed::open(self.sealer.as_deref(), &p, endpoint)?);
-            }
-        }
         Ok(out
             .into_iter()
             .map(|(delivery_id, event_id, attempts, payload, event_created_at)| Claimed {
