@@ -44,6 +44,10 @@ async fn scenario(store: Store) {
             created_at: at(day),
             ended_at: None,
             credit_policy: Some(CreditPolicy { min_minutes: Some(30), min_share_percent: None, max_gap_seconds: 60 }),
+            format_id: None,
+            format: None,
+            series_id: None,
+            occurrence_key: None,
         };
         store.create_meeting(&m).await.unwrap();
     }
