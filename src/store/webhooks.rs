@@ -108,11 +108,14 @@ pub struct DeliveryView {
 const ENDPOINT_COLUMNS: &str = "e.id, e.program_id, e.url, e.description, e.created_at, e.disabled_at, \
      e.disabled_reason, e.consecutive_failures";
 
-/// The subscribed, enabled endpoints of a program for an event type (SQL, parameters $A, $B).
+/// The endpoints of a program subscribed to an event type (SQL, parameters $A, $B): enabled
+/// ones, and ones disabled after a run of failures (their events wait until they are enabled
+/// again, so a broken receiver loses nothing); not the ones the program disabled or deleted.
 fn subscribed(program: usize, ty: usize) -> String {
     format!(
         "SELECT e.id FROM webhook_endpoints e JOIN webhook_subscriptions s ON s.endpoint_id = e.id \
-         WHERE e.program_id = ${program} AND s.event_type = ${ty} AND e.disabled_at IS NULL AND e.deleted_at IS NULL"
+         WHERE e.program_id = ${program} AND s.event_type = ${ty} AND e.deleted_at IS NULL \
+         AND (e.disabled_at IS NULL OR e.disabled_reason = 'failures')"
     )
 }
 
@@ -154,7 +157,7 @@ pub(super) async fn emit(
     Ok(true)
 }
 
-/// Whether any enabled endpoint of `program` subscribes to `ty` (inside the caller's transaction).
+/// Whether any endpoint of `program` takes `ty` (see `subscribed`; inside the caller's transaction).
 async fn has_subscribers(conn: &mut AnyConnection, program: &str, ty: EventType) -> Result<bool, StoreError> {
     let sql = format!("SELECT EXISTS ({})", subscribed(1, 2));
     let row = sqlx::query(&sql).bind(program).bind(ty.as_str()).fetch_one(&mut *conn).await?;

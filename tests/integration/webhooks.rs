@@ -342,23 +342,7 @@ async fn certificates_test_events_rotation_and_an_endpoint_disabled_after_a_run_
         .unwrap();
     let new_secret = rotated["secret"].as_str().unwrap().to_string();
     assert_ne!(new_secret, secret);
-    // Repaired and enabled again: the waiting event goes, with the same id.
-    rx.set(Answer::Status(204));
-    let r = app
-        .http
-        .patch(app.url(&format!("/v1/webhooks/{ep}")))
-        .bearer_auth(ALPHA_KEY)
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let log = rx.wait_until("the test event delivered", |log| log.iter().any(|r| r.answered == 204)).await;
-    let ok = log.iter().find(|r| r.answered == 204).unwrap();
-    assert_eq!(ok.id, test_id);
-    assert!(verify(&new_secret, ok) && verify(&secret, ok), "both secrets sign during the rotation");
-
-    // certificate.issued when a certificate is fetched.
+    // Events while it is disabled for failures wait for it: a certificate is issued now.
     app.create_meeting(ALPHA_KEY, json!({"id": "certs", "title": "Certs", "settings": {"waiting_room": false}, "credit_policy": {"min_minutes": 0}})).await;
     let (mut g, _) = app.join(ALPHA, "certs", "cert-member", Facilitator, "Gina").await;
     g.request(json!({"type": "end_meeting"})).await;
@@ -372,7 +356,7 @@ async fn certificates_test_events_rotation_and_an_endpoint_disabled_after_a_run_
         }
     };
     let rows = tokio::time::timeout(WAIT, wait).await.expect("the result is final");
-    let att = rows[0]["attendance_id"].as_str().unwrap();
+    let att = rows[0]["attendance_id"].as_str().unwrap().to_string();
     let r = app
         .http
         .get(app.url(&format!("/v1/attendance/{att}/certificate")))
@@ -381,6 +365,27 @@ async fn certificates_test_events_rotation_and_an_endpoint_disabled_after_a_run_
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let queued = app.get_json(&format!("/v1/webhooks/{ep}/deliveries"), Some(ALPHA_KEY)).await;
+    assert_eq!(queued[0]["event_type"], "certificate.issued", "queued for the disabled endpoint: {queued}");
+    assert_eq!(queued[0]["attempts"], 0);
+    assert_eq!(rx.log().len(), 3, "nothing is sent to a disabled endpoint");
+    // Repaired and enabled again: the waiting events go, the test event with its first id.
+    rx.set(Answer::Status(204));
+    let r = app
+        .http
+        .patch(app.url(&format!("/v1/webhooks/{ep}")))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let delivered = |log: &[Received]| log.iter().any(|r| r.id == test_id && r.answered == 204);
+    let log = rx.wait_until("the test event delivered", delivered).await;
+    let ok = log.iter().find(|r| r.id == test_id && r.answered == 204).unwrap();
+    assert!(verify(&new_secret, ok) && verify(&secret, ok), "both secrets sign during the rotation");
+
+    // certificate.issued, issued while the endpoint was disabled, arrives once it is enabled.
     let log = rx.wait_until("certificate.issued", |log| !of_type(log, "certificate.issued").is_empty()).await;
     let c = of_type(&log, "certificate.issued")[0];
     assert_eq!(c.json["data"]["attendance_id"], att);
