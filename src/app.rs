@@ -393,6 +393,7 @@ impl Server {
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
+        crate::webhooks::dispatch::spawn(app.store.clone(), app.config.webhooks.clone(), app.shutdown.clone());
         tokio::spawn(reload_keys(app.clone()));
         let snapshot_writer = cluster.map(|c| {
             tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));

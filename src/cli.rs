@@ -1,4 +1,4 @@
-//! The `haven` command line: `serve` (the default), `token`, `api-key`, `schema`.
+//! The `haven` command line: `serve` (the default), `token`, `api-key`, `export`, `report`, `schema`.
 
 use crate::app::{open_store, Server, DEMO_ID};
 use crate::auth::join_token::{self, TokenRole};
@@ -91,10 +91,41 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Reports for programs: `haven report engagement --program ID --since DATE`.
+    Report {
+        #[command(subcommand)]
+        report: ReportCmd,
+    },
     /// Make a new certificate signing key; older keys keep verifying (restart the server to use it).
     RotateKey,
     /// Print the protocol's JSON Schema (the content of proto/schema.json).
     Schema,
+}
+
+/// The reports.
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// The aftercare report (the same as GET /v1/members/engagement): per member, meetings
+    /// attended and credited since DATE, the last attendance, the current streak of weeks with a
+    /// meeting, and who has not been seen for --not-seen-days.
+    Engagement {
+        #[arg(long)]
+        program: String,
+        /// From this date (YYYY-MM-DD) or RFC 3339 time, inclusive.
+        #[arg(long)]
+        since: String,
+        /// To this date (inclusive) or RFC 3339 time (exclusive) [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// List members not seen for this many days.
+        #[arg(long, default_value_t = crate::api::engagement::DEFAULT_NOT_SEEN_DAYS)]
+        not_seen_days: u32,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Export formats.
@@ -192,6 +223,17 @@ pub async fn main() -> ExitCode {
         Some(Cmd::ApiKey { program }) => api_key(&cli, program.as_deref()).await,
         Some(Cmd::Export { program, from, to, format, out }) => {
             export(&cli, program, from.as_deref(), to.as_deref(), *format, out.as_deref()).await
+        }
+        Some(Cmd::Report { report: ReportCmd::Engagement { program, since, until, not_seen_days, format, out } }) => {
+            let r = EngagementRequest {
+                program,
+                since,
+                until: until.as_deref(),
+                not_seen_days: *not_seen_days,
+                format: *format,
+                out: out.as_deref(),
+            };
+            engagement(&cli, r).await
         }
         Some(Cmd::RotateKey) => rotate_key(&cli).await,
         Some(Cmd::Schema) => {
@@ -399,6 +441,37 @@ async fn export(
         ExportFormat::Json => serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())? + "\n",
     };
     match out {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// What `haven report engagement` was asked for.
+struct EngagementRequest<'a> {
+    program: &'a str,
+    since: &'a str,
+    until: Option<&'a str>,
+    not_seen_days: u32,
+    format: ExportFormat,
+    out: Option<&'a std::path::Path>,
+}
+
+async fn engagement(cli: &Cli, r: EngagementRequest<'_>) -> Result<(), String> {
+    use crate::attendance::engagement;
+    let config = load_config(cli)?;
+    let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    if !store.programs().await.map_err(|e| e.to_string())?.iter().any(|p| p.id == r.program) {
+        return Err(format!("unknown program `{}`", r.program));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let w = crate::api::engagement::window(Some(r.since), r.until, Some(r.not_seen_days), now)?;
+    let report = engagement::report(&store, r.program, w).await.map_err(|e| e.to_string())?;
+    let text = match r.format {
+        ExportFormat::Csv => engagement::to_csv(&report).map_err(|e| e.to_string())?,
+        ExportFormat::Json => serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n",
+    };
+    match r.out {
         Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
         None => print!("{text}"),
     }

@@ -332,6 +332,8 @@ pub struct Config {
     pub key_encryption_key: Option<SecretString>,
     /// A file holding the key-encryption key (its first line), e.g. a mounted secret.
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Webhook delivery (retries, limits, which addresses endpoints may have).
+    pub webhooks: crate::webhooks::WebhookConfig,
     /// `redis://host:port/db`: this node joins a cluster (with PostgreSQL; see `cluster`).
     pub redis_url: Option<String>,
     pub cluster: ClusterConfig,
@@ -353,6 +355,7 @@ impl Default for Config {
             series: SeriesConfig::default(),
             key_encryption_key: None,
             key_encryption_key_file: None,
+            webhooks: Default::default(),
             redis_url: None,
             cluster: ClusterConfig::default(),
         }

@@ -24,6 +24,7 @@ pub mod signal;
 pub mod store;
 pub mod turn;
 pub mod web;
+pub mod webhooks;
 
 pub use app::Server;
 pub use config::Config;

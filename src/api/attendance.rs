@@ -88,11 +88,12 @@ pub async fn certificate(
     let Some(r) = r.filter(|r| r.program_id == program.id) else {
         return Err(ApiError::not_found("attendance"));
     };
-    issue(&app, &r).map(Json)
+    issue(&app, &r, "api").await.map(Json)
 }
 
-/// Signs the certificate of a final result, when it was credited.
-pub fn issue(app: &AppState, r: &crate::store::ResultRow) -> Result<CertificateResponse, ApiError> {
+/// Signs the certificate of a final result, when it was credited, and reports the issue to the
+/// program's webhooks (`certificate.issued`; `via` is `api` or `signal`).
+pub async fn issue(app: &AppState, r: &crate::store::ResultRow, via: &str) -> Result<CertificateResponse, ApiError> {
     let claims = CertificateClaims::for_result(r, &app.public_url, chrono::Utc::now().timestamp())
         .map_err(|e| ApiError::internal(&e))?;
     if !claims.verdict.credited {
@@ -103,6 +104,11 @@ pub fn issue(app: &AppState, r: &crate::store::ResultRow) -> Result<CertificateR
         ));
     }
     let certificate = app.keyring.get().sign(&claims).map_err(|e| ApiError::internal(&e))?;
+    let kid = jsonwebtoken::decode_header(&certificate).ok().and_then(|h| h.kid).unwrap_or_default();
+    if let Err(e) = app.store.note_certificate_issued(r, &kid, via, chrono::Utc::now().timestamp_millis()).await {
+        // The certificate is genuine either way; the program misses only the notice.
+        tracing::error!(error = %e, "cannot record certificate.issued for webhooks");
+    }
     Ok(CertificateResponse { certificate, claims })
 }
 

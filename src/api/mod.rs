@@ -1,11 +1,13 @@
 //! The HTTP API: meetings for programs (by API key), health, metrics, OpenAPI, and the router.
 
 pub mod attendance;
+pub mod engagement;
 pub mod error;
 pub mod formats;
 pub mod join_check;
 pub mod meetings;
 pub mod series;
+pub mod webhooks;
 
 use crate::app::AppState;
 use axum::extract::{FromRequestParts, State};
@@ -51,6 +53,8 @@ impl FromRequestParts<AppState> for ProgramAuth {
     info(title = "Haven API", description = "Meetings for programs. Authenticate with the program's API key as a bearer token."),
     paths(meetings::create, meetings::list, meetings::get_one, meetings::delete, meetings::audit,
         attendance::export, attendance::certificate, attendance::verify, attendance::jwks, join_check::join_check,
+        webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete, webhooks::rotate_secret,
+        webhooks::test, webhooks::deliveries, engagement::report,
         formats::create, formats::list, formats::get_one, formats::update, formats::delete,
         series::create, series::list, series::get_one, series::edit, series::cancel, series::edit_occurrence,
         series::cancel_occurrence),
@@ -58,6 +62,9 @@ impl FromRequestParts<AppState> for ProgramAuth {
         crate::protocol::MeetingSettings, crate::attendance::AttendanceRow, crate::attendance::credit::CreditPolicy,
         attendance::CertificateResponse, attendance::VerifyRequest, attendance::VerifyResponse,
         join_check::JoinCheckRequest, join_check::JoinCheckResponse, crate::protocol::CrisisResource,
+        webhooks::CreateWebhook, webhooks::UpdateWebhook, webhooks::WebhookResponse, webhooks::TestEventResponse,
+        crate::store::DeliveryView, crate::store::AttemptView, crate::attendance::engagement::EngagementReport,
+        crate::attendance::engagement::MemberEngagement,
         formats::FormatRequest, formats::FormatResponse, crate::protocol::FormatSpec, crate::protocol::Segment,
         crate::protocol::SegmentRules, crate::protocol::WhoMayUnmute, crate::protocol::GoAroundWho,
         series::CreateSeries, series::EditSeries, series::EditOccurrence, series::OccurrenceView,
@@ -171,6 +178,12 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/attendance/{id}/certificate", get(attendance::certificate))
         .route("/v1/certificates/verify", axum::routing::post(attendance::verify))
         .route("/.well-known/jwks.json", get(attendance::jwks))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/webhooks/{id}", get(webhooks::get_one).patch(webhooks::update).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/rotate-secret", axum::routing::post(webhooks::rotate_secret))
+        .route("/v1/webhooks/{id}/test", axum::routing::post(webhooks::test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/members/engagement", get(engagement::report))
         .route("/v1/join-check", axum::routing::post(join_check::join_check))
         .route("/v1/signal", get(crate::signal::upgrade))
         .fallback(crate::web::serve)

@@ -7,6 +7,7 @@
 
 pub mod certificate;
 pub mod credit;
+pub mod engagement;
 
 use crate::store::{MeetingRow, ResultRow, Store, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -197,25 +198,33 @@ pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<Atte
     Ok(out)
 }
 
-/// Computes and stores every member's final result for an ended meeting (idempotent: a result
-/// once stored is never rewritten, even if the policy changes later).
+/// Computes every member's final result for an ended meeting and stores them with the meeting's
+/// end, in one transaction with their webhook events (see `Store::finalize_meeting`). Idempotent:
+/// a result once stored is never rewritten (even if the policy changes later), and a replay
+/// reports nothing twice.
 pub async fn finalize(store: &Store, meeting_id: &str, now: i64) -> Result<usize, StoreError> {
-    let Some(m) = store.meeting_any(meeting_id).await? else { return Ok(0) };
+    let Some(m) = store.meeting_any(meeting_id).await? else {
+        store.end_meeting(meeting_id, now).await?;
+        return Ok(0);
+    };
     let members = store.meeting_members(meeting_id).await?;
+    let mut results = Vec::with_capacity(members.len());
     for (program, member) in &members {
         let r = compute_result(store, &m, program, member).await?;
         let result = serde_json::to_string(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        store
-            .insert_result(&ResultRow {
-                id: format!("att_{}", hex::encode(rand::random::<[u8; 12]>())),
-                meeting_id: meeting_id.to_string(),
-                program_id: program.clone(),
-                member_ref: member.clone(),
-                computed_at: now,
-                result,
-            })
-            .await?;
+        let id = format!("att_{}", hex::encode(rand::random::<[u8; 12]>()));
+        let export_row = row(Some(id.clone()), meeting_id, member, r);
+        let stored = ResultRow {
+            id,
+            meeting_id: meeting_id.to_string(),
+            program_id: program.clone(),
+            member_ref: member.clone(),
+            computed_at: now,
+            result,
+        };
+        results.push((stored, export_row));
     }
+    store.finalize_meeting(&m, now, &results).await?;
     Ok(members.len())
 }
 

@@ -132,7 +132,8 @@ fn publish(journal: &Journal, metrics: &Metrics) {
 }
 
 /// Stores one batch. A meeting's end comes alone (see `Journal::batch`): its results are
-/// computed from the ledger, then the end is recorded (both idempotent).
+/// computed from the ledger, then stored with the end (and their webhook events) in one
+/// transaction (idempotent).
 /// Returns how many records were set aside as written by an owner that had lost the meeting.
 async fn apply(store: &Store, journal: &str, batch: &[super::Entry]) -> Result<u64, crate::store::StoreError> {
     if let [super::Entry { rec: Record::MeetingEnded { meeting, at }, fence, .. }] = batch {
@@ -142,7 +143,7 @@ async fn apply(store: &Store, journal: &str, batch: &[super::Entry]) -> Result<u
             return Ok(1);
         }
         crate::attendance::finalize(store, meeting, *at).await?;
-        return store.end_meeting(meeting, *at).await.map(|()| 0);
+        return Ok(0);
     }
     store.apply_journal(journal, batch).await
 }

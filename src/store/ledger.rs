@@ -44,6 +44,9 @@ impl Store {
     pub async fn apply_journal(&self, journal: &str, entries: &[Entry]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut heartbeats: Vec<(&str, i64)> = Vec::new();
+        // Meetings with a first admission in this batch (webhooks: `meeting.started`).
+        let mut admitted: Vec<(&str, i64)> = Vec::new();
+        let mut events = false;
         // Cluster mode: each meeting's current fencing token, read once per batch.
         let mut fences: Vec<(&str, Option<i64>)> = Vec::new();
         let mut fenced = 0;
@@ -82,6 +85,9 @@ impl Store {
                     .bind(&r.role)
                     .execute(&mut *tx)
                     .await?;
+                    if r.kind == Kind::Admitted && !admitted.iter().any(|(m, _)| *m == r.meeting_id) {
+                        admitted.push((&r.meeting_id, r.at));
+                    }
                 }
                 JournalRecord::Audit(a) => {
                     sqlx::query(
@@ -101,7 +107,7 @@ impl Store {
                     .await?;
                 }
                 JournalRecord::Ban { meeting, program, member_ref, at } => {
-                    sqlx::query(
+                    let new = sqlx::query(
                         "INSERT INTO bans (meeting_id, program_id, member_ref, created_at) VALUES ($1, $2, $3, $4) \
                          ON CONFLICT (meeting_id, program_id, member_ref) DO NOTHING",
                     )
@@ -110,7 +116,11 @@ impl Store {
                     .bind(member_ref)
                     .bind(at)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    if new > 0 {
+                        events |= self.note_banned(&mut tx, meeting, program, member_ref, *at).await?;
+                    }
                 }
                 JournalRecord::Heartbeat { at, meetings } => {
                     for m in meetings {
@@ -142,7 +152,13 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        for (meeting, at) in admitted {
+            events |= self.note_meeting_started(&mut tx, meeting, at).await?;
+        }
         tx.commit().await?;
+        if events {
+            self.outbox_wake.notify_one();
+        }
         Ok(fenced)
     }
 

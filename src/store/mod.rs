@@ -13,14 +13,17 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
 
+mod engagement;
 mod formats;
 mod keys;
 mod ledger;
 pub mod sealed;
+mod webhooks;
 
 pub use formats::{FormatRow, SeriesRow};
 pub use keys::KeyRow;
 pub use ledger::{PresenceRow, ResultRow};
+pub use webhooks::{AttemptOutcome, AttemptView, Claimed, DeliveryView, EndpointRow};
 
 /// A store failure. The variants say whose fault it is, so the API can answer 409 or 500.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,8 @@ pub struct Store {
     postgres: bool,
     /// Seals signing keys and HS256 secrets at rest (see `sealed`); `None`: stored as they are.
     sealer: Option<std::sync::Arc<sealed::Sealer>>,
+    /// Woken when this process writes webhook events (the dispatcher waits on it).
+    outbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// An optional value stored as JSON text.
@@ -168,7 +173,12 @@ impl Store {
         } else {
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         }
-        Ok(Store { pool, postgres, sealer: None })
+        Ok(Store { pool, postgres, sealer: None, outbox_wake: Default::default() })
+    }
+
+    /// Resolves when this process has written webhook events since the last call (or ever).
+    pub async fn outbox_written(&self) {
+        self.outbox_wake.notified().await
     }
 
     /// Whether this store is PostgreSQL.
