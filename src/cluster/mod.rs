@@ -87,6 +87,13 @@ pub struct Held {
     pub gap_start: Option<i64>,
 }
 
+/// A snapshot waiting for the writer.
+struct Pending {
+    token: i64,
+    version: u64,
+    sealed: Vec<u8>,
+}
+
 /// A snapshot as read back, with when the node that wrote it was last known alive.
 #[derive(Debug)]
 pub struct Loaded {
@@ -118,7 +125,7 @@ pub struct Cluster {
     keys: Keys,
     held: DashMap<String, Held>,
     /// The latest snapshot of each meeting not yet written: (token, sealed bytes).
-    pending: Mutex<HashMap<String, (i64, Vec<u8>)>>,
+    pending: Mutex<HashMap<String, Pending>>,
     wake_writer: Notify,
     /// Snapshots taken from `pending` and not yet written.
     in_flight: std::sync::atomic::AtomicUsize,
@@ -171,20 +178,31 @@ end
 return lost
 "#;
 
-// KEYS: lease, snapshot. ARGV: expected lease value, bytes, ttl ms. Returns 1 when written.
+// KEYS: lease, snapshot, snapshot version. ARGV: expected lease value, bytes, ttl ms, version.
+// Returns 1 when written, 2 when a later version of the same owner is there already (a write that
+// overtook this one: nothing to do), 0 when the lease is not this owner's.
 const WRITE_SNAPSHOT: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  return 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
+local tok = string.match(ARGV[1], '^(%d+):')
+local cur = redis.call('GET', KEYS[3])
+if cur then
+  local ctok, cver = string.match(cur, '^(%d+):(%d+)$')
+  if ctok == tok and tonumber(cver) >= tonumber(ARGV[4]) then
+    return 2
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], tok .. ':' .. ARGV[4], 'PX', ARGV[3])
+return 1
 "#;
 
-// KEYS: lease, snapshot. ARGV: expected lease value, "1" to delete the snapshot too.
+// KEYS: lease, snapshot, snapshot version. ARGV: expected lease value, "1" to delete the snapshot too.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
+  if ARGV[2] == '1' then redis.call('DEL', KEYS[2], KEYS[3]) end
   return 1
 end
 return 0
@@ -482,6 +500,7 @@ impl Cluster {
             .release
             .key(self.key("lease", meeting))
             .key(self.key("snap", meeting))
+            .key(self.key("snapv", meeting))
             .arg(self.lease_value(token))
             .arg(if forget { "1" } else { "0" })
             .invoke_async(&mut c)
@@ -521,17 +540,22 @@ impl Cluster {
     }
 
     /// Queues the room's latest state for the writer (only the latest per meeting is kept).
-    pub fn put_snapshot(&self, meeting: &str, token: i64, snap: &RoomSnapshot) {
+    /// `version` grows with every snapshot of one owner: a write that is overtaken by a later one
+    /// (the writer's, or a hand-over's) never lands after it.
+    pub fn put_snapshot(&self, meeting: &str, token: i64, version: u64, snap: &RoomSnapshot) {
         let sealed = self.seal(meeting, &self.payload(snap));
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(meeting.to_string(), (token, sealed));
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(meeting.to_string(), Pending { token, version, sealed });
         self.wake_writer.notify_one();
     }
 
     /// Writes a snapshot now (a hand-over waits for it). False when the lease is no longer ours.
-    pub async fn write_snapshot_now(&self, meeting: &str, token: i64, snap: &RoomSnapshot) -> bool {
+    pub async fn write_snapshot_now(&self, meeting: &str, token: i64, version: u64, snap: &RoomSnapshot) -> bool {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(meeting);
         let sealed = self.seal(meeting, &self.payload(snap));
-        matches!(self.write_sealed(meeting, token, &sealed).await, Ok(true))
+        matches!(self.write_sealed(meeting, token, version, &sealed).await, Ok(true))
     }
 
     /// The writer's node id, a newline, the snapshot.
@@ -542,21 +566,24 @@ impl Cluster {
         out
     }
 
-    async fn write_sealed(&self, meeting: &str, token: i64, sealed: &[u8]) -> Result<bool, ClusterError> {
+    /// Writes under the lease; true when this snapshot (or a later one of the same owner) is in.
+    async fn write_sealed(&self, meeting: &str, token: i64, version: u64, sealed: &[u8]) -> Result<bool, ClusterError> {
         let mut c = self.con();
         let n: i64 = self
             .write_snapshot
             .key(self.key("lease", meeting))
             .key(self.key("snap", meeting))
+            .key(self.key("snapv", meeting))
             .arg(self.lease_value(token))
             .arg(sealed)
             .arg(SNAPSHOT_TTL_MS)
+            .arg(version)
             .invoke_async(&mut c)
             .await?;
         if n == 1 {
             self.metrics.cluster_snapshots_written.inc();
         }
-        Ok(n == 1)
+        Ok(n != 0)
     }
 
     /// The meeting's last snapshot, if any (and readable).
@@ -589,7 +616,7 @@ impl Cluster {
     /// Retries while Redis is away; a snapshot whose lease is gone is dropped.
     pub async fn run_writer(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         loop {
-            let batch: Vec<(String, (i64, Vec<u8>))> = {
+            let batch: Vec<(String, Pending)> = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 self.in_flight.store(p.len(), Ordering::Relaxed);
                 p.drain().collect()
@@ -601,8 +628,8 @@ impl Cluster {
                 }
             }
             let mut failed = false;
-            for (meeting, (token, sealed)) in batch {
-                match self.write_sealed(&meeting, token, &sealed).await {
+            for (meeting, p) in batch {
+                match self.write_sealed(&meeting, p.token, p.version, &p.sealed).await {
                     Ok(true) => {}
                     Ok(false) => tracing::debug!(meeting = %meeting, "snapshot not written: the lease moved on"),
                     Err(e) => {
@@ -610,11 +637,7 @@ impl Cluster {
                             tracing::warn!(error = %e, "cannot write room snapshots to Redis; retrying");
                         }
                         // Keep it unless a newer one came meanwhile.
-                        self.pending
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(meeting)
-                            .or_insert((token, sealed));
+                        self.pending.lock().unwrap_or_else(|e| e.into_inner()).entry(meeting).or_insert(p);
                         failed = true;
                     }
                 }

@@ -27,6 +27,9 @@ pub enum JoinFailure {
     Refused,
     /// The actor stopped meanwhile; resolve the meeting again and retry.
     Retry,
+    /// Cluster mode: the meeting moved to another node meanwhile; the client tries again (its
+    /// next connection reaches the new owner).
+    Moved,
 }
 
 /// Messages to a room actor.
@@ -339,7 +342,9 @@ impl Actor {
                 self.finish_writes().await;
                 let mut snap = self.room.to_snapshot(now);
                 snap.handed_over = true;
-                if !seat.cluster.write_snapshot_now(self.room.id(), seat.token, &snap).await {
+                // After every snapshot the writer may still hold (their versions are 2 × room version).
+                let version = self.room.version() * 2 + 1;
+                if !seat.cluster.write_snapshot_now(self.room.id(), seat.token, version, &snap).await {
                     tracing::warn!(meeting = %self.room.id(), "could not write the final snapshot; the next owner starts from the last one");
                 }
                 seat.cluster.release(self.room.id(), seat.token, false).await;
@@ -390,7 +395,7 @@ impl Actor {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 ActorMsg::Join { reply, .. } | ActorMsg::Resume { reply, .. } => {
-                    let _ = reply.send(Err(JoinFailure::Retry));
+                    let _ = reply.send(Err(if self.moved { JoinFailure::Moved } else { JoinFailure::Retry }));
                 }
                 ActorMsg::Precheck { member, role, reply } => {
                     // An ended meeting refuses; an idle one that stopped lets the caller start a
@@ -430,7 +435,12 @@ impl Actor {
             let version = self.room.version();
             if version != self.snap_version && !self.room.is_ended() {
                 self.snap_version = version;
-                seat.cluster.put_snapshot(self.room.id(), seat.token, &self.room.to_snapshot(self.clock.now()));
+                seat.cluster.put_snapshot(
+                    self.room.id(),
+                    seat.token,
+                    version * 2,
+                    &self.room.to_snapshot(self.clock.now()),
+                );
             }
         }
     }

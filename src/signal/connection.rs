@@ -381,6 +381,7 @@ impl Reader {
                     return;
                 }
                 Ok(Err(JoinFailure::Refused)) => return,
+                Ok(Err(JoinFailure::Moved)) => return self.direct_error(unavailable(), rid.as_deref()),
                 Ok(Err(JoinFailure::Retry)) | Err(_) => continue,
             }
         }
@@ -393,8 +394,11 @@ impl Reader {
         if resume_token_meeting(&resume_token).as_deref() != Some(self.cred.meeting_id()) {
             return self.direct_error(invalid(), rid.as_deref());
         }
+        // Cluster mode: a meeting that is not (or no longer) here has moved; the client tries again
+        // and its next connection reaches the owner. On one node it is simply over.
+        let gone = || if self.app.cluster.is_some() { unavailable() } else { invalid() };
         let Some(handle) = self.app.rooms.get(self.cred.meeting_id()) else {
-            return self.direct_error(invalid(), rid.as_deref());
+            return self.direct_error(gone(), rid.as_deref());
         };
         let (reply, rx) = oneshot::channel();
         let msg = ActorMsg::Resume { conn: self.conn.clone(), resume_token, last_seq, request_id: rid.clone(), reply };
@@ -407,7 +411,8 @@ impl Reader {
                 self.permit = None;
             }
             Ok(Err(JoinFailure::Refused)) => {}
-            Ok(Err(JoinFailure::Retry)) | Err(_) => self.direct_error(invalid(), rid.as_deref()),
+            Ok(Err(JoinFailure::Moved)) => self.direct_error(unavailable(), rid.as_deref()),
+            Ok(Err(JoinFailure::Retry)) | Err(_) => self.direct_error(gone(), rid.as_deref()),
         }
     }
 }

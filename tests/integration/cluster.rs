@@ -503,7 +503,11 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
         &mut out,
     )
     .unwrap();
-    assert!(x.write_snapshot_now("m", tx, &room.to_snapshot(2)).await, "the owner writes");
+    assert!(x.write_snapshot_now("m", tx, 2, &room.to_snapshot(2)).await, "the owner writes");
+    // A write the owner's later one overtook (the writer's, landing after a hand-over's) is dropped.
+    let older = haven::room::Room::new("m".into(), "Older".into(), Default::default(), Default::default(), []);
+    assert!(x.write_snapshot_now("m", tx, 1, &older.to_snapshot(1)).await);
+    assert_eq!(x.load_snapshot("m").await.unwrap().unwrap().snapshot.title, "M", "the later snapshot stays");
     // x's node stops beating (a paused process): its liveness key is removed here at once rather
     // than waiting six seconds for it to expire.
     let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
@@ -514,7 +518,7 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
     assert!(y.held("m").unwrap().gap_start.is_some(), "the takeover knows when x was last alive");
     // x, still believing it owns the meeting, writes: Redis refuses the snapshot...
     let empty = haven::room::Room::new("m".into(), "Changed by x".into(), Default::default(), Default::default(), []);
-    assert!(!x.write_snapshot_now("m", tx, &empty.to_snapshot(3)).await, "a stale owner's snapshot is refused");
+    assert!(!x.write_snapshot_now("m", tx, 9, &empty.to_snapshot(3)).await, "a stale owner's snapshot is refused");
     let loaded = y.load_snapshot("m").await.unwrap().unwrap();
     assert_eq!(loaded.snapshot.title, "M");
     assert_eq!(loaded.snapshot.seats.len(), 1);
