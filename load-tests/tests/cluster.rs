@@ -29,8 +29,11 @@ async fn three_nodes_one_killed_everyone_back_with_their_seat() {
         back_within: Duration::from_secs(45),
         source_ips: None,
     };
+    let started = std::time::Instant::now();
     let r = cluster::run(&c.target, &p).await;
+    eprintln!("scenario took {:?}", started.elapsed());
     c.stop().await;
+    eprintln!("stopped after {:?}", started.elapsed());
     let r = r.unwrap();
     assert_eq!((r.join.ok, r.join.failed), (18, 0), "{r:#?}");
     assert_eq!(r.join.first.count, 3, "one first join per meeting");
@@ -49,4 +52,32 @@ async fn three_nodes_one_killed_everyone_back_with_their_seat() {
     assert_eq!(r.nodes.iter().filter(|n| n.killed).count(), 1);
     let text = report::human(&Machine::describe("test".into()), &Output::Cluster(Box::new(r)));
     assert!(text.contains("back with their seats"), "{text}");
+    eprintln!("{text}");
+}
+
+/// The binary against a running cluster: `--targets` with the nodes' pids, the cluster's name and
+/// Redis, JSON out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_against_running_nodes_with_targets() {
+    let (pg, redis) = cluster::default_services();
+    let c = cluster::spawn_cluster(&haven_debug_binary(), 3, None, &pg, &redis).await.unwrap();
+    let t = &c.target;
+    let urls: Vec<String> = t.nodes.iter().map(|n| format!("http://{}", n.addr)).collect();
+    let pids: Vec<String> = t.nodes.iter().map(|n| n.pid.unwrap().to_string()).collect();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_haven-load"))
+        .args(["--targets", &urls.join(","), "--target-pids", &pids.join(",")])
+        .args(["--api-key", &t.api_key, "--program-secret", &t.secret, "--program-id", &t.program_id])
+        .args(["--cluster-name", &t.name, "--redis-url", &t.redis_url, "--json"])
+        .args(["cluster", "--participants", "9", "--meetings", "3", "--retry-ms", "200", "--back-within", "45"])
+        .output()
+        .await
+        .unwrap();
+    c.stop().await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "cluster");
+    assert_eq!(v["join"]["ok"], 9, "{v:#}");
+    assert!(v["affected"].as_u64().unwrap() > 0, "{v:#}");
+    assert_eq!(v["kept_seat"], v["affected"], "{v:#}");
+    assert_eq!(v["errors_total"], 0, "{v:#}");
 }
