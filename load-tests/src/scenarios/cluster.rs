@@ -408,7 +408,7 @@ struct Seat {
 }
 
 enum Attempt {
-    Back(Ws, bool),
+    Back(Box<Ws>, bool),
     /// Worth another try (the meeting is moving, the node is gone).
     Retry(String),
     /// Final (e.g. the resume token is refused).
@@ -462,7 +462,7 @@ async fn attempt(ctx: &Ctx, seat: &Seat, start: usize) -> Attempt {
         };
         let v: Value = serde_json::from_str(&t).unwrap_or_default();
         return match v["type"].as_str() {
-            Some("resumed") => Attempt::Back(ws, v["participant_id"].as_str() == Some(seat.pid.as_str())),
+            Some("resumed") => Attempt::Back(Box::new(ws), v["participant_id"].as_str() == Some(seat.pid.as_str())),
             Some("error") if v["code"] == "unavailable" => Attempt::Retry("error_unavailable".into()),
             Some("error") => Attempt::Fatal(format!("error_{}", v["code"].as_str().unwrap_or("unknown"))),
             _ => Attempt::Fatal(format!("unexpected_{}", v["type"].as_str().unwrap_or("frame"))),
@@ -536,7 +536,7 @@ async fn participant(mut ws: Ws, mut seat: Seat, ctx: Arc<Ctx>) -> Fate {
             }
             ctx.attempts.fetch_add(1, Ordering::Relaxed);
             match attempt(&ctx, &seat, seat.entry + n).await {
-                Attempt::Back(new_ws, kept) => break Ok((new_ws, kept)),
+                Attempt::Back(new_ws, kept) => break Ok((*new_ws, kept)),
                 Attempt::Retry(key) => ctx.refusals.add(key),
                 Attempt::Fatal(key) => {
                     ctx.refusals.add(key.clone());
