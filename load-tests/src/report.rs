@@ -306,11 +306,16 @@ fn cluster_table(s: &mut String, c: &crate::scenarios::cluster::ClusterReport) {
             s,
             &format!("node {i}{}", if n.killed { " (killed)" } else { "" }),
             format!(
-                "{}: {} meetings before, {} participants entered here{}",
+                "{}: {} meetings before, {} participants entered here{}{}",
                 n.url,
                 n.meetings_before,
                 n.entered,
-                n.meetings_after.map(|m| format!(", {m} meetings after")).unwrap_or_default()
+                n.meetings_after.map(|m| format!(", {m} meetings after")).unwrap_or_default(),
+                match (n.cpu_join_s, n.cpu_recovery_s, n.rss_joined_kib) {
+                    (Some(j), Some(r), Some(m)) =>
+                        format!("; CPU {j:.1} s joining, {r:.1} s recovering; RSS {}", kib(m)),
+                    _ => String::new(),
+                }
             ),
         );
     }
@@ -346,4 +351,12 @@ fn cluster_table(s: &mut String, c: &crate::scenarios::cluster::ClusterReport) {
     row(s, "attempts to come back", format!("{} ({:?} failed)", c.resume_attempts, c.resume_refusals));
     row(s, "drops", format!("{:?}; {} unexpected", c.drops, c.unexpected_drops));
     row(s, "errors", format!("{} {:?}", c.errors_total, c.errors));
+    row(
+        s,
+        "load generator CPU",
+        format!(
+            "{:.1} s joining ({:.1} s wall), {:.1} s recovering ({:.1} s wall)",
+            c.generator_cpu_join_s, c.join.wall_s, c.generator_cpu_recovery_s, c.recovery_wall_s
+        ),
+    );
 }

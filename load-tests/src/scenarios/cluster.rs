@@ -10,6 +10,7 @@
 use super::{create_meetings, join_haven, run_id, seq_of, Counters, Joined, OP_TIMEOUT};
 use crate::launch::{self, Launched};
 use crate::net::{Net, Ws};
+use crate::procfs;
 use crate::stats::{Hist, Summary};
 use crate::target::{Target, TargetKind};
 use crate::token::Minter;
@@ -139,6 +140,12 @@ pub struct NodeFigures {
     pub killed: bool,
     /// Meetings it held once everyone was back (`/readyz`), for a live node.
     pub meetings_after: Option<u64>,
+    /// CPU seconds while everyone joined, and from the kill until everyone was back (`/proc`,
+    /// when the pid is known and the node is on this machine).
+    pub cpu_join_s: Option<f64>,
+    pub cpu_recovery_s: Option<f64>,
+    /// Resident memory once everyone had joined, KiB.
+    pub rss_joined_kib: Option<u64>,
 }
 
 /// What `cluster` reports.
@@ -184,6 +191,11 @@ pub struct ClusterReport {
     pub drops: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub errors_total: u64,
+    /// The load generator's CPU seconds while everyone joined and from the kill until everyone
+    /// was back, and the wall time of the latter (is the generator the limit?).
+    pub generator_cpu_join_s: f64,
+    pub generator_cpu_recovery_s: f64,
+    pub recovery_wall_s: f64,
 }
 
 /// A cluster the harness started: nodes of the binary, a fresh PostgreSQL database, a fresh
@@ -599,6 +611,9 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
         drops: super::Errors::default(),
     });
 
+    let cpu = |pid: Option<u32>| pid.and_then(procfs::sample);
+    let nodes_before: Vec<_> = t.nodes.iter().map(|n| cpu(n.pid)).collect();
+    let gen_before = procfs::self_sample();
     // Joins: the first participant of every meeting (they place the meetings), then the rest.
     let sem = Arc::new(Semaphore::new(p.join_concurrency.max(1)));
     let started = Instant::now();
@@ -627,6 +642,8 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
         }
     }
     let join_wall = started.elapsed().as_secs_f64();
+    let nodes_joined: Vec<_> = t.nodes.iter().map(|n| cpu(n.pid)).collect();
+    let gen_joined = procfs::self_sample();
     let owner = owners(t, &ids).await?;
     let (mut first, mut direct, mut proxied) = (Hist::default(), Hist::default(), Hist::default());
     for (i, j) in joined.iter().enumerate() {
@@ -696,6 +713,9 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
         }
         let _ = tokio::time::timeout_at(hard_stop.into(), n).await;
     }
+    let recovery_wall = ctx.killed_at.get().map(|k| k.elapsed().as_secs_f64()).unwrap_or(0.0);
+    let nodes_back: Vec<_> = t.nodes.iter().map(|n| cpu(n.pid)).collect();
+    let gen_back = procfs::self_sample();
     // A moment for drops that should not happen to show.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut meetings_after = vec![None; n_nodes];
@@ -741,6 +761,9 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
             entered: (0..p.participants).filter(|i| entry(*i) == k).count(),
             killed: k == victim,
             meetings_after: meetings_after[k],
+            cpu_join_s: nodes_before[k].zip(nodes_joined[k]).map(|(b, a)| a.cpu_seconds - b.cpu_seconds),
+            cpu_recovery_s: nodes_joined[k].zip(nodes_back[k]).map(|(b, a)| a.cpu_seconds - b.cpu_seconds),
+            rss_joined_kib: nodes_joined[k].map(|s| s.rss_kib),
         });
     }
     let errors = ctx.counters.errors.snapshot();
@@ -770,6 +793,9 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
         resume_refusals: ctx.refusals.snapshot(),
         unexpected_drops: unexpected,
         drops: ctx.drops.snapshot(),
+        generator_cpu_join_s: gen_before.zip(gen_joined).map(|(b, a)| a.cpu_seconds - b.cpu_seconds).unwrap_or(0.0),
+        generator_cpu_recovery_s: gen_joined.zip(gen_back).map(|(b, a)| a.cpu_seconds - b.cpu_seconds).unwrap_or(0.0),
+        recovery_wall_s: recovery_wall,
         errors_total: errors.values().sum(),
         errors,
     })
