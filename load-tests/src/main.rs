@@ -131,6 +131,10 @@ struct ClusterArgs {
     /// 10 s, with jitter).
     #[arg(long, default_value_t = 0)]
     retry_ms: u64,
+    /// Joins one at a time once everyone is in (then a polite leave), alternately through the
+    /// owner and through another node: join latency without queueing.
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
     /// Seconds after the kill a participant keeps trying to come back.
     #[arg(long, default_value_t = 60)]
     back_within: u64,
@@ -307,6 +311,7 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
                     Backoff::Fixed(std::time::Duration::from_millis(a.retry_ms))
                 },
                 back_within: std::time::Duration::from_secs(a.back_within),
+                probes: a.probes,
                 source_ips: g.source_ips,
             };
             let (target, launched) = cluster_target(g, a, &pin).await?;

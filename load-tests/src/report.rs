@@ -325,6 +325,9 @@ fn cluster_table(s: &mut String, c: &crate::scenarios::cluster::ClusterReport) {
     row(s, "join latency, through the owner", j.direct);
     row(s, "join latency, through another node", j.proxied);
     row(s, "join latency, other / owner", summary_ratio(&j.proxied, &j.direct));
+    row(s, "probe joins, through the owner", j.probe_direct);
+    row(s, "probe joins, through another node", j.probe_proxied);
+    row(s, "probe joins, other / owner", summary_ratio(&j.probe_proxied, &j.probe_direct));
     row(
         s,
         "taken down by the kill",

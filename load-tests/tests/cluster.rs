@@ -27,6 +27,7 @@ async fn three_nodes_one_killed_everyone_back_with_their_seat() {
         // Retry often: this checks the harness, not how patient a client is.
         backoff: Backoff::Fixed(Duration::from_millis(200)),
         back_within: Duration::from_secs(45),
+        probes: 6,
         source_ips: None,
     };
     let started = std::time::Instant::now();
@@ -39,6 +40,7 @@ async fn three_nodes_one_killed_everyone_back_with_their_seat() {
     assert_eq!(r.join.first.count, 3, "one first join per meeting");
     assert!(r.join.direct.count > 0 && r.join.proxied.count > 0, "joins through owners and through proxies: {r:#?}");
     assert_eq!(r.join.direct.count + r.join.proxied.count, 15);
+    assert_eq!((r.join.probe_direct.count, r.join.probe_proxied.count), (3, 3), "{r:#?}");
     assert!(r.meetings_moved > 0 && r.in_moved_meetings > 0, "the killed node owned meetings: {r:#?}");
     assert_eq!(r.affected, r.in_moved_meetings + r.through_killed_node);
     assert_eq!(r.kept_seat, r.affected, "everyone back with the same participant id: {r:#?}");
@@ -69,6 +71,7 @@ async fn binary_against_running_nodes_with_targets() {
         .args(["--api-key", &t.api_key, "--program-secret", &t.secret, "--program-id", &t.program_id])
         .args(["--cluster-name", &t.name, "--redis-url", &t.redis_url, "--json"])
         .args(["cluster", "--participants", "9", "--meetings", "3", "--retry-ms", "200", "--back-within", "45"])
+        .args(["--probes", "2"])
         .output()
         .await
         .unwrap();

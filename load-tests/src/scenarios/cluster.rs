@@ -108,6 +108,8 @@ pub struct ClusterParams {
     /// Joins in flight at once.
     pub join_concurrency: usize,
     pub backoff: Backoff,
+    /// Probe joins (one at a time) once everyone is in, half through owners, half through others.
+    pub probes: usize,
     /// How long after the kill a participant keeps trying to come back.
     pub back_within: Duration,
     pub source_ips: Option<u32>,
@@ -126,6 +128,10 @@ pub struct JoinRoutes {
     pub direct: Summary,
     /// Later joins that reached another node, which proxied them to the owner.
     pub proxied: Summary,
+    /// Probes once everyone is in: one join at a time (then a polite leave), alternately through
+    /// the owner and through another node, so the figures hold no queueing.
+    pub probe_direct: Summary,
+    pub probe_proxied: Summary,
 }
 
 /// A node before and after the kill.
@@ -658,15 +664,6 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
         }
     }
     let ok = joined.iter().filter(|j| j.is_some()).count();
-    let join = JoinRoutes {
-        attempted: p.participants,
-        ok,
-        failed: p.participants - ok,
-        wall_s: join_wall,
-        first: first.summary(),
-        direct: direct.summary(),
-        proxied: proxied.summary(),
-    };
 
     // The victim: the node owning the most meetings, and whom its death takes down.
     let mut owned = vec![0usize; n_nodes];
@@ -690,6 +687,21 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
             last_seq: j.last_seq,
         };
         tasks.push((i, tokio::spawn(participant(j.ws, seat, ctx.clone()))));
+    }
+    // Probes: one join at a time, through the owner, then through another node, in turn.
+    let (mut probe_direct, mut probe_proxied) = (Hist::default(), Hist::default());
+    for k in 0..p.probes {
+        let m = (k / 2) % p.meetings;
+        let Some(o) = owner[m] else { continue };
+        let via = if k % 2 == 0 { o } else { (o + 1 + (k / 2) % (n_nodes - 1)) % n_nodes };
+        let token = minter.mint(&ids[m], &format!("c{run}-probe{k}"), "member", 3600)?;
+        match join_haven(&ctx.nets[via], &token).await {
+            Ok(mut j) => {
+                if via == o { &mut probe_direct } else { &mut probe_proxied }.record(j.latency);
+                let _ = tokio::time::timeout(Duration::from_secs(2), j.ws.close(None)).await;
+            }
+            Err(key) => ctx.counters.errors.add(format!("probe_{key}")),
+        }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     snapshots_written(&http, &t.nodes).await;
@@ -752,6 +764,17 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
             None => not_back += 1,
         }
     }
+    let join = JoinRoutes {
+        attempted: p.participants,
+        ok,
+        failed: p.participants - ok,
+        wall_s: join_wall,
+        first: first.summary(),
+        direct: direct.summary(),
+        proxied: proxied.summary(),
+        probe_direct: probe_direct.summary(),
+        probe_proxied: probe_proxied.summary(),
+    };
     let mut nodes = Vec::with_capacity(n_nodes);
     for (k, n) in t.nodes.iter().enumerate() {
         nodes.push(NodeFigures {
@@ -762,7 +785,10 @@ pub async fn run(t: &ClusterTarget, p: &ClusterParams) -> anyhow::Result<Cluster
             killed: k == victim,
             meetings_after: meetings_after[k],
             cpu_join_s: nodes_before[k].zip(nodes_joined[k]).map(|(b, a)| a.cpu_seconds - b.cpu_seconds),
-            cpu_recovery_s: nodes_joined[k].zip(nodes_back[k]).map(|(b, a)| a.cpu_seconds - b.cpu_seconds),
+            cpu_recovery_s: nodes_joined[k]
+                .zip(nodes_back[k])
+                .filter(|_| k != victim)
+                .map(|(b, a)| a.cpu_seconds - b.cpu_seconds),
             rss_joined_kib: nodes_joined[k].map(|s| s.rss_kib),
         });
     }
