@@ -311,9 +311,12 @@ fn cluster_table(s: &mut String, c: &crate::scenarios::cluster::ClusterReport) {
                 n.meetings_before,
                 n.entered,
                 n.meetings_after.map(|m| format!(", {m} meetings after")).unwrap_or_default(),
-                match (n.cpu_join_s, n.cpu_recovery_s, n.rss_joined_kib) {
-                    (Some(j), Some(r), Some(m)) =>
-                        format!("; CPU {j:.1} s joining, {r:.1} s recovering; RSS {}", kib(m)),
+                match (n.cpu_join_s, n.rss_joined_kib) {
+                    (Some(j), Some(m)) => format!(
+                        "; CPU {j:.1} s joining{}; RSS {} joined",
+                        n.cpu_recovery_s.map(|r| format!(", {r:.1} s recovering")).unwrap_or_default(),
+                        kib(m)
+                    ),
                     _ => String::new(),
                 }
             ),
