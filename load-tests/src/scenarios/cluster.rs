@@ -537,6 +537,8 @@ async fn participant(mut ws: Ws, mut seat: Seat, ctx: Arc<Ctx>) -> Fate {
         };
         fate.drops += 1;
         ctx.drops.add(dropped);
+        // The dead socket's descriptor goes now: the new attempts need descriptors too.
+        drop(ws);
         // Come back.
         let dropped_at = Instant::now();
         let deadline = ctx.back_by.get().copied().unwrap_or(dropped_at + Duration::from_secs(60));
@@ -564,6 +566,10 @@ async fn participant(mut ws: Ws, mut seat: Seat, ctx: Arc<Ctx>) -> Fate {
             n += 1;
         };
         let since = ctx.killed_at.get().copied().unwrap_or(dropped_at);
+        if seat.affected && fate.drops == 1 {
+            ctx.settled.fetch_add(1, Ordering::SeqCst);
+            ctx.settled_notify.notify_waiters();
+        }
         match outcome {
             Ok((new_ws, kept)) => {
                 fate.backs.push((since.elapsed(), kept));
@@ -571,15 +577,9 @@ async fn participant(mut ws: Ws, mut seat: Seat, ctx: Arc<Ctx>) -> Fate {
             }
             Err(why) => {
                 fate.gave_up = Some(why);
+                ctx.stop.cancelled().await;
+                return fate;
             }
-        }
-        if seat.affected && fate.drops == 1 {
-            ctx.settled.fetch_add(1, Ordering::SeqCst);
-            ctx.settled_notify.notify_waiters();
-        }
-        if fate.gave_up.is_some() {
-            ctx.stop.cancelled().await;
-            return fate;
         }
     }
 }
