@@ -31,9 +31,11 @@ pub struct AppInner {
     /// Where every record for the database goes first (see `journal`).
     pub journal: Journal,
     /// The server's certificate keys.
-    pub keyring: crate::attendance::certificate::Keyring,
+    pub keyring: crate::attendance::certificate::LiveKeyring,
     /// The media engine, when enabled.
     pub sfu: Option<crate::sfu::SfuHandle>,
+    /// The TURN relay, when enabled (with media).
+    pub turn: Option<Arc<crate::turn::TurnHandle>>,
     /// Where people reach this server (configured, or `http://<bound address>`); certificates'
     /// issuer and the base of printed links.
     pub public_url: String,
@@ -90,6 +92,8 @@ pub enum StartError {
     Keyring(#[from] crate::attendance::certificate::KeyringError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Turn(#[from] crate::turn::TurnError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
 }
@@ -161,6 +165,10 @@ async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> 
             min_share_percent: None,
             max_gap_seconds: 120,
         }),
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
     };
     match store.create_meeting(&meeting).await {
         Ok(()) | Err(crate::store::StoreError::Conflict) => Ok(()),
@@ -236,6 +244,21 @@ async fn heartbeat(app: AppState, seconds: u64) {
     }
 }
 
+/// Reloads the certificate keys now and then: a rotation elsewhere reaches this server.
+async fn reload_keys(app: AppState) {
+    let mut tick = tokio::time::interval(crate::attendance::certificate::RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = app.keyring.reload(&app.store).await {
+            tracing::debug!(error = %e, "cannot reload certificate keys; trying again later");
+        }
+    }
+}
+
 /// Purges attendance older than `days`, hourly, and logs how much went.
 async fn retention(app: AppState, days: u32) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -282,15 +305,32 @@ impl Server {
                 ip
             });
             let bind = std::net::SocketAddr::new(ip, config.media.udp_port);
+            let tcp_bind = config.media.ice_tcp.then(|| std::net::SocketAddr::new(ip, config.media.tcp_port));
             let handle = crate::sfu::start(
-                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines },
+                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines, tcp_bind },
                 metrics.clone(),
             )
             .map_err(|e| StartError::Listen(bind, e))?;
-            tracing::info!(addrs = ?handle.addrs(), "media (UDP), one port per engine");
+            tracing::info!(addrs = ?handle.addrs(), tcp = ?handle.tcp_addrs(), "media (UDP, ICE-TCP), one port per engine");
             Some(handle)
         } else {
             None
+        };
+        let turn = match &sfu {
+            Some(handle) if config.turn.enabled => {
+                let advertise = handle.addr.ip();
+                let t = crate::turn::start(
+                    &config.turn,
+                    config.listen.ip(),
+                    advertise,
+                    &handle.media_addrs(),
+                    metrics.clone(),
+                )
+                .await?;
+                tracing::info!(udp = %t.udp, tcp = %t.tcp, tls = ?t.tls, "TURN relay (to this server's media only)");
+                Some(Arc::new(t))
+            }
+            _ => None,
         };
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
@@ -325,7 +365,7 @@ impl Server {
                 support_max_chars: 500,
                 crisis_resources: crisis_resources.clone(),
             },
-            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
+            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000, turn: turn.clone() },
             sfu: sfu.clone(),
             cluster: cluster.clone(),
         });
@@ -339,8 +379,9 @@ impl Server {
             metrics,
             shutdown: shutdown.clone(),
             journal,
-            keyring,
+            keyring: crate::attendance::certificate::LiveKeyring::new(keyring),
             sfu,
+            turn,
             public_url,
             crisis_resources,
             addresses: crate::signal::guard::AddressGuard::new(
@@ -352,12 +393,14 @@ impl Server {
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
+        tokio::spawn(reload_keys(app.clone()));
         let snapshot_writer = cluster.map(|c| {
             tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
             tokio::spawn(c.clone().run_inbox(app.clone()));
             let stop = CancellationToken::new();
             (tokio::spawn(c.run_writer(stop.clone())), stop)
         });
+        tokio::spawn(crate::api::series::horizon_task(app.clone()));
         if let Some(days) = app.config.attendance_retention_days {
             tokio::spawn(retention(app.clone(), days));
         }

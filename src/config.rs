@@ -199,11 +199,81 @@ pub struct MediaConfig {
     /// The address browsers are told to send media to (behind NAT: the public address). Default:
     /// the listen address, or 127.0.0.1 when listening on all interfaces.
     pub advertise_ip: Option<std::net::IpAddr>,
+    /// TCP port of the first engine's ICE-TCP listener (RFC 6544 passive candidate, offered beside
+    /// the UDP one); engine i uses `tcp_port + i` (0: any free ports).
+    pub tcp_port: u16,
+    /// Whether ICE over TCP is offered at all.
+    pub ice_tcp: bool,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { enabled: true, udp_port: 0, engines: 0, advertise_ip: None }
+        MediaConfig { enabled: true, udp_port: 0, engines: 0, advertise_ip: None, tcp_port: 0, ice_tcp: true }
+    }
+}
+
+/// The built-in TURN relay, for members whose network blocks UDP or allows only TCP 443. It
+/// relays only to this server's own media addresses (not an open relay), and accepts only the
+/// short-lived credentials the server hands each participant over the signaling socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// Whether the relay runs (needs `media.enabled`).
+    pub enabled: bool,
+    /// UDP port (usually 3478; 0: any free port).
+    pub udp_port: u16,
+    /// TCP port (usually 3478; 0: any free port).
+    pub tcp_port: u16,
+    /// TLS port (usually 443 or 5349); TURN over TLS runs only with `tls_cert` and `tls_key`.
+    pub tls_port: u16,
+    /// The certificate chain (PEM) for TURN over TLS; its name should be `tls_host`.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The host name browsers use in `turns:` URLs (it must match the certificate). Default: the
+    /// advertised IP.
+    pub tls_host: Option<String>,
+    /// The key the credentials are signed with (TURN REST style). Default: a random key made at
+    /// start (enough for one node; give every node the same key behind one name).
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub secret: Option<SecretString>,
+    /// How long a credential is valid, in seconds (the server hands out a fresh one on every
+    /// join, resume and ICE restart).
+    pub credential_ttl_seconds: u64,
+    /// The TURN realm.
+    pub realm: String,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            enabled: true,
+            udp_port: 0,
+            tcp_port: 0,
+            tls_port: 0,
+            tls_cert: None,
+            tls_key: None,
+            tls_host: None,
+            secret: None,
+            credential_ttl_seconds: 4 * 3600,
+            realm: "haven".into(),
+        }
+    }
+}
+
+/// Recurring series (`/v1/series`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeriesConfig {
+    /// How far ahead occurrences are created, in days (checked hourly).
+    pub horizon_days: u32,
+    /// How many minutes before its start an occurrence opens to the series' join link.
+    pub open_minutes_before: u32,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        SeriesConfig { horizon_days: 28, open_minutes_before: 15 }
     }
 }
 
@@ -253,6 +323,8 @@ pub struct Config {
     /// Attendance older than this many days is purged (hourly). `None` keeps it forever.
     pub attendance_retention_days: Option<u32>,
     pub media: MediaConfig,
+    pub turn: TurnConfig,
+    pub series: SeriesConfig,
     /// The key-encryption key (32 bytes, base64) that seals certificate signing keys and HS256
     /// secrets in the database; usually from `HAVEN_KEY_ENCRYPTION_KEY`. Without one (and without
     /// `key_encryption_key_file`) they are stored unencrypted, and the server says so at start.
@@ -277,6 +349,8 @@ impl Default for Config {
             limits: Limits::default(),
             attendance_retention_days: None,
             media: MediaConfig::default(),
+            turn: TurnConfig::default(),
+            series: SeriesConfig::default(),
             key_encryption_key: None,
             key_encryption_key_file: None,
             redis_url: None,
@@ -324,6 +398,9 @@ impl Config {
             if let Some(policy) = &p.default_credit_policy {
                 policy.validate().map_err(|e| format!("program `{}`: default_credit_policy: {e}", p.id))?;
             }
+        }
+        if self.turn.tls_cert.is_some() != self.turn.tls_key.is_some() {
+            return Err("turn: set both tls_cert and tls_key (or neither)".into());
         }
         Ok(())
     }

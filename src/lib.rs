@@ -18,9 +18,11 @@ pub mod meeting;
 pub mod metrics;
 pub mod protocol;
 pub mod room;
+pub mod series;
 pub mod sfu;
 pub mod signal;
 pub mod store;
+pub mod turn;
 pub mod web;
 
 pub use app::Server;

@@ -21,6 +21,8 @@ pub struct AttendanceQuery {
     pub meeting: Option<String>,
     /// One member (the program's own reference).
     pub member: Option<String>,
+    /// Every occurrence of one series.
+    pub series: Option<String>,
     /// From this date (`2026-11-01`) or time (RFC 3339), inclusive.
     pub from: Option<String>,
     /// To this date (inclusive: the whole day) or time (exclusive).
@@ -42,7 +44,7 @@ fn filter(q: &AttendanceQuery) -> Result<Filter, ApiError> {
         }
         None => i64::MAX,
     };
-    Ok(Filter { meeting: q.meeting.clone(), member: q.member.clone(), from, to })
+    Ok(Filter { meeting: q.meeting.clone(), member: q.member.clone(), series: q.series.clone(), from, to })
 }
 
 #[utoipa::path(get, path = "/v1/attendance", params(AttendanceQuery),
@@ -100,7 +102,7 @@ pub fn issue(app: &AppState, r: &crate::store::ResultRow) -> Result<CertificateR
             format!("this attendance was not credited ({}); there is no certificate", claims.verdict.rule),
         ));
     }
-    let certificate = app.keyring.sign(&claims).map_err(|e| ApiError::internal(&e))?;
+    let certificate = app.keyring.get().sign(&claims).map_err(|e| ApiError::internal(&e))?;
     Ok(CertificateResponse { certificate, claims })
 }
 
@@ -128,7 +130,7 @@ pub async fn verify(
     body: Result<Json<VerifyRequest>, JsonRejection>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(match app.keyring.verify(req.certificate.trim()) {
+    Ok(Json(match app.keyring.verify(&app.store, req.certificate.trim()).await {
         Ok(claims) => VerifyResponse { valid: true, claims: Some(claims), code: None },
         Err(e) => VerifyResponse { valid: false, claims: None, code: Some(e.code().to_string()) },
     }))
@@ -136,5 +138,5 @@ pub async fn verify(
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", responses((status = 200, description = "The server's public keys (JWK Set)")))]
 pub async fn jwks(State(app): State<AppState>) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(app.keyring.jwks()))
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(app.keyring.get().jwks()))
 }

@@ -2,8 +2,10 @@
 
 pub mod attendance;
 pub mod error;
+pub mod formats;
 pub mod join_check;
 pub mod meetings;
+pub mod series;
 
 use crate::app::AppState;
 use axum::extract::{FromRequestParts, State};
@@ -48,11 +50,18 @@ impl FromRequestParts<AppState> for ProgramAuth {
 #[openapi(
     info(title = "Haven API", description = "Meetings for programs. Authenticate with the program's API key as a bearer token."),
     paths(meetings::create, meetings::list, meetings::get_one, meetings::delete, meetings::audit,
-        attendance::export, attendance::certificate, attendance::verify, attendance::jwks, join_check::join_check),
+        attendance::export, attendance::certificate, attendance::verify, attendance::jwks, join_check::join_check,
+        formats::create, formats::list, formats::get_one, formats::update, formats::delete,
+        series::create, series::list, series::get_one, series::edit, series::cancel, series::edit_occurrence,
+        series::cancel_occurrence),
     components(schemas(meetings::CreateMeeting, meetings::MeetingResponse, error::ErrorBody, crate::store::AuditRow,
         crate::protocol::MeetingSettings, crate::attendance::AttendanceRow, crate::attendance::credit::CreditPolicy,
         attendance::CertificateResponse, attendance::VerifyRequest, attendance::VerifyResponse,
-        join_check::JoinCheckRequest, join_check::JoinCheckResponse, crate::protocol::CrisisResource)),
+        join_check::JoinCheckRequest, join_check::JoinCheckResponse, crate::protocol::CrisisResource,
+        formats::FormatRequest, formats::FormatResponse, crate::protocol::FormatSpec, crate::protocol::Segment,
+        crate::protocol::SegmentRules, crate::protocol::WhoMayUnmute, crate::protocol::GoAroundWho,
+        series::CreateSeries, series::EditSeries, series::EditOccurrence, series::OccurrenceView,
+        series::SeriesResponse, crate::series::SeriesSpec)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -150,6 +159,14 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/meetings", get(meetings::list).post(meetings::create))
         .route("/v1/meetings/{id}", get(meetings::get_one).delete(meetings::delete))
         .route("/v1/meetings/{id}/audit", get(meetings::audit))
+        .route("/v1/formats", get(formats::list).post(formats::create))
+        .route("/v1/formats/{id}", get(formats::get_one).put(formats::update).delete(formats::delete))
+        .route("/v1/series", get(series::list).post(series::create))
+        .route("/v1/series/{id}", get(series::get_one).patch(series::edit).delete(series::cancel))
+        .route(
+            "/v1/series/{id}/occurrences/{meeting_id}",
+            axum::routing::patch(series::edit_occurrence).delete(series::cancel_occurrence),
+        )
         .route("/v1/attendance", get(attendance::export))
         .route("/v1/attendance/{id}/certificate", get(attendance::certificate))
         .route("/v1/certificates/verify", axum::routing::post(attendance::verify))

@@ -430,10 +430,7 @@ impl Cluster {
             .invoke_async(&mut c)
             .await?;
         if token == 0 {
-            return Ok(match self.node_url(&owner).await? {
-                Some(url) => Some(Owner::Elsewhere { node: owner, url }),
-                None => None,
-            });
+            return Ok(self.node_url(&owner).await?.map(|url| Owner::Elsewhere { node: owner, url }));
         }
         // Redis may have lost its counters (restarted without persistence): the database's fence
         // is the floor, and the counter is moved past it before the lease is used.

@@ -96,6 +96,8 @@ pub struct ActorConfig {
     pub replay_events: usize,
     /// How long an empty meeting keeps its actor.
     pub idle_stop_ms: u64,
+    /// The TURN relay whose credentials each participant is given (after `welcome`/`resumed`).
+    pub turn: Option<Arc<crate::turn::TurnHandle>>,
 }
 
 /// The wall clock as the actor sees it: Unix milliseconds derived from tokio's clock, so tests
@@ -364,41 +366,24 @@ impl Actor {
         self.metrics.participants.dec_by(present as i64);
     }
 
-    /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
+    /// Leaves the registry, then answers whatever arrived meanwhile with "retry". A meeting that
+    /// moved to another node writes nothing more.
     async fn stop(mut self) {
-        if self.moved {
-            self.rooms.remove_actor(self.room.id(), self.actor_id);
-            self.rx.close();
-            while let Ok(msg) = self.rx.try_recv() {
-                match msg {
-                    ActorMsg::Join { reply, .. } | ActorMsg::Resume { reply, .. } => {
-                        let _ = reply.send(Err(JoinFailure::Retry));
-                    }
-                    ActorMsg::Precheck { reply, .. } => {
-                        let _ = reply.send(Some(unavailable()));
-                    }
-                    ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
-                        let _ = done.send(());
-                    }
-                    _ => {}
-                }
+        if !self.moved {
+            self.finish_writes().await;
+            if self.ended {
+                // Journalled after every record of the meeting and before the actor leaves the
+                // registry: the drain computes results only once all of them are stored, and the
+                // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
+                self.journal.append_fenced(
+                    [Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 }],
+                    self.seat.as_ref().map(|s| s.token),
+                );
             }
-            self.metrics.live_meetings.dec();
-            return;
-        }
-        self.finish_writes().await;
-        if self.ended {
-            // Journalled after every record of the meeting and before the actor leaves the
-            // registry: the drain computes results only once all of them are stored, and the
-            // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
-            self.journal.append_fenced(
-                [Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 }],
-                self.seat.as_ref().map(|s| s.token),
-            );
-        }
-        if let Some(seat) = &self.seat {
-            // Ended, or empty for a while: nobody is left to come back, so the snapshot goes too.
-            seat.cluster.release(self.room.id(), seat.token, true).await;
+            if let Some(seat) = &self.seat {
+                // Ended, or empty for a while: nobody is left to come back, so the snapshot goes too.
+                seat.cluster.release(self.room.id(), seat.token, true).await;
+            }
         }
         self.rooms.remove_actor(self.room.id(), self.actor_id);
         self.rx.close();
@@ -408,8 +393,10 @@ impl Actor {
                     let _ = reply.send(Err(JoinFailure::Retry));
                 }
                 ActorMsg::Precheck { member, role, reply } => {
-                    // An ended meeting refuses; an idle one that stopped lets the caller start a new actor.
-                    let _ = reply.send(self.room.join_refusal(&member, role));
+                    // An ended meeting refuses; an idle one that stopped lets the caller start a
+                    // new actor; one that moved is asked again where it lives now.
+                    let refusal = if self.moved { Some(unavailable()) } else { self.room.join_refusal(&member, role) };
+                    let _ = reply.send(refusal);
                 }
                 ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
                     let _ = done.send(());
@@ -550,6 +537,20 @@ impl Actor {
             SfuEvent::Media { participant_id, event, request_id } => {
                 self.deliver(participant_id, &event_body(&event), request_id.as_ref());
             }
+            SfuEvent::Quality { participant_id, state, loss_percent, rtt_ms } => {
+                // The participant's own figures, and facilitators: never another member.
+                let body = event_body(&Event::MediaQuality { participant_id, state, loss_percent, rtt_ms });
+                let ids: Vec<ParticipantId> = self
+                    .room
+                    .participants()
+                    .iter()
+                    .filter(|p| p.id == participant_id || (p.admitted && p.role.is_facilitator()))
+                    .map(|p| p.id)
+                    .collect();
+                for id in ids {
+                    self.deliver(id, &body, None);
+                }
+            }
             SfuEvent::ActiveSpeaker { participant_id } => {
                 let body = event_body(&Event::ActiveSpeaker { participant_id });
                 let ids: Vec<ParticipantId> =
@@ -587,6 +588,7 @@ impl Actor {
                     self.replay_or_snapshot(participant_id, last_seq, request_id.clone());
                 }
                 self.dispatch(&mut effects, Some((participant_id, request_id)));
+                self.send_ice_servers(participant_id, &conn);
             }
             Ok(Outcome::Done) => {
                 let _ = reply.send(Err(JoinFailure::Refused));
@@ -600,6 +602,17 @@ impl Actor {
         }
         self.effects = effects;
         self.after_dispatch();
+    }
+
+    /// Fresh TURN credentials for a participant who just joined or resumed: connection-level,
+    /// straight after their `welcome`/`waiting` (or `resumed` and its replay).
+    fn send_ice_servers(&self, participant_id: ParticipantId, conn: &ConnHandle) {
+        let Some(turn) = &self.config.turn else { return };
+        let now_s = self.clock.now() / 1000;
+        let c = turn.credentials(&participant_id.to_string(), now_s);
+        let server = crate::protocol::IceServer { urls: c.urls, username: c.username, credential: c.credential };
+        let body = event_body(&Event::IceServers { ice_servers: vec![server] });
+        let _ = conn.try_frame(render_frame(0, None, &body));
     }
 
     /// After a resume: `resumed` (connection-level, seq 0), then the missed events when the
@@ -631,6 +644,11 @@ impl Actor {
         if !ok {
             self.slow.push(pid);
         }
+    }
+
+    /// Starts the meeting's format (its first segment's rules and timers), before any join.
+    pub(super) fn start_format(&mut self, spec: Arc<crate::protocol::FormatSpec>) {
+        self.input(Input::StartFormat(spec), None);
     }
 
     /// Runs one input through the room and carries out the effects. `requester` gets errors and

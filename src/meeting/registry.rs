@@ -166,6 +166,7 @@ impl Rooms {
                             }
                         }
                     };
+                    let format = meeting.format.clone().map(Arc::new);
                     let mut actor = Actor::new(
                         room,
                         rx,
@@ -183,6 +184,9 @@ impl Rooms {
                     );
                     if let Some(effects) = restored {
                         actor.restored(effects);
+                    } else if let Some(spec) = format {
+                        // A fresh room starts its format; a restored one carries on where it was.
+                        actor.start_format(spec);
                     }
                     actor.run().await;
                 });

@@ -93,6 +93,13 @@ pub enum ErrorCode {
     /// The server's storage is far behind (its database is unreachable): no new participants for
     /// now; everyone already in a meeting stays. Try again in a few minutes.
     StorageBacklog,
+    /// The current segment of the meeting's format does not allow this (only facilitators speak
+    /// in it, or hands are not raised in it); `message` says which.
+    SegmentRules,
+    /// The meeting has no format (no agenda to move through).
+    NoFormat,
+    /// There is no segment after the last (or before the first).
+    NoSuchSegment,
     /// An unexpected server-side failure; nothing the client did.
     Internal,
 }
@@ -142,6 +149,9 @@ impl ErrorCode {
             ErrorCode::InvalidMedia => "invalid_media",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::StorageBacklog => "storage_backlog",
+            ErrorCode::SegmentRules => "segment_rules",
+            ErrorCode::NoFormat => "no_format",
+            ErrorCode::NoSuchSegment => "no_such_segment",
             ErrorCode::Internal => "internal",
         }
     }

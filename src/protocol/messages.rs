@@ -10,6 +10,27 @@ use super::ids::ParticipantId;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// A relay for the browser's `RTCPeerConnection` (`iceServers`), with a short-lived credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IceServer {
+    /// `turn:` and `turns:` URLs (UDP, TCP, TLS).
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// Where a participant's media connection stands, as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    /// Offered; no ICE check has succeeded yet.
+    Checking,
+    /// Media flows.
+    Connected,
+    /// No path: the participant cannot hear the meeting (or be heard).
+    Failed,
+}
+
 /// A place to find help outside the meeting (a crisis line), configured per program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -406,9 +427,15 @@ pub enum Command {
     StartGoAround,
     /// Facilitator: stop the round.
     EndGoAround,
+    /// Facilitator: move to the next segment of the meeting's format (its rules apply at once).
+    NextSegment,
+    /// Facilitator: move back to the previous segment.
+    PreviousSegment,
     /// After the meeting's end: one's own attendance certificate (connect with `certificate=1`).
     CertificateRequest,
-    /// Start (or restart) media: the client's SDP offer. Each offer starts a fresh media session.
+    /// Start (or restart) media: the client's SDP offer. An offer from a new `RTCPeerConnection`
+    /// starts a fresh media session; one from the current connection (the same DTLS fingerprint),
+    /// such as an ICE restart after a network change, renegotiates the session and keeps its tracks.
     MediaOffer { sdp: String },
     /// The client's SDP answer to a server `media_offer` (the server adds or removes others' tracks).
     MediaAnswer { sdp: String },
@@ -453,6 +480,8 @@ impl Command {
         "move_hand",
         "start_go_around",
         "end_go_around",
+        "next_segment",
+        "previous_segment",
         "certificate_request",
         "media_offer",
         "media_answer",
@@ -474,6 +503,8 @@ impl Command {
         "next_speaker",
         "start_go_around",
         "end_go_around",
+        "next_segment",
+        "previous_segment",
         "certificate_request",
     ];
 
@@ -504,6 +535,8 @@ impl Command {
                 | Command::MoveHand { .. }
                 | Command::StartGoAround
                 | Command::EndGoAround
+                | Command::NextSegment
+                | Command::PreviousSegment
         )
     }
 }
@@ -646,6 +679,9 @@ pub enum Event {
         /// Where to find help outside the meeting, as the joining member's own program configured
         /// it; empty when it configured none (then show nothing).
         crisis_resources: Vec<CrisisResource>,
+        /// The meeting's agenda when it has a format; absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agenda: Option<super::format::AgendaView>,
     },
     /// A refusal.
     Error {
@@ -767,9 +803,39 @@ pub enum Event {
     /// The server cannot renegotiate this media session (an answer was refused or never came, or
     /// the session grew too large): close the `RTCPeerConnection` and send a fresh `media_offer`.
     MediaRestart {},
+    /// The meeting moved to another segment of its format; its rules are in force from now
+    /// (settings follow in `meeting_updated`, can-unmute changes in `participant_updated`).
+    SegmentChanged {
+        segment: super::format::SegmentView,
+    },
+    /// Facilitators: the current segment's planned end is near. Nothing moves on by itself
+    /// unless the segment says `auto_advance`.
+    SegmentWarning {
+        index: u32,
+        planned_end: u64,
+        remaining_seconds: u32,
+    },
     /// Who is speaking now (from the audio-level header extension), or nobody.
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,
+    },
+    /// Relays for this participant's `RTCPeerConnection` (`iceServers`), with short-lived
+    /// credentials; sent after `welcome` and after `resumed` (a fresh set each time).
+    IceServers {
+        ice_servers: Vec<IceServer>,
+    },
+    /// A participant's media connection: to facilitators for everyone, to a member for their own
+    /// connection only (nobody else's network figures). Sent when the state changes, and while
+    /// connected when loss or round-trip time moved noticeably.
+    MediaQuality {
+        participant_id: ParticipantId,
+        state: MediaState,
+        /// Packets lost on the way to the server, percent (from RTCP receiver reports).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        loss_percent: Option<f32>,
+        /// Round-trip time between the server and the participant, milliseconds (from RTCP).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<u32>,
     },
 }
 

@@ -19,6 +19,9 @@ impl Room {
         if p.role == Role::Observer {
             return Err(ProtocolError::new(C::ObserverCannotSpeak, "observers cannot raise a hand"));
         }
+        if let Some(e) = self.segment_refuses_hand(p.role) {
+            return Err(e);
+        }
         if self.queue.iter().any(|q| q.participant_id == id) {
             return Err(ProtocolError::new(C::HandAlreadyRaised, "your hand is already raised"));
         }

@@ -4,12 +4,13 @@
 //! sockets, no clock, no randomness it was not given. The room actor (`meeting::actor`) carries the
 //! effects out. The rules are split by concern: `lobby` (joining, the waiting room, resume, leaving),
 //! `controls` (facilitator controls, chat, support), `floor` (the speaking queue, the floor, timed
-//! shares, go-arounds), `names` (display names).
+//! shares, go-arounds), `format` (the agenda: segments and their rules), `names` (display names).
 //!
 //! Contract: when `handle` returns `Err`, the room is unchanged and no effect was pushed.
 
 mod controls;
 mod floor;
+pub mod format;
 mod lobby;
 pub mod names;
 pub mod participant;
@@ -21,6 +22,7 @@ use crate::protocol::{
     Command, Event, FloorView, GoAroundView, LeaveReason, MeetingSettings, MeetingView, ParticipantId, ParticipantView,
     ProtocolError, QueueEntry, Role, SupportView, WaitingView,
 };
+pub use format::RuleOverrides;
 pub use names::DisplayName;
 pub use participant::{MemberKey, Participant};
 use std::collections::{HashSet, VecDeque};
@@ -79,6 +81,8 @@ pub enum Input {
     Shutdown,
     /// The program ended (deleted) the meeting: everyone gets `meeting_ended`.
     End,
+    /// The meeting has a format: its first segment starts now (the actor sends this once, first).
+    StartFormat(std::sync::Arc<crate::protocol::FormatSpec>),
 }
 
 /// A deadline the room asked for. Each carries an epoch; a stale one does nothing.
@@ -87,6 +91,8 @@ pub enum Timer {
     Grace { participant_id: ParticipantId, epoch: u32 },
     ShareWarning { epoch: u32 },
     ShareEnd { epoch: u32 },
+    SegmentWarning { epoch: u32 },
+    SegmentEnd { epoch: u32 },
 }
 
 /// Who an event goes to.
@@ -246,6 +252,8 @@ pub struct Room {
     next_chat_id: u64,
     support: Vec<SupportView>,
     next_support_id: u64,
+    /// The meeting's format, when it has one.
+    format: Option<format::FormatState>,
     dirty: Dirty,
     /// Counts successful inputs: the cluster writes a snapshot when it moved (see `snapshot`).
     version: Version,
@@ -290,6 +298,7 @@ impl Room {
             next_chat_id: 1,
             support: Vec::new(),
             next_support_id: 1,
+            format: None,
             dirty: Dirty::default(),
             version: Version(0),
         }
@@ -324,6 +333,10 @@ impl Room {
                 if !self.ended {
                     self.end(now, out);
                 }
+                Outcome::Done
+            }
+            Input::StartFormat(spec) => {
+                self.start_format(spec, now, out);
                 Outcome::Done
             }
         };
@@ -426,6 +439,8 @@ impl Room {
             Command::MoveHand { participant_id, position } => self.move_hand(from, participant_id, position, now, out),
             Command::StartGoAround => self.start_go_around(from, now, out),
             Command::EndGoAround => self.end_go_around(from, now, out),
+            Command::NextSegment => self.move_segment(from, true, now, out),
+            Command::PreviousSegment => self.move_segment(from, false, now, out),
             // Media signaling goes from the actor to the SFU and never reaches the rules.
             Command::MediaOffer { .. } | Command::MediaAnswer { .. } | Command::IceCandidate { .. } => {
                 Err(ProtocolError::new(C::Internal, "media signaling is handled by the media layer"))
@@ -447,6 +462,8 @@ impl Room {
             }
             Timer::ShareWarning { epoch } => self.share_warning(epoch, now, out),
             Timer::ShareEnd { epoch } => self.share_end(epoch, now, out),
+            Timer::SegmentWarning { epoch } => self.segment_timer(false, epoch, now, out),
+            Timer::SegmentEnd { epoch } => self.segment_timer(true, epoch, now, out),
         }
     }
 
@@ -637,6 +654,7 @@ impl Room {
             waiting: if fac { self.waiting_views() } else { Vec::new() },
             support_requests: if fac { self.support.clone() } else { Vec::new() },
             crisis_resources: self.limits.crisis_resources.get(&p.member.program).cloned().unwrap_or_default(),
+            agenda: self.agenda_view(),
         })
     }
 

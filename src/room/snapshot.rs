@@ -3,7 +3,8 @@
 //!
 //! A snapshot holds everything the facilitator decided and everyone's place: seats (participant
 //! ids, display names, roles, admission, mutes and mute locks, resume tokens), the lock, settings,
-//! bans, the speaking queue in order, the floor and its timer, the go-around, open support requests.
+//! bans, the speaking queue in order, the floor and its timer, the go-around, open support requests,
+//! the format's current segment with its overrides and timers.
 //! What it leaves out is rebuilt: connections (everyone comes back by resume), chat rate buckets
 //! (full again), media rules (recomputed), the ids of old chat messages (a deletion of a message sent
 //! before the takeover is refused as unknown).
@@ -57,6 +58,10 @@ pub struct RoomSnapshot {
     /// Written by an owner that handed the meeting on (drain): it already recorded everyone's
     /// disconnection, so the next owner must not record it again.
     pub handed_over: bool,
+    /// The meeting's format and where it is (absent for a meeting without one, and in snapshots
+    /// written before formats).
+    #[serde(default)]
+    pub(crate) agenda: Option<super::format::FormatState>,
 }
 
 impl Room {
@@ -95,6 +100,7 @@ impl Room {
             next_support_id: self.next_support_id,
             taken_at: now,
             handed_over: false,
+            agenda: self.format.clone(),
         }
     }
 
@@ -123,6 +129,7 @@ impl Room {
         room.next_chat_id = snap.next_chat_id;
         room.support = snap.support;
         room.next_support_id = snap.next_support_id;
+        room.format = snap.agenda;
         let gap_start = gap_start.min(now);
         for s in snap.seats {
             if s.connected && s.admitted && !snap.handed_over {
@@ -154,6 +161,7 @@ impl Room {
         if let Some(end) = room.floor.as_ref().and_then(|f| f.ends_at) {
             room.set_share_timers(end.max(now), now, out);
         }
+        room.set_segment_timers(now, out);
         // Nobody is connected yet: no events, only the media rules (recomputed from the state).
         room.flush(out);
         out.retain(|e| !matches!(e, Effect::Send { .. }));
@@ -178,6 +186,8 @@ impl Room {
             && self.floor_holder() == other.floor_holder()
             && self.banned == other.banned
             && self.support == other.support
+            && self.format.as_ref().map(|f| (f.current, f.started_at, &f.rules, &f.overrides, f.epoch))
+                == other.format.as_ref().map(|f| (f.current, f.started_at, &f.rules, &f.overrides, f.epoch))
     }
 }
 

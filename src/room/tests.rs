@@ -714,7 +714,7 @@ fn kind() -> impl Strategy<Value = u8> {
         2 => Just(0u8),  // raise hand
         1 => Just(26u8), // next speaker
         1 => Just(9u8),  // admit
-        8 => 0u8..36,
+        8 => 0u8..38,
     ]
 }
 
@@ -766,6 +766,8 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         32 => Command::Leave,
         33 => Command::Mute { participant_id: pid },
         34 => Command::GiveFloor { participant_id: pid },
+        36 => Command::NextSegment,
+        37 => Command::PreviousSegment,
         _ => Command::NextSpeaker,
     }
 }
@@ -999,6 +1001,10 @@ fn a_handed_over_room_does_not_record_the_gap_twice() {
     let graces = out.iter().filter(|e| matches!(e, Effect::SetTimer { timer: Timer::Grace { .. }, .. })).count();
     assert_eq!(graces, 2, "every seat waits for its owner to come back");
 }
+
+// Meeting formats (issue 15): segments, their rules and overrides, in virtual time.
+#[path = "format_tests.rs"]
+mod format_tests;
 
 // Stable fuzzing of the room core (issue 12): byte-driven input sequences, invariants per step.
 #[path = "fuzz.rs"]

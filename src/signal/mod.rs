@@ -165,7 +165,14 @@ async fn route(
     let meeting = if token.starts_with("hvr.") {
         resume_token_meeting(token)
     } else {
-        join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok().map(|(_, c)| c.meeting)
+        match join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok() {
+            // A series link goes where its open occurrence is (no open one: the local checks refuse).
+            Some((program, c)) => match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+                Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok().map(|m| m.id),
+                None => Some(c.meeting),
+            },
+            None => None,
+        }
     };
     let Some(meeting) = meeting else { return Ok(Route::Here) };
     if app.rooms.get(&meeting).is_some() && cluster.held(&meeting).is_some() {
@@ -288,12 +295,23 @@ async fn check(
     };
     found.program = Some(program.id.clone());
     found.role = Some(claims.role.into());
+    // A series link (`meeting: "series:<id>"`) joins whichever occurrence is open now.
+    let meeting_id = match claims.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+        Some(series) => match crate::api::series::resolve_link(app, &program.id, series).await {
+            Ok(occurrence) => occurrence.id,
+            Err((refusal, title)) => {
+                found.meeting_title = title;
+                return Err(refusal);
+            }
+        },
+        None => claims.meeting.clone(),
+    };
     // A live meeting is authorised from what its actor holds, so joins never wait on the database.
-    let meeting = match app.rooms.get(&claims.meeting) {
+    let meeting = match app.rooms.get(&meeting_id) {
         Some(live) => (*live.meeting).clone(),
         None => app
             .store
-            .meeting(&claims.meeting)
+            .meeting(&meeting_id)
             .await
             .map_err(|e| ApiError::internal(&e))?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?,

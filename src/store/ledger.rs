@@ -194,12 +194,14 @@ impl Store {
         program: &str,
         meeting: Option<&str>,
         member: Option<&str>,
+        series: Option<&str>,
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT DISTINCT meeting_id, member_ref FROM presence WHERE program_id = $1 AND at >= $2 AND at < $3 \
-             AND ($4 = '' OR meeting_id = $5) AND ($6 = '' OR member_ref = $7) ORDER BY meeting_id, member_ref",
+             AND ($4 = '' OR meeting_id = $5) AND ($6 = '' OR member_ref = $7) \
+             AND ($8 = '' OR meeting_id IN (SELECT id FROM meetings WHERE series_id = $9)) ORDER BY meeting_id, member_ref",
         )
         .bind(program)
         .bind(from)
@@ -208,6 +210,8 @@ impl Store {
         .bind(meeting.unwrap_or(""))
         .bind(member.unwrap_or(""))
         .bind(member.unwrap_or(""))
+        .bind(series.unwrap_or(""))
+        .bind(series.unwrap_or(""))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()

@@ -239,6 +239,7 @@ async fn members_on_different_nodes_meet_in_one_meeting_and_any_node_runs_the_ap
         assert_eq!(ids(&q["queue"]), order, "one order for everyone");
     }
     let owner = nodes.owner().await;
+    assert!(nodes.node(owner).logs().contains(&format!("node=node{owner} ")), "log lines name their node");
     // The API on every node lists it; a node that does not own it deletes it, and the owner ends it.
     for i in 0..3 {
         let list = nodes.node(i).get_json("/v1/meetings").await;
@@ -320,7 +321,11 @@ async fn a_killed_owner_s_meeting_continues_on_another_node_with_every_decision(
     // The meeting ends; attendance shows each member once, the outage bridged.
     f.client.request(json!({"type": "end_meeting"})).await;
     let any = nodes.node(nodes.live()[0]);
-    let rows = any.wait_json("/v1/attendance", |v| v.as_array().is_some_and(|r| r.len() >= 7)).await;
+    let rows = any
+        .wait_json("/v1/attendance", |v| {
+            v.as_array().is_some_and(|r| r.len() >= 7 && r.iter().all(|row| row["final"] == true))
+        })
+        .await;
     let rows = rows.as_array().unwrap();
     for member in ["fac", "a", "b", "c", "d", "m"] {
         let mine: Vec<&Value> = rows.iter().filter(|r| r["member_ref"] == member).collect();
@@ -328,6 +333,31 @@ async fn a_killed_owner_s_meeting_continues_on_another_node_with_every_decision(
         assert_eq!(mine[0]["interruptions"], 0, "{member}: the outage is within the gap tolerance: {}", mine[0]);
         assert_eq!(mine[0]["credited"], true, "{member}: {}", mine[0]);
     }
+    // Certificate keys live in the shared database: a rotation reaches every node, and a
+    // certificate one node signs with the new key verifies on the other.
+    let pg = nodes.env.iter().find(|(k, _)| k == "HAVEN_DATABASE_URL").unwrap().1.clone();
+    let store = haven::store::Store::connect(&pg).await.unwrap();
+    let key = haven::attendance::certificate::generate_key(chrono::Utc::now().timestamp_millis());
+    store.rotate_key(&key).await.unwrap();
+    let (first, second) = (nodes.live()[0], nodes.live()[1]);
+    for i in [first, second] {
+        nodes
+            .node(i)
+            .wait_json("/.well-known/jwks.json", |v| {
+                v["keys"].as_array().is_some_and(|k| k.iter().any(|k| k["kid"] == key.kid))
+            })
+            .await;
+    }
+    let id = rows.iter().find(|r| r["member_ref"] == "a").unwrap()["attendance_id"].as_str().unwrap().to_string();
+    let cert = nodes.node(first).get_json(&format!("/v1/attendance/{id}/certificate")).await;
+    let cert = cert["certificate"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(cert).unwrap().kid.as_deref(),
+        Some(key.kid.as_str()),
+        "signed with the new key"
+    );
+    let v = nodes.node(second).post_json("/v1/certificates/verify", json!({"certificate": cert})).await;
+    assert_eq!(v["valid"], true, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,6 +474,10 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
         created_at: 1,
         ended_at: None,
         credit_policy: None,
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
     };
     store.create_meeting(&meeting).await.unwrap();
     x.beat(0, 0).await.unwrap();
@@ -510,6 +544,41 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
     assert!(store.fence_holds("m", Some(ty)).await.unwrap());
     // x's renewal finds the lease gone.
     assert_eq!(x.renew().await.unwrap(), vec!["m".to_string()]);
+}
+
+/// Series links (issue 15) in a cluster: every node sends a series link to the node that owns
+/// the open occurrence, so members joining through different nodes meet in one meeting, and a
+/// facilitator's segment change reaches them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_link_joins_the_open_occurrence_through_any_node() {
+    let nodes = Nodes::start(2).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{}/v1/formats", nodes.addr(0)))
+        .bearer_auth(ALPHA_KEY)
+        .json(&crate::formats::group_format("tuesday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(5)).format("%Y-%m-%dT%H:%M:00").to_string();
+    let r = http
+        .post(format!("http://{}/v1/series", nodes.addr(1)))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"id": "weekly", "title": "Weekly", "time_zone": "UTC", "dtstart": soon, "rrule": "FREQ=WEEKLY",
+            "duration_minutes": 60, "format": "tuesday", "settings": {"waiting_room": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (mut f, wf) = person(nodes.addr(0), "series:weekly", "fac", TokenRole::Facilitator, "Facil").await;
+    let (mut a, wa) = person(nodes.addr(1), "series:weekly", "a", TokenRole::Member, "Ana").await;
+    assert_eq!(wa["meeting"]["id"], wf["meeting"]["id"], "one occurrence whichever node");
+    assert_eq!(wa["participants"].as_array().unwrap().len(), 2, "{wa}");
+    assert_eq!(wa["agenda"]["current"]["title"], "Open discussion");
+    f.client.request(json!({"type": "next_segment"})).await;
+    let changed = a.recv_type("segment_changed").await;
+    assert_eq!(changed["segment"]["title"], "Readings");
 }
 
 /// Placement goes by the load each node publishes every two seconds; meetings placed faster than

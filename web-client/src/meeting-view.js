@@ -127,6 +127,10 @@ export function bindMeeting(c) {
     if (text && send({ type: 'chat', text })) chatInput.value = '';
   });
 
+  // Facilitator: the agenda.
+  button('segment-next').addEventListener('click', () => send({ type: 'next_segment' }));
+  button('segment-prev').addEventListener('click', () => send({ type: 'previous_segment' }));
+
   // Facilitator: the floor.
   button('next-btn').addEventListener('click', () => send({ type: 'next_speaker' }));
   button('extend-btn').addEventListener('click', () => send({ type: 'extend_share' }));
@@ -173,6 +177,7 @@ export function render(s) {
   const fac = isFacilitator(s.myRole);
   const observer = s.myRole === 'observer';
 
+  renderAgenda(s, fac);
   renderFloor(s, fac);
   renderMe(s, me, fac, observer);
   renderQueue(s, fac);
@@ -194,11 +199,59 @@ export function render(s) {
 /** Only the timer changes every second. @param {MeetingState} s */
 export function tick(s) {
   renderTimer(s);
+  renderAgendaTimer(s);
   for (const li of byId('waiting-list').children) {
     const since = Number(/** @type {HTMLElement} */ (li).dataset.since);
     const el = li.querySelector('.since');
     if (el && since) setText(el, waitedFor(serverNow(s) - since));
   }
+}
+
+/** The meeting's format: every segment, the current one, its time left. @param {MeetingState} s @param {boolean} fac */
+function renderAgenda(s, fac) {
+  const agenda = s.agenda;
+  show(byId('agenda-card'), Boolean(agenda));
+  if (!agenda) return;
+  const current = agenda.current;
+  const list = byId('agenda-list');
+  reconcile(
+    list,
+    agenda.segments.map((seg, i) => ({ key: String(i), seg, i })),
+    (x) => x.key,
+    () => h('li', { class: 'agenda-item' }),
+    (li, x) => {
+      const minutes = x.seg.planned_minutes ? ` · ${t('agenda.minutes', { n: x.seg.planned_minutes })}` : '';
+      setText(li, `${x.seg.title}${minutes}`);
+      li.dataset.index = String(x.i);
+      li.classList.toggle('current', x.i === current.index);
+      li.classList.toggle('done', x.i < current.index);
+      if (x.i === current.index) li.setAttribute('aria-current', 'step');
+      else li.removeAttribute('aria-current');
+    },
+  );
+  setText(byId('agenda-now'), t('agenda.now', { title: current.title }));
+  renderAgendaTimer(s);
+  show(byId('fac-agenda'), fac);
+  if (fac) {
+    button('segment-prev').disabled = current.index === 0;
+    button('segment-next').disabled = current.index + 1 >= agenda.segments.length;
+  }
+}
+
+/** @param {MeetingState} s */
+function renderAgendaTimer(s) {
+  const el = byId('agenda-left');
+  const end = s.agenda?.current.planned_end;
+  if (!end) {
+    setText(el, '');
+    el.removeAttribute('aria-label');
+    return;
+  }
+  const left = end - serverNow(s);
+  const key = left >= 0 ? 'agenda.left' : 'agenda.over';
+  setText(el, t(key, { time: clock(Math.abs(left)) }));
+  el.setAttribute('aria-label', t(key, { time: spokenDuration(Math.abs(left)) }));
+  el.dataset.tone = left < 0 ? 'over' : s.segmentWarning === end ? 'warn' : 'calm';
 }
 
 /** @param {MeetingState} s @param {boolean} fac */
@@ -292,8 +345,10 @@ function renderMe(s, me, fac, observer) {
   setText(byId('my-role'), s.myRole && s.myRole !== 'member' ? ` (${roleLabel(s.myRole)})` : '');
 
   const hand = button('hand-btn');
-  show(hand, !observer);
   const raised = Boolean(me?.hand_raised);
+  // A segment of the meeting's format may take hands out (a raised hand can still be lowered).
+  const handsAllowed = fac || s.agenda?.current.rules.hands !== false;
+  show(hand, !observer && (raised || handsAllowed));
   setText(hand, raised ? t('hand.lower') : t('hand.raise'));
   hand.setAttribute('aria-pressed', String(raised));
 
@@ -405,6 +460,10 @@ function personStatus(p, s) {
   else if (heldMuted(s, p)) bits.push(t('status.heldMuted'));
   else bits.push(t('status.muted'));
   if (!p.connected) bits.push(t('status.reconnecting'));
+  // Facilitators (and a member for themself) learn who has no audio path or a poor one.
+  const q = s.quality.get(p.participant_id);
+  if (q?.state === 'failed') bits.push(t('status.noAudio'));
+  else if (q) bits.push(t('status.poorConnection'));
   return bits.join(' · ');
 }
 

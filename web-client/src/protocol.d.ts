@@ -148,6 +148,12 @@ export type ClientMessage1 =
       type: "end_go_around";
     }
   | {
+      type: "next_segment";
+    }
+  | {
+      type: "previous_segment";
+    }
+  | {
       type: "certificate_request";
     }
   | {
@@ -188,6 +194,10 @@ export type PromoteTo = "facilitator" | "co_facilitator" | "member";
 export type ServerMessage = ServerMessage1 & ServerMessage2;
 export type ServerMessage1 =
   | {
+      /**
+       * The meeting's agenda when it has a format; absent otherwise.
+       */
+      agenda?: AgendaView | null;
       /**
        * Where to find help outside the meeting, as the joining member's own program configured
        * it; empty when it configured none (then show nothing).
@@ -350,9 +360,40 @@ export type ServerMessage1 =
       type: "media_restart";
     }
   | {
+      segment: SegmentView;
+      type: "segment_changed";
+    }
+  | {
+      index: number;
+      planned_end: number;
+      remaining_seconds: number;
+      type: "segment_warning";
+    }
+  | {
       participant_id?: ParticipantId | null;
       type: "active_speaker";
+    }
+  | {
+      ice_servers: IceServer[];
+      type: "ice_servers";
+    }
+  | {
+      /**
+       * Packets lost on the way to the server, percent (from RTCP receiver reports).
+       */
+      loss_percent?: number | null;
+      participant_id: ParticipantId;
+      /**
+       * Round-trip time between the server and the participant, milliseconds (from RTCP).
+       */
+      rtt_ms?: number | null;
+      state: MediaState;
+      type: "media_quality";
     };
+/**
+ * Who takes part in a segment's go-around.
+ */
+export type GoAroundWho = "members" | "everyone";
 /**
  * A participant's role in a meeting.
  */
@@ -402,6 +443,9 @@ export type ErrorCode =
   | "invalid_media"
   | "unavailable"
   | "storage_backlog"
+  | "segment_rules"
+  | "no_format"
+  | "no_such_segment"
   | "internal";
 /**
  * Why someone left.
@@ -412,6 +456,10 @@ export type LeaveReason =
  * Why a share ended.
  */
 export type ShareEndReason = "yielded" | "passed" | "time_up" | "facilitator" | "left";
+/**
+ * Where a participant's media connection stands, as the server sees it.
+ */
+export type MediaState = "checking" | "connected" | "failed";
 
 /**
  * JSON text frames on /v1/signal. Generated from src/protocol by `haven schema`; do not edit.
@@ -425,6 +473,77 @@ export interface ClientMessage2 {
    * Echoed by every event this request causes for the requester (at most 64 characters).
    */
   id?: string | null;
+}
+/**
+ * The meeting's agenda: every segment and the current one.
+ */
+export interface AgendaView {
+  current: SegmentView;
+  segments: AgendaItem[];
+}
+/**
+ * The current segment: what `segment_changed` carries and `welcome` includes.
+ */
+export interface SegmentView {
+  /**
+   * Whether it moves on by itself at `planned_end`.
+   */
+  auto_advance: boolean;
+  /**
+   * Position in the agenda, from 0.
+   */
+  index: number;
+  /**
+   * When it is planned to end (Unix ms); `null` when open-ended.
+   */
+  planned_end?: number | null;
+  rules: SegmentRules;
+  /**
+   * When it started (Unix ms).
+   */
+  started_at: number;
+  title: string;
+}
+/**
+ * The segment's rules as it starts (facilitators may override them within it; the
+ * meeting's settings in `meeting_updated` show what is in force).
+ */
+export interface SegmentRules {
+  /**
+   * Whether chat is on (default true).
+   */
+  chat?: boolean;
+  /**
+   * A go-around that starts with the segment, and who is in it (default none).
+   */
+  go_around?: GoAroundWho | null;
+  /**
+   * Whether members may raise a hand (default true).
+   */
+  hands?: boolean;
+  /**
+   * What happens when a timed share reaches its end.
+   */
+  share_end?: "hard" | "soft";
+  /**
+   * Length of a share in seconds; `null` for untimed shares (default).
+   */
+  share_seconds?: number | null;
+  /**
+   * Seconds before a share's end that its warning is sent (default 30).
+   */
+  share_warning_seconds?: number;
+  /**
+   * Who may unmute (default `anyone`).
+   */
+  unmute?: "facilitators" | "floor_holder" | "anyone";
+}
+/**
+ * One line of the agenda as participants see it.
+ */
+export interface AgendaItem {
+  planned_minutes?: number | null;
+  title: string;
 }
 /**
  * A place to find help outside the meeting (a crisis line), configured per program.
@@ -566,6 +685,17 @@ export interface WaitingView {
    * When they started waiting (Unix milliseconds).
    */
   since: number;
+}
+/**
+ * A relay for the browser's `RTCPeerConnection` (`iceServers`), with a short-lived credential.
+ */
+export interface IceServer {
+  credential: string;
+  /**
+   * `turn:` and `turns:` URLs (UDP, TCP, TLS).
+   */
+  urls: string[];
+  username: string;
 }
 export interface ServerMessage2 {
   /**

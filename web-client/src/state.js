@@ -13,6 +13,8 @@
 /** @typedef {import('./protocol').MeetingView} MeetingView */
 /** @typedef {import('./protocol').Role} Role */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
+/** @typedef {Extract<ServerMessage, { type: 'media_quality' }>} MediaQuality */
+/** @typedef {import('./protocol').AgendaView} AgendaView */
 /** @typedef {import('./crisis.js').CrisisResource} CrisisResource */
 
 import { crisisFrom } from './crisis.js';
@@ -55,7 +57,11 @@ import { t } from './i18n.js';
  * @property {number} clockOffset server clock minus this device's clock, in ms (estimated)
  * @property {Ending | null} ending
  * @property {string | null} activeSpeaker who is speaking now (from the SFU), if anyone
+ * @property {Map<string, MediaQuality>} quality connections with a problem, by participant id
+ *   (facilitators: everyone's; a member: only their own)
  * @property {CrisisResource[]} crisis my program's crisis resources (may be empty)
+ * @property {AgendaView | null} agenda the meeting's format: its segments and the current one
+ * @property {number | null} segmentWarning facilitators: the current segment's planned end, once warned
  */
 
 /**
@@ -71,6 +77,7 @@ export function initialState() {
   return {
     phase: 'join',
     activeSpeaker: null,
+    quality: new Map(),
     me: null,
     myName: '',
     myRole: null,
@@ -88,6 +95,8 @@ export function initialState() {
     clockOffset: 0,
     ending: null,
     crisis: [],
+    agenda: null,
+    segmentWarning: null,
   };
 }
 
@@ -173,6 +182,9 @@ export function unmuteBlocker(s) {
   if (!me) return t('mic.notIn');
   if (me.role === 'observer') return t('mic.observer');
   if (me.can_unmute) return null;
+  if (!mayTalk(s, me) && s.agenda?.current.rules.unmute === 'facilitators') {
+    return t('mic.segment', { title: s.agenda.current.title });
+  }
   if (!mayTalk(s, me)) return t('mic.floorOnly');
   return t('mic.heldMuted');
 }
@@ -209,6 +221,8 @@ export function apply(s, msg, now) {
       if (s.warning && s.floor?.participant_id !== s.warning.participant_id) s.warning = null;
       s.ending = null;
       s.crisis = crisisFrom(msg);
+      s.agenda = msg.agenda ?? null;
+      if (s.agenda?.current.planned_end !== s.segmentWarning) s.segmentWarning = null;
       if (!sameSeat) notes.push({ text: t('note.inMeeting', { title: msg.meeting.title, name: msg.display_name }) });
       break;
     }
@@ -241,6 +255,7 @@ export function apply(s, msg, now) {
     case 'participant_left': {
       const who = nameOf(s, msg.participant_id);
       s.participants.delete(msg.participant_id);
+      s.quality.delete(msg.participant_id);
       if (msg.participant_id !== s.me) notes.push({ text: t('note.left', { name: who }) });
       break;
     }
@@ -371,10 +386,31 @@ export function apply(s, msg, now) {
     case 'media_answer':
     case 'media_offer':
     case 'media_restart':
+    case 'ice_servers':
       break; // media signaling: handled by media.js through the connection
+    case 'media_quality':
+      // Facilitators get everyone's; a member only their own.
+      // A fresh attempt (`checking`) leaves a known problem shown until it is solved.
+      if (msg.state === 'failed' || (msg.state === 'connected' && poorConnection(msg))) {
+        s.quality.set(msg.participant_id, msg);
+      } else if (msg.state === 'connected') {
+        s.quality.delete(msg.participant_id);
+      }
+      break;
     case 'active_speaker':
       s.activeSpeaker = msg.participant_id ?? null;
       break;
+    case 'segment_changed':
+      if (s.agenda) s.agenda.current = msg.segment;
+      s.segmentWarning = null;
+      notes.push({ text: t('note.segment', { title: msg.segment.title }) });
+      break;
+    case 'segment_warning': {
+      s.segmentWarning = msg.planned_end;
+      const title = s.agenda?.segments[msg.index]?.title ?? '';
+      notes.push({ text: t('note.segmentEnds', { title, n: Math.max(1, Math.round(msg.remaining_seconds / 60)) }) });
+      break;
+    }
     default: {
       /** @type {never} */
       const unhandled = msg;
@@ -382,6 +418,14 @@ export function apply(s, msg, now) {
     }
   }
   return notes;
+}
+
+/**
+ * Loss or delay that makes a meeting hard to follow.
+ * @param {{ loss_percent?: number | null, rtt_ms?: number | null }} q
+ */
+export function poorConnection(q) {
+  return (q.loss_percent ?? 0) >= 10 || (q.rtt_ms ?? 0) >= 800;
 }
 
 /** @param {Role} role */

@@ -194,6 +194,18 @@ const en = {
   'mic.observing': 'You are observing: you can listen and read, but not speak or chat.',
   'mic.notIn': 'You are not in the meeting.',
   'mic.observer': 'Observers listen only.',
+  'mic.segment': 'Only facilitators speak during “{title}”. You can listen.',
+  'agenda.heading': 'Agenda',
+  'agenda.now': 'Now: {title}',
+  'agenda.next': 'Next segment',
+  'agenda.previous': 'Previous segment',
+  'agenda.left': '{time} left',
+  'agenda.over': '{time} over',
+  /** @param {Record<string, string | number>} p */
+  'agenda.minutes': (p) => `${n(p)} min`,
+  'note.segment': 'Now: {title}.',
+  /** @param {Record<string, string | number>} p */
+  'note.segmentEnds': (p) => (n(p) === 1 ? `“${p.title}” ends in about 1 minute.` : `“${p.title}” ends in about ${n(p)} minutes.`),
   'mic.floorOnly': 'In this meeting only the person sharing can unmute. Raise your hand to ask for the floor.',
   'mic.heldMuted': 'A facilitator muted you. You can unmute when they allow it.',
   'camera.on': 'Turn camera on',
@@ -209,6 +221,11 @@ const en = {
   'media.failed': "Audio couldn't connect.",
   'media.failedServer': "Audio couldn't connect to the meeting server.",
   'media.connecting': 'Connecting audio…',
+  'media.reconnecting': 'Your network changed. Reconnecting audio…',
+  'media.relayed': 'Connected through a relay; audio may lag a little.',
+  'media.overTcp': 'Connected over a restricted network; audio may lag a little.',
+  'media.whatToTry':
+    "You can't hear the meeting right now, but you can still follow it here. This network may block calls: try another Wi-Fi or mobile data, or turn off a VPN, then press “Try audio again”.",
   'media.noBrowser': 'This browser cannot play meeting audio. Try a current Chrome, Edge, Firefox or Safari.',
   'media.tooLarge': 'The meeting has more audio and video than this server accepts in one setup message.',
   'media.noServer': 'Audio is not available on this server. You can still follow the meeting here.',
@@ -238,6 +255,8 @@ const en = {
   'status.muted': 'muted',
   'status.heldMuted': 'muted by facilitator',
   'status.reconnecting': 'reconnecting…',
+  'status.noAudio': "can't hear the meeting",
+  'status.poorConnection': 'poor connection',
   'role.facilitator': 'facilitator',
   'role.co_facilitator': 'co-facilitator',
   'role.member': 'member',
@@ -355,6 +374,8 @@ const en = {
   'error.chat_not_found': 'That message is already gone.',
   'error.support_request_not_found': 'That request was already acknowledged.',
   'error.message_too_large': 'That is too long to send.',
+  'error.segment_rules': "This part of the meeting doesn't allow that.",
+  'error.no_such_segment': 'There is no segment that way.',
 };
 
 export default en;
