@@ -553,8 +553,14 @@ impl Actor {
             }
             SfuEvent::ActiveSpeaker { participant_id } => {
                 let body = event_body(&Event::ActiveSpeaker { participant_id });
-                let ids: Vec<ParticipantId> =
-                    self.room.participants().iter().filter(|p| p.admitted).map(|p| p.id).collect();
+                // The engine hears only the main room for this (a side room's voices are its own).
+                let ids: Vec<ParticipantId> = self
+                    .room
+                    .participants()
+                    .iter()
+                    .filter(|p| p.admitted && p.location == crate::room::MAIN)
+                    .map(|p| p.id)
+                    .collect();
                 for id in ids {
                     self.deliver(id, &body, None);
                 }
@@ -717,6 +723,12 @@ impl Actor {
                                 .iter()
                                 .filter(|p| p.admitted && p.role.is_facilitator())
                                 .map(|p| p.id),
+                        ),
+                        Audience::Location(l) => recipients.extend(
+                            self.room.participants().iter().filter(|p| p.admitted && p.location == l).map(|p| p.id),
+                        ),
+                        Audience::Outside(l) => recipients.extend(
+                            self.room.participants().iter().filter(|p| p.admitted && p.location != l).map(|p| p.id),
                         ),
                     }
                     for &pid in &recipients {

@@ -179,12 +179,12 @@ impl Room {
     }
 
     pub(super) fn set_share_timers(&self, end: Millis, now: Millis, out: &mut Vec<Effect>) {
-        let epoch = self.floor_epoch;
+        let (epoch, location) = (self.floor_epoch, self.side.here);
         let warn_ms = self.settings.share_warning_seconds as u64 * 1000;
         if warn_ms > 0 && end.saturating_sub(warn_ms) > now {
-            out.push(Effect::SetTimer { at: end - warn_ms, timer: Timer::ShareWarning { epoch } });
+            out.push(Effect::SetTimer { at: end - warn_ms, timer: Timer::ShareWarning { epoch, location } });
         }
-        out.push(Effect::SetTimer { at: end, timer: Timer::ShareEnd { epoch } });
+        out.push(Effect::SetTimer { at: end, timer: Timer::ShareEnd { epoch, location } });
     }
 
     /// Takes the floor back. In a floor-controlled meeting the speaker is muted again.
@@ -277,8 +277,13 @@ impl Room {
         if self.go_around.is_some() {
             return Err(ProtocolError::new(C::GoAroundActive, "a go-around is already running"));
         }
-        let order: Vec<ParticipantId> =
-            self.participants.iter().filter(|p| p.admitted && p.role == Role::Member).map(|p| p.id).collect();
+        let here = self.side.here;
+        let order: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| p.admitted && p.role == Role::Member && p.location == here)
+            .map(|p| p.id)
+            .collect();
         if order.is_empty() {
             return Err(ProtocolError::new(C::NobodyPresent, "there are no members present for a go-around"));
         }

@@ -165,7 +165,9 @@ impl Room {
 
     /// A go-around that comes with a segment: everyone it names who is present, in order of arrival.
     fn start_segment_round(&mut self, who: GoAroundWho, now: Millis, out: &mut Vec<Effect>) {
-        let admitted = || self.participants.iter().filter(|p| p.admitted);
+        // Those in the room whose stage this is (side rooms and breakout groups keep their own floor).
+        let here = self.side.here;
+        let admitted = || self.participants.iter().filter(|p| p.admitted && p.location == here);
         let mut order: Vec<ParticipantId> = admitted().filter(|p| p.role == Role::Member).map(|p| p.id).collect();
         if who == GoAroundWho::Everyone {
             order.extend(admitted().filter(|p| p.role.is_facilitator()).map(|p| p.id));

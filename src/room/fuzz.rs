@@ -59,6 +59,8 @@ fn any_command(b: &mut Bytes, pid: ParticipantId) -> Command {
         },
         37 => Command::ExtendShare { seconds: Some(n) },
         38 => Command::MoveHand { participant_id: pid, position: n },
+        // Side rooms and breakout groups (issue 17).
+        39 if n & 1 == 1 => command(38 + ((n >> 1) % 8) as u8, pid, n >> 4),
         40 => Command::NextSegment,
         41 => Command::PreviousSegment,
         _ => Command::DeleteChat { message_id: u64::from(n) },
@@ -144,6 +146,7 @@ fn run_bytes(data: &[u8]) -> Result<usize, TestCaseError> {
             }
         }
         check_invariants(&h.room);
+        super::side_tests::check_locations(&h.room);
         if h.room.rules_in_force().is_some() {
             super::format_tests::assert_settings_follow(&h.room);
         }

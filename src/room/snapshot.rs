@@ -4,7 +4,8 @@
 //! A snapshot holds everything the facilitator decided and everyone's place: seats (participant
 //! ids, display names, roles, admission, mutes and mute locks, resume tokens), the lock, settings,
 //! bans, the speaking queue in order, the floor and its timer, the go-around, open support requests,
-//! the format's current segment with its overrides and timers.
+//! the format's current segment with its overrides and timers, and the side rooms (who is in which,
+//! each one's queue and floor, invitations, breakout groups).
 //! What it leaves out is rebuilt: connections (everyone comes back by resume), chat rate buckets
 //! (full again), media rules (recomputed), the ids of old chat messages (a deletion of a message sent
 //! before the takeover is refused as unknown).
@@ -33,6 +34,9 @@ pub struct Seat {
     pub muted: bool,
     pub mute_locked: bool,
     pub resume_token: String,
+    /// The room of the meeting they are in (side rooms, `side.rs`); absent means the main room.
+    #[serde(default)]
+    pub location: super::Location,
 }
 
 /// A room's state (see the module documentation for what is left out).
@@ -58,6 +62,9 @@ pub struct RoomSnapshot {
     /// Written by an owner that handed the meeting on (drain): it already recorded everyone's
     /// disconnection, so the next owner must not record it again.
     pub handed_over: bool,
+    /// Side rooms, their stages, open step-out invitations and breakout groups (absent: none).
+    #[serde(default)]
+    pub(crate) side: super::side::Side,
     /// The meeting's format and where it is (absent for a meeting without one, and in snapshots
     /// written before formats).
     #[serde(default)]
@@ -88,6 +95,7 @@ impl Room {
                     muted: p.muted,
                     mute_locked: p.mute_locked,
                     resume_token: p.resume_token.clone(),
+                    location: p.location,
                 })
                 .collect(),
             queue: self.queue.clone(),
@@ -100,6 +108,7 @@ impl Room {
             next_support_id: self.next_support_id,
             taken_at: now,
             handed_over: false,
+            side: self.side.clone(),
             agenda: self.format.clone(),
         }
     }
@@ -129,6 +138,7 @@ impl Room {
         room.next_chat_id = snap.next_chat_id;
         room.support = snap.support;
         room.next_support_id = snap.next_support_id;
+        room.side = snap.side;
         room.format = snap.agenda;
         let gap_start = gap_start.min(now);
         for s in snap.seats {
@@ -156,11 +166,14 @@ impl Room {
                 resume_token: s.resume_token,
                 chat_bucket: TokenBucket::full(room.limits.chat_burst, now),
                 media: Default::default(),
+                location: s.location,
+                shown_away: None,
             });
         }
         if let Some(end) = room.floor.as_ref().and_then(|f| f.ends_at) {
             room.set_share_timers(end.max(now), now, out);
         }
+        room.restore_side_timers(now, out);
         room.set_segment_timers(now, out);
         // Nobody is connected yet: no events, only the media rules (recomputed from the state).
         room.flush(out);
@@ -174,7 +187,9 @@ impl Room {
         let seats = |r: &Room| {
             r.participants
                 .iter()
-                .map(|p| (p.id, p.member.clone(), p.name.clone(), p.role, p.admitted, p.muted, p.mute_locked))
+                .map(|p| {
+                    (p.id, p.member.clone(), p.name.clone(), p.role, p.admitted, p.muted, p.mute_locked, p.location)
+                })
                 .collect::<Vec<_>>()
         };
         self.id == other.id
@@ -186,6 +201,7 @@ impl Room {
             && self.floor_holder() == other.floor_holder()
             && self.banned == other.banned
             && self.support == other.support
+            && format!("{:?}", self.side) == format!("{:?}", other.side)
             && self.format.as_ref().map(|f| (f.current, f.started_at, &f.rules, &f.overrides, f.epoch))
                 == other.format.as_ref().map(|f| (f.current, f.started_at, &f.rules, &f.overrides, f.epoch))
     }

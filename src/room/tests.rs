@@ -75,6 +75,7 @@ impl H {
     /// Events of the last input that reach `pid`.
     fn events_to(&self, pid: ParticipantId) -> Vec<Event> {
         let admitted = |id: ParticipantId| self.room.get(id).is_some_and(|p| p.admitted);
+        let at = |id: ParticipantId| self.room.get(id).map(|p| p.location);
         let fac = |id: ParticipantId| self.room.get(id).is_some_and(|p| p.admitted && p.role.is_facilitator());
         self.out
             .iter()
@@ -85,6 +86,8 @@ impl H {
                         Audience::Admitted => admitted(pid),
                         Audience::AdmittedExcept(x) => x != pid && admitted(pid),
                         Audience::Facilitators => fac(pid),
+                        Audience::Location(l) => admitted(pid) && at(pid) == Some(l),
+                        Audience::Outside(l) => admitted(pid) && at(pid) != Some(l),
                     };
                     hit.then(|| event.clone())
                 }
@@ -715,6 +718,7 @@ fn kind() -> impl Strategy<Value = u8> {
         1 => Just(26u8), // next speaker
         1 => Just(9u8),  // admit
         8 => 0u8..38,
+        6 => 38u8..46, // side rooms and breakout groups
     ]
 }
 
@@ -768,6 +772,29 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         34 => Command::GiveFloor { participant_id: pid },
         36 => Command::NextSegment,
         37 => Command::PreviousSegment,
+        38 => Command::StepOut { participant_id: pid, confirm: n.is_multiple_of(2) },
+        39 => Command::AnswerStepOut {
+            invite_id: u64::from(n % 6),
+            accept: !n.is_multiple_of(3),
+            confirm: n.is_multiple_of(2),
+        },
+        40 => Command::ReturnToMain,
+        41 => Command::OpenBreakouts {
+            groups: 2 + n % 3,
+            seconds: 1 + n % 400,
+            warning_seconds: Some(n % 50),
+            assign: [
+                crate::protocol::BreakoutAssign::Auto,
+                crate::protocol::BreakoutAssign::Manual,
+                crate::protocol::BreakoutAssign::Choose,
+            ][n as usize % 3],
+            assignments: if n.is_multiple_of(4) { vec![vec![pid]] } else { Vec::new() },
+            confirm: n.is_multiple_of(2),
+        },
+        42 => Command::ChooseBreakout { group: 1 + n % 3 },
+        43 => Command::CloseBreakouts,
+        44 => Command::StepOut { participant_id: pid, confirm: true },
+        45 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: true, confirm: true },
         _ => Command::NextSpeaker,
     }
 }
@@ -832,14 +859,23 @@ proptest! {
                 Op::Cmd { actor, kind, target, n } => {
                     let Some(from) = pick(actor) else { continue };
                     let target = pick(target).unwrap_or(from);
-                    let cmd = command(kind, target, n);
+                    let mut cmd = command(kind, target, n);
+                    if let Command::AnswerStepOut { invite_id, .. } = &mut cmd {
+                        // Mostly the invitation the sender really has, so step-outs happen.
+                        if let Some(inv) = h.room.side.invites.iter().find(|i| i.to == from).filter(|_| n % 5 != 0) {
+                            *invite_id = inv.id;
+                        }
+                    }
                     let before = format!("{:?}", h.room);
                     let actor = h.room.get(from).cloned();
                     let actor_role = actor.as_ref().map(|p| p.role);
                     let was_locked = actor.as_ref().is_some_and(|p| p.mute_locked);
                     let fac_only = cmd.is_facilitator_only();
                     let unmute = cmd == Command::SetMuted { muted: false };
+                    let side_before: Vec<(ParticipantId, Location)> =
+                        h.room.participants().iter().filter(|p| p.location != MAIN).map(|p| (p.id, p.location)).collect();
                     let result = h.cmd(from, cmd);
+                    side_tests::check_privacy(&h, &side_before);
                     let after = format!("{:?}", h.room);
                     match &result {
                         Err(_) => {
@@ -877,6 +913,7 @@ proptest! {
                 }
             }
             check_invariants(&h.room);
+            side_tests::check_locations(&h.room);
         }
         // Whatever happened, a snapshot carries every decision to another node (cluster).
         let bytes = crate::room::snapshot::encode(&h.room.to_snapshot(h.now));
@@ -885,6 +922,7 @@ proptest! {
         let restored = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 1, &mut out);
         prop_assert!(h.room.same_state(&restored), "a restored room holds the same decisions");
         check_invariants(&restored);
+        side_tests::check_locations(&restored);
         prop_assert!(restored.participants().iter().all(|p| !p.connected), "everyone comes back by resume");
     }
 }
@@ -1005,6 +1043,10 @@ fn a_handed_over_room_does_not_record_the_gap_twice() {
 // Meeting formats (issue 15): segments, their rules and overrides, in virtual time.
 #[path = "format_tests.rs"]
 mod format_tests;
+
+// Side rooms and breakout groups (issue 17).
+#[path = "side_tests.rs"]
+mod side_tests;
 
 // Stable fuzzing of the room core (issue 12): byte-driven input sequences, invariants per step.
 #[path = "fuzz.rs"]

@@ -1,7 +1,8 @@
 //! The engine loop: UDP in, str0m in the middle, UDP out; forwarding by the rooms' rules.
 //!
 //! Per packet the forwarding path is: the sender's rule (a field of its peer), the meeting's
-//! member list, and per subscriber one hash lookup (origin, mid) to the outgoing mid, then one
+//! member list, per subscriber a comparison of the two rules' rooms (`MediaRule::location`: a side
+//! room hears only itself) and one hash lookup (origin, mid) to the outgoing mid, then one
 //! write that shares the payload (`Arc<[u8]>`): no lock, and no allocation of ours.
 
 use super::batch::SendBatch;
@@ -472,7 +473,8 @@ impl Engine {
         let clock = params.spec().clock_rate.get();
         let Some(members) = self.meetings.get(&p.key.meeting) else { return };
         let level = d.header.ext_vals.audio_level;
-        if kind == MediaKind::Audio {
+        // The active speaker is the main room's: a side room's voices are its own.
+        if kind == MediaKind::Audio && rule.location == crate::room::MAIN {
             if let Some(level) = level {
                 self.speakers.entry(p.key.meeting.clone()).or_default().heard(origin, level);
             }
@@ -489,7 +491,9 @@ impl Engine {
             }
             let Some(sub) = self.peers[s].as_mut() else { continue };
             let sub_rule = sub.rule;
+            // One comparison per subscriber: media stays within a room of the meeting.
             if !sub_rule.receives
+                || sub_rule.location != rule.location
                 || (kind == MediaKind::Video
                     && rule.video == VideoAudience::Facilitators
                     && !sub_rule.receives_private_video)
@@ -671,6 +675,17 @@ impl Engine {
                 let Some(&idx) = self.by_key.get(&key) else { return };
                 let Some(p) = self.peers[idx].as_mut() else { return };
                 let reshaped = shape(&p.rule) != shape(&rule);
+                if p.rule.location != rule.location {
+                    // Moved to another room of the meeting: packets were (and will be) skipped
+                    // between it and others, so every stream it sends or gets continues its
+                    // numbering without a gap when it is heard again.
+                    for t in &mut p.tracks_in {
+                        t.epoch = t.epoch.wrapping_add(1);
+                    }
+                    for o in p.out_by_origin.values_mut() {
+                        o.resync();
+                    }
+                }
                 p.rule = rule;
                 if reshaped {
                     // Who may get whose tracks changed: every member of the meeting re-checks.

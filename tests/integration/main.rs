@@ -17,6 +17,7 @@ mod reach;
 mod resume;
 mod schema;
 mod series;
+mod side_rooms;
 mod signal;
 mod slow_client;
 mod store;

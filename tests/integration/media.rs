@@ -437,6 +437,11 @@ impl MediaPeer {
         .unwrap_or_else(|_| panic!("no reply to {id}"))
     }
 
+    /// The largest step between consecutive sequence numbers received from `from` (1: no gap).
+    pub(crate) fn largest_jump(&self, from: &str, kind: &'static str) -> Option<u16> {
+        self.jumps.borrow().get(&(from.to_string(), kind)).copied()
+    }
+
     pub(crate) fn received(&self, from: &str, kind: &'static str) -> u64 {
         self.counts.borrow().get(&(from.to_string(), kind)).copied().unwrap_or(0)
     }

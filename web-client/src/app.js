@@ -75,6 +75,12 @@ const FRIENDLY = new Set([
   'chat_not_found',
   'support_request_not_found',
   'message_too_large',
+  'confirm_required',
+  'wrong_location',
+  'invite_not_found',
+  'not_in_side_room',
+  'breakouts_open',
+  'no_breakouts',
   'segment_rules',
   'no_such_segment',
 ]);

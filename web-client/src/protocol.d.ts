@@ -167,6 +167,54 @@ export type ClientMessage1 =
   | {
       candidate: string;
       type: "ice_candidate";
+    }
+  | {
+      confirm?: boolean;
+      participant_id: ParticipantId;
+      type: "step_out";
+    }
+  | {
+      accept: boolean;
+      /**
+       * As for `step_out`, when a facilitator accepting would leave the main room without one.
+       */
+      confirm?: boolean;
+      invite_id: number;
+      type: "answer_step_out";
+    }
+  | {
+      type: "return_to_main";
+    }
+  | {
+      /**
+       * How people are placed; `assignments` always come first.
+       */
+      assign?: "auto" | "manual" | "choose";
+      /**
+       * Participants by group, `assignments[0]` being group 1; a facilitator placed here runs that group.
+       */
+      assignments?: ParticipantId[][];
+      confirm?: boolean;
+      /**
+       * How many groups (2 to 20).
+       */
+      groups: number;
+      /**
+       * How long they last (1 to 14400 seconds); everyone returns at the end.
+       */
+      seconds: number;
+      type: "open_breakouts";
+      /**
+       * How long before the end everyone is warned (default 60 s; 0 for no warning).
+       */
+      warning_seconds?: number | null;
+    }
+  | {
+      group: number;
+      type: "choose_breakout";
+    }
+  | {
+      type: "close_breakouts";
     };
 /**
  * A participant's id, random per meeting.
@@ -199,6 +247,10 @@ export type ServerMessage1 =
        */
       agenda?: AgendaView | null;
       /**
+       * The breakout groups, while open.
+       */
+      breakouts?: BreakoutsView | null;
+      /**
        * Where to find help outside the meeting, as the joining member's own program configured
        * it; empty when it configured none (then show nothing).
        */
@@ -206,6 +258,11 @@ export type ServerMessage1 =
       display_name: string;
       floor?: FloorView | null;
       go_around?: GoAroundView | null;
+      /**
+       * The side room or breakout group one is in; `null` in the main room. `participants`,
+       * `queue`, `floor` and `go_around` are that room's.
+       */
+      location?: LocationView | null;
       meeting: MeetingView;
       participant_id: ParticipantId;
       participants: ParticipantView[];
@@ -374,6 +431,40 @@ export type ServerMessage1 =
       type: "active_speaker";
     }
   | {
+      display_name: string;
+      invite_id: number;
+      /**
+       * A participant's id, random per meeting.
+       */
+      participant_id: string;
+      type: "step_out_invite";
+    }
+  | {
+      invite_id: number;
+      type: "step_out_withdrawn";
+    }
+  | {
+      participant_id: ParticipantId;
+      type: "step_out_declined";
+    }
+  | {
+      floor?: FloorView | null;
+      go_around?: GoAroundView | null;
+      location?: LocationView | null;
+      participants: ParticipantView[];
+      queue: QueueEntry[];
+      type: "location_changed";
+    }
+  | {
+      breakouts?: BreakoutsView | null;
+      type: "breakouts_updated";
+    }
+  | {
+      ends_at: number;
+      remaining_seconds: number;
+      type: "breakout_warning";
+    }
+  | {
       ice_servers: IceServer[];
       type: "ice_servers";
     }
@@ -394,6 +485,14 @@ export type ServerMessage1 =
  * Who takes part in a segment's go-around.
  */
 export type GoAroundWho = "members" | "everyone";
+/**
+ * How `open_breakouts` places people who are not in its `assignments`.
+ */
+export type BreakoutAssign = "auto" | "manual" | "choose";
+/**
+ * What kind of room someone outside the main room is in.
+ */
+export type LocationKind = "step_out" | "breakout";
 /**
  * A participant's role in a meeting.
  */
@@ -446,6 +545,12 @@ export type ErrorCode =
   | "segment_rules"
   | "no_format"
   | "no_such_segment"
+  | "confirm_required"
+  | "wrong_location"
+  | "invite_not_found"
+  | "not_in_side_room"
+  | "breakouts_open"
+  | "no_breakouts"
   | "internal";
 /**
  * Why someone left.
@@ -546,6 +651,27 @@ export interface AgendaItem {
   title: string;
 }
 /**
+ * The breakout groups while they are open.
+ */
+export interface BreakoutsView {
+  assign: BreakoutAssign;
+  /**
+   * When everyone returns (Unix milliseconds).
+   */
+  ends_at: number;
+  groups: BreakoutGroupView[];
+}
+/**
+ * One breakout group.
+ */
+export interface BreakoutGroupView {
+  /**
+   * From 1.
+   */
+  group: number;
+  participants: ParticipantId[];
+}
+/**
  * A place to find help outside the meeting (a crisis line), configured per program.
  */
 export interface CrisisResource {
@@ -596,11 +722,33 @@ export interface GoAroundView {
   passed: ParticipantId[];
 }
 /**
+ * Where one is when not in the main room, as its occupants see it.
+ */
+export interface LocationView {
+  /**
+   * When a breakout group returns to the main room (Unix milliseconds).
+   */
+  ends_at?: number | null;
+  /**
+   * The breakout group's number (from 1).
+   */
+  group?: number | null;
+  kind: LocationKind;
+  /**
+   * Who is in this room (oneself included).
+   */
+  participants: ParticipantId[];
+}
+/**
  * The meeting as participants see it.
  */
 export interface MeetingView {
   id: string;
   locked: boolean;
+  /**
+   * Every facilitator is in a side room: the main room's floor and queue wait for one to return.
+   */
+  main_room_paused?: boolean;
   settings: MeetingSettings;
   title: string;
 }
@@ -641,6 +789,11 @@ export interface MeetingSettings {
  * What others see of a participant: never the program, member reference or anything network.
  */
 export interface ParticipantView {
+  /**
+   * In another room of the meeting (a side room or another breakout group): nothing else of
+   * theirs is shown then (`muted`, no hand), and never why.
+   */
+  away?: boolean;
   /**
    * False while a facilitator's mute holds (or, in floor control, without the floor).
    */

@@ -12,6 +12,8 @@
 /** @typedef {import('./protocol').SupportView} SupportView */
 /** @typedef {import('./protocol').MeetingView} MeetingView */
 /** @typedef {import('./protocol').Role} Role */
+/** @typedef {import('./protocol').LocationView} LocationView */
+/** @typedef {import('./protocol').BreakoutsView} BreakoutsView */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
 /** @typedef {Extract<ServerMessage, { type: 'media_quality' }>} MediaQuality */
 /** @typedef {import('./protocol').AgendaView} AgendaView */
@@ -60,6 +62,9 @@ import { t } from './i18n.js';
  * @property {Map<string, MediaQuality>} quality connections with a problem, by participant id
  *   (facilitators: everyone's; a member: only their own)
  * @property {CrisisResource[]} crisis my program's crisis resources (may be empty)
+ * @property {LocationView | null} location the side room or breakout group I am in; null in the main room
+ * @property {BreakoutsView | null} breakouts the breakout groups, while open
+ * @property {{ invite_id: number, participant_id: string, display_name: string } | null} invite a facilitator asks me to step out
  * @property {AgendaView | null} agenda the meeting's format: its segments and the current one
  * @property {number | null} segmentWarning facilitators: the current segment's planned end, once warned
  */
@@ -95,9 +100,22 @@ export function initialState() {
     clockOffset: 0,
     ending: null,
     crisis: [],
+    location: null,
+    breakouts: null,
+    invite: null,
     agenda: null,
     segmentWarning: null,
   };
+}
+
+/**
+ * Whether I am the only facilitator left in the main room (so stepping out pauses its floor and
+ * queue: the server asks for a confirmation, and the client asks first).
+ * @param {MeetingState} s
+ */
+export function lastFacilitatorHere(s) {
+  if (s.location || !isFacilitator(s.myRole)) return false;
+  return ![...s.participants.values()].some((p) => p.participant_id !== s.me && isFacilitator(p.role) && !p.away);
 }
 
 /** @param {Role | null | undefined} role */
@@ -221,6 +239,8 @@ export function apply(s, msg, now) {
       if (s.warning && s.floor?.participant_id !== s.warning.participant_id) s.warning = null;
       s.ending = null;
       s.crisis = crisisFrom(msg);
+      s.location = msg.location ?? null;
+      s.breakouts = msg.breakouts ?? null;
       s.agenda = msg.agenda ?? null;
       if (s.agenda?.current.planned_end !== s.segmentWarning) s.segmentWarning = null;
       if (!sameSeat) notes.push({ text: t('note.inMeeting', { title: msg.meeting.title, name: msg.display_name }) });
@@ -400,6 +420,39 @@ export function apply(s, msg, now) {
     case 'active_speaker':
       s.activeSpeaker = msg.participant_id ?? null;
       break;
+    case 'step_out_invite':
+      s.invite = { invite_id: msg.invite_id, participant_id: msg.participant_id, display_name: msg.display_name };
+      notes.push({ text: t('side.invite', { name: msg.display_name }), urgent: true });
+      break;
+    case 'step_out_withdrawn':
+      if (s.invite?.invite_id === msg.invite_id) s.invite = null;
+      break;
+    case 'step_out_declined':
+      notes.push({ text: t('side.declined', { name: nameOf(s, msg.participant_id) }), urgent: true });
+      break;
+    case 'location_changed': {
+      const was = s.location;
+      s.location = msg.location ?? null;
+      s.participants = new Map(msg.participants.map((p) => [p.participant_id, p]));
+      s.queue = msg.queue;
+      s.floor = msg.floor ?? null;
+      s.goAround = msg.go_around ?? null;
+      s.warning = null;
+      s.invite = null;
+      s.activeSpeaker = null;
+      // Each room has its own chat: what was said in one stays there.
+      if (Boolean(was) !== Boolean(s.location) || was?.group !== s.location?.group) s.chat = [];
+      if (!was && s.location) notes.push({ text: placeText(s), urgent: true });
+      if (was && !s.location) notes.push({ text: t('side.back'), urgent: true });
+      break;
+    }
+    case 'breakouts_updated':
+      s.breakouts = msg.breakouts ?? null;
+      break;
+    case 'breakout_warning':
+      s.clockOffset = msg.ends_at - msg.remaining_seconds * 1000 - now;
+      notes.push({ text: t('side.breakoutWarning', { n: msg.remaining_seconds }), urgent: true });
+      break;
     case 'segment_changed':
       if (s.agenda) s.agenda.current = msg.segment;
       s.segmentWarning = null;
@@ -418,6 +471,20 @@ export function apply(s, msg, now) {
     }
   }
   return notes;
+}
+
+/**
+ * Where I am, in words: "You and Alex, privately. The group can't hear you." in a step-out, the
+ * group's number and who is in it in a breakout group; '' in the main room.
+ * @param {MeetingState} s
+ */
+export function placeText(s) {
+  const l = s.location;
+  if (!l) return '';
+  const others = l.participants.filter((id) => id !== s.me).map((id) => nameOf(s, id));
+  const names = others.length ? others.join(', ') : t('side.nobodyYet');
+  if (l.kind === 'step_out') return t('side.private', { names });
+  return t('side.group', { n: l.group ?? 0, names });
 }
 
 /**
