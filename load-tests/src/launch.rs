@@ -78,6 +78,11 @@ pub struct Launched {
 }
 
 impl Launched {
+    /// Kills the server at once (SIGKILL), as a crash would; `stop` then only reaps it.
+    pub fn kill_now(&mut self) -> std::io::Result<()> {
+        self.child.start_kill()
+    }
+
     /// Stops the server: SIGTERM, then SIGKILL after 5 s.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
@@ -169,11 +174,23 @@ async fn read_banner(child: &mut Child, prefix: &str) -> anyhow::Result<SocketAd
 /// Starts the Haven binary `bin` with a fresh config and data dir: `haven --config cfg.toml
 /// --data-dir DIR serve --listen 127.0.0.1:0`, under `taskset -c CORE` and `prlimit --nofile`.
 pub async fn spawn_haven(bin: &Path, pin: Option<usize>) -> anyhow::Result<Launched> {
+    let creds = fresh_credentials();
+    spawn_haven_with(bin, pin, &creds, "", &[]).await
+}
+
+/// [`spawn_haven`] with given credentials (`api_key`, `secret`), more TOML after the config's
+/// `[limits]`, and more environment variables (`DATABASE_URL` is only passed when given here).
+pub async fn spawn_haven_with(
+    bin: &Path,
+    pin: Option<usize>,
+    (api_key, secret): &(String, String),
+    extra_toml: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<Launched> {
     anyhow::ensure!(bin.exists(), "{} not found; build it with `cargo build --release --bin haven`", bin.display());
     let dir = tempfile::tempdir()?;
-    let (api_key, secret) = fresh_credentials();
     let cfg = dir.path().join("haven-load.toml");
-    std::fs::write(&cfg, config_toml(&api_key, &secret))?;
+    std::fs::write(&cfg, format!("{}{extra_toml}", config_toml(api_key, secret)))?;
     let log = dir.path().join("server.log");
     let nofile = server_nofile();
     let mut cmd = wrap(pin, nofile, bin);
@@ -185,14 +202,25 @@ pub async fn spawn_haven(bin: &Path, pin: Option<usize>) -> anyhow::Result<Launc
         .arg("--listen")
         .arg("127.0.0.1:0")
         .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(&log)?));
     let mut child = cmd.spawn().context("cannot start the server (are taskset and prlimit installed?)")?;
-    let addr = read_banner(&mut child, "Haven is running at").await?;
+    let addr = match read_banner(&mut child, "Haven is running at").await {
+        Ok(a) => a,
+        Err(e) => {
+            let logged = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = logged.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(e.context(format!("server log:\n{}", tail.join("\n"))));
+        }
+    };
     let pid = child.id();
+    let profile = if bin.components().any(|c| c.as_os_str() == "release") { "release binary" } else { "binary" };
     let description = format!(
-        "{} (release binary){}, RUST_LOG=warn, nofile {nofile}",
+        "{} ({profile}){}, RUST_LOG=warn, nofile {nofile}",
         bin.display(),
         pin.map(|c| format!(", pinned to core {c}")).unwrap_or_default()
     );
@@ -200,8 +228,8 @@ pub async fn spawn_haven(bin: &Path, pin: Option<usize>) -> anyhow::Result<Launc
         kind: TargetKind::Haven,
         addr,
         program_id: PROGRAM_ID.into(),
-        api_key,
-        secret,
+        api_key: api_key.clone(),
+        secret: secret.clone(),
         server_pid: pid,
         description,
     };

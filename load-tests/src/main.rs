@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use haven_load::launch::{self, Pinning};
 use haven_load::report::{self, Comparison, Machine, Output};
+use haven_load::scenarios::cluster::{self, Backoff, ClusterParams, ClusterTarget};
 use haven_load::scenarios::rooms::{self, RoomsParams};
 use haven_load::scenarios::storms::{self, JoinStormParams, ResumeStormParams};
 use haven_load::{target, Target, TargetKind};
@@ -29,6 +30,20 @@ struct Global {
     /// A running Haven server (http://HOST:PORT) instead of starting one.
     #[arg(long, global = true)]
     target: Option<String>,
+    /// Several nodes of one running cluster (http://HOST:PORT,http://HOST:PORT,...), for the
+    /// `cluster` scenario instead of starting nodes (with --api-key, --program-secret,
+    /// --target-pids, --redis-url and --cluster-name).
+    #[arg(long, global = true, value_delimiter = ',')]
+    targets: Vec<String>,
+    /// The process ids of the --targets nodes, in the same order (the scenario kills one).
+    #[arg(long, global = true, value_delimiter = ',')]
+    target_pids: Vec<u32>,
+    /// The --targets cluster's Redis (default: HAVEN_TEST_REDIS or redis://127.0.0.1:6379/).
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
+    /// The --targets cluster's `cluster.name` (its Redis key prefix).
+    #[arg(long, global = true)]
+    cluster_name: Option<String>,
     /// The API key of a program on --target.
     #[arg(long, global = true)]
     api_key: Option<String>,
@@ -72,6 +87,10 @@ enum Command {
     /// M meetings of P end at once, without and then with a webhook endpoint: what the outbox
     /// costs the end, and how fast `attendance.finalized` reaches the endpoint.
     Webhooks(WebhooksArgs),
+    /// Nodes of one cluster (Redis, PostgreSQL): N participants join M meetings through all of
+    /// them, the node owning the most meetings is killed (SIGKILL), and everyone it took down
+    /// comes back by resume through a live node: how fast, and with their seats?
+    Cluster(ClusterArgs),
     /// The reference broadcast server (started by `rooms --reference`).
     #[command(hide = true)]
     ReferenceServer {
@@ -108,6 +127,37 @@ struct WebhooksArgs {
     /// Joins in flight at once.
     #[arg(long, default_value_t = 50)]
     join_concurrency: usize,
+}
+
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Participants, spread over the meetings and, in turn, over the nodes.
+    #[arg(long, default_value_t = 10_000)]
+    participants: usize,
+    /// Meetings.
+    #[arg(long, default_value_t = 500)]
+    meetings: usize,
+    /// Nodes the harness starts (ignored with --targets).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 200)]
+    join_concurrency: usize,
+    /// Pause between attempts to come back, ms; 0: as the web client (at once, then 1, 2, 4, 7,
+    /// 10 s, with jitter).
+    #[arg(long, default_value_t = 0)]
+    retry_ms: u64,
+    /// Joins one at a time once everyone is in (then a polite leave), alternately through the
+    /// owner and through another node: join latency without queueing.
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
+    /// Seconds after the kill a participant keeps trying to come back.
+    #[arg(long, default_value_t = 60)]
+    back_within: u64,
+    /// PostgreSQL admin URL for the fresh database (default: HAVEN_TEST_PG or
+    /// postgres://postgres@127.0.0.1:5432/test).
+    #[arg(long)]
+    pg_admin: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -230,9 +280,63 @@ fn rooms_params(a: &RoomsArgs, g: &Global) -> RoomsParams {
     }
 }
 
+/// The cluster to load: the --targets nodes, or nodes started now.
+async fn cluster_target(
+    g: &Global,
+    a: &ClusterArgs,
+    pin: &Pinning,
+) -> anyhow::Result<(ClusterTarget, Option<cluster::LaunchedCluster>)> {
+    let (pg, redis) = cluster::default_services();
+    if !g.targets.is_empty() {
+        let nodes = g
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, url)| Ok(cluster::Node { addr: target::parse_addr(url)?, pid: g.target_pids.get(i).copied() }))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let target = ClusterTarget {
+            description: format!("running cluster at {}", g.targets.join(", ")),
+            nodes,
+            program_id: g.program_id.clone(),
+            api_key: g.api_key.clone().context("--targets needs --api-key")?,
+            secret: g.program_secret.clone().context("--targets needs --program-secret")?,
+            redis_url: g.redis_url.clone().unwrap_or(redis),
+            name: g.cluster_name.clone().context("--targets needs --cluster-name (its Redis key prefix)")?,
+        };
+        return Ok((target, None));
+    }
+    let admin = a.pg_admin.clone().unwrap_or(pg);
+    let l = cluster::spawn_cluster(&haven_bin(g), a.nodes, pin.server_core, &admin, &redis).await?;
+    Ok((l.target.clone(), Some(l)))
+}
+
 async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
     let g = &cli.global;
+    if !g.targets.is_empty() && !matches!(cli.command, Command::Cluster(_)) {
+        anyhow::bail!("--targets is for the cluster scenario; use --target for one server");
+    }
     match &cli.command {
+        Command::Cluster(a) => {
+            let p = ClusterParams {
+                participants: a.participants,
+                meetings: a.meetings,
+                join_concurrency: a.join_concurrency,
+                backoff: if a.retry_ms == 0 {
+                    Backoff::WebClient
+                } else {
+                    Backoff::Fixed(std::time::Duration::from_millis(a.retry_ms))
+                },
+                back_within: std::time::Duration::from_secs(a.back_within),
+                probes: a.probes,
+                source_ips: g.source_ips,
+            };
+            let (target, launched) = cluster_target(g, a, &pin).await?;
+            let r = cluster::run(&target, &p).await;
+            if let Some(l) = launched {
+                l.stop().await;
+            }
+            Ok(Output::Cluster(Box::new(r?)))
+        }
         Command::Rooms(a) => {
             let p = rooms_params(a, g);
             let (target, launched) = haven_target(g, &pin).await?;
@@ -337,7 +441,7 @@ fn main() -> ExitCode {
         }
     }
     // Pin only when this run starts the server itself (then both sides are ours).
-    let pin = Pinning::auto(!cli.global.no_pin && cli.global.target.is_none());
+    let pin = Pinning::auto(!cli.global.no_pin && cli.global.target.is_none() && cli.global.targets.is_empty());
     let pinning = if let Some(core) = pin.generator_core {
         match launch::pin_current_thread(core) {
             Ok(()) => pin.describe(),

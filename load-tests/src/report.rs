@@ -83,6 +83,7 @@ pub enum Output {
     ResumeStorm(ResumeStormReport),
     Audio(crate::scenarios::audio::AudioReport),
     Webhooks(crate::scenarios::webhooks::WebhooksReport),
+    Cluster(Box<crate::scenarios::cluster::ClusterReport>),
 }
 
 #[derive(Serialize)]
@@ -255,6 +256,7 @@ pub fn human(machine: &Machine, output: &Output) -> String {
                 row(&mut s, "server CPU during resumes", format!("{c:.2} s"));
             }
         }
+        Output::Cluster(c) => cluster_table(&mut s, c),
         Output::Audio(a) => {
             let _ = writeln!(s, "audio: one speaker, {} listeners", a.listeners);
             row(&mut s, "listeners receiving", format!("{} of {}", a.listeners_receiving, a.listeners));
@@ -322,4 +324,73 @@ pub fn human(machine: &Machine, output: &Output) -> String {
         }
     }
     s
+}
+
+fn cluster_table(s: &mut String, c: &crate::scenarios::cluster::ClusterReport) {
+    let _ = writeln!(s, "cluster: {}", c.server);
+    row(s, "participants x meetings", format!("{} over {} meetings", c.participants, c.meetings));
+    for (i, n) in c.nodes.iter().enumerate() {
+        row(
+            s,
+            &format!("node {i}{}", if n.killed { " (killed)" } else { "" }),
+            format!(
+                "{}: {} meetings before, {} participants entered here{}{}",
+                n.url,
+                n.meetings_before,
+                n.entered,
+                n.meetings_after.map(|m| format!(", {m} meetings after")).unwrap_or_default(),
+                match (n.cpu_join_s, n.rss_joined_kib) {
+                    (Some(j), Some(m)) => format!(
+                        "; CPU {j:.1} s joining{}; RSS {} joined",
+                        n.cpu_recovery_s.map(|r| format!(", {r:.1} s recovering")).unwrap_or_default(),
+                        kib(m)
+                    ),
+                    _ => String::new(),
+                }
+            ),
+        );
+    }
+    let j = &c.join;
+    row(s, "joins", format!("{} ok, {} failed in {:.1} s", j.ok, j.failed, j.wall_s));
+    row(s, "join latency, first (places it)", j.first);
+    row(s, "join latency, through the owner", j.direct);
+    row(s, "join latency, through another node", j.proxied);
+    row(s, "join latency, other / owner", summary_ratio(&j.proxied, &j.direct));
+    row(s, "probe joins, through the owner", j.probe_direct);
+    row(s, "probe joins, through another node", j.probe_proxied);
+    row(s, "probe joins, other / owner", summary_ratio(&j.probe_proxied, &j.probe_direct));
+    row(
+        s,
+        "taken down by the kill",
+        format!(
+            "{} ({} in the {} moved meetings, {} more whose socket went through the killed node)",
+            c.affected, c.in_moved_meetings, c.meetings_moved, c.through_killed_node
+        ),
+    );
+    row(
+        s,
+        "back with their seats",
+        format!(
+            "{} of {} ({:.2} %), {} with a new seat, {} not back",
+            c.kept_seat, c.affected, c.kept_seat_pct, c.new_seat, c.not_back
+        ),
+    );
+    row(s, "back after the kill, everyone", c.back);
+    row(s, "  in the moved meetings", c.back_moved);
+    row(s, "  only their entry node died", c.back_through_killed);
+    if let Some(f) = c.first_back_ms {
+        row(s, "first back in a moved meeting", format!("{f:.0} ms after the kill"));
+    }
+    row(s, "retrying", c.backoff.clone());
+    row(s, "attempts to come back", format!("{} ({:?} failed)", c.resume_attempts, c.resume_refusals));
+    row(s, "drops", format!("{:?}; {} unexpected", c.drops, c.unexpected_drops));
+    row(s, "errors", format!("{} {:?}", c.errors_total, c.errors));
+    row(
+        s,
+        "load generator CPU",
+        format!(
+            "{:.1} s joining ({:.1} s wall), {:.1} s recovering ({:.1} s wall)",
+            c.generator_cpu_join_s, c.join.wall_s, c.generator_cpu_recovery_s, c.recovery_wall_s
+        ),
+    );
 }

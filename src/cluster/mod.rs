@@ -131,6 +131,8 @@ pub struct Cluster {
     in_flight: std::sync::atomic::AtomicUsize,
     draining: AtomicBool,
     redis_ok: AtomicBool,
+    /// Meetings this node placed lately, and on which node (see [`Cluster::place`]).
+    recent_placements: Mutex<std::collections::VecDeque<(std::time::Instant, String)>>,
     metrics: Arc<Metrics>,
     acquire: Script,
     renew: Script,
@@ -245,6 +247,7 @@ impl Cluster {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             redis_ok: AtomicBool::new(true),
+            recent_placements: Mutex::new(std::collections::VecDeque::new()),
             metrics,
             acquire: Script::new(ACQUIRE),
             renew: Script::new(RENEW),
@@ -374,13 +377,25 @@ impl Cluster {
 
     /// The node a new meeting should start on: the least loaded live node that is not draining
     /// (participants, then meetings, then id, so every node picks the same one).
+    ///
+    /// A node's published load is up to a beat old, so this node also counts the meetings it
+    /// placed on each node since (one participant each, the one joining): otherwise a burst of
+    /// new meetings all goes to the node that was least loaded at the last beat.
     pub async fn place(&self) -> Result<NodeInfo, ClusterError> {
         let nodes = self.nodes().await?;
-        nodes
+        let mut recent = self.recent_placements.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        while recent.front().is_some_and(|(at, _)| now.duration_since(*at) > NODE_BEAT * 2) {
+            recent.pop_front();
+        }
+        let load = |n: &NodeInfo| n.participants + recent.iter().filter(|(_, id)| *id == n.id).count() as u64;
+        let best = nodes
             .into_iter()
             .filter(|n| !n.draining)
-            .min_by(|a, b| (a.participants, a.meetings, &a.id).cmp(&(b.participants, b.meetings, &b.id)))
-            .ok_or_else(|| ClusterError::Config("no live node takes new meetings".into()))
+            .min_by(|a, b| (load(a), a.meetings, &a.id).cmp(&(load(b), b.meetings, &b.id)))
+            .ok_or_else(|| ClusterError::Config("no live node takes new meetings".into()))?;
+        recent.push_back((now, best.id.clone()));
+        Ok(best)
     }
 
     async fn node_url(&self, node: &str) -> Result<Option<String>, ClusterError> {

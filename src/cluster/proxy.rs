@@ -37,6 +37,9 @@ pub struct Forward<'a> {
     pub credential: &'a str,
     pub max_frame_bytes: usize,
     pub write_buffer_bytes: usize,
+    /// The socket to the owner's read buffer, as small as a client socket's (tungstenite's
+    /// default, 128 KiB, made each proxied participant cost ~140 KiB on the proxying node).
+    pub read_buffer_bytes: usize,
 }
 
 fn ws_url(http: &str) -> String {
@@ -48,6 +51,16 @@ fn ws_url(http: &str) -> String {
     } else {
         base.to_string()
     }
+}
+
+/// The socket to the owner: frames as large as a client's, buffers as small.
+fn upstream_config(f: &Forward<'_>) -> tg::protocol::WebSocketConfig {
+    tg::protocol::WebSocketConfig::default()
+        .max_message_size(Some(f.max_frame_bytes))
+        .max_frame_size(Some(f.max_frame_bytes))
+        .read_buffer_size(f.read_buffer_bytes)
+        .write_buffer_size(f.write_buffer_bytes)
+        .max_write_buffer_size(f.write_buffer_bytes.max(f.max_frame_bytes) * 2)
 }
 
 /// Opens the socket to the owner; a refusal comes back as the response to give the client.
@@ -78,12 +91,7 @@ pub async fn connect(f: Forward<'_>) -> Result<Upstream, Response> {
     if f.place {
         headers.insert(PLACE_HEADER, axum::http::HeaderValue::from_static("1"));
     }
-    let config = tg::protocol::WebSocketConfig::default()
-        .max_message_size(Some(f.max_frame_bytes))
-        .max_frame_size(Some(f.max_frame_bytes))
-        .write_buffer_size(f.write_buffer_bytes)
-        .max_write_buffer_size(f.write_buffer_bytes.max(f.max_frame_bytes) * 2);
-    let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+    let connect = tokio_tungstenite::connect_async_with_config(req, Some(upstream_config(&f)), true);
     match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
         Ok(Ok((socket, _))) => Ok(socket),
         Ok(Err(tg::Error::Http(resp))) => {
@@ -176,4 +184,30 @@ pub async fn pipe(client: WebSocket, upstream: Upstream, metrics: Arc<Metrics>) 
         _ = down => {}
     }
     metrics.cluster_proxied_connections.dec();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_to_the_owner_reads_into_a_client_sized_buffer() {
+        let limits = crate::config::Limits::default();
+        let f = Forward {
+            owner_url: "http://127.0.0.1:1",
+            token: "t",
+            certificate: false,
+            client: IpAddr::from([127, 0, 0, 1]),
+            place: false,
+            credential: "c",
+            max_frame_bytes: limits.max_frame_bytes,
+            write_buffer_bytes: limits.ws_write_buffer_bytes,
+            read_buffer_bytes: limits.ws_read_buffer_bytes,
+        };
+        let c = upstream_config(&f);
+        // Each proxied participant holds one of these on the node it reached.
+        assert_eq!(c.read_buffer_size, limits.ws_read_buffer_bytes);
+        assert_eq!(c.write_buffer_size, limits.ws_write_buffer_bytes);
+        assert_eq!(c.max_frame_size, Some(limits.max_frame_bytes));
+    }
 }

@@ -75,6 +75,7 @@ pub async fn upgrade(
                     credential: cluster.node_credential(),
                     max_frame_bytes: app.config.limits.max_frame_bytes,
                     write_buffer_bytes: app.config.limits.ws_write_buffer_bytes,
+                    read_buffer_bytes: app.config.limits.ws_read_buffer_bytes,
                 };
                 return match proxy::connect(f).await {
                     Ok(upstream) => {

@@ -584,3 +584,31 @@ async fn a_series_link_joins_the_open_occurrence_through_any_node() {
     let changed = a.recv_type("segment_changed").await;
     assert_eq!(changed["segment"]["title"], "Readings");
 }
+
+/// Placement goes by the load each node publishes every two seconds; meetings placed faster than
+/// that (the hour when every group starts) must still spread over the nodes rather than all go
+/// to the one that was least loaded at the last beat.
+#[tokio::test]
+async fn a_burst_of_new_meetings_is_spread_over_the_nodes() {
+    let mut config = haven::config::Config { redis_url: Some(redis_url()), ..Default::default() };
+    config.cluster.secret = Some(SECRET.to_string().into());
+    config.cluster.name = format!("haven-test-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let metrics = std::sync::Arc::new(haven::metrics::Metrics::new());
+    let mut nodes = Vec::new();
+    for (i, id) in ["x", "y", "z"].into_iter().enumerate() {
+        config.cluster.node_id = Some(id.into());
+        let c = haven::cluster::Cluster::connect(&config, format!("http://127.0.0.1:{}", i + 1), metrics.clone())
+            .await
+            .unwrap();
+        c.beat(0, 0).await.unwrap();
+        nodes.push(c);
+    }
+    // Six meetings start through node x before anyone's next beat.
+    let mut placed = std::collections::BTreeMap::new();
+    for _ in 0..6 {
+        *placed.entry(nodes[0].place().await.unwrap().id).or_insert(0) += 1;
+    }
+    let expected: std::collections::BTreeMap<String, i32> =
+        [("x", 2), ("y", 2), ("z", 2)].map(|(n, c)| (n.to_string(), c)).into();
+    assert_eq!(placed, expected, "two each");
+}

@@ -2,6 +2,7 @@
 //! per-meeting bookkeeping that turns receipts into fan-out latencies.
 
 pub mod audio;
+pub mod cluster;
 pub mod janus;
 pub mod rooms;
 pub mod storms;
@@ -96,7 +97,7 @@ pub fn seq_of(text: &str) -> u64 {
     text[i + 6..].bytes().take_while(u8::is_ascii_digit).fold(0u64, |a, b| a * 10 + u64::from(b - b'0'))
 }
 
-fn error_code(text: &str) -> String {
+pub(crate) fn error_code(text: &str) -> String {
     let code = text.find("\"code\":\"").map(|i| &text[i + 8..]).and_then(|r| r.split('"').next()).unwrap_or("unknown");
     format!("error_{code}")
 }
