@@ -548,7 +548,6 @@ impl Room {
             role: p.role,
             muted: p.muted,
             can_unmute: self.may_speak(p) && !p.mute_locked,
-            hand_raised: self.queue.iter().any(|q| q.participant_id == p.id),
             connected: p.connected,
         }
     }

@@ -9,12 +9,13 @@ use super::demux::{Demux, Route};
 use super::forward::OutStream;
 use super::outbox::Outbox;
 use super::speakers::Speakers;
+use super::timers::Timers;
 use super::{PeerKey, SfuCmd, SfuEvent, SfuStats};
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Event, ParticipantId};
 use crate::room::{MediaRule, VideoAudience};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +34,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stopped m-lines stay in a session's SDP (str0m does not recycle them): past this many, the
 /// server restarts the session instead of renegotiating, so SDP stays bounded under churn.
 const MAX_STOPPED_MLINES: usize = 16;
-/// Datagrams read in one turn before the engine sends what they produced.
-const RECV_PER_TURN: usize = 63;
+/// `recvmmsg` calls per wake-up (of up to `recv::BATCH` datagrams each) before the engine sends
+/// what they produced.
+const RECV_ROUNDS: usize = 2;
 /// How often the engine retries backlogged events and checks unanswered offers.
 const SWEEP: Duration = Duration::from_millis(20);
 
@@ -92,7 +94,7 @@ struct Peer {
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
     /// Open outgoing streams by their origin: the per-packet lookup, and the numbering state.
-    out_by_origin: HashMap<(ParticipantId, Mid), OutStream>,
+    out_by_origin: FxHashMap<(ParticipantId, Mid), OutStream>,
     pending: Option<SdpPendingOffer>,
     /// When the pending offer was sent.
     pending_since: Option<Instant>,
@@ -100,7 +102,6 @@ struct Peer {
     stopped_mlines: usize,
     /// A `media_restart` was sent: no renegotiation until the client's fresh offer.
     restarting: bool,
-    next_timeout: Instant,
 }
 
 /// Whether `sub` gets a track for `origin`'s media of this kind at all. Tracks that no rule lets
@@ -137,7 +138,7 @@ pub(super) struct Engine {
     meetings: HashMap<Arc<str>, Vec<usize>>,
     /// Rules by participant: they may arrive before the participant's first offer.
     rules: HashMap<PeerKey, MediaRule>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: Timers,
     speakers: HashMap<Arc<str>, Speakers>,
     /// This engine's forwarded-packets counter, and this turn's figures (added once per turn).
     forwarded: prometheus_client::metrics::counter::Counter,
@@ -181,7 +182,7 @@ impl Engine {
             outbox: Outbox::default(),
             meetings: HashMap::new(),
             rules: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             speakers: HashMap::new(),
             rtp: Vec::new(),
             batch: SendBatch::default(),
@@ -190,7 +191,7 @@ impl Engine {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<SfuCmd>) {
-        let mut buf = vec![0u8; 2048];
+        let mut inbox = super::recv::RecvBatch::default();
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
             let now = Instant::now();
@@ -205,13 +206,19 @@ impl Engine {
                     Some(cmd) => self.command(cmd),
                     None => return,
                 },
-                r = self.socket.recv_from(&mut buf) => {
-                    if let Ok((n, source)) = r {
-                        self.packet(&buf[..n], source);
-                        // Whatever else is already waiting, in the same turn (one flush for all).
-                        for _ in 0..RECV_PER_TURN {
-                            let Ok((n, source)) = self.socket.try_recv_from(&mut buf) else { break };
-                            self.packet(&buf[..n], source);
+                r = self.socket.readable() => {
+                    if r.is_ok() {
+                        // Whatever is already waiting, in the same turn (one send batch for all).
+                        for _ in 0..RECV_ROUNDS {
+                            let n = inbox.recv(&self.socket);
+                            for i in 0..n {
+                                if let Some((d, from)) = inbox.get(i) {
+                                    self.packet(d, from);
+                                }
+                            }
+                            if n < super::recv::BATCH {
+                                break;
+                            }
                         }
                     }
                 }
@@ -231,33 +238,13 @@ impl Engine {
     }
 
     fn next_deadline(&mut self) -> Instant {
-        // Skip heap entries made stale by a newer timeout of the same peer.
-        while let Some(&Reverse((at, idx))) = self.timers.peek() {
-            match self.peers.get(idx).and_then(Option::as_ref) {
-                Some(p) if p.next_timeout == at => return at,
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        Instant::now() + Duration::from_secs(1)
+        self.timers.next().unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
     }
 
     fn timeouts(&mut self) {
         let now = Instant::now();
-        while let Some(&Reverse((at, idx))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) else { continue };
-            if p.next_timeout != at {
-                continue;
-            }
-            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
-                p.rtc.disconnect();
-            }
-            self.drive(idx);
+        while let Some(idx) = self.timers.pop_due(now) {
+            self.kick(idx, now);
         }
     }
 
@@ -325,10 +312,7 @@ impl Engine {
                 match p.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => self.batch.push(t.destination, t.contents.into()),
                     Ok(Output::Timeout(t)) => {
-                        if t != p.next_timeout {
-                            p.next_timeout = t;
-                            self.timers.push(Reverse((t, idx)));
-                        }
+                        self.timers.set(idx, t);
                         break;
                     }
                     Ok(Output::Event(e)) => match e {
@@ -369,12 +353,26 @@ impl Engine {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
+        let now = Instant::now();
         for s in dirty.drain(..) {
             if s != idx {
-                self.drive(s);
+                self.kick(s, now);
             }
         }
         self.dirty = dirty;
+    }
+
+    /// Moves a peer's clock to `now`, then drives it. str0m sends what `write_rtp` queued only
+    /// once its time moves (`handle_timeout` stamps the queued packets and releases them): without
+    /// this, every forwarded packet would wait for the subscriber's own timer, a second turn of
+    /// the loop, a heap entry and a second full poll per subscriber.
+    fn kick(&mut self, idx: usize, now: Instant) {
+        if let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) {
+            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                p.rtc.disconnect();
+            }
+        }
+        self.drive(idx);
     }
 
     /// The forwarding path: one incoming RTP packet to every subscriber the rule allows, without
@@ -704,12 +702,11 @@ impl Engine {
             rtc,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
-            out_by_origin: HashMap::new(),
+            out_by_origin: FxHashMap::default(),
             pending: None,
             pending_since: None,
             stopped_mlines: 0,
             restarting: false,
-            next_timeout: Instant::now(),
         });
         self.metrics.media_participants.inc();
         self.drive(idx);
@@ -759,6 +756,7 @@ impl Engine {
         let Some(mut p) = self.peers[idx].take() else { return };
         p.rtc.disconnect();
         self.free.push(idx);
+        self.timers.clear(idx);
         self.demux.remove_session(idx);
         self.metrics.media_participants.dec();
         let origin = key.participant_id;

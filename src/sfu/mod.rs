@@ -12,8 +12,10 @@ mod demux;
 mod engine;
 mod forward;
 mod outbox;
+mod recv;
 mod sdp;
 mod speakers;
+mod timers;
 
 use crate::metrics::Metrics;
 use crate::protocol::Event;

@@ -191,7 +191,9 @@ impl Peer {
                     }
                 }
                 m = next_signal(&mut self.joined) => match m {
-                    Some(Ok(Message::Text(t))) => {
+                    // Only SDP matters here: the rest (a thousand `participant_joined` while
+                    // everyone joins) is skipped without parsing, so the generator keeps up.
+                    Some(Ok(Message::Text(t))) if t.contains("\"type\":\"media_") => {
                         let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
                         self.signal(&v).await?;
                     }
