@@ -23,7 +23,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
-use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
+use str0m::{Candidate, Event as RtcEvent, Input, Output, Reason, Rtc};
 use tokio::sync::mpsc;
 
 /// How often keyframe requests may reach one publisher's track.
@@ -37,6 +37,8 @@ const MAX_STOPPED_MLINES: usize = 16;
 /// `recvmmsg` calls per wake-up (of up to `recv::BATCH` datagrams each) before the engine sends
 /// what they produced.
 const RECV_ROUNDS: usize = 2;
+/// How late a session is seen to when only its pacer asked (see `drive`).
+const PACER_LAG: Duration = Duration::from_millis(50);
 /// How often the engine retries backlogged events and checks unanswered offers.
 const SWEEP: Duration = Duration::from_millis(20);
 
@@ -312,6 +314,15 @@ impl Engine {
                 match p.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => self.batch.push(t.destination, t.contents.into()),
                     Ok(Output::Timeout(t)) => {
+                        // After each send str0m's pacer asks for `handle_timeout` at once (a time
+                        // already past) before it polls its queues again. Every packet written to
+                        // a session brings one anyway (`kick`), so a session only its pacer wants
+                        // is seen to a little later, not once more per packet sent.
+                        let t = if matches!(p.rtc.last_timeout_reason(), Reason::Pacer(_)) {
+                            t.max(Instant::now() + PACER_LAG)
+                        } else {
+                            t
+                        };
                         self.timers.set(idx, t);
                         break;
                     }
