@@ -31,9 +31,11 @@ pub struct AppInner {
     /// Where every record for the database goes first (see `journal`).
     pub journal: Journal,
     /// The server's certificate keys.
-    pub keyring: crate::attendance::certificate::Keyring,
+    pub keyring: crate::attendance::certificate::LiveKeyring,
     /// The media engine, when enabled.
     pub sfu: Option<crate::sfu::SfuHandle>,
+    /// The TURN relay, when enabled (with media).
+    pub turn: Option<Arc<crate::turn::TurnHandle>>,
     /// Where people reach this server (configured, or `http://<bound address>`); certificates'
     /// issuer and the base of printed links.
     pub public_url: String,
@@ -41,6 +43,8 @@ pub struct AppInner {
     pub crisis_resources: CrisisResources,
     /// Per-address limits on WebSocket upgrades.
     pub addresses: Arc<crate::signal::guard::AddressGuard>,
+    /// Cluster mode (Redis): leases, placement, snapshots. `None` on a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     next_conn: AtomicU64,
 }
 
@@ -88,6 +92,10 @@ pub enum StartError {
     Keyring(#[from] crate::attendance::certificate::KeyringError),
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Turn(#[from] crate::turn::TurnError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// What a first start created for trying Haven out.
@@ -110,6 +118,8 @@ pub struct Server {
     writer_done: tokio::sync::oneshot::Receiver<()>,
     drain: tokio::task::JoinHandle<()>,
     drain_stop: CancellationToken,
+    /// Cluster mode: the snapshot writer and its stop.
+    snapshot_writer: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
 }
 
 /// The demo program and meeting ids.
@@ -155,6 +165,10 @@ async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> 
             min_share_percent: None,
             max_gap_seconds: 120,
         }),
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
     };
     match store.create_meeting(&meeting).await {
         Ok(()) | Err(crate::store::StoreError::Conflict) => Ok(()),
@@ -230,6 +244,21 @@ async fn heartbeat(app: AppState, seconds: u64) {
     }
 }
 
+/// Reloads the certificate keys now and then: a rotation elsewhere reaches this server.
+async fn reload_keys(app: AppState) {
+    let mut tick = tokio::time::interval(crate::attendance::certificate::RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = app.keyring.reload(&app.store).await {
+            tracing::debug!(error = %e, "cannot reload certificate keys; trying again later");
+        }
+    }
+}
+
 /// Purges attendance older than `days`, hourly, and logs how much went.
 async fn retention(app: AppState, days: u32) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -276,13 +305,49 @@ impl Server {
                 ip
             });
             let bind = std::net::SocketAddr::new(ip, config.media.udp_port);
+            let tcp_bind = config.media.ice_tcp.then(|| std::net::SocketAddr::new(ip, config.media.tcp_port));
             let handle = crate::sfu::start(
-                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines },
+                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines, tcp_bind },
                 metrics.clone(),
             )
             .map_err(|e| StartError::Listen(bind, e))?;
-            tracing::info!(addrs = ?handle.addrs(), "media (UDP), one port per engine");
+            tracing::info!(addrs = ?handle.addrs(), tcp = ?handle.tcp_addrs(), "media (UDP, ICE-TCP), one port per engine");
             Some(handle)
+        } else {
+            None
+        };
+        let turn = match &sfu {
+            Some(handle) if config.turn.enabled => {
+                let advertise = handle.addr.ip();
+                let t = crate::turn::start(
+                    &config.turn,
+                    config.listen.ip(),
+                    advertise,
+                    &handle.media_addrs(),
+                    metrics.clone(),
+                )
+                .await?;
+                tracing::info!(udp = %t.udp, tcp = %t.tcp, tls = ?t.tls, "TURN relay (to this server's media only)");
+                Some(Arc::new(t))
+            }
+            _ => None,
+        };
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
+        let public_url = config.public_url(addr).trim_end_matches('/').to_string();
+        let cluster = if config.redis_url.as_deref().is_some_and(|u| !u.is_empty()) {
+            let node_url = config.cluster.node_url.clone().unwrap_or_else(|| public_url.clone());
+            let cluster = crate::cluster::Cluster::connect(&config, node_url, metrics.clone()).await?;
+            if !crate::auth::resume::use_shared_key(cluster.resume_key()) {
+                return Err(StartError::Config(
+                    "this process already minted resume tokens with another key; a cluster node must be its own process".into(),
+                ));
+            }
+            // Visible at once to the other nodes' placement.
+            cluster.beat(0, 0).await?;
+            tracing::info!(node = %cluster.node, url = %cluster.url, "cluster node: meetings are placed, leased and snapshotted through Redis");
+            Some(cluster)
         } else {
             None
         };
@@ -300,14 +365,11 @@ impl Server {
                 support_max_chars: 500,
                 crisis_resources: crisis_resources.clone(),
             },
-            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000 },
+            actor: ActorConfig { replay_events: limits.replay_events, idle_stop_ms: 60_000, turn: turn.clone() },
             sfu: sfu.clone(),
+            cluster: cluster.clone(),
         });
-        let listener =
-            tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
-        let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
         let shutdown = CancellationToken::new();
-        let public_url = config.public_url(addr).trim_end_matches('/').to_string();
         let config_limits = config.limits.clone();
         let app = AppState(Arc::new(AppInner {
             config,
@@ -317,8 +379,9 @@ impl Server {
             metrics,
             shutdown: shutdown.clone(),
             journal,
-            keyring,
+            keyring: crate::attendance::certificate::LiveKeyring::new(keyring),
             sfu,
+            turn,
             public_url,
             crisis_resources,
             addresses: crate::signal::guard::AddressGuard::new(
@@ -326,9 +389,19 @@ impl Server {
                 config_limits.upgrades_per_address_per_minute,
                 config_limits.max_unjoined_per_address,
             ),
+            cluster: cluster.clone(),
             next_conn: AtomicU64::new(1),
         }));
         tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
+        crate::webhooks::dispatch::spawn(app.store.clone(), app.config.webhooks.clone(), app.shutdown.clone());
+        tokio::spawn(reload_keys(app.clone()));
+        let snapshot_writer = cluster.map(|c| {
+            tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
+            tokio::spawn(c.clone().run_inbox(app.clone()));
+            let stop = CancellationToken::new();
+            (tokio::spawn(c.run_writer(stop.clone())), stop)
+        });
+        tokio::spawn(crate::api::series::horizon_task(app.clone()));
         if let Some(days) = app.config.attendance_retention_days {
             tokio::spawn(retention(app.clone(), days));
         }
@@ -353,12 +426,21 @@ impl Server {
             let _ = writer_done_tx.send(());
         });
         tracing::info!(%addr, "listening");
-        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done, drain, drain_stop })
+        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done, drain, drain_stop, snapshot_writer })
     }
 
     /// Stops gracefully: no new connections, every meeting tells its participants and closes,
     /// pending records are written.
     pub async fn shutdown(self) {
+        if let Some(cluster) = &self.app.cluster {
+            // Drain: no new meetings here, every live one handed on (its people resume on the
+            // node that takes it), then leave.
+            cluster
+                .start_draining(self.app.metrics.participants.get().max(0) as u64, self.app.rooms.len() as u64)
+                .await;
+            self.app.rooms.handover_all().await;
+            tracing::info!(node = %cluster.node, "handed every meeting on; leaving the cluster");
+        }
         self.app.shutdown.cancel();
         self.app.rooms.shutdown_all().await;
         let _ = self.writer_done.await;
@@ -368,6 +450,13 @@ impl Server {
         let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.app.flush_store()).await;
         self.drain_stop.cancel();
         let _ = self.drain.await;
+        if let Some((writer, stop)) = self.snapshot_writer {
+            stop.cancel();
+            let _ = writer.await;
+        }
+        if let Some(cluster) = &self.app.cluster {
+            cluster.leave().await;
+        }
         self.app.journal.close().await;
     }
 }

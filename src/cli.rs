@@ -1,4 +1,4 @@
-//! The `haven` command line: `serve` (the default), `token`, `api-key`, `schema`.
+//! The `haven` command line: `serve` (the default), `token`, `api-key`, `export`, `report`, `schema`.
 
 use crate::app::{open_store, Server, DEMO_ID};
 use crate::auth::join_token::{self, TokenRole};
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Haven: moderated online peer-support meetings.
 ///
@@ -47,7 +48,8 @@ pub enum Cmd {
         /// Program id (the token's `iss`).
         #[arg(long, default_value = DEMO_ID)]
         program: String,
-        /// Meeting id [default for the demo program: its current demo meeting].
+        /// Meeting id, or `series:<id>` for a series' link [default for the demo program: its
+        /// current demo meeting].
         #[arg(long)]
         meeting: Option<String>,
         /// The program's reference for the member (the token's `sub`; never shown to others).
@@ -89,10 +91,41 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Reports for programs: `haven report engagement --program ID --since DATE`.
+    Report {
+        #[command(subcommand)]
+        report: ReportCmd,
+    },
     /// Make a new certificate signing key; older keys keep verifying (restart the server to use it).
     RotateKey,
     /// Print the protocol's JSON Schema (the content of proto/schema.json).
     Schema,
+}
+
+/// The reports.
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// The aftercare report (the same as GET /v1/members/engagement): per member, meetings
+    /// attended and credited since DATE, the last attendance, the current streak of weeks with a
+    /// meeting, and who has not been seen for --not-seen-days.
+    Engagement {
+        #[arg(long)]
+        program: String,
+        /// From this date (YYYY-MM-DD) or RFC 3339 time, inclusive.
+        #[arg(long)]
+        since: String,
+        /// To this date (inclusive) or RFC 3339 time (exclusive) [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// List members not seen for this many days.
+        #[arg(long, default_value_t = crate::api::engagement::DEFAULT_NOT_SEEN_DAYS)]
+        not_seen_days: u32,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Export formats.
@@ -110,7 +143,50 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-fn init_logging(format: LogFormat) {
+/// Writes log lines naming the cluster node they come from: `node=ID ` before a human line,
+/// `"node":"ID",` first in a JSON line (the fmt layer writes each event with one call).
+#[derive(Clone)]
+struct NodeTagged(Option<Arc<str>>);
+
+struct NodeTaggedWriter(Option<Arc<str>>, std::io::Stderr);
+
+impl std::io::Write for NodeTaggedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(node) = &self.0 {
+            let mut line = Vec::with_capacity(buf.len() + node.len() + 12);
+            match buf.first() {
+                Some(b'{') => {
+                    line.extend_from_slice(b"{\"node\":");
+                    // The id is configuration, not input; still written as a JSON string.
+                    line.extend_from_slice(serde_json::to_string(&**node).unwrap_or_default().as_bytes());
+                    line.push(b',');
+                    line.extend_from_slice(&buf[1..]);
+                }
+                _ => {
+                    line.extend_from_slice(b"node=");
+                    line.extend_from_slice(node.as_bytes());
+                    line.push(b' ');
+                    line.extend_from_slice(buf);
+                }
+            }
+            self.1.write_all(&line)?;
+            return Ok(buf.len());
+        }
+        self.1.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.1.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NodeTagged {
+    type Writer = NodeTaggedWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        NodeTaggedWriter(self.0.clone(), std::io::stderr())
+    }
+}
+
+fn init_logging(format: LogFormat, node: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     use tracing_subscriber::layer::SubscriberExt;
@@ -118,7 +194,7 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::Layer;
     // A client sending malformed media makes the media library warn per packet: budgeted.
     let budget = tracing_subscriber::filter::filter_fn(crate::signal::log_budget::allow);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(NodeTagged(node.map(Arc::from)));
     let layer = match format {
         LogFormat::Json => layer.json().boxed(),
         LogFormat::Human => layer.boxed(),
@@ -148,6 +224,17 @@ pub async fn main() -> ExitCode {
         Some(Cmd::Export { program, from, to, format, out }) => {
             export(&cli, program, from.as_deref(), to.as_deref(), *format, out.as_deref()).await
         }
+        Some(Cmd::Report { report: ReportCmd::Engagement { program, since, until, not_seen_days, format, out } }) => {
+            let r = EngagementRequest {
+                program,
+                since,
+                until: until.as_deref(),
+                not_seen_days: *not_seen_days,
+                format: *format,
+                out: out.as_deref(),
+            };
+            engagement(&cli, r).await
+        }
         Some(Cmd::RotateKey) => rotate_key(&cli).await,
         Some(Cmd::Schema) => {
             print!("{}", crate::protocol::schema::protocol_schema_text());
@@ -168,7 +255,12 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), String> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
-    init_logging(config.log_format);
+    // A cluster node's log lines name it: its id is settled here, before the first line.
+    if config.redis_url.as_deref().is_some_and(|u| !u.is_empty()) && config.cluster.node_id.is_none() {
+        config.cluster.node_id = Some(hex::encode(rand::random::<[u8; 6]>()));
+    }
+    let node = config.redis_url.as_ref().and(config.cluster.node_id.clone());
+    init_logging(config.log_format, node.as_deref());
     // Every participant holds a socket: take the open-file limit as high as the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "open files"),
@@ -275,16 +367,26 @@ async fn token(cli: &Cli, t: TokenRequest<'_>) -> Result<(), String> {
         None => return Err("give the meeting with --meeting".into()),
     };
     // A link that cannot work is refused here rather than at the door.
-    let meeting = store
-        .meeting(&meeting_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no meeting `{meeting_id}`"))?;
-    if !meeting.admits_program(&p.id) {
-        return Err(format!("meeting `{meeting_id}` does not admit program `{}`'s members", p.id));
-    }
-    if meeting.ended_at.is_some() {
-        return Err(format!("meeting `{meeting_id}` has ended"));
+    if let Some(series) = meeting_id.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+        // A series link: it works for whichever occurrence is open when it is used.
+        let s = store.series(series).await.map_err(|e| e.to_string())?;
+        match s {
+            Some(s) if s.program_id == p.id && s.cancelled_at.is_none() => {}
+            Some(s) if s.program_id == p.id => return Err(format!("series `{series}` was cancelled")),
+            _ => return Err(format!("no series `{series}` of program `{}`", p.id)),
+        }
+    } else {
+        let meeting = store
+            .meeting(&meeting_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no meeting `{meeting_id}`"))?;
+        if !meeting.admits_program(&p.id) {
+            return Err(format!("meeting `{meeting_id}` does not admit program `{}`'s members", p.id));
+        }
+        if meeting.ended_at.is_some() {
+            return Err(format!("meeting `{meeting_id}` has ended"));
+        }
     }
     let pem = match t.signing_key {
         Some(path) => Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
@@ -326,13 +428,50 @@ async fn export(
         Some(s) => attendance::parse_time(s, end).ok_or_else(|| format!("`{s}`: use YYYY-MM-DD or RFC 3339")),
         None => Ok(default),
     };
-    let f = Filter { meeting: None, member: None, from: parse(from, false, 0)?, to: parse(to, true, i64::MAX)? };
+    let f = Filter {
+        meeting: None,
+        member: None,
+        series: None,
+        from: parse(from, false, 0)?,
+        to: parse(to, true, i64::MAX)?,
+    };
     let rows = attendance::export(&store, program, &f).await.map_err(|e| e.to_string())?;
     let text = match format {
         ExportFormat::Csv => attendance::to_csv(&rows).map_err(|e| e.to_string())?,
         ExportFormat::Json => serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())? + "\n",
     };
     match out {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// What `haven report engagement` was asked for.
+struct EngagementRequest<'a> {
+    program: &'a str,
+    since: &'a str,
+    until: Option<&'a str>,
+    not_seen_days: u32,
+    format: ExportFormat,
+    out: Option<&'a std::path::Path>,
+}
+
+async fn engagement(cli: &Cli, r: EngagementRequest<'_>) -> Result<(), String> {
+    use crate::attendance::engagement;
+    let config = load_config(cli)?;
+    let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    if !store.programs().await.map_err(|e| e.to_string())?.iter().any(|p| p.id == r.program) {
+        return Err(format!("unknown program `{}`", r.program));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let w = crate::api::engagement::window(Some(r.since), r.until, Some(r.not_seen_days), now)?;
+    let report = engagement::report(&store, r.program, w).await.map_err(|e| e.to_string())?;
+    let text = match r.format {
+        ExportFormat::Csv => engagement::to_csv(&report).map_err(|e| e.to_string())?,
+        ExportFormat::Json => serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n",
+    };
+    match r.out {
         Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
         None => print!("{text}"),
     }
@@ -368,6 +507,10 @@ async fn rotate_key(cli: &Cli) -> Result<(), String> {
     let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
     let key = crate::attendance::certificate::generate_key(chrono::Utc::now().timestamp_millis());
     store.rotate_key(&key).await.map_err(|e| e.to_string())?;
-    println!("new signing key {}; earlier keys stay published and keep verifying", key.kid);
+    println!(
+        "new signing key {}; earlier keys stay published and keep verifying; running servers take it within {} seconds",
+        key.kid,
+        crate::attendance::certificate::RELOAD_EVERY.as_secs()
+    );
     Ok(())
 }

@@ -199,11 +199,108 @@ pub struct MediaConfig {
     /// The address browsers are told to send media to (behind NAT: the public address). Default:
     /// the listen address, or 127.0.0.1 when listening on all interfaces.
     pub advertise_ip: Option<std::net::IpAddr>,
+    /// TCP port of the first engine's ICE-TCP listener (RFC 6544 passive candidate, offered beside
+    /// the UDP one); engine i uses `tcp_port + i` (0: any free ports).
+    pub tcp_port: u16,
+    /// Whether ICE over TCP is offered at all.
+    pub ice_tcp: bool,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { enabled: true, udp_port: 0, engines: 0, advertise_ip: None }
+        MediaConfig { enabled: true, udp_port: 0, engines: 0, advertise_ip: None, tcp_port: 0, ice_tcp: true }
+    }
+}
+
+/// The built-in TURN relay, for members whose network blocks UDP or allows only TCP 443. It
+/// relays only to this server's own media addresses (not an open relay), and accepts only the
+/// short-lived credentials the server hands each participant over the signaling socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// Whether the relay runs (needs `media.enabled`).
+    pub enabled: bool,
+    /// UDP port (usually 3478; 0: any free port).
+    pub udp_port: u16,
+    /// TCP port (usually 3478; 0: any free port).
+    pub tcp_port: u16,
+    /// TLS port (usually 443 or 5349); TURN over TLS runs only with `tls_cert` and `tls_key`.
+    pub tls_port: u16,
+    /// The certificate chain (PEM) for TURN over TLS; its name should be `tls_host`.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The host name browsers use in `turns:` URLs (it must match the certificate). Default: the
+    /// advertised IP.
+    pub tls_host: Option<String>,
+    /// The key the credentials are signed with (TURN REST style). Default: a random key made at
+    /// start (enough for one node; give every node the same key behind one name).
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub secret: Option<SecretString>,
+    /// How long a credential is valid, in seconds (the server hands out a fresh one on every
+    /// join, resume and ICE restart).
+    pub credential_ttl_seconds: u64,
+    /// The TURN realm.
+    pub realm: String,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            enabled: true,
+            udp_port: 0,
+            tcp_port: 0,
+            tls_port: 0,
+            tls_cert: None,
+            tls_key: None,
+            tls_host: None,
+            secret: None,
+            credential_ttl_seconds: 4 * 3600,
+            realm: "haven".into(),
+        }
+    }
+}
+
+/// Recurring series (`/v1/series`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeriesConfig {
+    /// How far ahead occurrences are created, in days (checked hourly).
+    pub horizon_days: u32,
+    /// How many minutes before its start an occurrence opens to the series' join link.
+    pub open_minutes_before: u32,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        SeriesConfig { horizon_days: 28, open_minutes_before: 15 }
+    }
+}
+
+/// Cluster mode (with `redis_url` and a PostgreSQL `database_url`): several nodes, one service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster (default: random at each start, so a restarted node
+    /// is a new node and never mistakes an old lease for its own).
+    pub node_id: Option<String>,
+    /// Where other nodes reach this node's HTTP and WebSocket endpoints (default: `public_url`).
+    pub node_url: Option<String>,
+    /// The secret every node of the cluster shares (at least 32 characters; usually from
+    /// `HAVEN_CLUSTER__SECRET`): resume tokens minted by one node are accepted by the others,
+    /// room snapshots in Redis are sealed with it, and nodes authenticate each other with it.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub secret: Option<SecretString>,
+    /// Prefix of every Redis key, so several clusters (or test runs) can share one Redis.
+    pub name: String,
+    /// How long a meeting's lease lasts without renewal, seconds (a dead node's meetings move
+    /// after at most this long).
+    pub lease_seconds: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { node_id: None, node_url: None, secret: None, name: "haven".into(), lease_seconds: 10 }
     }
 }
 
@@ -226,6 +323,8 @@ pub struct Config {
     /// Attendance older than this many days is purged (hourly). `None` keeps it forever.
     pub attendance_retention_days: Option<u32>,
     pub media: MediaConfig,
+    pub turn: TurnConfig,
+    pub series: SeriesConfig,
     /// The key-encryption key (32 bytes, base64) that seals certificate signing keys and HS256
     /// secrets in the database; usually from `HAVEN_KEY_ENCRYPTION_KEY`. Without one (and without
     /// `key_encryption_key_file`) they are stored unencrypted, and the server says so at start.
@@ -233,6 +332,11 @@ pub struct Config {
     pub key_encryption_key: Option<SecretString>,
     /// A file holding the key-encryption key (its first line), e.g. a mounted secret.
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Webhook delivery (retries, limits, which addresses endpoints may have).
+    pub webhooks: crate::webhooks::WebhookConfig,
+    /// `redis://host:port/db`: this node joins a cluster (with PostgreSQL; see `cluster`).
+    pub redis_url: Option<String>,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -247,8 +351,13 @@ impl Default for Config {
             limits: Limits::default(),
             attendance_retention_days: None,
             media: MediaConfig::default(),
+            turn: TurnConfig::default(),
+            series: SeriesConfig::default(),
             key_encryption_key: None,
             key_encryption_key_file: None,
+            webhooks: Default::default(),
+            redis_url: None,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -270,6 +379,17 @@ impl Config {
 
     /// Checks what serde cannot: crisis resources and credit policies. Runs at every start.
     pub fn validate(&self) -> Result<(), String> {
+        if self.redis_url.as_deref().is_some_and(|u| !u.is_empty()) {
+            if !self.database_url().starts_with("postgres") {
+                return Err("redis_url (cluster mode) needs a PostgreSQL database_url shared by every node".into());
+            }
+            if self.cluster.secret.as_ref().is_none_or(|s| s.expose_secret().len() < 32) {
+                return Err("cluster mode needs cluster.secret (HAVEN_CLUSTER__SECRET), at least 32 characters, the same on every node".into());
+            }
+            if self.cluster.lease_seconds < 2 {
+                return Err("cluster.lease_seconds must be at least 2".into());
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for p in &self.programs {
             if !ids.insert(p.id.as_str()) {
@@ -281,6 +401,9 @@ impl Config {
             if let Some(policy) = &p.default_credit_policy {
                 policy.validate().map_err(|e| format!("program `{}`: default_credit_policy: {e}", p.id))?;
             }
+        }
+        if self.turn.tls_cert.is_some() != self.turn.tls_key.is_some() {
+            return Err("turn: set both tls_cert and tls_key (or neither)".into());
         }
         Ok(())
     }

@@ -18,6 +18,17 @@ pub struct EngineLabel {
     pub engine: String,
 }
 
+/// Label for media sessions by connection state, or by transport: counts only, never a person.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    pub transport: &'static str,
+}
+
 /// The server's metrics. Cheap to update: atomics, no locks on the hot path (the error family
 /// takes a read lock only to find an existing series).
 #[derive(Debug, Default)]
@@ -42,9 +53,31 @@ pub struct Metrics {
     /// Journalled records the database refused for good (set aside, logged).
     pub journal_records_rejected: Counter,
     pub media_restarts: Counter,
+    /// Client-initiated renegotiations of a live session (ICE restarts after a network change).
+    pub media_ice_restarts: Counter,
     pub media_send_calls: Counter,
     pub media_engine_meetings: Family<EngineLabel, Gauge>,
     pub media_engine_forwarded: Family<EngineLabel, Counter>,
+    /// Media sessions by ICE state (checking, connected, failed).
+    pub media_connections: Family<StateLabel, Gauge>,
+    /// Connected media sessions by transport (udp, tcp: ICE-TCP or TURN over TCP/TLS seen as TCP
+    /// only when ICE-TCP; a relayed session is UDP from the relay).
+    pub media_transports: Family<TransportLabel, Gauge>,
+    /// Open TURN allocations, and requests to relay anywhere but this server's media (refused).
+    pub turn_allocations: Gauge,
+    pub turn_refused_peers: Counter,
+    /// Cluster mode: records set aside because their node had lost the meeting (fencing).
+    pub journal_records_fenced: Counter,
+    /// Cluster mode: meetings this node owns (holds the lease of).
+    pub cluster_owned_meetings: Gauge,
+    /// Cluster mode: lease renewal rounds that reached Redis.
+    pub cluster_lease_renewals: Counter,
+    /// Cluster mode: leases this node found taken over (its meetings moved elsewhere).
+    pub cluster_leases_lost: Counter,
+    /// Cluster mode: signaling sockets passed on to the meeting's owner, open now.
+    pub cluster_proxied_connections: Gauge,
+    /// Cluster mode: room snapshots written to Redis.
+    pub cluster_snapshots_written: Counter,
     registry: Registry,
 }
 
@@ -121,8 +154,61 @@ impl Metrics {
             "Media packets forwarded by each media engine",
             m.media_engine_forwarded.clone(),
         );
+        reg.register(
+            "media_ice_restarts",
+            "Media sessions renegotiated by their client (ICE restart), keeping their tracks",
+            m.media_ice_restarts.clone(),
+        );
+        reg.register("media_connections", "Media sessions by connection state", m.media_connections.clone());
+        reg.register("media_transports", "Media sessions by transport", m.media_transports.clone());
+        reg.register("turn_allocations", "Open TURN relay allocations", m.turn_allocations.clone());
+        reg.register(
+            "turn_refused_peers",
+            "TURN requests refused for naming a peer other than this server's media",
+            m.turn_refused_peers.clone(),
+        );
+        reg.register(
+            "journal_records_fenced",
+            "Records set aside because the node that wrote them had lost the meeting to another (cluster)",
+            m.journal_records_fenced.clone(),
+        );
+        reg.register(
+            "cluster_owned_meetings",
+            "Meetings whose lease this node holds",
+            m.cluster_owned_meetings.clone(),
+        );
+        reg.register(
+            "cluster_lease_renewals",
+            "Lease renewal rounds that reached Redis",
+            m.cluster_lease_renewals.clone(),
+        );
+        reg.register(
+            "cluster_leases_lost",
+            "Leases this node found taken over by another node",
+            m.cluster_leases_lost.clone(),
+        );
+        reg.register(
+            "cluster_proxied_connections",
+            "Signaling sockets this node passes on to the meeting's owner",
+            m.cluster_proxied_connections.clone(),
+        );
+        reg.register(
+            "cluster_snapshots_written",
+            "Room snapshots written to Redis",
+            m.cluster_snapshots_written.clone(),
+        );
         m.registry = reg;
         m
+    }
+
+    /// The gauge of media sessions in `state`.
+    pub fn media_connection_state(&self, state: &'static str) -> Gauge {
+        self.media_connections.get_or_create(&StateLabel { state }).clone()
+    }
+
+    /// The gauge of media sessions over `transport`.
+    pub fn media_transport(&self, transport: &'static str) -> Gauge {
+        self.media_transports.get_or_create(&TransportLabel { transport }).clone()
     }
 
     /// Counts an error by its stable code.

@@ -115,6 +115,10 @@ chat_burst = 1000000
 chat_refill_ms = 1
 # Every generated client shares one address: no per-address limits.
 upgrade_burst_per_address = 0
+
+[webhooks]
+# The `webhooks` scenario's receiver runs in the load generator, on loopback.
+allow_http_loopback = true
 "#,
         hash = haven::auth::hash_api_key(api_key)
     )
@@ -264,6 +268,7 @@ pub async fn in_process_haven() -> anyhow::Result<InProcess> {
     config.limits.chat_burst = 1_000_000;
     config.limits.chat_refill_ms = 1;
     config.limits.upgrade_burst_per_address = 0;
+    config.webhooks.allow_http_loopback = true;
     let server = haven::Server::start(config).await.map_err(|e| anyhow::anyhow!("server start: {e}"))?;
     let target = Target {
         kind: TargetKind::Haven,

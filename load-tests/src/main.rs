@@ -69,6 +69,9 @@ enum Command {
     /// One speaker and L listeners (str0m media clients): forwarded packets per second, loss,
     /// and the server's CPU seconds per million forwarded packets.
     Audio(AudioArgs),
+    /// M meetings of P end at once, without and then with a webhook endpoint: what the outbox
+    /// costs the end, and how fast `attendance.finalized` reaches the endpoint.
+    Webhooks(WebhooksArgs),
     /// The reference broadcast server (started by `rooms --reference`).
     #[command(hide = true)]
     ReferenceServer {
@@ -92,6 +95,19 @@ struct AudioArgs {
     /// started by the harness; skipped with a message when not installed).
     #[arg(long)]
     reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct WebhooksArgs {
+    /// Meetings ending at once.
+    #[arg(long, default_value_t = 20)]
+    meetings: usize,
+    /// Participants per meeting.
+    #[arg(long, default_value_t = 20)]
+    participants: usize,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 50)]
+    join_concurrency: usize,
 }
 
 #[derive(Args, Debug)]
@@ -284,6 +300,17 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
                 Some(other) => anyhow::bail!("unknown reference `{other}` (known: janus)"),
             }
             Ok(Output::Audio(r))
+        }
+        Command::Webhooks(a) => {
+            let p = haven_load::scenarios::webhooks::WebhooksParams {
+                meetings: a.meetings,
+                participants: a.participants,
+                join_concurrency: a.join_concurrency,
+            };
+            let (target, launched) = haven_target(g, &pin).await?;
+            let r = haven_load::scenarios::webhooks::run(&target, &p).await;
+            stop(launched).await;
+            Ok(Output::Webhooks(r?))
         }
         Command::ReferenceServer { .. } => unreachable!("handled in main"),
     }

@@ -82,6 +82,7 @@ pub enum Output {
     JoinStorm(JoinStormReport),
     ResumeStorm(ResumeStormReport),
     Audio(crate::scenarios::audio::AudioReport),
+    Webhooks(crate::scenarios::webhooks::WebhooksReport),
 }
 
 #[derive(Serialize)]
@@ -290,6 +291,33 @@ pub fn human(machine: &Machine, output: &Output) -> String {
             }
             if let Some(x) = a.haven_over_reference {
                 row(&mut s, "Haven ÷ Janus (per core-second)", format!("{x:.2}"));
+            }
+        }
+        Output::Webhooks(w) => {
+            let _ = writeln!(
+                s,
+                "webhooks: {} meetings of {} end at once: {}",
+                w.meetings, w.participants_per_meeting, w.server
+            );
+            for ph in [&w.without_endpoint, &w.with_endpoint] {
+                let _ = writeln!(
+                    s,
+                    "{}",
+                    if ph.endpoint { "with one endpoint (every event)" } else { "without an endpoint" }
+                );
+                row(
+                    &mut s,
+                    "end to every result final",
+                    format!("{:.1} ms ({} results)", ph.end_to_final_ms, ph.results),
+                );
+                if let Some(c) = ph.server_cpu_s {
+                    row(&mut s, "server CPU", format!("{c:.2} s"));
+                }
+                if let (Some(d), Some(all)) = (ph.delivery, ph.end_to_all_delivered_ms) {
+                    row(&mut s, "end to attendance.finalized", d);
+                    row(&mut s, "end to the last one", format!("{all:.1} ms"));
+                    row(&mut s, "received, duplicates", format!("{}, {}", ph.events_received, ph.duplicates));
+                }
             }
         }
     }

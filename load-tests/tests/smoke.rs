@@ -182,3 +182,14 @@ async fn audio_against_the_janus_reference() {
     assert!(r.packets_received.abs_diff(expected) <= expected / 10 + 15, "{r:#?}");
     assert!(r.received_per_server_core_second.is_some(), "{r:#?}");
 }
+
+#[tokio::test]
+async fn webhooks_in_process() {
+    let app = launch::in_process_haven().await.unwrap();
+    let p = haven_load::scenarios::webhooks::WebhooksParams { meetings: 2, participants: 3, join_concurrency: 4 };
+    let r = haven_load::scenarios::webhooks::run(&app.target, &p).await.unwrap();
+    assert_eq!(r.without_endpoint.results, 6);
+    assert_eq!(r.with_endpoint.events_received, 6);
+    assert_eq!(r.with_endpoint.duplicates, 0);
+    assert_eq!(r.with_endpoint.delivery.unwrap().count, 6);
+}

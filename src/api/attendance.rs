@@ -21,6 +21,8 @@ pub struct AttendanceQuery {
     pub meeting: Option<String>,
     /// One member (the program's own reference).
     pub member: Option<String>,
+    /// Every occurrence of one series.
+    pub series: Option<String>,
     /// From this date (`2026-11-01`) or time (RFC 3339), inclusive.
     pub from: Option<String>,
     /// To this date (inclusive: the whole day) or time (exclusive).
@@ -42,7 +44,7 @@ fn filter(q: &AttendanceQuery) -> Result<Filter, ApiError> {
         }
         None => i64::MAX,
     };
-    Ok(Filter { meeting: q.meeting.clone(), member: q.member.clone(), from, to })
+    Ok(Filter { meeting: q.meeting.clone(), member: q.member.clone(), series: q.series.clone(), from, to })
 }
 
 #[utoipa::path(get, path = "/v1/attendance", params(AttendanceQuery),
@@ -86,11 +88,12 @@ pub async fn certificate(
     let Some(r) = r.filter(|r| r.program_id == program.id) else {
         return Err(ApiError::not_found("attendance"));
     };
-    issue(&app, &r).map(Json)
+    issue(&app, &r, "api").await.map(Json)
 }
 
-/// Signs the certificate of a final result, when it was credited.
-pub fn issue(app: &AppState, r: &crate::store::ResultRow) -> Result<CertificateResponse, ApiError> {
+/// Signs the certificate of a final result, when it was credited, and reports the issue to the
+/// program's webhooks (`certificate.issued`; `via` is `api` or `signal`).
+pub async fn issue(app: &AppState, r: &crate::store::ResultRow, via: &str) -> Result<CertificateResponse, ApiError> {
     let claims = CertificateClaims::for_result(r, &app.public_url, chrono::Utc::now().timestamp())
         .map_err(|e| ApiError::internal(&e))?;
     if !claims.verdict.credited {
@@ -100,7 +103,12 @@ pub fn issue(app: &AppState, r: &crate::store::ResultRow) -> Result<CertificateR
             format!("this attendance was not credited ({}); there is no certificate", claims.verdict.rule),
         ));
     }
-    let certificate = app.keyring.sign(&claims).map_err(|e| ApiError::internal(&e))?;
+    let certificate = app.keyring.get().sign(&claims).map_err(|e| ApiError::internal(&e))?;
+    let kid = jsonwebtoken::decode_header(&certificate).ok().and_then(|h| h.kid).unwrap_or_default();
+    if let Err(e) = app.store.note_certificate_issued(r, &kid, via, chrono::Utc::now().timestamp_millis()).await {
+        // The certificate is genuine either way; the program misses only the notice.
+        tracing::error!(error = %e, "cannot record certificate.issued for webhooks");
+    }
     Ok(CertificateResponse { certificate, claims })
 }
 
@@ -128,7 +136,7 @@ pub async fn verify(
     body: Result<Json<VerifyRequest>, JsonRejection>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(match app.keyring.verify(req.certificate.trim()) {
+    Ok(Json(match app.keyring.verify(&app.store, req.certificate.trim()).await {
         Ok(claims) => VerifyResponse { valid: true, claims: Some(claims), code: None },
         Err(e) => VerifyResponse { valid: false, claims: None, code: Some(e.code().to_string()) },
     }))
@@ -136,5 +144,5 @@ pub async fn verify(
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", responses((status = 200, description = "The server's public keys (JWK Set)")))]
 pub async fn jwks(State(app): State<AppState>) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(app.keyring.jwks()))
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(app.keyring.get().jwks()))
 }

@@ -41,6 +41,9 @@ pub struct CreateMeeting {
     #[serde(default)]
     pub partner_facilitators: bool,
     pub credit_policy: Option<CreditPolicy>,
+    /// The id of one of the program's formats (`/v1/formats`): the meeting runs its agenda. The
+    /// meeting keeps the format as it is now; later edits of the format do not change it.
+    pub format: Option<String>,
 }
 
 /// A meeting as the API shows it.
@@ -60,13 +63,19 @@ pub struct MeetingResponse {
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub credit_policy: CreditPolicy,
+    /// The format the meeting was created with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_id: Option<String>,
+    /// The series this meeting is an occurrence of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_id: Option<String>,
 }
 
 fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
+pub(crate) fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
     let status = if m.ended_at.is_some() {
         "ended"
     } else if app.rooms.get(&m.id).is_some() {
@@ -88,6 +97,8 @@ fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
         settings: m.settings,
         shared_with: m.shared_with,
         partner_facilitators: m.partner_facilitators,
+        format_id: m.format_id,
+        series_id: m.series_id,
     }
 }
 
@@ -154,6 +165,10 @@ pub async fn create(
             return Err(ApiError::bad_request(format!("shared_with: unknown program `{p}`")));
         }
     }
+    let format = match &req.format {
+        Some(f) => Some(super::formats::own_format(&app, &program.id, f).await?),
+        None => None,
+    };
     let row = MeetingRow {
         id,
         program_id: program.id.clone(),
@@ -168,6 +183,10 @@ pub async fn create(
         ended_at: None,
         // Stored as decided now, so a later change of defaults never changes this meeting's credit.
         credit_policy: Some(policy),
+        format_id: format.as_ref().map(|f| f.id.clone()),
+        format: format.map(|f| f.spec),
+        series_id: None,
+        occurrence_key: None,
     };
     match app.store.create_meeting(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),
@@ -235,9 +254,11 @@ pub async fn delete(
     if !app.store.delete_meeting(&program.id, &id, now_ms()).await.map_err(|e| ApiError::internal(&e))? {
         return Err(deleted_or_not_found(&app, &program.id, &id).await);
     }
-    // A live meeting ends for everyone in it.
+    // A live meeting ends for everyone in it, wherever it runs (cluster: its owner is told).
     if let Some(h) = app.rooms.get(&id) {
         let _ = h.tx.send(ActorMsg::End).await;
+    } else if let Some(cluster) = &app.cluster {
+        cluster.tell_owner_to_end(&id).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -178,6 +178,11 @@ impl Keyring {
         Ok(Keyring { signing_kid: signer.kid.clone(), signing, keys })
     }
 
+    /// The key ids, signing key first (to tell whether a reload changed anything).
+    fn kids(&self) -> Vec<&str> {
+        std::iter::once(self.signing_kid.as_str()).chain(self.keys.iter().map(|k| k.kid.as_str())).collect()
+    }
+
     /// Signs a certificate.
     pub fn sign(&self, claims: &CertificateClaims) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = Header::new(Algorithm::EdDSA);
@@ -223,6 +228,52 @@ impl Keyring {
     /// The id of the key that signs now.
     pub fn signing_kid(&self) -> &str {
         &self.signing_kid
+    }
+}
+
+/// The keyring a running server uses, reloaded from the database: a key rotated by
+/// `haven rotate-key`, or by another node of a cluster (the keyring lives in the shared database),
+/// reaches every running node within `RELOAD_EVERY`, and at once for a verification that names a
+/// key this node has not seen yet.
+pub struct LiveKeyring {
+    current: std::sync::RwLock<std::sync::Arc<Keyring>>,
+}
+
+/// How often a running server reloads its keyring.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl LiveKeyring {
+    pub fn new(k: Keyring) -> LiveKeyring {
+        LiveKeyring { current: std::sync::RwLock::new(std::sync::Arc::new(k)) }
+    }
+
+    /// The keyring now (cheap: a read lock and a reference count).
+    pub fn get(&self) -> std::sync::Arc<Keyring> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reloads from the database; true when the keys changed.
+    pub async fn reload(&self, store: &Store) -> Result<bool, KeyringError> {
+        let fresh = Keyring::from_rows(&store.server_keys().await?)?;
+        let changed = fresh.kids() != self.get().kids();
+        if changed {
+            tracing::info!(signing = %fresh.signing_kid, "certificate keys reloaded");
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fresh);
+        }
+        Ok(changed)
+    }
+
+    /// Verifies with the current keys; a key id this node does not know yet makes it reload once.
+    pub async fn verify(&self, store: &Store, token: &str) -> Result<CertificateClaims, VerifyError> {
+        match self.get().verify(token) {
+            Err(VerifyError::UnknownKey) => {
+                if let Err(e) = self.reload(store).await {
+                    tracing::warn!(error = %e, "cannot reload certificate keys");
+                }
+                self.get().verify(token)
+            }
+            other => other,
+        }
     }
 }
 

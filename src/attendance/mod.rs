@@ -7,6 +7,7 @@
 
 pub mod certificate;
 pub mod credit;
+pub mod engagement;
 
 use crate::store::{MeetingRow, ResultRow, Store, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -54,6 +55,13 @@ pub struct AttendanceRow {
     pub policy: CreditPolicy,
     /// Presence intervals, RFC 3339 pairs.
     pub intervals: Vec<[String; 2]>,
+    /// The series the meeting is an occurrence of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_id: Option<String>,
+    /// Which occurrence: its start as local time in the series' zone, with the offset
+    /// (`2026-11-03T19:00:00-06:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<String>,
 }
 
 /// What to export.
@@ -61,6 +69,8 @@ pub struct AttendanceRow {
 pub struct Filter {
     pub meeting: Option<String>,
     pub member: Option<String>,
+    /// Every occurrence of this series.
+    pub series: Option<String>,
     /// Unix milliseconds, inclusive.
     pub from: i64,
     /// Unix milliseconds, exclusive.
@@ -143,55 +153,78 @@ fn row(id: Option<String>, meeting_id: &str, member: &str, r: StoredResult) -> A
         rule: o.rule,
         policy: r.policy,
         intervals: o.intervals.iter().map(|&(s, e)| [rfc3339(s), rfc3339(e)]).collect(),
+        series_id: None,
+        occurrence: None,
     }
 }
 
 /// A program's attendance: final results where the meeting has ended, live figures otherwise.
 /// Only the program's own members, whoever else was in the meeting.
 pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<AttendanceRow>, StoreError> {
-    let pairs = store.attendance_pairs(program, f.meeting.as_deref(), f.member.as_deref(), f.from, f.to).await?;
+    let pairs = store
+        .attendance_pairs(program, f.meeting.as_deref(), f.member.as_deref(), f.series.as_deref(), f.from, f.to)
+        .await?;
     let mut out = Vec::with_capacity(pairs.len());
     let mut meeting: Option<MeetingRow> = None;
+    // The series of the rows' meetings (pairs come ordered by meeting, so each is read once).
+    let mut series: std::collections::HashMap<String, Option<crate::series::SeriesSpec>> = Default::default();
     for (meeting_id, member) in pairs {
-        if let Some(stored) = store.result_for(&meeting_id, program, &member).await? {
+        if meeting.as_ref().map(|m| m.id.as_str()) != Some(meeting_id.as_str()) {
+            meeting = store.meeting_any(&meeting_id).await?;
+        }
+        let mut r = if let Some(stored) = store.result_for(&meeting_id, program, &member).await? {
             let mut r: StoredResult =
                 serde_json::from_str(&stored.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             // A result stored before roles were kept keeps its verdict; the ledger may still know the role.
             if r.role.is_none() {
                 r.role = highest_role(store.admitted_roles(&meeting_id, program, &member).await?);
             }
-            out.push(row(Some(stored.id), &meeting_id, &member, r));
-            continue;
+            row(Some(stored.id), &meeting_id, &member, r)
+        } else {
+            let Some(m) = meeting.as_ref() else { continue };
+            let r = compute_result(store, m, program, &member).await?;
+            row(None, &meeting_id, &member, r)
+        };
+        if let Some((sid, start)) = meeting.as_ref().and_then(|m| m.series_id.clone().zip(m.scheduled_start)) {
+            if !series.contains_key(&sid) {
+                let spec = store.series(&sid).await?.map(|s| s.spec);
+                series.insert(sid.clone(), spec);
+            }
+            r.occurrence = series.get(&sid).and_then(|s| s.as_ref()).and_then(|s| s.local_label(start));
+            r.series_id = Some(sid);
         }
-        if meeting.as_ref().map(|m| m.id.as_str()) != Some(meeting_id.as_str()) {
-            meeting = store.meeting_any(&meeting_id).await?;
-        }
-        let Some(m) = meeting.as_ref() else { continue };
-        let r = compute_result(store, m, program, &member).await?;
-        out.push(row(None, &meeting_id, &member, r));
+        out.push(r);
     }
     Ok(out)
 }
 
-/// Computes and stores every member's final result for an ended meeting (idempotent: a result
-/// once stored is never rewritten, even if the policy changes later).
+/// Computes every member's final result for an ended meeting and stores them with the meeting's
+/// end, in one transaction with their webhook events (see `Store::finalize_meeting`). Idempotent:
+/// a result once stored is never rewritten (even if the policy changes later), and a replay
+/// reports nothing twice.
 pub async fn finalize(store: &Store, meeting_id: &str, now: i64) -> Result<usize, StoreError> {
-    let Some(m) = store.meeting_any(meeting_id).await? else { return Ok(0) };
+    let Some(m) = store.meeting_any(meeting_id).await? else {
+        store.end_meeting(meeting_id, now).await?;
+        return Ok(0);
+    };
     let members = store.meeting_members(meeting_id).await?;
+    let mut results = Vec::with_capacity(members.len());
     for (program, member) in &members {
         let r = compute_result(store, &m, program, member).await?;
         let result = serde_json::to_string(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        store
-            .insert_result(&ResultRow {
-                id: format!("att_{}", hex::encode(rand::random::<[u8; 12]>())),
-                meeting_id: meeting_id.to_string(),
-                program_id: program.clone(),
-                member_ref: member.clone(),
-                computed_at: now,
-                result,
-            })
-            .await?;
+        let id = format!("att_{}", hex::encode(rand::random::<[u8; 12]>()));
+        let export_row = row(Some(id.clone()), meeting_id, member, r);
+        let stored = ResultRow {
+            id,
+            meeting_id: meeting_id.to_string(),
+            program_id: program.clone(),
+            member_ref: member.clone(),
+            computed_at: now,
+            result,
+        };
+        results.push((stored, export_row));
     }
+    store.finalize_meeting(&m, now, &results).await?;
     Ok(members.len())
 }
 
@@ -217,6 +250,8 @@ pub fn to_csv(rows: &[AttendanceRow]) -> Result<String, csv::Error> {
         "intervals",
         // Last, so the columns consumers already read keep their positions.
         "role",
+        "series_id",
+        "occurrence",
     ])?;
     for r in rows {
         let intervals = r.intervals.iter().map(|[s, e]| format!("{s}/{e}")).collect::<Vec<_>>().join(";");
@@ -237,6 +272,8 @@ pub fn to_csv(rows: &[AttendanceRow]) -> Result<String, csv::Error> {
             &r.rule,
             &intervals,
             r.role.as_deref().unwrap_or(""),
+            r.series_id.as_deref().unwrap_or(""),
+            r.occurrence.as_deref().unwrap_or(""),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
@@ -278,12 +315,14 @@ mod tests {
             rule: "met: present 1 of 1 minutes required".into(),
             policy: CreditPolicy::default(),
             intervals: vec![[rfc3339(0), rfc3339(60_000)]],
+            series_id: None,
+            occurrence: None,
         };
         let text = to_csv(&[r]).unwrap();
         let mut lines = text.lines();
         assert!(lines.next().unwrap().starts_with("attendance_id,final,meeting_id,meeting_title"));
         let line = lines.next().unwrap();
-        assert!(line.ends_with(",facilitator"), "{line}");
+        assert!(line.ends_with(",facilitator,,"), "{line}");
         assert!(line.contains("\"Tuesday, \"\"evening\"\" group\""), "{line}");
         assert!(line.contains("1970-01-01T00:00:00.000Z/1970-01-01T00:01:00.000Z"));
     }

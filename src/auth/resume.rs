@@ -1,8 +1,10 @@
 //! Resume tokens: `hvr.<base64url meeting id>.<base64url(16 random bytes ‖ 16-byte MAC)>`.
 //!
 //! The room holds the live token and decides whether it is the current one; the MAC (HMAC-SHA256
-//! under a key made at start) lets the upgrade refuse a forged token before it holds a connection
-//! slot, without asking the room. Tokens do not outlive the process, and neither do live rooms.
+//! under a key made at start, or in cluster mode derived from the cluster's shared secret) lets
+//! the upgrade refuse a forged token before it holds a connection slot, without asking the room.
+//! On a single node tokens do not outlive the process, and neither do live rooms; in a cluster
+//! they outlive their node, since rooms do (snapshots).
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -14,9 +16,17 @@ const TAG: usize = 16;
 /// Length of the base64url secret part: 32 bytes without padding.
 const SECRET_B64: usize = 43;
 
+static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
 fn key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
     KEY.get_or_init(rand::random)
+}
+
+/// Cluster mode: every node uses the key derived from the cluster's secret, so a token minted by
+/// one node is accepted by the node that takes the meeting over. Set once, before any token is
+/// minted; false when this process already uses another key.
+pub fn use_shared_key(shared: [u8; 32]) -> bool {
+    KEY.get_or_init(|| shared) == &shared
 }
 
 fn mac(meeting: &str, random: &[u8]) -> Hmac<Sha256> {

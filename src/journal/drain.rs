@@ -48,7 +48,8 @@ pub fn spawn_drain(
             }
             let last = batch.last().map(|e| e.lsn).unwrap_or(0);
             match apply(&store, journal.id(), &batch).await {
-                Ok(()) => {
+                Ok(fenced) => {
+                    metrics.journal_records_fenced.inc_by(fenced);
                     journal.confirm(last);
                     backoff = Duration::from_millis(50);
                     refusals = 0;
@@ -67,7 +68,10 @@ pub fn spawn_drain(
                     refusals = 0;
                     for entry in &batch {
                         match apply(&store, journal.id(), std::slice::from_ref(entry)).await {
-                            Ok(()) => journal.confirm(entry.lsn),
+                            Ok(fenced) => {
+                                metrics.journal_records_fenced.inc_by(fenced);
+                                journal.confirm(entry.lsn)
+                            }
                             Err(e) if !is_transient(&e) => {
                                 metrics.journal_records_rejected.inc();
                                 tracing::error!(lsn = entry.lsn, kind = entry.rec.kind(), error = %e, "the database refuses a journalled record; it is set aside");
@@ -128,11 +132,18 @@ fn publish(journal: &Journal, metrics: &Metrics) {
 }
 
 /// Stores one batch. A meeting's end comes alone (see `Journal::batch`): its results are
-/// computed from the ledger, then the end is recorded (both idempotent).
-async fn apply(store: &Store, journal: &str, batch: &[super::Entry]) -> Result<(), crate::store::StoreError> {
-    if let [super::Entry { rec: Record::MeetingEnded { meeting, at }, .. }] = batch {
+/// computed from the ledger, then stored with the end (and their webhook events) in one
+/// transaction (idempotent).
+/// Returns how many records were set aside as written by an owner that had lost the meeting.
+async fn apply(store: &Store, journal: &str, batch: &[super::Entry]) -> Result<u64, crate::store::StoreError> {
+    if let [super::Entry { rec: Record::MeetingEnded { meeting, at }, fence, .. }] = batch {
+        // An owner that lost its lease (cluster) does not end the meeting for the new one.
+        if !store.fence_holds(meeting, *fence).await? {
+            tracing::warn!(meeting = %meeting, "a meeting end from a node that lost the meeting was set aside");
+            return Ok(1);
+        }
         crate::attendance::finalize(store, meeting, *at).await?;
-        return store.end_meeting(meeting, *at).await;
+        return Ok(0);
     }
     store.apply_journal(journal, batch).await
 }

@@ -65,6 +65,16 @@ pub enum Record {
 }
 
 impl Record {
+    /// The meeting the record belongs to (a heartbeat names many).
+    pub fn meeting(&self) -> Option<&str> {
+        match self {
+            Record::Presence(r) => Some(&r.meeting_id),
+            Record::Audit(a) => Some(&a.meeting),
+            Record::Ban { meeting, .. } | Record::MeetingEnded { meeting, .. } => Some(meeting),
+            Record::Heartbeat { .. } => None,
+        }
+    }
+
     /// The record's kind, for logs (never its contents: they name members).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -82,6 +92,10 @@ impl Record {
 pub struct Entry {
     pub lsn: Lsn,
     pub rec: Record,
+    /// Cluster mode: the fencing token under which the meeting's owner wrote it. The database
+    /// sets aside a record whose token is older than the meeting's current one (see `cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<i64>,
 }
 
 /// What the journal holds that the database has not confirmed.
@@ -220,6 +234,11 @@ impl Journal {
     /// Appends records in order. Never blocks on I/O and never refuses: a record of someone
     /// already in a meeting is always taken (the bound applies to new joins, see [`Self::is_full`]).
     pub fn append_all(&self, records: impl IntoIterator<Item = Record>) -> Lsn {
+        self.append_fenced(records, None)
+    }
+
+    /// Appends records written under a cluster lease's fencing token (`None`: single node).
+    pub fn append_fenced(&self, records: impl IntoIterator<Item = Record>, fence: Option<i64>) -> Lsn {
         let mut s = self.lock();
         let now = Instant::now();
         let mut last = s.next_lsn.saturating_sub(1);
@@ -227,7 +246,7 @@ impl Journal {
         for rec in records {
             let lsn = s.next_lsn;
             s.next_lsn += 1;
-            let entry = Entry { lsn, rec };
+            let entry = Entry { lsn, rec, fence };
             let start = s.unwritten.len();
             // Records are plain data: serialising into a Vec cannot fail.
             if serde_json::to_writer(&mut s.unwritten, &entry).is_err() {
@@ -452,7 +471,7 @@ mod tests {
             assert!(loaded.entries.is_empty());
             let mut buf = Vec::new();
             for lsn in 1..=2 {
-                serde_json::to_writer(&mut buf, &Entry { lsn, rec: presence(lsn as i64) }).unwrap();
+                serde_json::to_writer(&mut buf, &Entry { lsn, rec: presence(lsn as i64), fence: None }).unwrap();
                 buf.push(b'\n');
             }
             buf.extend_from_slice(b"{\"lsn\":3,\"rec\":{\"t\":\"pres");

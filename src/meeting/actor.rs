@@ -69,6 +69,13 @@ pub enum ActorMsg {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+    /// Cluster mode: another node took this meeting's lease. Close every connection (clients
+    /// resume, and reach the new owner) and stop without writing anything more.
+    LeaseLost,
+    /// Cluster mode, draining: write a final snapshot, give the lease up, move everyone on.
+    Handover {
+        done: oneshot::Sender<()>,
+    },
     /// Replies with a copy of the room (tests and diagnostics).
     #[cfg(test)]
     Inspect(oneshot::Sender<Room>),
@@ -89,6 +96,8 @@ pub struct ActorConfig {
     pub replay_events: usize,
     /// How long an empty meeting keeps its actor.
     pub idle_stop_ms: u64,
+    /// The TURN relay whose credentials each participant is given (after `welcome`/`resumed`).
+    pub turn: Option<Arc<crate::turn::TurnHandle>>,
 }
 
 /// The wall clock as the actor sees it: Unix milliseconds derived from tokio's clock, so tests
@@ -149,6 +158,19 @@ pub(super) struct Actor {
     recipients: Vec<ParticipantId>,
     slow: Vec<ParticipantId>,
     ended: bool,
+    /// Cluster mode: the lease this actor works under.
+    seat: Option<ClusterSeat>,
+    /// The room version last handed to the snapshot writer.
+    snap_version: u64,
+    /// The meeting moved to another node (lease lost or handed over): nothing more is written.
+    moved: bool,
+}
+
+/// Cluster mode: the cluster and the fencing token of this node's lease on the meeting.
+#[derive(Debug, Clone)]
+pub struct ClusterSeat {
+    pub cluster: Arc<crate::cluster::Cluster>,
+    pub token: i64,
 }
 
 /// `Timer` with an ordering, for the heap.
@@ -191,6 +213,7 @@ impl Actor {
         self_tx: mpsc::Sender<ActorMsg>,
         config: ActorConfig,
         clock: Clock,
+        seat: Option<ClusterSeat>,
     ) -> Actor {
         let (sfu_events_tx, sfu_events) = mpsc::channel(crate::sfu::EVENTS_QUEUE);
         Actor {
@@ -216,7 +239,23 @@ impl Actor {
             recipients: Vec::new(),
             slow: Vec::new(),
             ended: false,
+            seat,
+            snap_version: 0,
+            moved: false,
         }
+    }
+
+    /// Carries out what a restored room asks for before anyone is connected (timers, the
+    /// outage in the ledger); the state it came from is already in the snapshot.
+    pub(super) fn restored(&mut self, mut effects: Vec<Effect>) {
+        // Media rules go to the SFU when each participant's new session starts (`media_command`).
+        effects.retain(|e| !matches!(e, Effect::MediaRule { .. }));
+        // Seats held here count as present on this node (the outage records are not arrivals).
+        let present = self.room.participants().iter().filter(|p| p.admitted).count();
+        self.present.fetch_add(present, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.participants.inc_by(present as i64);
+        self.dispatch(&mut effects, None);
+        self.snap_version = self.room.version();
     }
 
     pub(super) async fn run(mut self) {
@@ -235,6 +274,15 @@ impl Actor {
                     Some(ActorMsg::Shutdown { done }) => {
                         self.input(Input::Shutdown, None);
                         self.finish_writes().await;
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(ActorMsg::LeaseLost) => {
+                        self.move_everyone(false).await;
+                        break;
+                    }
+                    Some(ActorMsg::Handover { done }) => {
+                        self.move_everyone(true).await;
                         let _ = done.send(());
                         break;
                     }
@@ -267,15 +315,75 @@ impl Actor {
         self.stop().await;
     }
 
-    /// Leaves the registry, then answers whatever arrived meanwhile with "retry".
+    /// Cluster mode: the meeting continues on another node. Everyone's connection is closed with
+    /// `server_shutdown` (they resume, and their resume reaches the new owner) and their media
+    /// released here. A hand-over (`handover`: this node is draining and still holds the lease)
+    /// first records everyone's disconnection, writes the final snapshot and gives the lease up;
+    /// a lost lease writes nothing at all (the new owner's records are the meeting's record now).
+    async fn move_everyone(&mut self, handover: bool) {
+        let now = self.clock.now();
+        if handover {
+            if let Some(seat) = self.seat.clone() {
+                for p in self.room.participants().iter().filter(|p| p.admitted && p.connected) {
+                    self.writes.push(Record::Presence(PresenceRow {
+                        meeting_id: self.room.id().to_string(),
+                        program_id: p.member.program.clone(),
+                        member_ref: p.member.member_ref.clone(),
+                        participant_id: p.id.to_string(),
+                        kind: Kind::Disconnected,
+                        reason: None,
+                        at: now as i64,
+                        role: None,
+                    }));
+                }
+                self.finish_writes().await;
+                let mut snap = self.room.to_snapshot(now);
+                snap.handed_over = true;
+                if !seat.cluster.write_snapshot_now(self.room.id(), seat.token, &snap).await {
+                    tracing::warn!(meeting = %self.room.id(), "could not write the final snapshot; the next owner starts from the last one");
+                }
+                seat.cluster.release(self.room.id(), seat.token, false).await;
+            }
+        } else if let Some(seat) = &self.seat {
+            seat.cluster.forget(self.room.id());
+        }
+        self.moved = true;
+        self.writes.clear();
+        for (pid, s) in self.sessions.drain() {
+            if let Some(conn) = s.conn {
+                conn.close(CloseReason::SHUTDOWN);
+            }
+            if let Some(sfu) = &self.sfu {
+                let _ = sfu
+                    .tx
+                    .send(crate::sfu::SfuCmd::Close {
+                        key: crate::sfu::PeerKey { meeting: Arc::from(self.room.id()), participant_id: pid },
+                    })
+                    .await;
+            }
+        }
+        let present = self.present.swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.participants.dec_by(present as i64);
+    }
+
+    /// Leaves the registry, then answers whatever arrived meanwhile with "retry". A meeting that
+    /// moved to another node writes nothing more.
     async fn stop(mut self) {
-        self.finish_writes().await;
-        if self.ended {
-            // Journalled after every record of the meeting and before the actor leaves the
-            // registry: the drain computes results only once all of them are stored, and the
-            // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
-            self.journal
-                .append(Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 });
+        if !self.moved {
+            self.finish_writes().await;
+            if self.ended {
+                // Journalled after every record of the meeting and before the actor leaves the
+                // registry: the drain computes results only once all of them are stored, and the
+                // registry refuses to start the meeting again meanwhile (`Journal::is_ending`).
+                self.journal.append_fenced(
+                    [Record::MeetingEnded { meeting: self.room.id().to_string(), at: self.clock.now() as i64 }],
+                    self.seat.as_ref().map(|s| s.token),
+                );
+            }
+            if let Some(seat) = &self.seat {
+                // Ended, or empty for a while: nobody is left to come back, so the snapshot goes too.
+                seat.cluster.release(self.room.id(), seat.token, true).await;
+            }
         }
         self.rooms.remove_actor(self.room.id(), self.actor_id);
         self.rx.close();
@@ -285,10 +393,12 @@ impl Actor {
                     let _ = reply.send(Err(JoinFailure::Retry));
                 }
                 ActorMsg::Precheck { member, role, reply } => {
-                    // An ended meeting refuses; an idle one that stopped lets the caller start a new actor.
-                    let _ = reply.send(self.room.join_refusal(&member, role));
+                    // An ended meeting refuses; an idle one that stopped lets the caller start a
+                    // new actor; one that moved is asked again where it lives now.
+                    let refusal = if self.moved { Some(unavailable()) } else { self.room.join_refusal(&member, role) };
+                    let _ = reply.send(refusal);
                 }
-                ActorMsg::Shutdown { done } => {
+                ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
                     let _ = done.send(());
                 }
                 _ => {}
@@ -309,8 +419,19 @@ impl Actor {
         } else {
             self.sfu_cmds.clear();
         }
+        if self.moved {
+            self.writes.clear();
+            return;
+        }
         if !self.writes.is_empty() {
-            self.journal.append_all(self.writes.drain(..));
+            self.journal.append_fenced(self.writes.drain(..), self.seat.as_ref().map(|s| s.token));
+        }
+        if let Some(seat) = &self.seat {
+            let version = self.room.version();
+            if version != self.snap_version && !self.room.is_ended() {
+                self.snap_version = version;
+                seat.cluster.put_snapshot(self.room.id(), seat.token, &self.room.to_snapshot(self.clock.now()));
+            }
         }
     }
 
@@ -402,7 +523,7 @@ impl Actor {
                 self.input(Input::Disconnected { participant_id }, None);
             }
             ActorMsg::End => self.input(Input::End, None),
-            ActorMsg::Shutdown { .. } => {}
+            ActorMsg::Shutdown { .. } | ActorMsg::LeaseLost | ActorMsg::Handover { .. } => {}
             #[cfg(test)]
             ActorMsg::Inspect(reply) => {
                 let _ = reply.send(self.room.clone());
@@ -416,10 +537,30 @@ impl Actor {
             SfuEvent::Media { participant_id, event, request_id } => {
                 self.deliver(participant_id, &event_body(&event), request_id.as_ref());
             }
+            SfuEvent::Quality { participant_id, state, loss_percent, rtt_ms } => {
+                // The participant's own figures, and facilitators: never another member.
+                let body = event_body(&Event::MediaQuality { participant_id, state, loss_percent, rtt_ms });
+                let ids: Vec<ParticipantId> = self
+                    .room
+                    .participants()
+                    .iter()
+                    .filter(|p| p.id == participant_id || (p.admitted && p.role.is_facilitator()))
+                    .map(|p| p.id)
+                    .collect();
+                for id in ids {
+                    self.deliver(id, &body, None);
+                }
+            }
             SfuEvent::ActiveSpeaker { participant_id } => {
                 let body = event_body(&Event::ActiveSpeaker { participant_id });
-                let ids: Vec<ParticipantId> =
-                    self.room.participants().iter().filter(|p| p.admitted).map(|p| p.id).collect();
+                // The engine hears only the main room for this (a side room's voices are its own).
+                let ids: Vec<ParticipantId> = self
+                    .room
+                    .participants()
+                    .iter()
+                    .filter(|p| p.admitted && p.location == crate::room::MAIN)
+                    .map(|p| p.id)
+                    .collect();
                 for id in ids {
                     self.deliver(id, &body, None);
                 }
@@ -453,6 +594,7 @@ impl Actor {
                     self.replay_or_snapshot(participant_id, last_seq, request_id.clone());
                 }
                 self.dispatch(&mut effects, Some((participant_id, request_id)));
+                self.send_ice_servers(participant_id, &conn);
             }
             Ok(Outcome::Done) => {
                 let _ = reply.send(Err(JoinFailure::Refused));
@@ -466,6 +608,17 @@ impl Actor {
         }
         self.effects = effects;
         self.after_dispatch();
+    }
+
+    /// Fresh TURN credentials for a participant who just joined or resumed: connection-level,
+    /// straight after their `welcome`/`waiting` (or `resumed` and its replay).
+    fn send_ice_servers(&self, participant_id: ParticipantId, conn: &ConnHandle) {
+        let Some(turn) = &self.config.turn else { return };
+        let now_s = self.clock.now() / 1000;
+        let c = turn.credentials(&participant_id.to_string(), now_s);
+        let server = crate::protocol::IceServer { urls: c.urls, username: c.username, credential: c.credential };
+        let body = event_body(&Event::IceServers { ice_servers: vec![server] });
+        let _ = conn.try_frame(render_frame(0, None, &body));
     }
 
     /// After a resume: `resumed` (connection-level, seq 0), then the missed events when the
@@ -497,6 +650,11 @@ impl Actor {
         if !ok {
             self.slow.push(pid);
         }
+    }
+
+    /// Starts the meeting's format (its first segment's rules and timers), before any join.
+    pub(super) fn start_format(&mut self, spec: Arc<crate::protocol::FormatSpec>) {
+        self.input(Input::StartFormat(spec), None);
     }
 
     /// Runs one input through the room and carries out the effects. `requester` gets errors and
@@ -565,6 +723,12 @@ impl Actor {
                                 .iter()
                                 .filter(|p| p.admitted && p.role.is_facilitator())
                                 .map(|p| p.id),
+                        ),
+                        Audience::Location(l) => recipients.extend(
+                            self.room.participants().iter().filter(|p| p.admitted && p.location == l).map(|p| p.id),
+                        ),
+                        Audience::Outside(l) => recipients.extend(
+                            self.room.participants().iter().filter(|p| p.admitted && p.location != l).map(|p| p.id),
                         ),
                     }
                     for &pid in &recipients {

@@ -37,6 +37,8 @@ pub struct RoomDeps {
     pub limits: RoomLimits,
     pub actor: ActorConfig,
     pub sfu: Option<crate::sfu::SfuHandle>,
+    /// Cluster mode: leases and snapshots.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The registry of live meetings.
@@ -127,9 +129,45 @@ impl Rooms {
                     };
                     bans.extend(deps.journal.pending_bans(&meeting.id));
                     let meeting = current;
-                    let room =
-                        Room::new(meeting.id.clone(), meeting.title.clone(), meeting.settings.clone(), limits, bans);
-                    let actor = Actor::new(
+                    let clock = Clock::new();
+                    // Cluster mode: only under this node's lease, carrying on from the last snapshot.
+                    let (room, restored, seat) = match &deps.cluster {
+                        None => (Room::new(meeting.id.clone(), meeting.title.clone(), meeting.settings.clone(), limits, bans), None, None),
+                        Some(cluster) => {
+                            let Some(held) = cluster.held(&meeting.id) else {
+                                rooms.remove_actor(&meeting.id, actor_id);
+                                drop(self_tx);
+                                refuse_all(rx, super::actor::unavailable()).await;
+                                return;
+                            };
+                            let seat = Some(super::actor::ClusterSeat { cluster: cluster.clone(), token: held.token });
+                            match cluster.load_snapshot(&meeting.id).await {
+                                Ok(Some(loaded)) if loaded.snapshot.id == meeting.id && !loaded.snapshot.ended => {
+                                    let now = clock.now();
+                                    let gap_start = held
+                                        .gap_start
+                                        .or(loaded.writer_last_seen)
+                                        .map(|t| t.max(0) as u64)
+                                        .unwrap_or(loaded.snapshot.taken_at)
+                                        .max(loaded.snapshot.taken_at);
+                                    let mut effects = Vec::new();
+                                    let room = Room::restore(loaded.snapshot, limits, bans, gap_start, now, &mut effects);
+                                    tracing::info!(meeting = %meeting.id, seats = room.len(), "carrying on a meeting from its snapshot");
+                                    (room, Some(effects), seat)
+                                }
+                                Ok(_) => (Room::new(meeting.id.clone(), meeting.title.clone(), meeting.settings.clone(), limits, bans), None, seat),
+                                Err(e) => {
+                                    tracing::error!(meeting = %meeting.id, error = %e, "cannot read the meeting's snapshot; meeting unavailable");
+                                    rooms.remove_actor(&meeting.id, actor_id);
+                                    drop(self_tx);
+                                    refuse_all(rx, super::actor::unavailable()).await;
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let format = meeting.format.clone().map(Arc::new);
+                    let mut actor = Actor::new(
                         room,
                         rx,
                         rooms,
@@ -141,8 +179,15 @@ impl Rooms {
                         deps.sfu.as_ref().map(|s| s.place()),
                         self_tx,
                         deps.actor,
-                        Clock::new(),
+                        clock,
+                        seat,
                     );
+                    if let Some(effects) = restored {
+                        actor.restored(effects);
+                    } else if let Some(spec) = format {
+                        // A fresh room starts its format; a restored one carries on where it was.
+                        actor.start_format(spec);
+                    }
                     actor.run().await;
                 });
                 RoomHandle { actor_id, tx, present, meeting: Arc::new(meeting_row) }
@@ -153,6 +198,22 @@ impl Rooms {
     /// Called by an actor as it stops; removes only its own entry.
     pub(super) fn remove_actor(&self, id: &str, actor_id: u64) {
         self.map.remove_if(id, |_, h| h.actor_id == actor_id);
+    }
+
+    /// Cluster mode, draining: hands every live meeting on (final snapshot, lease given up,
+    /// everyone told to resume) and waits for each.
+    pub async fn handover_all(&self) {
+        let handles: Vec<RoomHandle> = self.map.iter().map(|e| e.value().clone()).collect();
+        let mut waits = Vec::new();
+        for h in handles {
+            let (done, rx) = oneshot::channel();
+            if h.tx.send(ActorMsg::Handover { done }).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
     }
 
     /// Tells every live meeting the server is stopping and waits for each to close its connections.
@@ -184,7 +245,7 @@ async fn refuse_all(mut rx: mpsc::Receiver<ActorMsg>, error: ProtocolError) {
                 let _ = conn.tx.try_send(super::Outbound::Frame(render_frame(0, request_id.as_deref(), &body).into()));
                 let _ = reply.send(Err(JoinFailure::Refused));
             }
-            ActorMsg::Shutdown { done } => {
+            ActorMsg::Shutdown { done } | ActorMsg::Handover { done } => {
                 let _ = done.send(());
             }
             _ => {}

@@ -93,6 +93,27 @@ pub enum ErrorCode {
     /// The server's storage is far behind (its database is unreachable): no new participants for
     /// now; everyone already in a meeting stays. Try again in a few minutes.
     StorageBacklog,
+    /// The current segment of the meeting's format does not allow this (only facilitators speak
+    /// in it, or hands are not raised in it); `message` says which.
+    SegmentRules,
+    /// The meeting has no format (no agenda to move through).
+    NoFormat,
+    /// There is no segment after the last (or before the first).
+    NoSuchSegment,
+    /// Leaving would take the main room's last facilitator away, pausing its floor and queue
+    /// until one is back: send the command again with `confirm: true` to go anyway.
+    ConfirmRequired,
+    /// The named participant (or the sender) is in another room of the meeting (a side room or a
+    /// breakout group) than the command needs.
+    WrongLocation,
+    /// The step-out invitation does not exist any more (answered, withdrawn, or never sent).
+    InviteNotFound,
+    /// `return_to_main` from someone already in the main room.
+    NotInSideRoom,
+    /// Breakout groups are already open.
+    BreakoutsOpen,
+    /// No breakout groups are open (or not ones members may choose).
+    NoBreakouts,
     /// An unexpected server-side failure; nothing the client did.
     Internal,
 }
@@ -142,6 +163,15 @@ impl ErrorCode {
             ErrorCode::InvalidMedia => "invalid_media",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::StorageBacklog => "storage_backlog",
+            ErrorCode::SegmentRules => "segment_rules",
+            ErrorCode::NoFormat => "no_format",
+            ErrorCode::NoSuchSegment => "no_such_segment",
+            ErrorCode::ConfirmRequired => "confirm_required",
+            ErrorCode::WrongLocation => "wrong_location",
+            ErrorCode::InviteNotFound => "invite_not_found",
+            ErrorCode::NotInSideRoom => "not_in_side_room",
+            ErrorCode::BreakoutsOpen => "breakouts_open",
+            ErrorCode::NoBreakouts => "no_breakouts",
             ErrorCode::Internal => "internal",
         }
     }

@@ -10,6 +10,27 @@ use super::ids::ParticipantId;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// A relay for the browser's `RTCPeerConnection` (`iceServers`), with a short-lived credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IceServer {
+    /// `turn:` and `turns:` URLs (UDP, TCP, TLS).
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// Where a participant's media connection stands, as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    /// Offered; no ICE check has succeeded yet.
+    Checking,
+    /// Media flows.
+    Connected,
+    /// No path: the participant cannot hear the meeting (or be heard).
+    Failed,
+}
+
 /// A place to find help outside the meeting (a crisis line), configured per program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -279,6 +300,60 @@ impl ClientMessage {
     }
 }
 
+/// How `open_breakouts` places people who are not in its `assignments`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakoutAssign {
+    /// Everyone else in the main room (not facilitators) is spread evenly over the groups.
+    #[default]
+    Auto,
+    /// Only those in `assignments` go; everyone else stays in the main room.
+    Manual,
+    /// Everyone else stays in the main room and picks a group with `choose_breakout`.
+    Choose,
+}
+
+/// What kind of room someone outside the main room is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LocationKind {
+    /// A private side room: a facilitator and one member (and any facilitator brought in).
+    StepOut,
+    /// A breakout group.
+    Breakout,
+}
+
+/// Where one is when not in the main room, as its occupants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LocationView {
+    pub kind: LocationKind,
+    /// The breakout group's number (from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+    /// Who is in this room (oneself included).
+    pub participants: Vec<ParticipantId>,
+    /// When a breakout group returns to the main room (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<u64>,
+}
+
+/// One breakout group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BreakoutGroupView {
+    /// From 1.
+    pub group: u32,
+    pub participants: Vec<ParticipantId>,
+}
+
+/// The breakout groups while they are open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BreakoutsView {
+    pub groups: Vec<BreakoutGroupView>,
+    /// When everyone returns (Unix milliseconds).
+    pub ends_at: u64,
+    pub assign: BreakoutAssign,
+}
+
 /// A role a facilitator can give with `promote`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -406,14 +481,61 @@ pub enum Command {
     StartGoAround,
     /// Facilitator: stop the round.
     EndGoAround,
+    /// Facilitator: move to the next segment of the meeting's format (its rules apply at once).
+    NextSegment,
+    /// Facilitator: move back to the previous segment.
+    PreviousSegment,
     /// After the meeting's end: one's own attendance certificate (connect with `certificate=1`).
     CertificateRequest,
-    /// Start (or restart) media: the client's SDP offer. Each offer starts a fresh media session.
+    /// Start (or restart) media: the client's SDP offer. An offer from a new `RTCPeerConnection`
+    /// starts a fresh media session; one from the current connection (the same DTLS fingerprint),
+    /// such as an ICE restart after a network change, renegotiates the session and keeps its tracks.
     MediaOffer { sdp: String },
     /// The client's SDP answer to a server `media_offer` (the server adds or removes others' tracks).
     MediaAnswer { sdp: String },
     /// A trickled ICE candidate (`candidate:...` line). Optional: the server also learns addresses from ICE checks.
     IceCandidate { candidate: String },
+    /// Facilitator: ask a member in the main room to step out with you into a private side room
+    /// (they answer with `answer_step_out`). From inside a step-out, ask another facilitator in.
+    /// When you are the main room's only facilitator the first try is refused with
+    /// `confirm_required` (its floor and queue pause while you are away); `confirm: true` goes anyway.
+    StepOut {
+        participant_id: ParticipantId,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
+    /// Accept or decline a `step_out_invite`.
+    AnswerStepOut {
+        invite_id: u64,
+        accept: bool,
+        /// As for `step_out`, when a facilitator accepting would leave the main room without one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
+    /// Leave a side room or breakout group for the main room.
+    ReturnToMain,
+    /// Facilitator: split the main room into breakout groups for `seconds`.
+    OpenBreakouts {
+        /// How many groups (2 to 20).
+        groups: u32,
+        /// How long they last (1 to 14400 seconds); everyone returns at the end.
+        seconds: u32,
+        /// How long before the end everyone is warned (default 60 s; 0 for no warning).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning_seconds: Option<u32>,
+        /// How people are placed; `assignments` always come first.
+        #[serde(default)]
+        assign: BreakoutAssign,
+        /// Participants by group, `assignments[0]` being group 1; a facilitator placed here runs that group.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignments: Vec<Vec<ParticipantId>>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
+    /// Join (or switch to) a breakout group, when the facilitator let members choose.
+    ChooseBreakout { group: u32 },
+    /// Facilitator: bring everyone back from the breakout groups now.
+    CloseBreakouts,
 }
 
 impl Command {
@@ -453,10 +575,18 @@ impl Command {
         "move_hand",
         "start_go_around",
         "end_go_around",
+        "next_segment",
+        "previous_segment",
         "certificate_request",
         "media_offer",
         "media_answer",
         "ice_candidate",
+        "step_out",
+        "answer_step_out",
+        "return_to_main",
+        "open_breakouts",
+        "choose_breakout",
+        "close_breakouts",
     ];
 
     /// The types that have no fields besides `type` (and `id`).
@@ -474,7 +604,11 @@ impl Command {
         "next_speaker",
         "start_go_around",
         "end_go_around",
+        "next_segment",
+        "previous_segment",
         "certificate_request",
+        "return_to_main",
+        "close_breakouts",
     ];
 
     /// Whether only facilitators (and co-facilitators) may send this.
@@ -504,6 +638,11 @@ impl Command {
                 | Command::MoveHand { .. }
                 | Command::StartGoAround
                 | Command::EndGoAround
+                | Command::StepOut { .. }
+                | Command::OpenBreakouts { .. }
+                | Command::CloseBreakouts
+                | Command::NextSegment
+                | Command::PreviousSegment
         )
     }
 }
@@ -519,6 +658,10 @@ pub struct ParticipantView {
     pub can_unmute: bool,
     /// False while their connection is down and their seat is held for them.
     pub connected: bool,
+    /// In another room of the meeting (a side room or another breakout group): nothing else of
+    /// theirs is shown then (`muted`, no hand), and never why.
+    #[serde(default)]
+    pub away: bool,
 }
 
 /// A waiting member as facilitators see them: a name only.
@@ -578,6 +721,9 @@ pub struct MeetingView {
     pub title: String,
     pub locked: bool,
     pub settings: MeetingSettings,
+    /// Every facilitator is in a side room: the main room's floor and queue wait for one to return.
+    #[serde(default)]
+    pub main_room_paused: bool,
 }
 
 /// Why someone left.
@@ -645,6 +791,16 @@ pub enum Event {
         /// Where to find help outside the meeting, as the joining member's own program configured
         /// it; empty when it configured none (then show nothing).
         crisis_resources: Vec<CrisisResource>,
+        /// The side room or breakout group one is in; `null` in the main room. `participants`,
+        /// `queue`, `floor` and `go_around` are that room's.
+        #[serde(default)]
+        location: Option<LocationView>,
+        /// The breakout groups, while open.
+        #[serde(default)]
+        breakouts: Option<BreakoutsView>,
+        /// The meeting's agenda when it has a format; absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agenda: Option<super::format::AgendaView>,
     },
     /// A refusal.
     Error {
@@ -766,9 +922,73 @@ pub enum Event {
     /// The server cannot renegotiate this media session (an answer was refused or never came, or
     /// the session grew too large): close the `RTCPeerConnection` and send a fresh `media_offer`.
     MediaRestart {},
+    /// The meeting moved to another segment of its format; its rules are in force from now
+    /// (settings follow in `meeting_updated`, can-unmute changes in `participant_updated`).
+    SegmentChanged {
+        segment: super::format::SegmentView,
+    },
+    /// Facilitators: the current segment's planned end is near. Nothing moves on by itself
+    /// unless the segment says `auto_advance`.
+    SegmentWarning {
+        index: u32,
+        planned_end: u64,
+        remaining_seconds: u32,
+    },
     /// Who is speaking now (from the audio-level header extension), or nobody.
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,
+    },
+    /// A facilitator asks you to step out with them into a private side room: answer with
+    /// `answer_step_out` (declining is fine; nobody else is told).
+    StepOutInvite {
+        invite_id: u64,
+        /// The facilitator asking.
+        participant_id: ParticipantId,
+        display_name: String,
+    },
+    /// An invitation you had is no longer open (the facilitator moved on).
+    StepOutWithdrawn {
+        invite_id: u64,
+    },
+    /// The member you asked to step out declined.
+    StepOutDeclined {
+        participant_id: ParticipantId,
+    },
+    /// You moved to another room of the meeting (or the room you are in changed): a fresh view of
+    /// it. `location` is `null` in the main room; the rest is as in `welcome`.
+    LocationChanged {
+        location: Option<LocationView>,
+        participants: Vec<ParticipantView>,
+        queue: Vec<QueueEntry>,
+        floor: Option<FloorView>,
+        go_around: Option<GoAroundView>,
+    },
+    /// The breakout groups opened or changed (`null`: closed, everyone is back).
+    BreakoutsUpdated {
+        breakouts: Option<BreakoutsView>,
+    },
+    /// The breakout groups close soon.
+    BreakoutWarning {
+        ends_at: u64,
+        remaining_seconds: u32,
+    },
+    /// Relays for this participant's `RTCPeerConnection` (`iceServers`), with short-lived
+    /// credentials; sent after `welcome` and after `resumed` (a fresh set each time).
+    IceServers {
+        ice_servers: Vec<IceServer>,
+    },
+    /// A participant's media connection: to facilitators for everyone, to a member for their own
+    /// connection only (nobody else's network figures). Sent when the state changes, and while
+    /// connected when loss or round-trip time moved noticeably.
+    MediaQuality {
+        participant_id: ParticipantId,
+        state: MediaState,
+        /// Packets lost on the way to the server, percent (from RTCP receiver reports).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        loss_percent: Option<f32>,
+        /// Round-trip time between the server and the participant, milliseconds (from RTCP).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<u32>,
     },
 }
 

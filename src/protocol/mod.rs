@@ -4,6 +4,7 @@
 //! them (see [`schema`]) and the web client's types from that schema.
 
 pub mod error;
+pub mod format;
 pub mod ids;
 pub mod messages;
 pub mod schema;
@@ -12,5 +13,6 @@ pub mod schema;
 mod fuzz;
 
 pub use error::{ErrorCode, ProtocolError};
+pub use format::{AgendaItem, AgendaView, FormatSpec, GoAroundWho, Segment, SegmentRules, SegmentView, WhoMayUnmute};
 pub use ids::ParticipantId;
 pub use messages::*;

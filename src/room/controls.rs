@@ -23,6 +23,9 @@ impl Room {
                 return Err(ProtocolError::new(C::MuteLocked, "a facilitator muted you; they can allow you to unmute"));
             }
             if !self.may_speak(p) {
+                if let Some(e) = self.segment_refuses_unmute() {
+                    return Err(e);
+                }
                 return Err(ProtocolError::new(
                     C::FloorRequired,
                     "in this meeting you can unmute when you have the floor",
@@ -203,7 +206,9 @@ impl Room {
             ));
         }
         out.push(self.audit(now, by, if enabled { "chat_on" } else { "chat_off" }, None, None));
+        let old = self.settings.clone();
         self.settings.chat_enabled = enabled;
+        self.record_overrides(&old);
         self.dirty.meeting = true;
         Ok(())
     }
@@ -288,7 +293,8 @@ impl Room {
         out.push(self.audit(now, by, "update_settings", None, detail));
         let floor_control_on = settings.floor_control && !self.settings.floor_control;
         // A new share length applies from the next share; the running one keeps its end.
-        self.settings = settings;
+        let old = std::mem::replace(&mut self.settings, settings);
+        self.record_overrides(&old);
         self.dirty.meeting = true;
         if floor_control_on {
             // Whoever may no longer speak is muted now (muting needs no consent; unmuting does).

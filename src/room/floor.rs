@@ -19,6 +19,9 @@ impl Room {
         if p.role == Role::Observer {
             return Err(ProtocolError::new(C::ObserverCannotSpeak, "observers cannot raise a hand"));
         }
+        if let Some(e) = self.segment_refuses_hand(p.role) {
+            return Err(e);
+        }
         if self.queue.iter().any(|q| q.participant_id == id) {
             return Err(ProtocolError::new(C::HandAlreadyRaised, "your hand is already raised"));
         }
@@ -174,13 +177,13 @@ impl Room {
         self.touch(id);
     }
 
-    fn set_share_timers(&self, end: Millis, now: Millis, out: &mut Vec<Effect>) {
-        let epoch = self.floor_epoch;
+    pub(super) fn set_share_timers(&self, end: Millis, now: Millis, out: &mut Vec<Effect>) {
+        let (epoch, location) = (self.floor_epoch, self.side.here);
         let warn_ms = self.settings.share_warning_seconds as u64 * 1000;
         if warn_ms > 0 && end.saturating_sub(warn_ms) > now {
-            out.push(Effect::SetTimer { at: end - warn_ms, timer: Timer::ShareWarning { epoch } });
+            out.push(Effect::SetTimer { at: end - warn_ms, timer: Timer::ShareWarning { epoch, location } });
         }
-        out.push(Effect::SetTimer { at: end, timer: Timer::ShareEnd { epoch } });
+        out.push(Effect::SetTimer { at: end, timer: Timer::ShareEnd { epoch, location } });
     }
 
     /// Takes the floor back. In a floor-controlled meeting the speaker is muted again.
@@ -273,8 +276,13 @@ impl Room {
         if self.go_around.is_some() {
             return Err(ProtocolError::new(C::GoAroundActive, "a go-around is already running"));
         }
-        let order: Vec<ParticipantId> =
-            self.participants.iter().filter(|p| p.admitted && p.role == Role::Member).map(|p| p.id).collect();
+        let here = self.side.here;
+        let order: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| p.admitted && p.role == Role::Member && p.location == here)
+            .map(|p| p.id)
+            .collect();
         if order.is_empty() {
             return Err(ProtocolError::new(C::NobodyPresent, "there are no members present for a go-around"));
         }

@@ -38,7 +38,7 @@ fn any_command(b: &mut Bytes, pid: ParticipantId) -> Command {
     let kind = b.u8();
     let n = b.u32();
     let text = b.text();
-    match kind % 40 {
+    match kind % 42 {
         k @ 0..=35 => match (k, command(k, pid, n)) {
             (7, _) => Command::Chat { text },
             (8, _) => Command::SupportRequest { text: Some(text) },
@@ -59,6 +59,10 @@ fn any_command(b: &mut Bytes, pid: ParticipantId) -> Command {
         },
         37 => Command::ExtendShare { seconds: Some(n) },
         38 => Command::MoveHand { participant_id: pid, position: n },
+        // Side rooms and breakout groups (issue 17).
+        39 if n & 1 == 1 => command(38 + ((n >> 1) % 8) as u8, pid, n >> 4),
+        40 => Command::NextSegment,
+        41 => Command::PreviousSegment,
         _ => Command::DeleteChat { message_id: u64::from(n) },
     }
 }
@@ -66,9 +70,15 @@ fn any_command(b: &mut Bytes, pid: ParticipantId) -> Command {
 /// Runs one byte string through a room; `Err` names the first broken property.
 fn run_bytes(data: &[u8]) -> Result<usize, TestCaseError> {
     let mut b = Bytes(data);
-    let settings =
-        MeetingSettings { waiting_room: b.u8() & 1 == 1, floor_control: b.u8() & 1 == 1, ..Default::default() };
+    let waiting_room = b.u8() & 1 == 1;
+    let second = b.u8();
+    let settings = MeetingSettings { waiting_room, floor_control: second & 1 == 1, ..Default::default() };
     let mut h = H::new(settings);
+    // Some rooms run a format (issue 15), so segment changes meet every other command.
+    if second & 2 == 2 {
+        h.run(Input::StartFormat(std::sync::Arc::new(super::format_tests::prop_format())))
+            .map_err(|e| TestCaseError::fail(format!("a format did not start: {e}")))?;
+    }
     h.join("f0", Role::Facilitator);
     let roles = [Role::Facilitator, Role::CoFacilitator, Role::Member, Role::Observer];
     let mut steps = 0;
@@ -136,6 +146,10 @@ fn run_bytes(data: &[u8]) -> Result<usize, TestCaseError> {
             }
         }
         check_invariants(&h.room);
+        super::side_tests::check_locations(&h.room);
+        if h.room.rules_in_force().is_some() {
+            super::format_tests::assert_settings_follow(&h.room);
+        }
     }
     Ok(steps)
 }

@@ -64,6 +64,8 @@ impl Room {
             resume_token,
             chat_bucket: TokenBucket::full(self.limits.chat_burst, now),
             media: Default::default(),
+            location: super::MAIN,
+            shown_away: None,
         });
         if waits {
             if let Some(ev) = self.snapshot(id) {
@@ -164,18 +166,11 @@ impl Room {
         now: Millis,
         out: &mut Vec<Effect>,
     ) {
+        // Out of the queue, floor and go-around of whichever room they are in.
+        self.leave_stage(id, now, out);
         let Some(idx) = self.participants.iter().position(|p| p.id == id) else {
             return;
         };
-        if self.queue.iter().any(|q| q.participant_id == id) {
-            self.queue.retain(|q| q.participant_id != id);
-            self.dirty.queue = true;
-        }
-        let held_floor = self.floor_holder() == Some(id);
-        if held_floor {
-            self.end_share(ShareEndReason::Left, now, out);
-        }
-        self.drop_from_go_around(id, held_floor, now, out);
         let p = self.participants.remove(idx);
         if p.admitted {
             out.push(Effect::Send {

@@ -4,15 +4,19 @@
 //! sockets, no clock, no randomness it was not given. The room actor (`meeting::actor`) carries the
 //! effects out. The rules are split by concern: `lobby` (joining, the waiting room, resume, leaving),
 //! `controls` (facilitator controls, chat, support), `floor` (the speaking queue, the floor, timed
-//! shares, go-arounds), `names` (display names).
+//! shares, go-arounds), `format` (the agenda: segments and their rules), `side` (side rooms and
+//! breakout groups: where each participant is, and what each room sees), `names` (display names).
 //!
 //! Contract: when `handle` returns `Err`, the room is unchanged and no effect was pushed.
 
 mod controls;
 mod floor;
+pub mod format;
 mod lobby;
 pub mod names;
 pub mod participant;
+mod side;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -20,8 +24,10 @@ use crate::protocol::{
     Command, Event, FloorView, GoAroundView, LeaveReason, MeetingSettings, MeetingView, ParticipantId, ParticipantView,
     ProtocolError, QueueEntry, Role, SupportView, WaitingView,
 };
+pub use format::RuleOverrides;
 pub use names::DisplayName;
 pub use participant::{MemberKey, Participant};
+pub use side::{Location, MAIN};
 use std::collections::{HashSet, VecDeque};
 
 /// Time in milliseconds since the Unix epoch, as the actor's clock says.
@@ -78,14 +84,36 @@ pub enum Input {
     Shutdown,
     /// The program ended (deleted) the meeting: everyone gets `meeting_ended`.
     End,
+    /// The meeting has a format: its first segment starts now (the actor sends this once, first).
+    StartFormat(std::sync::Arc<crate::protocol::FormatSpec>),
 }
 
 /// A deadline the room asked for. Each carries an epoch; a stale one does nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
-    Grace { participant_id: ParticipantId, epoch: u32 },
-    ShareWarning { epoch: u32 },
-    ShareEnd { epoch: u32 },
+    Grace {
+        participant_id: ParticipantId,
+        epoch: u32,
+    },
+    ShareWarning {
+        epoch: u32,
+        location: Location,
+    },
+    ShareEnd {
+        epoch: u32,
+        location: Location,
+    },
+    SegmentWarning {
+        epoch: u32,
+    },
+    SegmentEnd {
+        epoch: u32,
+    },
+    /// The breakout groups' warning (`warning`) or end.
+    Breakout {
+        epoch: u32,
+        warning: bool,
+    },
 }
 
 /// Who an event goes to.
@@ -97,6 +125,10 @@ pub enum Audience {
     AdmittedExcept(ParticipantId),
     /// Admitted facilitators and co-facilitators.
     Facilitators,
+    /// Everyone admitted in this room of the meeting (the main room or a side room).
+    Location(Location),
+    /// Everyone admitted who is not in this room.
+    Outside(Location),
 }
 
 /// A change of someone's presence, for the attendance ledger.
@@ -188,6 +220,9 @@ pub struct MediaRule {
     /// Their tracks are negotiated to others at all (admitted and not an observer). Muting does
     /// not change it, so a mute costs no renegotiation; whoever never publishes reveals nothing.
     pub publishes: bool,
+    /// The room of the meeting they are in: media passes only between participants of the same
+    /// room (compared per packet; moving costs no renegotiation).
+    pub location: Location,
 }
 
 /// What a successful input means for the connection that sent it.
@@ -201,7 +236,7 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Floor {
     pub holder: ParticipantId,
     pub started_at: Millis,
@@ -209,7 +244,7 @@ pub(crate) struct Floor {
     pub over_time: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct GoAround {
     pub order: Vec<ParticipantId>,
     pub pos: usize,
@@ -245,7 +280,23 @@ pub struct Room {
     next_chat_id: u64,
     support: Vec<SupportView>,
     next_support_id: u64,
+    /// The meeting's format, when it has one.
+    format: Option<format::FormatState>,
     dirty: Dirty,
+    /// Side rooms and breakout groups (`side.rs`).
+    side: side::Side,
+    /// Counts successful inputs: the cluster writes a snapshot when it moved (see `snapshot`).
+    version: Version,
+}
+
+/// A counter left out of `Debug`, so that comparing two rooms' `Debug` compares their state.
+#[derive(Clone, Copy, Default)]
+struct Version(u64);
+
+impl std::fmt::Debug for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("_")
+    }
 }
 
 /// How many recent chat message ids are kept for `delete_chat`.
@@ -277,7 +328,10 @@ impl Room {
             next_chat_id: 1,
             support: Vec::new(),
             next_support_id: 1,
+            format: None,
             dirty: Dirty::default(),
+            side: side::Side::default(),
+            version: Version(0),
         }
     }
 
@@ -312,8 +366,14 @@ impl Room {
                 }
                 Outcome::Done
             }
+            Input::StartFormat(spec) => {
+                self.start_format(spec, now, out);
+                Outcome::Done
+            }
         };
+        self.tidy_side(now, out);
         self.flush(out);
+        self.version.0 += 1;
         Ok(outcome)
     }
 
@@ -338,6 +398,23 @@ impl Room {
                 "you are in the waiting room; a facilitator will let you in",
             ));
         }
+        self.check_location(from, &command)?;
+        if side::is_local(&command) {
+            // The speaking queue, the floor and chat are the sender's room's own.
+            let here = actor.location;
+            return self.in_location(here, out, |room, out| room.run_command(from, command, now, out));
+        }
+        self.run_command(from, command, now, out)
+    }
+
+    fn run_command(
+        &mut self,
+        from: ParticipantId,
+        command: Command,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), ProtocolError> {
+        use crate::protocol::ErrorCode as C;
         match command {
             Command::Join { .. } | Command::Resume { .. } => {
                 Err(ProtocolError::new(C::AlreadyJoined, "this connection has already joined"))
@@ -411,6 +488,8 @@ impl Room {
             Command::MoveHand { participant_id, position } => self.move_hand(from, participant_id, position, now, out),
             Command::StartGoAround => self.start_go_around(from, now, out),
             Command::EndGoAround => self.end_go_around(from, now, out),
+            Command::NextSegment => self.move_segment(from, true, now, out),
+            Command::PreviousSegment => self.move_segment(from, false, now, out),
             // Media signaling goes from the actor to the SFU and never reaches the rules.
             Command::MediaOffer { .. } | Command::MediaAnswer { .. } | Command::IceCandidate { .. } => {
                 Err(ProtocolError::new(C::Internal, "media signaling is handled by the media layer"))
@@ -419,6 +498,17 @@ impl Room {
             Command::CertificateRequest => {
                 Err(ProtocolError::new(C::CertificateUnavailable, "certificates are available after the meeting ends"))
             }
+            Command::StepOut { participant_id, confirm } => self.step_out(from, participant_id, confirm, out),
+            Command::AnswerStepOut { invite_id, accept, confirm } => {
+                self.answer_step_out(from, invite_id, accept, confirm, now, out)
+            }
+            Command::ReturnToMain => self.return_to_main(from, now, out),
+            Command::OpenBreakouts { groups, seconds, warning_seconds, assign, assignments, confirm } => {
+                let plan = side::BreakoutPlan { groups, seconds, warning_seconds, assign, assignments, confirm };
+                self.open_breakouts(from, plan, now, out)
+            }
+            Command::ChooseBreakout { group } => self.choose_breakout(from, group, now, out),
+            Command::CloseBreakouts => self.close_breakouts(from, now, out),
         }
     }
 
@@ -430,8 +520,16 @@ impl Room {
                     self.remove_participant(participant_id, LeaveReason::ConnectionLost, now, out);
                 }
             }
-            Timer::ShareWarning { epoch } => self.share_warning(epoch, now, out),
-            Timer::ShareEnd { epoch } => self.share_end(epoch, now, out),
+            Timer::ShareWarning { epoch, location } if self.location_exists(location) => {
+                self.in_location(location, out, |room, out| room.share_warning(epoch, now, out))
+            }
+            Timer::ShareEnd { epoch, location } if self.location_exists(location) => {
+                self.in_location(location, out, |room, out| room.share_end(epoch, now, out))
+            }
+            Timer::ShareWarning { .. } | Timer::ShareEnd { .. } => {}
+            Timer::SegmentWarning { epoch } => self.segment_timer(false, epoch, now, out),
+            Timer::SegmentEnd { epoch } => self.segment_timer(true, epoch, now, out),
+            Timer::Breakout { epoch, warning } => self.breakout_timer(epoch, warning, now, out),
         }
     }
 
@@ -440,6 +538,11 @@ impl Room {
     /// The meeting id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Moves on every successful input (a snapshot is due when it moved).
+    pub fn version(&self) -> u64 {
+        self.version.0
     }
 
     /// Whether the meeting has ended.
@@ -511,11 +614,13 @@ impl Room {
         self.participants.iter_mut().find(|p| p.id == id)
     }
 
-    /// Whether this participant's role and the floor rule let them speak at all.
+    /// Whether this participant's role and the floor rule (of the room they are in) let them speak at all.
     fn may_speak(&self, p: &Participant) -> bool {
         p.admitted
             && p.role != Role::Observer
-            && (!self.settings.floor_control || p.role.is_facilitator() || self.floor_holder() == Some(p.id))
+            && (!self.settings.floor_control
+                || p.role.is_facilitator()
+                || self.stage(p.location).floor.map(|f| f.holder) == Some(p.id))
     }
 
     /// The forwarding rule that follows from the participant's role, state and the settings.
@@ -538,6 +643,7 @@ impl Room {
             receives: true,
             receives_private_video: fac,
             publishes: p.role != Role::Observer,
+            location: p.location,
         }
     }
 
@@ -549,6 +655,7 @@ impl Room {
             muted: p.muted,
             can_unmute: self.may_speak(p) && !p.mute_locked,
             connected: p.connected,
+            away: false,
         }
     }
 
@@ -558,11 +665,17 @@ impl Room {
             title: self.title.clone(),
             locked: self.locked,
             settings: self.settings.clone(),
+            main_room_paused: self.side.paused,
         }
     }
 
+    /// The floor of the room whose stage is swapped in (see `side::in_location`).
     fn floor_view(&self) -> Option<FloorView> {
-        self.floor.as_ref().map(|f| FloorView {
+        self.floor_view_at(self.side.here)
+    }
+
+    fn floor_view_at(&self, loc: Location) -> Option<FloorView> {
+        self.stage(loc).floor.map(|f| FloorView {
             participant_id: f.holder,
             started_at: f.started_at,
             ends_at: f.ends_at,
@@ -571,7 +684,11 @@ impl Room {
     }
 
     fn go_around_view(&self) -> Option<GoAroundView> {
-        self.go_around.as_ref().map(|g| GoAroundView {
+        self.go_around_view_at(self.side.here)
+    }
+
+    fn go_around_view_at(&self, loc: Location) -> Option<GoAroundView> {
+        self.stage(loc).go_around.map(|g| GoAroundView {
             active: true,
             order: g.order.clone(),
             current: g.order.get(g.pos).copied(),
@@ -603,19 +720,23 @@ impl Room {
             });
         }
         let fac = p.role.is_facilitator();
+        let here = p.location;
         Some(Event::Welcome {
             participant_id: p.id,
             role: p.role,
             display_name: p.name.as_str().to_string(),
             resume_token: p.resume_token.clone(),
             meeting: self.meeting_view(),
-            participants: self.participants.iter().filter(|q| q.admitted).map(|q| self.view(q)).collect(),
-            queue: self.queue.clone(),
-            floor: self.floor_view(),
-            go_around: self.go_around_view(),
+            participants: self.views_from(here),
+            queue: self.stage(here).queue.to_vec(),
+            floor: self.floor_view_at(here),
+            go_around: self.go_around_view_at(here),
             waiting: if fac { self.waiting_views() } else { Vec::new() },
             support_requests: if fac { self.support.clone() } else { Vec::new() },
             crisis_resources: self.limits.crisis_resources.get(&p.member.program).cloned().unwrap_or_default(),
+            location: self.location_view(here),
+            breakouts: self.breakouts_view(),
+            agenda: self.agenda_view(),
         })
     }
 
@@ -627,27 +748,14 @@ impl Room {
 
     /// Emits the state-change events and media rules that the mutations of this input call for.
     fn flush(&mut self, out: &mut Vec<Effect>) {
+        self.flush_side(out);
+        self.flush_stage(out);
         let dirty = std::mem::take(&mut self.dirty);
         if dirty.meeting {
             out.push(Effect::Send {
                 to: Audience::Admitted,
                 event: Event::MeetingUpdated { meeting: self.meeting_view() },
             });
-        }
-        if dirty.floor {
-            out.push(Effect::Send { to: Audience::Admitted, event: Event::FloorChanged { floor: self.floor_view() } });
-        }
-        if dirty.queue {
-            out.push(Effect::Send { to: Audience::Admitted, event: Event::QueueUpdated { queue: self.queue.clone() } });
-        }
-        if dirty.go_around {
-            let go_around = self.go_around_view().unwrap_or(GoAroundView {
-                active: false,
-                order: Vec::new(),
-                current: None,
-                passed: Vec::new(),
-            });
-            out.push(Effect::Send { to: Audience::Admitted, event: Event::GoAround { go_around } });
         }
         if dirty.waiting {
             out.push(Effect::Send {
@@ -656,12 +764,7 @@ impl Room {
             });
         }
         for id in dirty.participants {
-            if let Some(p) = self.get(id).filter(|p| p.admitted) {
-                out.push(Effect::Send {
-                    to: Audience::Admitted,
-                    event: Event::ParticipantUpdated { participant: self.view(p) },
-                });
-            }
+            self.send_participant(id, out);
         }
         // Media rules: recomputed for everyone (at most the meeting's capacity), sent when changed.
         for i in 0..self.participants.len() {
@@ -672,6 +775,27 @@ impl Room {
                 self.participants[i].media = rule;
                 out.push(Effect::MediaRule { participant_id, rule });
             }
+        }
+    }
+
+    /// The stage events (queue, floor, go-around) of the room whose stage is swapped in, to that
+    /// room only.
+    fn flush_stage(&mut self, out: &mut Vec<Effect>) {
+        let to = Audience::Location(self.side.here);
+        if std::mem::take(&mut self.dirty.floor) {
+            out.push(Effect::Send { to, event: Event::FloorChanged { floor: self.floor_view() } });
+        }
+        if std::mem::take(&mut self.dirty.queue) {
+            out.push(Effect::Send { to, event: Event::QueueUpdated { queue: self.queue.clone() } });
+        }
+        if std::mem::take(&mut self.dirty.go_around) {
+            let go_around = self.go_around_view().unwrap_or(GoAroundView {
+                active: false,
+                order: Vec::new(),
+                current: None,
+                passed: Vec::new(),
+            });
+            out.push(Effect::Send { to, event: Event::GoAround { go_around } });
         }
     }
 

@@ -32,7 +32,7 @@ pub enum NameError {
 }
 
 /// A valid display name and its uniqueness key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DisplayName {
     text: String,
     skeleton: String,

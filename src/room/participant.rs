@@ -6,7 +6,7 @@ use crate::protocol::{ParticipantId, Role};
 
 /// Who a participant is to their program. Never leaves the server except into that program's own
 /// attendance records: no event, view or log line carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MemberKey {
     /// The program that signed the join token (`iss`).
     pub program: String,
@@ -68,4 +68,9 @@ pub struct Participant {
     pub chat_bucket: TokenBucket,
     /// The rule last sent to the media layer.
     pub media: super::MediaRule,
+    /// Where they are: the main room (`MAIN`) or a side room's id (`side.rs`). Exactly one place.
+    pub location: super::Location,
+    /// What the other rooms were last shown of them while they are away (so a change inside a side
+    /// room that the away view does not show sends nothing outside).
+    pub shown_away: Option<crate::protocol::ParticipantView>,
 }

@@ -75,6 +75,7 @@ impl H {
     /// Events of the last input that reach `pid`.
     fn events_to(&self, pid: ParticipantId) -> Vec<Event> {
         let admitted = |id: ParticipantId| self.room.get(id).is_some_and(|p| p.admitted);
+        let at = |id: ParticipantId| self.room.get(id).map(|p| p.location);
         let fac = |id: ParticipantId| self.room.get(id).is_some_and(|p| p.admitted && p.role.is_facilitator());
         self.out
             .iter()
@@ -85,6 +86,8 @@ impl H {
                         Audience::Admitted => admitted(pid),
                         Audience::AdmittedExcept(x) => x != pid && admitted(pid),
                         Audience::Facilitators => fac(pid),
+                        Audience::Location(l) => admitted(pid) && at(pid) == Some(l),
+                        Audience::Outside(l) => admitted(pid) && at(pid) != Some(l),
                     };
                     hit.then(|| event.clone())
                 }
@@ -714,7 +717,8 @@ fn kind() -> impl Strategy<Value = u8> {
         2 => Just(0u8),  // raise hand
         1 => Just(26u8), // next speaker
         1 => Just(9u8),  // admit
-        8 => 0u8..36,
+        8 => 0u8..38,
+        6 => 38u8..46, // side rooms and breakout groups
     ]
 }
 
@@ -766,6 +770,31 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         32 => Command::Leave,
         33 => Command::Mute { participant_id: pid },
         34 => Command::GiveFloor { participant_id: pid },
+        36 => Command::NextSegment,
+        37 => Command::PreviousSegment,
+        38 => Command::StepOut { participant_id: pid, confirm: n.is_multiple_of(2) },
+        39 => Command::AnswerStepOut {
+            invite_id: u64::from(n % 6),
+            accept: !n.is_multiple_of(3),
+            confirm: n.is_multiple_of(2),
+        },
+        40 => Command::ReturnToMain,
+        41 => Command::OpenBreakouts {
+            groups: 2 + n % 3,
+            seconds: 1 + n % 400,
+            warning_seconds: Some(n % 50),
+            assign: [
+                crate::protocol::BreakoutAssign::Auto,
+                crate::protocol::BreakoutAssign::Manual,
+                crate::protocol::BreakoutAssign::Choose,
+            ][n as usize % 3],
+            assignments: if n.is_multiple_of(4) { vec![vec![pid]] } else { Vec::new() },
+            confirm: n.is_multiple_of(2),
+        },
+        42 => Command::ChooseBreakout { group: 1 + n % 3 },
+        43 => Command::CloseBreakouts,
+        44 => Command::StepOut { participant_id: pid, confirm: true },
+        45 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: true, confirm: true },
         _ => Command::NextSpeaker,
     }
 }
@@ -830,14 +859,23 @@ proptest! {
                 Op::Cmd { actor, kind, target, n } => {
                     let Some(from) = pick(actor) else { continue };
                     let target = pick(target).unwrap_or(from);
-                    let cmd = command(kind, target, n);
+                    let mut cmd = command(kind, target, n);
+                    if let Command::AnswerStepOut { invite_id, .. } = &mut cmd {
+                        // Mostly the invitation the sender really has, so step-outs happen.
+                        if let Some(inv) = h.room.side.invites.iter().find(|i| i.to == from).filter(|_| n % 5 != 0) {
+                            *invite_id = inv.id;
+                        }
+                    }
                     let before = format!("{:?}", h.room);
                     let actor = h.room.get(from).cloned();
                     let actor_role = actor.as_ref().map(|p| p.role);
                     let was_locked = actor.as_ref().is_some_and(|p| p.mute_locked);
                     let fac_only = cmd.is_facilitator_only();
                     let unmute = cmd == Command::SetMuted { muted: false };
+                    let side_before: Vec<(ParticipantId, Location)> =
+                        h.room.participants().iter().filter(|p| p.location != MAIN).map(|p| (p.id, p.location)).collect();
                     let result = h.cmd(from, cmd);
+                    side_tests::check_privacy(&h, &side_before);
                     let after = format!("{:?}", h.room);
                     match &result {
                         Err(_) => {
@@ -875,7 +913,17 @@ proptest! {
                 }
             }
             check_invariants(&h.room);
+            side_tests::check_locations(&h.room);
         }
+        // Whatever happened, a snapshot carries every decision to another node (cluster).
+        let bytes = crate::room::snapshot::encode(&h.room.to_snapshot(h.now));
+        let snap = crate::room::snapshot::decode(&bytes).expect("a snapshot decodes");
+        let mut out = Vec::new();
+        let restored = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 1, &mut out);
+        prop_assert!(h.room.same_state(&restored), "a restored room holds the same decisions");
+        check_invariants(&restored);
+        side_tests::check_locations(&restored);
+        prop_assert!(restored.participants().iter().all(|p| !p.connected), "everyone comes back by resume");
     }
 }
 
@@ -920,6 +968,85 @@ fn the_waiting_room_hears_and_publishes_nothing_and_leaving_releases_media() {
     h.cmd(m, Command::Leave).unwrap();
     assert!(h.out.contains(&Effect::MediaClosed { participant_id: m }));
 }
+
+#[test]
+fn a_restored_room_keeps_every_decision_and_records_the_outage_as_a_gap() {
+    let mut h = H::new(MeetingSettings {
+        waiting_room: false,
+        floor_control: true,
+        share_seconds: Some(120),
+        ..Default::default()
+    });
+    let f = h.join("fac", Role::Facilitator);
+    let a = h.join("a", Role::Member);
+    let b = h.join("b", Role::Member);
+    let c = h.join("c", Role::Member);
+    let d = h.join("d", Role::Member);
+    let x = h.join("x", Role::Member);
+    for p in [b, c, d] {
+        h.cmd(p, Command::RaiseHand).unwrap();
+    }
+    h.cmd(f, Command::GiveFloor { participant_id: a }).unwrap();
+    h.cmd(f, Command::Mute { participant_id: c }).unwrap();
+    h.cmd(f, Command::Ban { participant_id: x, reason: None }).unwrap();
+    h.cmd(f, Command::Lock).unwrap();
+    let snap = h.room.to_snapshot(h.now);
+    let c_token = h.p(c).resume_token.clone();
+
+    // The owner dies; another node restores 8 s later, the owner last seen alive 2 s after the snapshot.
+    let gap_start = h.now + 2_000;
+    let now = h.now + 8_000;
+    let mut out = Vec::new();
+    let mut room = Room::restore(snap, RoomLimits::default(), [], gap_start, now, &mut out);
+    assert!(h.room.same_state(&room));
+    assert_eq!(room.floor_holder(), Some(a));
+    assert_eq!(room.queue().iter().map(|q| q.participant_id).collect::<Vec<_>>(), vec![b, c, d]);
+    assert!(room.is_locked());
+    // Everyone who was connected is recorded as gone from when the owner was last alive.
+    let gaps: Vec<(ParticipantId, Millis)> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Presence { participant_id, change: Presence::Disconnected, at, .. } => Some((*participant_id, *at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gaps.len(), 5, "{gaps:?}");
+    assert!(gaps.iter().all(|(_, at)| *at == gap_start));
+    assert!(!out.iter().any(|e| matches!(e, Effect::Send { .. })), "nobody is connected to tell");
+    // The muted member comes back muted, by the token issued before the crash, and cannot unmute.
+    let mut out = Vec::new();
+    let r = room.handle(Input::Resume { resume_token: c_token, new_resume_token: "new".into() }, now + 10, &mut out);
+    assert_eq!(r.unwrap(), Outcome::Attached { participant_id: c, resumed: true });
+    assert!(out.iter().any(|e| matches!(e, Effect::Presence { change: Presence::Resumed, .. })));
+    let mut out = Vec::new();
+    let e = room.handle(Input::Command { from: c, command: Command::SetMuted { muted: false } }, now + 20, &mut out);
+    assert!(e.is_err());
+    // The banned member is still refused.
+    assert_eq!(room.join_refusal(&key("x"), Role::Member).map(|e| e.code), Some(ErrorCode::Banned));
+}
+
+#[test]
+fn a_handed_over_room_does_not_record_the_gap_twice() {
+    let mut h = H::open();
+    h.join("fac", Role::Facilitator);
+    h.join("a", Role::Member);
+    let mut snap = h.room.to_snapshot(h.now);
+    snap.handed_over = true;
+    let mut out = Vec::new();
+    let room = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 10, &mut out);
+    assert_eq!(room.len(), 2);
+    assert!(!out.iter().any(|e| matches!(e, Effect::Presence { .. })));
+    let graces = out.iter().filter(|e| matches!(e, Effect::SetTimer { timer: Timer::Grace { .. }, .. })).count();
+    assert_eq!(graces, 2, "every seat waits for its owner to come back");
+}
+
+// Meeting formats (issue 15): segments, their rules and overrides, in virtual time.
+#[path = "format_tests.rs"]
+mod format_tests;
+
+// Side rooms and breakout groups (issue 17).
+#[path = "side_tests.rs"]
+mod side_tests;
 
 // Stable fuzzing of the room core (issue 12): byte-driven input sequences, invariants per step.
 #[path = "fuzz.rs"]

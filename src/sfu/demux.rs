@@ -65,6 +65,11 @@ impl Demux {
         self.by_ufrag.get(ufrag).map(|&i| Route::New(i))
     }
 
+    /// The session a STUN request names by its USERNAME (for a new ICE-TCP connection).
+    pub(super) fn route_by_ufrag(&self, data: &[u8]) -> Option<usize> {
+        self.by_ufrag.get(stun_local_ufrag(data)?).copied()
+    }
+
     /// Remembers the address once the session accepted a datagram from it.
     pub(super) fn learn(&mut self, source: SocketAddr, idx: usize) {
         self.by_addr.insert(source, idx);

@@ -1,7 +1,8 @@
 //! The engine loop: UDP in, str0m in the middle, UDP out; forwarding by the rooms' rules.
 //!
 //! Per packet the forwarding path is: the sender's rule (a field of its peer), the meeting's
-//! member list, and per subscriber one hash lookup (origin, mid) to the outgoing mid, then one
+//! member list, per subscriber a comparison of the two rules' rooms (`MediaRule::location`: a side
+//! room hears only itself) and one hash lookup (origin, mid) to the outgoing mid, then one
 //! write that shares the payload (`Arc<[u8]>`): no lock, and no allocation of ours.
 
 use super::batch::SendBatch;
@@ -104,6 +105,10 @@ struct Peer {
     stopped_mlines: usize,
     /// A `media_restart` was sent: no renegotiation until the client's fresh offer.
     restarting: bool,
+    /// Connection state and figures (reach).
+    quality: super::quality::Quality,
+    /// The client's DTLS fingerprint: a later offer with the same one renegotiates this session.
+    fingerprint: Option<String>,
 }
 
 /// Whether `sub` gets a track for `origin`'s media of this kind at all. Tracks that no rule lets
@@ -151,6 +156,8 @@ pub(super) struct Engine {
     /// Reused buffers.
     rtp: Vec<RtpPacket>,
     dirty: Vec<usize>,
+    /// ICE over TCP (reach): connections and their sessions.
+    tcp: super::tcp::TcpSide,
 }
 
 fn send_event(outbox: &mut Outbox, key: &PeerKey, event: Event, request_id: Option<Arc<str>>) {
@@ -168,8 +175,10 @@ impl Engine {
         addr: SocketAddr,
         metrics: Arc<Metrics>,
         forwarded: prometheus_client::metrics::counter::Counter,
+        tcp: super::tcp::TcpSide,
     ) -> Engine {
         Engine {
+            tcp,
             forwarded,
             forwarded_turn: 0,
             bytes_turn: 0,
@@ -201,6 +210,7 @@ impl Engine {
                 next_sweep = now + if self.outbox.has_backlog() { SWEEP } else { Duration::from_secs(1) };
                 self.outbox.flush();
                 self.unanswered(now);
+                self.quality_sweep(now);
             }
             let deadline = self.next_deadline().min(next_sweep);
             tokio::select! {
@@ -225,6 +235,7 @@ impl Engine {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => self.timeouts(),
+                m = self.tcp.recv() => self.tcp_input(m),
             }
             if !self.batch.is_empty() {
                 let (_, calls) = self.batch.flush(&self.socket);
@@ -281,9 +292,37 @@ impl Engine {
 
     fn packet(&mut self, data: &[u8], source: SocketAddr) {
         let Some(route) = self.demux.route(data, source) else { return };
+        self.receive(data, source, Protocol::Udp, self.addr, route);
+    }
+
+    /// ICE-TCP (reach): a connection's frame is routed like a datagram, by its connection's
+    /// remote address, else by the STUN USERNAME.
+    fn tcp_input(&mut self, m: super::tcp::TcpIn) {
+        use super::tcp::TcpIn;
+        match m {
+            TcpIn::Open { source, tx } => self.tcp.opened(source, tx),
+            TcpIn::Closed { source } => self.tcp.closed(source),
+            TcpIn::Frame { source, data } => {
+                let Some(destination) = self.tcp.addr else { return };
+                let route = match self.tcp.session(source) {
+                    Some(i) => Route::Known(i),
+                    None => match self.demux.route_by_ufrag(&data) {
+                        Some(i) => Route::New(i),
+                        None => return,
+                    },
+                };
+                self.receive(&data, source, Protocol::Tcp, destination, route);
+            }
+        }
+        if !self.batch.is_empty() {
+            let (_, calls) = self.batch.flush(&self.socket);
+            self.metrics.media_send_calls.inc_by(calls as u64);
+        }
+    }
+
+    fn receive(&mut self, data: &[u8], source: SocketAddr, proto: Protocol, destination: SocketAddr, route: Route) {
         let Ok(contents) = data.try_into() else { return };
-        let input =
-            Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: self.addr, contents });
+        let input = Input::Receive(Instant::now(), Receive { proto, source, destination, contents });
         let idx = match route {
             Route::Known(i) | Route::New(i) => i,
         };
@@ -291,7 +330,10 @@ impl Engine {
             return;
         }
         if let Route::New(i) = route {
-            self.demux.learn(source, i);
+            match proto {
+                Protocol::Udp => self.demux.learn(source, i),
+                _ => self.tcp.learn(source, i),
+            }
         }
         if let Some(p) = self.peers[idx].as_mut() {
             if p.rtc.handle_input(input).is_err() {
@@ -306,13 +348,17 @@ impl Engine {
         let mut media = std::mem::take(&mut self.rtp);
         let mut new_tracks: Vec<(Mid, MediaKind)> = Vec::new();
         let mut keyframes: Vec<(Mid, KeyframeRequestKind)> = Vec::new();
+        let mut reports: Vec<super::quality::Report> = Vec::new();
         if let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) {
             loop {
                 if !p.rtc.is_alive() {
                     break;
                 }
                 match p.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => self.batch.push(t.destination, t.contents.into()),
+                    Ok(Output::Transmit(t)) => match t.proto {
+                        Protocol::Udp => self.batch.push(t.destination, t.contents.into()),
+                        _ => self.tcp.send(t.destination, &t.contents),
+                    },
                     Ok(Output::Timeout(t)) => {
                         // After each send str0m's pacer asks for `handle_timeout` at once (a time
                         // already past) before it polls its queues again. Every packet written to
@@ -342,6 +388,10 @@ impl Engine {
                         }
                         RtcEvent::RtpPacket(d) => media.push(d),
                         RtcEvent::KeyframeRequest(r) => keyframes.push((r.mid, r.kind)),
+                        RtcEvent::IceConnectionStateChange(s) => {
+                            reports.extend(p.quality.ice(s, Instant::now(), &self.metrics))
+                        }
+                        RtcEvent::PeerStats(s) => reports.extend(p.quality.stats(&s, &self.metrics)),
                         _ => {}
                     },
                     Err(_) => {
@@ -351,6 +401,7 @@ impl Engine {
                 }
             }
         }
+        self.report_quality(idx, reports);
         for (mid, kind) in new_tracks {
             self.announce_track(idx, mid, kind);
         }
@@ -431,7 +482,8 @@ impl Engine {
         let clock = params.spec().clock_rate.get();
         let Some(members) = self.meetings.get(&p.key.meeting) else { return };
         let level = d.header.ext_vals.audio_level;
-        if kind == MediaKind::Audio {
+        // The active speaker is the main room's: a side room's voices are its own.
+        if kind == MediaKind::Audio && rule.location == crate::room::MAIN {
             if let Some(level) = level {
                 self.speakers.entry(p.key.meeting.clone()).or_default().heard(origin, level);
             }
@@ -448,7 +500,9 @@ impl Engine {
             }
             let Some(sub) = self.peers[s].as_mut() else { continue };
             let sub_rule = sub.rule;
+            // One comparison per subscriber: media stays within a room of the meeting.
             if !sub_rule.receives
+                || sub_rule.location != rule.location
                 || (kind == MediaKind::Video
                     && rule.video == VideoAudience::Facilitators
                     && !sub_rule.receives_private_video)
@@ -630,6 +684,17 @@ impl Engine {
                 let Some(&idx) = self.by_key.get(&key) else { return };
                 let Some(p) = self.peers[idx].as_mut() else { return };
                 let reshaped = shape(&p.rule) != shape(&rule);
+                if p.rule.location != rule.location {
+                    // Moved to another room of the meeting: packets were (and will be) skipped
+                    // between it and others, so every stream it sends or gets continues its
+                    // numbering without a gap when it is heard again.
+                    for t in &mut p.tracks_in {
+                        t.epoch = t.epoch.wrapping_add(1);
+                    }
+                    for o in p.out_by_origin.values_mut() {
+                        o.resync();
+                    }
+                }
                 p.rule = rule;
                 if reshaped {
                     // Who may get whose tracks changed: every member of the meeting re-checks.
@@ -656,6 +721,7 @@ impl Engine {
                     rules: self.rules.len(),
                     meetings: self.meetings.len(),
                     addresses: self.demux.addresses(),
+                    tcp_connections: self.tcp.connections(),
                     tracks_in,
                     tracks_out,
                     backlog: self.outbox.backlog_len(),
@@ -665,9 +731,14 @@ impl Engine {
     }
 
     fn offer(&mut self, key: PeerKey, sdp: &str, request_id: Option<Arc<str>>, events: mpsc::Sender<SfuEvent>) {
-        // Each offer starts a fresh session: a resumed or reloaded client brings new ICE and DTLS.
-        // (Released first: the meeting's channel is forgotten when its last session goes.)
+        // An offer from the session's own peer connection (an ICE restart) keeps the session.
+        if self.client_renegotiation(&key, sdp, &request_id) {
+            return;
+        }
+        // Any other offer starts a fresh session: a resumed or reloaded client brings new ICE and
+        // DTLS. (Released first: the meeting's channel is forgotten when its last session goes.)
         self.remove_peer(&key);
+        let client_fingerprint = fingerprint(sdp);
         self.outbox.register(&key.meeting, events);
         let offer = match SdpOffer::from_sdp_string(sdp) {
             Ok(o) => o,
@@ -684,9 +755,13 @@ impl Engine {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            .set_stats_interval(Some(super::quality::STATS_INTERVAL))
             .build(Instant::now());
         let Ok(candidate) = Candidate::host(self.addr, "udp") else { return };
         rtc.add_local_candidate(candidate);
+        if let Some(c) = self.tcp.addr.and_then(super::tcp::passive_candidate) {
+            rtc.add_local_candidate(c);
+        }
         let answer: SdpAnswer = match rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a,
             Err(e) => {
@@ -718,6 +793,8 @@ impl Engine {
             pending_since: None,
             stopped_mlines: 0,
             restarting: false,
+            quality: super::quality::Quality::new(Instant::now(), &self.metrics),
+            fingerprint: client_fingerprint,
         });
         self.metrics.media_participants.inc();
         self.drive(idx);
@@ -766,9 +843,11 @@ impl Engine {
         let Some(idx) = self.by_key.remove(key) else { return };
         let Some(mut p) = self.peers[idx].take() else { return };
         p.rtc.disconnect();
+        p.quality.release(&self.metrics);
         self.free.push(idx);
         self.timers.clear(idx);
         self.demux.remove_session(idx);
+        self.tcp.forget_session(idx);
         self.metrics.media_participants.dec();
         let origin = key.participant_id;
         let members = match self.meetings.get_mut(&key.meeting) {
@@ -789,6 +868,79 @@ impl Engine {
             sub.tracks_out.retain_mut(|t| t.origin != origin || t.stop());
             self.negotiate(s);
             self.drive(s);
+        }
+    }
+}
+
+/// The `a=fingerprint` of an SDP: which DTLS identity (which peer connection) it comes from.
+fn fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=fingerprint:")).map(|f| f.trim().to_ascii_lowercase())
+}
+
+// ---- reach (issue 14): ICE restart and connection quality -------------------------------------
+
+impl Engine {
+    /// An offer from the participant's current peer connection (same DTLS fingerprint): an ICE
+    /// restart after a network change, or a renegotiation the client started. The session, its
+    /// tracks at everyone else's and its place stay; only ICE (and any new m-line) changes. Our
+    /// own unanswered offer, if any, is rolled back (the client's offer wins) and made again.
+    /// False: not such an offer; the caller starts a fresh session.
+    fn client_renegotiation(&mut self, key: &PeerKey, sdp: &str, request_id: &Option<Arc<str>>) -> bool {
+        let Some(&idx) = self.by_key.get(key) else { return false };
+        let Some(p) = self.peers[idx].as_mut() else { return false };
+        let fp = fingerprint(sdp);
+        if p.restarting || fp.is_none() || fp != p.fingerprint {
+            return false;
+        }
+        let Ok(offer) = SdpOffer::from_sdp_string(sdp) else { return false };
+        if p.pending.take().is_some() {
+            p.pending_since = None;
+            for t in &mut p.tracks_out {
+                t.state = match t.state {
+                    OutState::Negotiating(_) => OutState::ToOpen,
+                    OutState::NegotiatingStop(m) => OutState::ToStop(m),
+                    s => s,
+                };
+            }
+        }
+        match p.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => {
+                let sdp = super::sdp::candidates_in_every_section(&answer.to_sdp_string());
+                send_event(&mut self.outbox, &p.key, Event::MediaAnswer { sdp }, request_id.clone());
+                // After an ICE restart the client's checks name our new ufrag.
+                let ufrag = p.rtc.direct_api().local_ice_credentials().ufrag.clone();
+                self.demux.add_session(&ufrag, idx);
+                self.metrics.media_ice_restarts.inc();
+            }
+            Err(e) => {
+                let e = media_error(format!("SDP offer refused: {e}"));
+                send_event(&mut self.outbox, key, e, request_id.clone());
+                self.restart(idx);
+            }
+        }
+        self.drive(idx);
+        self.negotiate(idx);
+        self.drive(idx);
+        true
+    }
+
+    /// Sends a session's quality reports to its meeting's actor (which tells facilitators and the
+    /// participant, nobody else).
+    fn report_quality(&mut self, idx: usize, reports: Vec<super::quality::Report>) {
+        let Some(p) = self.peers.get(idx).and_then(Option::as_ref) else { return };
+        for (state, loss_percent, rtt_ms) in reports {
+            let participant_id = p.key.participant_id;
+            self.outbox.send(&p.key.meeting, SfuEvent::Quality { participant_id, state, loss_percent, rtt_ms });
+        }
+    }
+
+    /// Sessions that never connected: reported failed.
+    fn quality_sweep(&mut self, now: Instant) {
+        for idx in 0..self.peers.len() {
+            let Some(p) = self.peers[idx].as_mut() else { continue };
+            if let Some(r) = p.quality.sweep(now, &self.metrics) {
+                self.report_quality(idx, vec![r]);
+            }
         }
     }
 }

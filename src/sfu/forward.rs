@@ -41,6 +41,12 @@ impl OutStream {
         }
     }
 
+    /// The next packet continues right after the last one sent (the subscriber or the publisher
+    /// moved to another room of the meeting, so packets were skipped for this subscriber).
+    pub(super) fn resync(&mut self) {
+        self.epoch = None;
+    }
+
     /// The subscriber's (extended sequence number, RTP timestamp) for an incoming packet.
     /// `epoch` changes whenever the publisher's stream was interrupted by a rule; `clock` is the
     /// codec's clock rate, to carry the timestamp across the silence in real time.
@@ -94,5 +100,9 @@ mod tests {
         assert_eq!(o.map(1, 1502, 48_960 + 501 * 960, 48_000, back), (1003, 48_960 + 480_960));
         // A genuine loss upstream (1503 missing) stays a gap, for the receiver to NACK.
         assert_eq!(o.map(1, 1504, 48_960 + 503 * 960, 48_000, back).0, 1005);
+        // The subscriber was in another room for 100 packets: after a resync, no gap either.
+        o.resync();
+        let later = back + Duration::from_millis(2_000);
+        assert_eq!(o.map(1, 1604, 48_960 + 603 * 960, 48_000, later).0, 1006);
     }
 }

@@ -12,9 +12,11 @@ mod demux;
 mod engine;
 mod forward;
 mod outbox;
+mod quality;
 mod recv;
 mod sdp;
 mod speakers;
+mod tcp;
 mod timers;
 
 use crate::metrics::Metrics;
@@ -58,6 +60,13 @@ pub enum SfuEvent {
     Media { participant_id: ParticipantId, event: Box<Event>, request_id: Option<Arc<str>> },
     /// Who is speaking now.
     ActiveSpeaker { participant_id: Option<ParticipantId> },
+    /// A participant's media connection changed (for the participant and facilitators only).
+    Quality {
+        participant_id: ParticipantId,
+        state: crate::protocol::MediaState,
+        loss_percent: Option<f32>,
+        rtt_ms: Option<u32>,
+    },
 }
 
 /// Capacity of an actor's channel for SFU events (beyond it, events wait in the engine).
@@ -70,6 +79,8 @@ pub struct SfuStats {
     pub rules: usize,
     pub meetings: usize,
     pub addresses: usize,
+    /// Open ICE-TCP connections.
+    pub tcp_connections: usize,
     pub tracks_in: usize,
     pub tracks_out: usize,
     /// Events waiting for room in an actor's channel.
@@ -86,6 +97,9 @@ pub struct SfuConfig {
     pub advertise: IpAddr,
     /// Engines (threads, each with its own socket); 0: one per available core.
     pub engines: usize,
+    /// Where the first engine's ICE-TCP listener binds (same numbering as `bind`); `None`: no
+    /// ICE over TCP.
+    pub tcp_bind: Option<SocketAddr>,
 }
 
 /// Commands queued to the engine before actors wait. Actors send rules in order and wait rather
@@ -100,6 +114,10 @@ const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 struct EngineRef {
     tx: mpsc::Sender<SfuCmd>,
     addr: SocketAddr,
+    /// The address the UDP socket is bound to (what a co-located relay sends to).
+    local: SocketAddr,
+    /// The advertised ICE-TCP address.
+    tcp_addr: Option<SocketAddr>,
     meetings: AtomicUsize,
     gauge: prometheus_client::metrics::gauge::Gauge,
 }
@@ -161,6 +179,16 @@ impl SfuHandle {
         self.engines.iter().map(|e| e.addr).collect()
     }
 
+    /// Each engine's advertised UDP address with the address its socket is bound to.
+    pub fn media_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.engines.iter().map(|e| (e.addr, e.local)).collect()
+    }
+
+    /// The advertised ICE-TCP address of each engine (empty when ICE-TCP is off).
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.engines.iter().filter_map(|e| e.tcp_addr).collect()
+    }
+
     /// Counts of the state of every engine, summed.
     pub async fn stats(&self) -> Option<SfuStats> {
         let mut total = SfuStats::default();
@@ -172,6 +200,7 @@ impl SfuHandle {
             total.rules += s.rules;
             total.meetings += s.meetings;
             total.addresses += s.addresses;
+            total.tcp_connections += s.tcp_connections;
             total.tracks_in += s.tracks_in;
             total.tracks_out += s.tracks_out;
             total.backlog += s.backlog;
@@ -188,13 +217,28 @@ pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHan
         n => n,
     };
     let mut engines = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut bind = config.bind;
+    let nth = |mut bind: SocketAddr, i: usize| -> std::io::Result<SocketAddr> {
         if bind.port() != 0 {
             let port = u16::try_from(usize::from(bind.port()) + i)
                 .map_err(|_| std::io::Error::other("media port range passes 65535"))?;
             bind.set_port(port);
         }
+        Ok(bind)
+    };
+    for i in 0..n {
+        let bind = nth(config.bind, i)?;
+        let tcp = match config.tcp_bind {
+            Some(b) => {
+                let l = std::net::TcpListener::bind(nth(b, i)?)?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let tcp_addr = match &tcp {
+            Some(l) => Some(SocketAddr::new(config.advertise, l.local_addr()?.port())),
+            None => None,
+        };
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(bind),
             socket2::Type::DGRAM,
@@ -217,13 +261,21 @@ pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHan
         let m = metrics.clone();
         std::thread::Builder::new().name(format!("haven-sfu-{i}")).spawn(move || {
             runtime.block_on(async move {
+                let tcp = match (tcp.map(tokio::net::TcpListener::from_std), tcp_addr) {
+                    (Some(Ok(l)), Some(a)) => tcp::listen(l, a),
+                    (Some(Err(e)), _) => {
+                        tracing::error!(error = %e, "ICE-TCP listener unusable; media over UDP only");
+                        tcp::TcpSide::off()
+                    }
+                    _ => tcp::TcpSide::off(),
+                };
                 match tokio::net::UdpSocket::from_std(socket) {
-                    Ok(socket) => engine::Engine::new(socket, addr, m, forwarded).run(rx).await,
+                    Ok(socket) => engine::Engine::new(socket, addr, m, forwarded, tcp).run(rx).await,
                     Err(e) => tracing::error!(error = %e, "media socket unusable; media disabled"),
                 }
             })
         })?;
-        engines.push(EngineRef { tx, addr, meetings: AtomicUsize::new(0), gauge });
+        engines.push(EngineRef { tx, addr, local, tcp_addr, meetings: AtomicUsize::new(0), gauge });
     }
     let engines: Arc<[EngineRef]> = engines.into();
     Ok(SfuHandle { tx: engines[0].tx.clone(), addr: engines[0].addr, engines, _placement: None })

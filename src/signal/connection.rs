@@ -339,7 +339,7 @@ impl Reader {
                 return self.direct_error(ProtocolError::new(ErrorCode::Internal, "please try again"), rid.as_deref());
             }
         };
-        match crate::api::attendance::issue(&self.app, &result) {
+        match crate::api::attendance::issue(&self.app, &result, "signal").await {
             Ok(c) => self.direct(
                 &Event::Certificate {
                     certificate: c.certificate,

@@ -7,6 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Warnings (and below) from these targets are budgeted; errors always pass.
 pub const BUDGETED_TARGETS: &[&str] = &["str0m", "dimpl", "sctp_proto"];
+/// The TURN relay's libraries log client addresses and usernames (participant ids) on a client's
+/// say-so, errors included: never written (promise 1); `/metrics` counts what matters.
+pub const SILENT_TARGETS: &[&str] = &["turn", "stun", "webrtc_util"];
 /// Warnings let through per window.
 pub const PER_WINDOW: u64 = 20;
 /// Window length, seconds.
@@ -44,8 +47,16 @@ impl Budget {
 
 static BUDGET: Budget = Budget::new();
 
+/// Whether `target` is one of [`SILENT_TARGETS`] or a module of one.
+fn silent(target: &str) -> bool {
+    SILENT_TARGETS.iter().any(|t| target.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
+}
+
 /// The filter for the process's log: `false` drops a budgeted target's warning past its budget.
 pub fn allow(meta: &tracing::Metadata<'_>) -> bool {
+    if silent(meta.target()) {
+        return false;
+    }
     if *meta.level() == tracing::Level::ERROR || !meta.is_event() {
         return true;
     }
@@ -59,6 +70,17 @@ pub fn allow(meta: &tracing::Metadata<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_libraries_are_never_logged() {
+        assert!(silent("turn::server::request"));
+        assert!(silent("turn"));
+        assert!(silent("stun::message"));
+        assert!(silent("webrtc_util::conn"));
+        assert!(!silent("turnstile"));
+        assert!(!silent("haven::turn"), "our own module logs what it chooses to");
+        assert!(!silent("str0m::ice"));
+    }
 
     #[test]
     fn a_flood_of_dependency_warnings_is_cut_to_the_budget_per_window() {

@@ -10,6 +10,7 @@ pub mod log_budget;
 use crate::api::error::ApiError;
 use crate::app::AppState;
 use crate::auth::join_token;
+use crate::cluster::proxy;
 use crate::meeting::actor::resume_token_meeting;
 use crate::meeting::ActorMsg;
 use crate::protocol::{ErrorCode, ProtocolError};
@@ -21,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use connection::Credential;
 use guard::{AddressRefusal, UnjoinedPermit};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use tokio::sync::oneshot;
 
 /// Query parameters of the upgrade request. Browsers cannot set headers on a WebSocket, so the
@@ -47,7 +48,53 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let certificate = q.certificate.as_deref().is_some_and(|v| v == "1" || v == "true");
-    match authorize(&app, peer, q.token.as_deref().or(bearer(&headers)), certificate).await {
+    let token = q.token.as_deref().or(bearer(&headers));
+    let mut client = peer.ip();
+    if let Some(cluster) = app.cluster.clone() {
+        // A node passing a client on vouches for the client's address.
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let from_node = header(proxy::NODE_HEADER).is_some_and(|v| cluster.is_node(v));
+        if from_node {
+            client = header(proxy::CLIENT_HEADER).and_then(|v| v.parse().ok()).unwrap_or(client);
+        }
+        let place = from_node && header(proxy::PLACE_HEADER) == Some("1");
+        match route(&app, &cluster, token, from_node, place).await {
+            Ok(Route::Here) => {}
+            Ok(Route::Forward { url, place }) => {
+                // The address limits hold on the node the client reached.
+                let permit = match app.addresses.admit(client, std::time::Instant::now()) {
+                    Ok(p) => p,
+                    Err(r) => return address_refusal(r).into_response(),
+                };
+                let f = proxy::Forward {
+                    owner_url: &url,
+                    token: token.unwrap_or_default(),
+                    certificate,
+                    client,
+                    place,
+                    credential: cluster.node_credential(),
+                    max_frame_bytes: app.config.limits.max_frame_bytes,
+                    write_buffer_bytes: app.config.limits.ws_write_buffer_bytes,
+                };
+                return match proxy::connect(f).await {
+                    Ok(upstream) => {
+                        drop(permit);
+                        let limits = &app.config.limits;
+                        let metrics = app.metrics.clone();
+                        ws.read_buffer_size(limits.ws_read_buffer_bytes)
+                            .write_buffer_size(limits.ws_write_buffer_bytes)
+                            .max_write_buffer_size(limits.ws_write_buffer_bytes.max(limits.max_frame_bytes) * 2)
+                            .max_message_size(limits.max_frame_bytes)
+                            .max_frame_size(limits.max_frame_bytes)
+                            .on_upgrade(move |socket| proxy::pipe(socket, upstream, metrics))
+                    }
+                    Err(refusal) => refusal,
+                };
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    match authorize(&app, client, token, certificate).await {
         Ok((cred, permit)) => {
             let limits = &app.config.limits;
             ws.read_buffer_size(limits.ws_read_buffer_bytes)
@@ -70,14 +117,8 @@ pub async fn upgrade(
     }
 }
 
-async fn authorize(
-    app: &AppState,
-    peer: SocketAddr,
-    token: Option<&str>,
-    certificate: bool,
-) -> Result<(Credential, Option<UnjoinedPermit>), ApiError> {
-    // Every attempt counts against its address, whether its token is good or not.
-    let permit = app.addresses.admit(peer.ip(), std::time::Instant::now()).map_err(|r| match r {
+fn address_refusal(r: AddressRefusal) -> ApiError {
+    match r {
         AddressRefusal::TooManyUpgrades => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_upgrades",
@@ -88,8 +129,91 @@ async fn authorize(
             "too_many_pending",
             "too many connections from your address are still joining; wait a moment",
         ),
-    })?;
+    }
+}
+
+async fn authorize(
+    app: &AppState,
+    client: IpAddr,
+    token: Option<&str>,
+    certificate: bool,
+) -> Result<(Credential, Option<UnjoinedPermit>), ApiError> {
+    // Every attempt counts against its address, whether its token is good or not.
+    let permit = app.addresses.admit(client, std::time::Instant::now()).map_err(address_refusal)?;
     check(app, token, certificate, true, &mut Findings::default()).await.map(|c| (c, permit))
+}
+
+/// Cluster mode: where a signaling socket is served.
+enum Route {
+    /// This node owns the meeting (or nothing here can be routed: the checks refuse it here).
+    Here,
+    /// Pass it on to the node at `url`; `place`: that node should start the meeting.
+    Forward { url: String, place: bool },
+}
+
+/// Cluster mode: finds the meeting's owner, or places a meeting that has none (on the least
+/// loaded node; taking the lease when that is this node). A token that does not verify is left
+/// to the local checks, which refuse it with their usual answer. A socket another node passed on
+/// (`from_node`) is never passed on again: a lease that moved meanwhile answers `unavailable`
+/// and the client retries.
+async fn route(
+    app: &AppState,
+    cluster: &crate::cluster::Cluster,
+    token: Option<&str>,
+    from_node: bool,
+    place: bool,
+) -> Result<Route, ApiError> {
+    use crate::cluster::Owner;
+    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(Route::Here) };
+    let meeting = if token.starts_with("hvr.") {
+        resume_token_meeting(token)
+    } else {
+        match join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok() {
+            // A series link goes where its open occurrence is (no open one: the local checks refuse).
+            Some((program, c)) => match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+                Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok().map(|m| m.id),
+                None => Some(c.meeting),
+            },
+            None => None,
+        }
+    };
+    let Some(meeting) = meeting else { return Ok(Route::Here) };
+    if app.rooms.get(&meeting).is_some() && cluster.held(&meeting).is_some() {
+        return Ok(Route::Here);
+    }
+    // An unknown, ended or deleted meeting is refused here, as on a single node.
+    let live = app.store.meeting(&meeting).await.map_err(|e| ApiError::internal(&e))?;
+    if live.is_none_or(|m| m.ended_at.is_some()) || app.journal.is_ending(&meeting) {
+        return Ok(Route::Here);
+    }
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the meeting is moving to another server; try again in a moment",
+        )
+    };
+    let cluster_error = |e: crate::cluster::ClusterError| {
+        tracing::warn!(error = %e, "cluster: cannot route a connection");
+        unavailable()
+    };
+    let owner = cluster.owner(&meeting, &app.store, from_node && place).await.map_err(cluster_error)?;
+    let owner = match owner {
+        Some(o) => Some(o),
+        None if from_node => return Err(unavailable()),
+        None => {
+            let target = cluster.place().await.map_err(cluster_error)?;
+            if target.id != cluster.node {
+                return Ok(Route::Forward { url: target.url, place: true });
+            }
+            cluster.owner(&meeting, &app.store, true).await.map_err(cluster_error)?
+        }
+    };
+    match owner {
+        Some(Owner::Here { .. }) => Ok(Route::Here),
+        Some(Owner::Elsewhere { url, .. }) if !from_node => Ok(Route::Forward { url, place: false }),
+        _ => Err(unavailable()),
+    }
 }
 /// What the checks learnt about a join, whatever their verdict (the join-check page shows it).
 #[derive(Debug, Default)]
@@ -142,6 +266,16 @@ async fn check(
             )
         };
         let meeting = resume_token_meeting(token).ok_or_else(invalid)?;
+        if app.rooms.get(&meeting).is_none() && spawn {
+            // Cluster mode: this node took the meeting over; its room carries on from the snapshot.
+            if app.cluster.as_ref().is_some_and(|c| c.held(&meeting).is_some()) {
+                if let Some(row) = app.store.meeting(&meeting).await.map_err(|e| ApiError::internal(&e))? {
+                    if row.ended_at.is_none() {
+                        app.rooms.get_or_spawn(&row);
+                    }
+                }
+            }
+        }
         return match app.rooms.get(&meeting) {
             Some(_) => Ok(Credential::Resume { meeting }),
             None => Err(invalid()),
@@ -164,12 +298,23 @@ async fn check(
     };
     found.program = Some(program.id.clone());
     found.role = Some(claims.role.into());
+    // A series link (`meeting: "series:<id>"`) joins whichever occurrence is open now.
+    let meeting_id = match claims.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+        Some(series) => match crate::api::series::resolve_link(app, &program.id, series).await {
+            Ok(occurrence) => occurrence.id,
+            Err((refusal, title)) => {
+                found.meeting_title = title;
+                return Err(refusal);
+            }
+        },
+        None => claims.meeting.clone(),
+    };
     // A live meeting is authorised from what its actor holds, so joins never wait on the database.
-    let meeting = match app.rooms.get(&claims.meeting) {
+    let meeting = match app.rooms.get(&meeting_id) {
         Some(live) => (*live.meeting).clone(),
         None => app
             .store
-            .meeting(&claims.meeting)
+            .meeting(&meeting_id)
             .await
             .map_err(|e| ApiError::internal(&e))?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?,

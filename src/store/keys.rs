@@ -47,6 +47,7 @@ impl Store {
         // Reading through the sealer checks that every sealed secret opens with it.
         self.server_keys().await?;
         self.programs().await?;
+        self.seal_webhook_secrets().await?;
         // Then the rows as stored: seal what is still in plain text (each is a secret here only
         // when it is unsealed; an HS256 program key is the only program key that is secret).
         let keys = sqlx::query("SELECT kid, private_pem FROM server_keys").fetch_all(&self.pool).await?;

@@ -40,10 +40,33 @@ impl Store {
     /// Stores a batch of journalled records in one transaction. Idempotent: presence and audit
     /// records carry their journal key, bans and heartbeats are upserts, so a replay of a batch
     /// that was already stored changes nothing. Heartbeats of many meetings go in one statement.
-    pub async fn apply_journal(&self, journal: &str, entries: &[Entry]) -> Result<(), StoreError> {
+    /// Returns how many records were set aside as written by an owner that had lost the meeting.
+    pub async fn apply_journal(&self, journal: &str, entries: &[Entry]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut heartbeats: Vec<(&str, i64)> = Vec::new();
+        // Meetings with a first admission in this batch (webhooks: `meeting.started`).
+        let mut admitted: Vec<(&str, i64)> = Vec::new();
+        let mut events = false;
+        // Cluster mode: each meeting's current fencing token, read once per batch.
+        let mut fences: Vec<(&str, Option<i64>)> = Vec::new();
+        let mut fenced = 0;
         for e in entries {
+            if let (Some(fence), Some(meeting)) = (e.fence, e.rec.meeting()) {
+                let current = match fences.iter().find(|(m, _)| *m == meeting) {
+                    Some((_, f)) => *f,
+                    None => {
+                        let f = current_fence(&mut tx, meeting, self.postgres).await?;
+                        fences.push((meeting, f));
+                        f
+                    }
+                };
+                if current.is_some_and(|c| fence < c) {
+                    // Written by an owner after another node took the meeting over: the new
+                    // owner's records are the meeting's record from then on.
+                    fenced += 1;
+                    continue;
+                }
+            }
             let key = record_key(journal, e.lsn);
             match &e.rec {
                 JournalRecord::Presence(r) => {
@@ -62,6 +85,9 @@ impl Store {
                     .bind(&r.role)
                     .execute(&mut *tx)
                     .await?;
+                    if r.kind == Kind::Admitted && !admitted.iter().any(|(m, _)| *m == r.meeting_id) {
+                        admitted.push((&r.meeting_id, r.at));
+                    }
                 }
                 JournalRecord::Audit(a) => {
                     sqlx::query(
@@ -81,7 +107,7 @@ impl Store {
                     .await?;
                 }
                 JournalRecord::Ban { meeting, program, member_ref, at } => {
-                    sqlx::query(
+                    let new = sqlx::query(
                         "INSERT INTO bans (meeting_id, program_id, member_ref, created_at) VALUES ($1, $2, $3, $4) \
                          ON CONFLICT (meeting_id, program_id, member_ref) DO NOTHING",
                     )
@@ -90,7 +116,11 @@ impl Store {
                     .bind(member_ref)
                     .bind(at)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    if new > 0 {
+                        events |= self.note_banned(&mut tx, meeting, program, member_ref, *at).await?;
+                    }
                 }
                 JournalRecord::Heartbeat { at, meetings } => {
                     for m in meetings {
@@ -122,8 +152,37 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        for (meeting, at) in admitted {
+            events |= self.note_meeting_started(&mut tx, meeting, at).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        if events {
+            self.outbox_wake.notify_one();
+        }
+        Ok(fenced)
+    }
+
+    /// Cluster mode: raises the meeting's fencing token to `fence` (a node took it over) and
+    /// returns the token now current (higher than `fence` when a later owner already claimed it).
+    pub async fn claim_fence(&self, meeting: &str, fence: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO meeting_fences (meeting_id, fence) VALUES ($1, $2) ON CONFLICT (meeting_id) DO UPDATE SET \
+             fence = CASE WHEN excluded.fence > meeting_fences.fence THEN excluded.fence ELSE meeting_fences.fence END \
+             RETURNING fence",
+        )
+        .bind(meeting)
+        .bind(fence)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Whether a record written under `fence` still speaks for the meeting (no fence: single node).
+    pub async fn fence_holds(&self, meeting: &str, fence: Option<i64>) -> Result<bool, StoreError> {
+        let Some(fence) = fence else { return Ok(true) };
+        let mut conn = self.pool.acquire().await?;
+        let current = current_fence(&mut conn, meeting, false).await?;
+        Ok(current.is_none_or(|c| fence >= c))
     }
 
     /// The latest moment a meeting is known to have been alive: its last heartbeat or record.
@@ -151,12 +210,14 @@ impl Store {
         program: &str,
         meeting: Option<&str>,
         member: Option<&str>,
+        series: Option<&str>,
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT DISTINCT meeting_id, member_ref FROM presence WHERE program_id = $1 AND at >= $2 AND at < $3 \
-             AND ($4 = '' OR meeting_id = $5) AND ($6 = '' OR member_ref = $7) ORDER BY meeting_id, member_ref",
+             AND ($4 = '' OR meeting_id = $5) AND ($6 = '' OR member_ref = $7) \
+             AND ($8 = '' OR meeting_id IN (SELECT id FROM meetings WHERE series_id = $9)) ORDER BY meeting_id, member_ref",
         )
         .bind(program)
         .bind(from)
@@ -165,6 +226,8 @@ impl Store {
         .bind(meeting.unwrap_or(""))
         .bind(member.unwrap_or(""))
         .bind(member.unwrap_or(""))
+        .bind(series.unwrap_or(""))
+        .bind(series.unwrap_or(""))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
@@ -317,4 +380,19 @@ impl Store {
         tx.commit().await?;
         Ok(a + b)
     }
+}
+
+/// A meeting's current fencing token. On PostgreSQL the row is share-locked until the batch
+/// commits, so a takeover that raises it waits for the batch, never interleaves with it.
+async fn current_fence(conn: &mut sqlx::AnyConnection, meeting: &str, lock: bool) -> Result<Option<i64>, StoreError> {
+    let sql = if lock {
+        "SELECT fence FROM meeting_fences WHERE meeting_id = $1 FOR SHARE"
+    } else {
+        "SELECT fence FROM meeting_fences WHERE meeting_id = $1"
+    };
+    let row = sqlx::query(sql).bind(meeting).fetch_optional(&mut *conn).await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
 }

@@ -13,12 +13,17 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
 
+mod engagement;
+mod formats;
 mod keys;
 mod ledger;
 pub mod sealed;
+mod webhooks;
 
+pub use formats::{FormatRow, SeriesRow};
 pub use keys::KeyRow;
 pub use ledger::{PresenceRow, ResultRow};
+pub use webhooks::{AttemptOutcome, AttemptView, Claimed, DeliveryView, EndpointRow};
 
 /// A store failure. The variants say whose fault it is, so the API can answer 409 or 500.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,12 @@ pub struct MeetingRow {
     pub ended_at: Option<i64>,
     /// How attendance earns credit; `None` means the default policy.
     pub credit_policy: Option<CreditPolicy>,
+    /// The format the meeting was created with (its id, and the format as it was then).
+    pub format_id: Option<String>,
+    pub format: Option<crate::protocol::FormatSpec>,
+    /// The series this meeting is an occurrence of, and which occurrence (`{generation}:{start}`).
+    pub series_id: Option<String>,
+    pub occurrence_key: Option<String>,
 }
 
 impl MeetingRow {
@@ -118,6 +129,18 @@ pub struct Store {
     postgres: bool,
     /// Seals signing keys and HS256 secrets at rest (see `sealed`); `None`: stored as they are.
     sealer: Option<std::sync::Arc<sealed::Sealer>>,
+    /// Woken when this process writes webhook events (the dispatcher waits on it).
+    outbox_wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// An optional value stored as JSON text.
+fn json_opt<T: Serialize>(v: Option<&T>) -> Result<Option<String>, StoreError> {
+    v.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// An optional JSON column read back.
+fn from_json_opt<T: serde::de::DeserializeOwned>(v: Option<String>) -> Result<Option<T>, StoreError> {
+    v.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -150,7 +173,12 @@ impl Store {
         } else {
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         }
-        Ok(Store { pool, postgres, sealer: None })
+        Ok(Store { pool, postgres, sealer: None, outbox_wake: Default::default() })
+    }
+
+    /// Resolves when this process has written webhook events since the last call (or ever).
+    pub async fn outbox_written(&self) {
+        self.outbox_wake.notified().await
     }
 
     /// Whether this store is PostgreSQL.
@@ -218,15 +246,12 @@ impl Store {
             serde_json::to_string(&m.shared_with)
         }
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let policy = m
-            .credit_policy
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let policy = json_opt(m.credit_policy.as_ref())?;
+        let format = json_opt(m.format.as_ref())?;
         sqlx::query(
-            "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, credit_policy) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, credit_policy, \
+             format_id, format, series_id, occurrence_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&m.id)
         .bind(&m.program_id)
@@ -238,6 +263,10 @@ impl Store {
         .bind(shared)
         .bind(m.created_at)
         .bind(policy)
+        .bind(&m.format_id)
+        .bind(format)
+        .bind(&m.series_id)
+        .bind(&m.occurrence_key)
         .execute(&self.pool)
         .await
         .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { e.into() })?;
@@ -245,7 +274,8 @@ impl Store {
     }
 
     const MEETING_COLUMNS: &'static str =
-        "id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, ended_at, credit_policy";
+        "id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, ended_at, credit_policy, \
+         format_id, format, series_id, occurrence_key";
 
     fn meeting_from_row(r: &AnyRow) -> Result<MeetingRow, StoreError> {
         let settings: String = r.try_get(6)?;
@@ -267,11 +297,11 @@ impl Store {
             partner_facilitators,
             created_at: r.try_get(8)?,
             ended_at: r.try_get(9)?,
-            credit_policy: r
-                .try_get::<Option<String>, _>(10)?
-                .map(|p| serde_json::from_str(&p))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            credit_policy: from_json_opt(r.try_get(10)?)?,
+            format_id: r.try_get(11)?,
+            format: from_json_opt(r.try_get(12)?)?,
+            series_id: r.try_get(13)?,
+            occurrence_key: r.try_get(14)?,
         })
     }
 

@@ -288,13 +288,14 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
     // Beta lets facilitation earn credit: its facilitator in the same meeting is credited.
     let beta = export(&app, BETA_KEY, "meeting=roles").await;
     assert_eq!((beta[0]["role"].as_str(), beta[0]["credited"].as_bool()), (Some("facilitator"), Some(true)));
-    // CSV: the role is the last column.
+    // CSV: the role comes after the columns consumers already read (later columns after it).
     let text = app.get_text("/v1/attendance?meeting=roles&format=csv", Some(ALPHA_KEY)).await;
     let mut reader = csv_reader(&text);
     let header = reader.headers().unwrap().clone();
-    assert_eq!(header.iter().next_back(), Some("role"));
+    let role_at = header.iter().position(|h| h == "role").unwrap();
+    assert_eq!((role_at, header.iter().skip(role_at + 1).collect::<Vec<_>>()), (15, vec!["series_id", "occurrence"]));
     let roles: Vec<(String, String)> =
-        reader.records().map(|r| r.unwrap()).map(|r| (r[4].to_string(), r[r.len() - 1].to_string())).collect();
+        reader.records().map(|r| r.unwrap()).map(|r| (r[4].to_string(), r[role_at].to_string())).collect();
     assert!(roles.contains(&("fac-ref".into(), "facilitator".into())), "{roles:?}");
     assert!(roles.contains(&("mem-ref".into(), "member".into())), "{roles:?}");
 
@@ -323,7 +324,7 @@ async fn results_stored_before_roles_keep_their_verdict() {
         at: 1_000,
         role: Some("facilitator".into()),
     };
-    store.apply_journal("test", &[Entry { lsn: 1, rec: Record::Presence(row) }]).await.unwrap();
+    store.apply_journal("test", &[Entry { lsn: 1, rec: Record::Presence(row), fence: None }]).await.unwrap();
     // A result as stored before roles existed: no `role` field, credited.
     let legacy = json!({"meeting_title": "Open group", "scheduled_start": null, "scheduled_end": null,
         "policy": {"min_minutes": 1, "min_share_percent": null, "max_gap_seconds": 120},

@@ -6,8 +6,9 @@ use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
-/// A data directory and configuration with alpha (HS256) and ed (EdDSA), and meetings `weekly`
-/// (alpha's), `ed-group` (ed's) and `done` (alpha's, ended), made by an in-process server.
+/// A data directory and configuration with alpha (HS256) and ed (EdDSA), meetings `weekly`
+/// (alpha's), `ed-group` (ed's) and `done` (alpha's, ended), and alpha's series `tuesdays`, made
+/// by an in-process server.
 struct Setup {
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
@@ -45,6 +46,15 @@ async fn setup() -> Setup {
         assert_eq!(r.status(), 201);
     }
     store.end_meeting("done", 1).await.unwrap();
+    let r = http
+        .post(format!("http://{}/v1/series", server.addr))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"id": "tuesdays", "title": "Tuesdays", "time_zone": "America/Chicago",
+            "dtstart": "2030-01-01T19:00:00", "rrule": "FREQ=WEEKLY", "duration_minutes": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     server.shutdown().await;
     Setup { dir, config }
 }
@@ -99,6 +109,18 @@ async fn haven_token_refuses_meetings_that_cannot_be_joined() {
     }
     let o = s.haven(&["token", "--program", "nosuch", "--meeting", "weekly", "--member", "r"]);
     assert!(!o.status.success() && stderr(&o).contains("unknown program"));
+}
+
+#[tokio::test]
+async fn haven_token_mints_a_series_link_for_the_programs_own_series() {
+    let s = setup().await;
+    let o = s.haven(&["token", "--program", ALPHA, "--meeting", "series:tuesdays", "--member", "ref-1", "--raw"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(alpha_claims(stdout(&o).trim())["meeting"], "series:tuesdays");
+    let o = s.haven(&["token", "--program", ALPHA, "--meeting", "series:nosuch", "--member", "r"]);
+    assert!(!o.status.success() && stderr(&o).contains("no series `nosuch`"), "{}", stderr(&o));
+    let o = s.haven(&["token", "--program", ED, "--meeting", "series:tuesdays", "--member", "r"]);
+    assert!(!o.status.success() && stderr(&o).contains("no series `tuesdays`"), "{}", stderr(&o));
 }
 
 #[tokio::test]

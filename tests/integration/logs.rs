@@ -25,6 +25,41 @@ async fn logs_carry_no_tokens_api_keys_or_member_references() {
     let mut f = Client::connect(addr, &fac_token).await.unwrap();
     f.send(json!({"type": "join", "display_name": "Facil"})).await;
     f.recv_type("welcome").await;
+    // The relay (issue 14): a wrong password and a refused peer, with this participant's username.
+    let servers = f.recv_type("ice_servers").await;
+    let turn_user = servers["ice_servers"][0]["username"].as_str().unwrap().to_string();
+    let turn_pass = servers["ice_servers"][0]["credential"].as_str().unwrap().to_string();
+    let turn_udp: std::net::SocketAddr = servers["ice_servers"][0]["urls"][0]
+        .as_str()
+        .and_then(|u| u.strip_prefix("turn:"))
+        .and_then(|u| u.split('?').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let relay_client = |password: String| {
+        let user = turn_user.clone();
+        async move {
+            let conn = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            let c = turn::client::Client::new(turn::client::ClientConfig {
+                stun_serv_addr: String::new(),
+                turn_serv_addr: turn_udp.to_string(),
+                username: user,
+                password,
+                realm: String::new(),
+                software: String::new(),
+                rto_in_ms: 0,
+                conn,
+                vnet: None,
+            })
+            .await
+            .unwrap();
+            c.listen().await.unwrap();
+            c
+        }
+    };
+    assert!(relay_client("wrong".into()).await.allocate().await.is_err());
+    let relay = relay_client(turn_pass).await.allocate().await.unwrap();
+    assert!(util::Conn::send_to(&relay, b"x", "127.0.0.1:9".parse().unwrap()).await.is_err());
     let mut m = Client::connect(addr, &mem_token).await.unwrap();
     m.send(json!({"type": "join", "display_name": "Sam"})).await;
     let waiting = m.recv_type("waiting").await;
@@ -69,9 +104,12 @@ async fn logs_carry_no_tokens_api_keys_or_member_references() {
     assert!(logs.contains("listening"), "the capture works: {logs}");
     assert!(logs.contains("str0m"), "the media engine's lines are captured");
     assert!(logs.contains("sqlx"), "the database driver's lines are captured");
-    for secret in ["SECRET-5521", "SECRET-8812", ALPHA_KEY, ALPHA_SECRET, resume.as_str()] {
+    for secret in ["SECRET-5521", "SECRET-8812", ALPHA_KEY, ALPHA_SECRET, resume.as_str(), turn_user.as_str()] {
         assert!(!logs.contains(secret), "a log line carries `{secret}`");
     }
+    // The relay's library logs each client's address ("received AllocateRequest from 1.2.3.4:5"):
+    // none of it is written.
+    assert!(!logs.contains("AllocateRequest"), "a log line carries a relay client's address");
     for token in [&fac_token, &mem_token, &bad] {
         for part in token.split('.').skip(1) {
             assert!(!logs.contains(part), "a log line carries part of a token");

@@ -40,11 +40,15 @@ pub(crate) struct MediaPeer {
     jumps: watch::Receiver<Jumps>,
     offered: watch::Receiver<Offered>,
     restarts: watch::Receiver<u64>,
+    /// The server's answers to this client's ICE restarts.
+    pub(crate) ice_restarts: watch::Receiver<Vec<String>>,
     sent: watch::Receiver<u64>,
     /// The server's answer to the first offer.
-    answer_sdp: String,
+    pub(crate) answer_sdp: String,
     /// The next answer to a server offer is sent corrupted (a client whose answer is refused).
     corrupt_next_answer: Arc<AtomicBool>,
+    /// The next server offer is left unanswered (a client busy with its own offer: glare).
+    pub(crate) hold_next_offer: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -54,7 +58,35 @@ impl Drop for MediaPeer {
     }
 }
 
+/// A rewrite of the SDP a test client receives.
+pub(crate) type SdpRewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// How a test peer reaches the server (issue 14's tests): ICE servers and policy, and a rewrite
+/// of every SDP the server sends (to leave only the candidate a test allows).
+#[derive(Clone, Default)]
+pub(crate) struct Net {
+    pub(crate) ice_servers: Vec<webrtc::ice_transport::ice_server::RTCIceServer>,
+    pub(crate) relay_only: bool,
+    pub(crate) rewrite: Option<SdpRewrite>,
+    /// Use the TURN credentials of the server's `ice_servers` event, at this URL instead of the
+    /// given ones (a test's transport shim).
+    pub(crate) turn_via: Option<String>,
+}
+
+impl Net {
+    fn rewrite(&self, sdp: &str) -> String {
+        match &self.rewrite {
+            Some(f) => f(sdp),
+            None => sdp.to_string(),
+        }
+    }
+}
+
 pub(crate) async fn new_pc() -> Arc<RTCPeerConnection> {
+    new_pc_with(&Net::default()).await
+}
+
+pub(crate) async fn new_pc_with(net: &Net) -> Arc<RTCPeerConnection> {
     let mut m = MediaEngine::default();
     m.register_default_codecs().unwrap();
     // As browsers do: the mid extension lets the receiver map each incoming stream to its m-line.
@@ -71,7 +103,12 @@ pub(crate) async fn new_pc() -> Arc<RTCPeerConnection> {
     s.set_ip_filter(Box::new(|ip| ip.is_loopback()));
     s.set_ice_multicast_dns_mode(webrtc::ice::mdns::MulticastDnsMode::Disabled);
     let api = APIBuilder::new().with_media_engine(m).with_interceptor_registry(registry).with_setting_engine(s).build();
-    Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.unwrap())
+    let mut config = RTCConfiguration { ice_servers: net.ice_servers.clone(), ..Default::default() };
+    if net.relay_only {
+        config.ice_transport_policy =
+            webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy::Relay;
+    }
+    Arc::new(api.new_peer_connection(config).await.unwrap())
 }
 
 /// The live sendonly tracks of a server offer, by the stream id (the origin's participant id).
@@ -100,12 +137,13 @@ struct Local {
     counts: Arc<watch::Sender<Counts>>,
     /// Largest step between consecutive RTP sequence numbers received, by origin and kind.
     jumps: Arc<watch::Sender<Jumps>>,
+    net: Net,
 }
 
 impl Local {
     /// A fresh peer connection with the tracks, and its offer (all loopback candidates gathered).
     async fn offer(&self) -> (Arc<RTCPeerConnection>, String) {
-        let pc = new_pc().await;
+        let pc = new_pc_with(&self.net).await;
         pc.add_track(self.audio.clone()).await.unwrap();
         if let Some(v) = &self.video {
             pc.add_track(v.clone()).await.unwrap();
@@ -143,16 +181,53 @@ impl Local {
     }
 }
 
-async fn set_answer(pc: &RTCPeerConnection, answer: &Value) {
-    pc.set_remote_description(RTCSessionDescription::answer(answer["sdp"].as_str().unwrap().into()).unwrap())
-        .await
-        .unwrap();
+async fn set_answer(pc: &RTCPeerConnection, answer: &Value, net: &Net) {
+    let sdp = net.rewrite(answer["sdp"].as_str().unwrap());
+    pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap()).await.unwrap();
+}
+
+/// A client-side ICE restart (`restartIce()`): a new offer with fresh ICE credentials from the same
+/// peer connection; returns once the server's answer is applied.
+async fn ice_restart(pc: &RTCPeerConnection, ws: &mut Client, net: &Net) -> Value {
+    let opts =
+        webrtc::peer_connection::offer_answer_options::RTCOfferOptions { ice_restart: true, ..Default::default() };
+    let offer = pc.create_offer(Some(opts)).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    ws.send(json!({"type": "media_offer", "sdp": sdp})).await;
+    let answer = ws.recv_until(|v| v["type"] == "media_answer" || v["type"] == "error").await;
+    assert_eq!(answer["type"], "media_answer", "ICE restart refused: {answer}");
+    set_answer(pc, &answer, net).await;
+    answer
 }
 
 impl MediaPeer {
     /// Joins `meeting`, then starts media. With `video`, also sends a VP8 track.
     pub(crate) async fn join(app: &TestApp, meeting: &str, member: &str, role: TokenRole, video: bool) -> MediaPeer {
+        Self::join_with(app, meeting, member, role, video, Net::default()).await
+    }
+
+    /// `join` over the network `net` describes.
+    pub(crate) async fn join_with(
+        app: &TestApp,
+        meeting: &str,
+        member: &str,
+        role: TokenRole,
+        video: bool,
+        mut net: Net,
+    ) -> MediaPeer {
         let (mut ws, first) = app.join(ALPHA, meeting, member, role, member).await;
+        if let Some(url) = net.turn_via.clone() {
+            let servers = ws.ice_servers.clone().expect("ice_servers after welcome");
+            let s = &servers["ice_servers"][0];
+            net.ice_servers = vec![webrtc::ice_transport::ice_server::RTCIceServer {
+                urls: vec![url],
+                username: s["username"].as_str().unwrap().into(),
+                credential: s["credential"].as_str().unwrap().into(),
+            }];
+        }
         let pid = first["participant_id"].as_str().unwrap().to_string();
         let audio = Arc::new(TrackLocalStaticRTP::new(
             RTCRtpCodecCapability {
@@ -178,13 +253,14 @@ impl MediaPeer {
             video: vtrack.clone(),
             counts: Arc::new(counts_tx),
             jumps: Arc::new(jumps_tx),
+            net: net.clone(),
         };
         // Offer with all candidates gathered (loopback), then answer.
         let (mut pc, sdp) = local.offer().await;
         ws.send(json!({"type": "media_offer", "sdp": sdp})).await;
         let answer = ws.recv_type("media_answer").await;
         let answer_sdp = answer["sdp"].as_str().unwrap().to_string();
-        set_answer(&pc, &answer).await;
+        set_answer(&pc, &answer, &net).await;
 
         // The socket task: answers renegotiation offers, restarts on request, passes other
         // events on, sends commands.
@@ -192,19 +268,30 @@ impl MediaPeer {
         let (events_tx, events) = mpsc::channel::<Value>(4096);
         let (offered_tx, offered) = watch::channel(Offered::new());
         let (restarts_tx, restarts) = watch::channel(0u64);
+        let (ice_restarts_tx, ice_restarts) = watch::channel(Vec::<String>::new());
         let corrupt_next_answer = Arc::new(AtomicBool::new(false));
         let corrupt = corrupt_next_answer.clone();
+        let hold_next_offer = Arc::new(AtomicBool::new(false));
+        let hold = hold_next_offer.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     cmd = from_test.recv() => match cmd {
+                        Some(v) if v["type"] == "test_ice_restart" => {
+                            let answer = ice_restart(&pc, &mut ws, &net).await;
+                            let sdp = answer["sdp"].as_str().unwrap_or_default().to_string();
+                            ice_restarts_tx.send_modify(|a| a.push(sdp));
+                        }
                         Some(v) => ws.send(v).await,
                         None => return,
                     },
                     v = ws.next_frame() => {
                         let Some(v) = v else { return };
-                        if v["type"] == "media_offer" {
-                            let sdp = v["sdp"].as_str().unwrap();
+                        if v["type"] == "media_offer" && hold.swap(false, Ordering::Relaxed) {
+                            // Left unanswered: the test's ICE restart crosses it.
+                            let _ = events_tx.try_send(json!({"type": "held_offer"}));
+                        } else if v["type"] == "media_offer" {
+                            let sdp = &net.rewrite(v["sdp"].as_str().unwrap());
                             offered_tx.send_replace(offered_tracks(sdp));
                             let offer = RTCSessionDescription::offer(sdp.into()).unwrap();
                             pc.set_remote_description(offer).await.unwrap();
@@ -224,7 +311,7 @@ impl MediaPeer {
                             ws.send(json!({"type": "media_offer", "sdp": sdp})).await;
                             let answer = ws.recv_until(|v| v["type"] == "media_answer" || v["type"] == "error").await;
                             assert_eq!(answer["type"], "media_answer", "restart refused: {answer}");
-                            set_answer(&pc, &answer).await;
+                            set_answer(&pc, &answer, &net).await;
                             restarts_tx.send_modify(|n| *n += 1);
                         } else if events_tx.try_send(v).is_err() {
                             // The test is not reading events; drop them.
@@ -276,7 +363,21 @@ impl MediaPeer {
                 }
             }
         });
-        MediaPeer { pid, to_ws, events, counts, jumps, offered, restarts, sent, answer_sdp, corrupt_next_answer, stop }
+        MediaPeer {
+            pid,
+            to_ws,
+            events,
+            counts,
+            jumps,
+            offered,
+            restarts,
+            ice_restarts,
+            sent,
+            answer_sdp,
+            corrupt_next_answer,
+            hold_next_offer,
+            stop,
+        }
     }
 
     /// Waits until the server's latest offer satisfies `pred` (tracks this peer is given).
@@ -317,6 +418,11 @@ impl MediaPeer {
         .unwrap_or_else(|_| panic!("no {ty} event"))
     }
 
+    /// The next event, whatever it is.
+    pub(crate) async fn next_event(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.events.recv()).await.expect("an event").expect("socket task alive")
+    }
+
     /// Waits for the reply to a request with this id.
     async fn event_with_id(&mut self, id: &str) -> Value {
         tokio::time::timeout(WAIT, async {
@@ -329,6 +435,11 @@ impl MediaPeer {
         })
         .await
         .unwrap_or_else(|_| panic!("no reply to {id}"))
+    }
+
+    /// The largest step between consecutive sequence numbers received from `from` (1: no gap).
+    pub(crate) fn largest_jump(&self, from: &str, kind: &'static str) -> Option<u16> {
+        self.jumps.borrow().get(&(from.to_string(), kind)).copied()
     }
 
     pub(crate) fn received(&self, from: &str, kind: &'static str) -> u64 {

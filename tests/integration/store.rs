@@ -49,6 +49,10 @@ async fn exercise(store: Store) {
             min_share_percent: None,
             max_gap_seconds: 60,
         }),
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
     };
     store.create_meeting(&m).await.unwrap();
     assert!(matches!(store.create_meeting(&m).await, Err(StoreError::Conflict)));
@@ -73,6 +77,7 @@ async fn exercise(store: Store) {
             target_name: Some("Sam".into()),
             detail: None,
         }),
+        fence: None,
     };
     let audits = [entry(1, "mute"), entry(2, "remove")];
     store.apply_journal("j1", &audits).await.unwrap();
@@ -103,7 +108,7 @@ async fn exercise(store: Store) {
     ]
     .into_iter()
     .zip(10..)
-    .map(|(rec, lsn)| Entry { lsn, rec })
+    .map(|(rec, lsn)| Entry { lsn, rec, fence: None })
     .collect();
     store.apply_journal("j1", &batch).await.unwrap();
     store.apply_journal("j1", &batch).await.unwrap();
@@ -114,11 +119,11 @@ async fn exercise(store: Store) {
     assert_eq!(store.last_alive("m2").await.unwrap(), Some(2000));
     assert_eq!(store.last_alive("m1").await.unwrap(), Some(2000));
     assert_eq!(
-        store.attendance_pairs("p1", None, None, 0, i64::MAX).await.unwrap(),
+        store.attendance_pairs("p1", None, None, None, 0, i64::MAX).await.unwrap(),
         vec![("m1".into(), "ref-1".into())]
     );
-    assert!(store.attendance_pairs("p1", Some("other"), None, 0, i64::MAX).await.unwrap().is_empty());
-    assert!(store.attendance_pairs("p1", None, None, 1000, 2000).await.unwrap().is_empty());
+    assert!(store.attendance_pairs("p1", Some("other"), None, None, 0, i64::MAX).await.unwrap().is_empty());
+    assert!(store.attendance_pairs("p1", None, None, None, 1000, 2000).await.unwrap().is_empty());
     assert_eq!(store.meeting_members("m1").await.unwrap().len(), 2);
     assert_eq!(store.presence_of("m1", "p1", "ref-1").await.unwrap().len(), 2);
     let result = ResultRow {

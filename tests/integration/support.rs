@@ -138,6 +138,12 @@ impl TestApp {
         let first = c.recv().await;
         assert!(first["type"] == "welcome" || first["type"] == "waiting", "join answered with {first}");
         c.pid = first["participant_id"].as_str().map(String::from);
+        if self.server.as_ref().is_some_and(|s| s.app.turn.is_some()) {
+            // Straight after: the relay credentials (issue 14).
+            let servers = c.recv().await;
+            assert_eq!(servers["type"], "ice_servers", "{servers}");
+            c.ice_servers = Some(servers);
+        }
         (c, first)
     }
 
@@ -168,6 +174,8 @@ pub struct Client {
     pub seen: Vec<String>,
     pub last_seq: u64,
     next_id: u64,
+    /// The `ice_servers` event that followed the join (see `TestApp::join`).
+    pub ice_servers: Option<Value>,
 }
 
 /// How long a test waits for an expected frame before failing (a guard, not a pause).
@@ -178,7 +186,7 @@ impl Client {
     pub async fn connect(addr: SocketAddr, token: &str) -> Result<Client, (u16, Value)> {
         let url = format!("ws://{addr}/v1/signal?token={token}");
         match tokio_tungstenite::connect_async(url).await {
-            Ok((ws, _)) => Ok(Client { ws, pid: None, seen: Vec::new(), last_seq: 0, next_id: 0 }),
+            Ok((ws, _)) => Ok(Client { ws, pid: None, seen: Vec::new(), last_seq: 0, next_id: 0, ice_servers: None }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let status = resp.status().as_u16();
                 let body = resp
@@ -381,6 +389,12 @@ impl BinaryServer {
         reqwest::Client::new().get(url).bearer_auth(ALPHA_KEY).send().await.unwrap().json().await.unwrap()
     }
 
+    /// POST `path` with a JSON body (alpha's key), as JSON.
+    pub async fn post_json(&self, path: &str, body: Value) -> Value {
+        let url = format!("http://{}{path}", self.addr);
+        reqwest::Client::new().post(url).bearer_auth(ALPHA_KEY).json(&body).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Polls GET `path` (alpha's key) until `pred` holds, and returns what satisfied it. The
     /// timeout is a guard against a hang, not a pause.
     pub async fn wait_json(&self, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -410,6 +424,11 @@ impl BinaryServer {
         c.send(json!({"type": "join"})).await;
         assert_eq!(c.recv().await["type"], "welcome");
         c
+    }
+
+    /// The process id (for signals other than SIGKILL).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL, and wait for the process to be gone.

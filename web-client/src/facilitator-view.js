@@ -1,7 +1,7 @@
 // The facilitators' part of the meeting screen: the waiting room, support requests and the
 // meeting's controls (lock, chat, waiting room, share length, the support sound).
 
-import { byId, confirmDialog, h, label, reconcile, setText, timeOfDay } from './dom.js';
+import { byId, confirmDialog, h, label, reconcile, setText, show, timeOfDay } from './dom.js';
 import { durationWords, t } from './i18n.js';
 import { serverNow } from './state.js';
 import { soundOn } from './support-alert.js';
@@ -78,8 +78,11 @@ export function renderWaiting(s, send) {
   );
 }
 
-/** @param {MeetingState} s @param {Send} send */
-export function renderSupport(s, send) {
+/**
+ * @param {MeetingState} s @param {Send} send
+ * @param {(participantId: string) => Promise<void>} stepOut "Step out with them" (meeting-view.js)
+ */
+export function renderSupport(s, send, stepOut) {
   setText(byId('support-count'), `(${s.support.length})`);
   reconcile(
     byId('support-list'),
@@ -92,12 +95,17 @@ export function renderSupport(s, send) {
         h('span', { class: 'who' }, h('span', { class: 'name' }), ' ', h('span', { class: 'meta' })),
         h('span', { class: 'text' }),
         h('button', { type: 'button', class: 'small primary', 'data-act': 'ack', onclick: () => send({ type: 'ack_support', request_id: r.request_id }) }),
+        h('button', { type: 'button', class: 'small', 'data-act': 'stepout', onclick: () => void stepOut(r.participant_id) }),
       ),
     (li, r) => {
       setText(/** @type {Element} */ (li.querySelector('.name')), r.display_name);
       setText(/** @type {Element} */ (li.querySelector('.meta')), t('support.at', { time: timeOfDay(r.at) }));
       setText(/** @type {Element} */ (li.querySelector('.text')), r.text ? `“${r.text}”` : t('support.noMessage'));
       label(/** @type {HTMLElement} */ (li.querySelector('[data-act="ack"]')), t('support.ack'), t('support.whose', { name: r.display_name }));
+      const out = /** @type {HTMLElement} */ (li.querySelector('[data-act="stepout"]'));
+      label(out, t('side.stepOut'), r.display_name);
+      // Only from the main room, and only while they are there too.
+      show(out, !s.location && s.participants.get(r.participant_id)?.away === false);
     },
   );
 }

@@ -6,9 +6,11 @@
 //
 // - A *session* is one RTCPeerConnection. It starts with this client's offer (`media_offer`, with
 //   the microphone track, sendrecv; the camera track too when it is on) and the server's
-//   `media_answer`. Each offer starts a fresh session on the server, so the client never offers
-//   twice on one connection: turning the camera on or off, a reconnect or a resume, and "Try
-//   again" all close the connection and start a new session with a new offer.
+//   `media_answer`. Turning the camera on or off, a reconnect or a resume, and "Try again" all
+//   close the connection and start a new session with a new offer. The one offer made on a live
+//   connection is an ICE restart (the network changed): the server keeps the session.
+// - ICE uses the server's UDP and TCP candidates and its own TURN relay (`ice_servers`, which
+//   follows `welcome`), falling back by itself; the path is shown when it may be felt.
 // - When others start or stop sending, the server renegotiates: `media_offer` in,
 //   `media_answer` out, one at a time (all SDP work of a session runs on one promise chain).
 // - Every incoming track's stream id is the sender's participant id: audio plays through one
@@ -53,6 +55,11 @@ import { t } from './i18n.js';
  * a fresh session starts without the stopped ones.
  */
 const MAX_MESSAGE_BYTES = 16 * 1024;
+
+/** How long ICE may stay disconnected before the client restarts it (a network change). */
+const DISCONNECTED_MS = 3000;
+/** How long a session waits for the server's relay credentials (`ice_servers`) after `welcome`. */
+const ICE_SERVERS_MS = 2000;
 
 /** How many times a failed session is retried by itself before asking the person. */
 const AUTO_RETRIES = 3;
@@ -114,6 +121,17 @@ class Media {
   /** The browser refused to play sound until the person presses a button. */
   #soundBlocked = false;
 
+  /** The server's relays with this participant's credentials (`ice_servers`). @type {RTCIceServer[] | null} */
+  #iceServers = null;
+  /** Sessions waiting for them. @type {(() => void)[]} */
+  #iceWaiters = [];
+  /** How the current session reaches the server, once connected. @type {'direct' | 'tcp' | 'relay' | null} */
+  #path = null;
+  /** This session already restarted ICE since it last connected. */
+  #iceRestarted = false;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  #disconnectTimer = null;
+
   /** @type {MediaStatus} */
   #status = 'idle';
   /** What went wrong, in words for the person. @type {string | null} */
@@ -127,11 +145,18 @@ class Media {
   /** @param {MediaHost} host */
   attach(host) {
     this.#host = host;
+    // Back online (often on another network): restart ICE rather than wait for it to fail.
+    window.addEventListener('online', () => this.networkChanged());
   }
 
   /** The current connection to the SFU (diagnostics and tests). */
   get peerConnection() {
     return this.#pc;
+  }
+
+  /** How the current session reaches the server (tests, and the note above). */
+  get path() {
+    return this.#path;
   }
 
   /** Streams received, by the sender's participant id. @returns {ReadonlyMap<string, MediaStream>} */
@@ -149,7 +174,10 @@ class Media {
     if (this.#status === 'unavailable') return this.#problem ?? t('media.unavailable');
     if (this.#status === 'failed') return this.#problem ?? t('media.failed');
     const bits = [];
-    if (this.#status === 'connecting') bits.push(t('media.connecting'));
+    if (this.#status === 'connecting') bits.push(t(this.#iceRestarted ? 'media.reconnecting' : 'media.connecting'));
+    // The path is worth a word only when it may be felt.
+    if (this.#status === 'connected' && this.#path === 'relay') bits.push(t('media.relayed'));
+    if (this.#status === 'connected' && this.#path === 'tcp') bits.push(t('media.overTcp'));
     if (this.#micProblem) bits.push(this.#micProblem);
     if (this.#cameraProblem) bits.push(this.#cameraProblem);
     return bits.join(' ');
@@ -267,13 +295,27 @@ class Media {
         this.#answered = true;
         this.#step(pc, async () => {
           await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+          // An ICE restart on a connection that never stopped working: no state change follows.
+          if (this.#iceRestarted && pc.connectionState === 'connected') {
+            this.#iceRestarted = false;
+            this.#setStatus('connected', null);
+            void this.#readPath(pc, 10);
+          }
         });
+        return true;
+      }
+      case 'ice_servers': {
+        this.#iceServers = msg.ice_servers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+        for (const wake of this.#iceWaiters.splice(0)) wake();
         return true;
       }
       case 'media_offer': {
         const pc = this.#pc;
         if (!pc || !this.#answered) return true; // for a session this client already replaced
         this.#step(pc, async () => {
+          // Our own offer (an ICE restart) is out: the server drops its offer for ours and makes
+          // it again after answering.
+          if (pc.signalingState !== 'stable') return;
           await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
           await pc.setLocalDescription();
           const sdp = pc.localDescription?.sdp;
@@ -332,9 +374,19 @@ class Media {
     if (gen !== this.#gen) return;
     if (this.#wantCamera) await this.#ensureCamera();
     if (gen !== this.#gen) return;
+    await this.#relays();
+    if (gen !== this.#gen) return;
 
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    // The server's own relay (TURN over UDP, TCP and TLS) beside its UDP and TCP candidates: the
+    // browser's ICE tries the direct paths first and falls back by itself. Nothing else's.
+    const pc = new RTCPeerConnection({
+      iceServers: this.#iceServers ?? [],
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+    });
     this.#pc = pc;
+    this.#path = null;
+    this.#iceRestarted = false;
     this.#answered = false;
     this.#chain = Promise.resolve();
     this.#earlyCandidates = [];
@@ -383,13 +435,29 @@ class Media {
       switch (pc.connectionState) {
         case 'connected':
           this.#retries = 0;
+          this.#iceRestarted = false;
           this.#setStatus('connected', null);
+          void this.#readPath(pc, 10);
           break;
         case 'failed':
-          this.#failed(t('media.failedServer'));
+          // First an ICE restart on this connection (the server keeps the session); then a fresh one.
+          if (!this.#iceRestarted) this.#restartIce(pc);
+          else this.#failed(t('media.failedServer'));
           break;
         default:
           break;
+      }
+    };
+    pc.oniceconnectionstatechange = () => {
+      if (pc !== this.#pc) return;
+      if (this.#disconnectTimer !== null) clearTimeout(this.#disconnectTimer);
+      this.#disconnectTimer = null;
+      if (pc.iceConnectionState === 'disconnected') {
+        // Wi-Fi to mobile, or a blip: give it a moment, then restart ICE.
+        this.#disconnectTimer = setTimeout(() => {
+          this.#disconnectTimer = null;
+          if (pc === this.#pc && pc.iceConnectionState === 'disconnected') this.#restartIce(pc);
+        }, DISCONNECTED_MS);
       }
     };
 
@@ -410,6 +478,73 @@ class Media {
     for (const line of this.#earlyCandidates.splice(0)) {
       this.#host?.send({ type: 'ice_candidate', candidate: line, id: this.#requestId('c') });
     }
+  }
+
+  /** Waits (a little) for the server's relay credentials, which follow `welcome`. */
+  async #relays() {
+    if (this.#iceServers !== null) return;
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, ICE_SERVERS_MS);
+      this.#iceWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+  }
+
+  /**
+   * The network changed under a session: restart ICE on the same connection. The server keeps the
+   * session, its tracks and this participant's place; only the path changes.
+   * @param {RTCPeerConnection} pc
+   */
+  #restartIce(pc) {
+    if (pc !== this.#pc || !this.#answered || this.#iceRestarted) return;
+    this.#iceRestarted = true;
+    this.#setStatus('connecting', null);
+    this.#step(pc, async () => {
+      pc.restartIce();
+      await pc.setLocalDescription();
+      const sdp = pc.localDescription?.sdp;
+      if (!sdp || pc !== this.#pc) return;
+      const id = this.#requestId('o');
+      this.#offerId = id;
+      if (this.#host?.send({ type: 'media_offer', sdp, id }) === null) this.#offerId = null;
+    });
+  }
+
+  /** The network came back (or changed): a connected session checks its path again. */
+  networkChanged() {
+    const pc = this.#pc;
+    if (pc && this.#answered && pc.iceConnectionState !== 'new') this.#restartIce(pc);
+  }
+
+  /**
+   * Which path the connected session uses: direct (UDP), TCP to the server, or the relay. Read
+   * again when ICE picks another pair; retried a few times while the statistics lag behind.
+   * @param {RTCPeerConnection} pc @param {number} tries
+   */
+  async #readPath(pc, tries) {
+    const ice = pc.getSenders().find((s) => s.transport)?.transport?.iceTransport;
+    if (ice && !ice.onselectedcandidatepairchange) {
+      ice.onselectedcandidatepairchange = () => {
+        if (pc === this.#pc) void this.#readPath(pc, 10);
+      };
+    }
+    const stats = await pc.getStats();
+    /** @type {string | undefined} */
+    let pairId;
+    stats.forEach((r) => {
+      if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    });
+    const pair = pairId ? stats.get(pairId) : undefined;
+    const local = pair ? stats.get(pair.localCandidateId) : undefined;
+    if (pc !== this.#pc) return;
+    if (!local) {
+      if (tries > 0) setTimeout(() => void this.#readPath(pc, tries - 1), 300);
+      return;
+    }
+    this.#path = local.candidateType === 'relay' ? 'relay' : local.protocol === 'tcp' ? 'tcp' : 'direct';
+    this.#host?.changed();
   }
 
   /**
@@ -443,8 +578,12 @@ class Media {
       pc.ontrack = null;
       pc.onicecandidate = null;
       pc.onconnectionstatechange = null;
+      pc.oniceconnectionstatechange = null;
       pc.close();
     }
+    if (this.#disconnectTimer !== null) clearTimeout(this.#disconnectTimer);
+    this.#disconnectTimer = null;
+    this.#path = null;
     this.#remote.clear();
     this.#sync();
   }
@@ -471,7 +610,7 @@ class Media {
   #giveUp(problem) {
     this.#closeSession();
     this.#clearRetry();
-    this.#setStatus('failed', `${problem} You can still follow the meeting here. Press “Try audio again” to retry.`);
+    this.#setStatus('failed', `${problem} ${t('media.whatToTry')}`);
     this.#host?.announce(t('media.failed'), true);
   }
 

@@ -19,10 +19,12 @@ import {
   handRaised,
   heldMuted,
   isFacilitator,
+  lastFacilitatorHere,
   muteAction,
   mySeat,
   myQueuePlace,
   nameOf,
+  placeText,
   roleLabel,
   serverNow,
   unmuteBlocker,
@@ -48,6 +50,21 @@ let ctx;
 
 /** @param {string} id */
 const button = (id) => byId(id, HTMLButtonElement);
+
+/**
+ * Asks `id` to step out privately (from their support request or their row). When I am the main
+ * room's only facilitator, I am told first that its queue and floor will wait for me.
+ * @param {MeetingState} s @param {(cmd: ClientMessage) => boolean} send @param {string} id
+ */
+export async function stepOutWith(s, send, id) {
+  let confirm = false;
+  if (lastFacilitatorHere(s)) {
+    const ok = await confirmDialog({ title: t('side.confirmTitle'), text: t('side.confirmText'), confirm: t('side.confirmGo') });
+    if (ok === null) return;
+    confirm = true;
+  }
+  send({ type: 'step_out', participant_id: id, confirm });
+}
 
 /**
  * Wires the meeting screen's fixed controls once.
@@ -89,6 +106,34 @@ export function bindMeeting(c) {
   button('sound-btn').addEventListener('click', () => media.enableSound());
   button('media-retry').addEventListener('click', () => void media.retry());
   button('yield-btn').addEventListener('click', () => send({ type: 'yield_floor' }));
+
+  // Side rooms and breakout groups.
+  const answer = async (/** @type {boolean} */ accept) => {
+    const s = ctx.state();
+    const invite = s.invite;
+    if (!invite) return;
+    let confirm = false;
+    if (accept && lastFacilitatorHere(s)) {
+      const ok = await confirmDialog({ title: t('side.confirmTitle'), text: t('side.confirmText'), confirm: t('side.confirmGo') });
+      if (ok === null) return;
+      confirm = true;
+    }
+    if (send({ type: 'answer_step_out', invite_id: invite.invite_id, accept, confirm })) {
+      s.invite = null;
+      render(s);
+    }
+  };
+  button('invite-accept').addEventListener('click', () => void answer(true));
+  button('invite-decline').addEventListener('click', () => void answer(false));
+  button('return-btn').addEventListener('click', () => send({ type: 'return_to_main' }));
+  byId('breakout-form', HTMLFormElement).addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const groups = Number(byId('breakout-groups', HTMLInputElement).value);
+    const minutes = Number(byId('breakout-minutes', HTMLInputElement).value);
+    const assign = byId('breakout-assign', HTMLSelectElement).value === 'choose' ? 'choose' : 'auto';
+    send({ type: 'open_breakouts', groups, seconds: Math.round(minutes * 60), assign });
+  });
+  button('breakout-close').addEventListener('click', () => send({ type: 'close_breakouts' }));
   button('pass-btn').addEventListener('click', () => send({ type: 'pass' }));
 
   // Support: a small private form.
@@ -128,6 +173,10 @@ export function bindMeeting(c) {
     const text = chatInput.value.trim();
     if (text && send({ type: 'chat', text })) chatInput.value = '';
   });
+
+  // Facilitator: the agenda.
+  button('segment-next').addEventListener('click', () => send({ type: 'next_segment' }));
+  button('segment-prev').addEventListener('click', () => send({ type: 'previous_segment' }));
 
   // Facilitator: the floor.
   button('next-btn').addEventListener('click', () => send({ type: 'next_speaker' }));
@@ -175,11 +224,13 @@ export function render(s) {
   const fac = isFacilitator(s.myRole);
   const observer = s.myRole === 'observer';
 
+  renderAgenda(s, fac);
   renderFloor(s, fac);
   renderMe(s, me, fac, observer);
   renderQueue(s, fac);
   renderPeople(s, fac);
   renderChat(s, fac, observer);
+  renderSide(s, fac);
 
   show(byId('fac-waiting'), fac && s.waiting.length > 0);
   show(byId('fac-support'), fac && s.support.length > 0);
@@ -187,20 +238,138 @@ export function render(s) {
   show(byId('fac-floor'), fac);
   if (fac) {
     renderWaiting(s, ctx.send);
-    renderSupport(s, ctx.send);
+    renderSupport(s, ctx.send, (id) => stepOutWith(ctx.state(), ctx.send, id));
     renderMeetingControls(s);
   }
   renderSupportAlert(fac ? s.support : [], (request_id) => ctx.send({ type: 'ack_support', request_id }));
 }
 
-/** Only the timer changes every second. @param {MeetingState} s */
+/** Only the timers change every second. @param {MeetingState} s */
 export function tick(s) {
   renderTimer(s);
+  renderSideTimers(s);
+  renderAgendaTimer(s);
   for (const li of byId('waiting-list').children) {
     const since = Number(/** @type {HTMLElement} */ (li).dataset.since);
     const el = li.querySelector('.since');
     if (el && since) setText(el, waitedFor(serverNow(s) - since));
   }
+}
+
+/**
+ * The step-out invitation, the side room I am in ("You and Alex, privately. The group can't hear
+ * you.") with its way back, the breakout groups (choose one; for facilitators open and close them),
+ * and the main room's pause while its facilitators are away.
+ * @param {MeetingState} s @param {boolean} fac
+ */
+function renderSide(s, fac) {
+  const invite = s.invite;
+  show(byId('step-out-invite'), Boolean(invite) && !s.location);
+  if (invite) setText(byId('invite-text'), t('side.invite', { name: invite.display_name }));
+
+  const room = byId('side-room');
+  const wasShown = !room.hidden;
+  show(room, Boolean(s.location));
+  room.dataset.kind = s.location?.kind ?? '';
+  setText(byId('side-room-text'), placeText(s));
+  if (s.location && !wasShown) byId('side-room-text').focus({ preventScroll: true });
+  // A facilitator in a step-out can ask another facilitator in.
+  const inRoom = s.location?.participants ?? [];
+  const askable =
+    fac && s.location?.kind === 'step_out'
+      ? [...s.participants.values()].filter((p) => isFacilitator(p.role) && !p.away && !inRoom.includes(p.participant_id))
+      : [];
+  reconcile(
+    byId('side-room-ask'),
+    askable,
+    (p) => p.participant_id,
+    (p) => h('button', { type: 'button', class: 'small', onclick: () => ctx.send({ type: 'step_out', participant_id: p.participant_id, confirm: true }) }),
+    (el, p) => label(/** @type {HTMLElement} */ (el), t('side.askIn'), p.display_name),
+  );
+
+  const b = s.breakouts;
+  const choose = byId('breakout-choose');
+  const choosing = Boolean(b && b.assign === 'choose') && s.location?.kind !== 'step_out';
+  show(choose, choosing);
+  if (b && choosing) {
+    reconcile(
+      byId('breakout-choices'),
+      b.groups,
+      (g) => String(g.group),
+      (g) => h('button', { type: 'button', class: 'small', onclick: () => ctx.send({ type: 'choose_breakout', group: g.group }) }),
+      (el, g) => {
+        setText(el, t('side.choose', { n: g.group }));
+        show(/** @type {HTMLElement} */ (el), s.location?.group !== g.group);
+      },
+    );
+  }
+  show(byId('paused-note'), Boolean(s.meeting?.main_room_paused) && !s.location && !fac);
+  setText(byId('paused-note'), t('side.paused'));
+
+  show(byId('breakout-form'), fac && !b && !s.location);
+  show(button('breakout-close'), fac && Boolean(b));
+  renderSideTimers(s);
+}
+
+/** @param {MeetingState} s */
+function renderSideTimers(s) {
+  const endsAt = s.location?.ends_at ?? null;
+  const timer = byId('side-room-timer');
+  show(timer, endsAt !== null);
+  if (endsAt !== null) setText(timer, t('side.backIn', { time: clock(Math.max(0, endsAt - serverNow(s))) }));
+  const status = byId('breakout-status');
+  const b = s.breakouts;
+  show(status, Boolean(b) && isFacilitator(s.myRole));
+  if (b) {
+    setText(status, t('side.breakoutStatus', { n: b.groups.length, time: clock(Math.max(0, b.ends_at - serverNow(s))) }));
+  }
+}
+
+/** The meeting's format: every segment, the current one, its time left. @param {MeetingState} s @param {boolean} fac */
+function renderAgenda(s, fac) {
+  const agenda = s.agenda;
+  show(byId('agenda-card'), Boolean(agenda));
+  if (!agenda) return;
+  const current = agenda.current;
+  const list = byId('agenda-list');
+  reconcile(
+    list,
+    agenda.segments.map((seg, i) => ({ key: String(i), seg, i })),
+    (x) => x.key,
+    () => h('li', { class: 'agenda-item' }),
+    (li, x) => {
+      const minutes = x.seg.planned_minutes ? ` · ${t('agenda.minutes', { n: x.seg.planned_minutes })}` : '';
+      setText(li, `${x.seg.title}${minutes}`);
+      li.dataset.index = String(x.i);
+      li.classList.toggle('current', x.i === current.index);
+      li.classList.toggle('done', x.i < current.index);
+      if (x.i === current.index) li.setAttribute('aria-current', 'step');
+      else li.removeAttribute('aria-current');
+    },
+  );
+  setText(byId('agenda-now'), t('agenda.now', { title: current.title }));
+  renderAgendaTimer(s);
+  show(byId('fac-agenda'), fac);
+  if (fac) {
+    button('segment-prev').disabled = current.index === 0;
+    button('segment-next').disabled = current.index + 1 >= agenda.segments.length;
+  }
+}
+
+/** @param {MeetingState} s */
+function renderAgendaTimer(s) {
+  const el = byId('agenda-left');
+  const end = s.agenda?.current.planned_end;
+  if (!end) {
+    setText(el, '');
+    el.removeAttribute('aria-label');
+    return;
+  }
+  const left = end - serverNow(s);
+  const key = left >= 0 ? 'agenda.left' : 'agenda.over';
+  setText(el, t(key, { time: clock(Math.abs(left)) }));
+  el.setAttribute('aria-label', t(key, { time: spokenDuration(Math.abs(left)) }));
+  el.dataset.tone = left < 0 ? 'over' : s.segmentWarning === end ? 'warn' : 'calm';
 }
 
 /** @param {MeetingState} s @param {boolean} fac */
@@ -294,8 +463,10 @@ function renderMe(s, me, fac, observer) {
   setText(byId('my-role'), s.myRole && s.myRole !== 'member' ? ` (${roleLabel(s.myRole)})` : '');
 
   const hand = button('hand-btn');
-  show(hand, !observer);
   const raised = Boolean(me && handRaised(s, me.participant_id));
+  // A segment of the meeting's format may take hands out (a raised hand can still be lowered).
+  const handsAllowed = fac || s.agenda?.current.rules.hands !== false;
+  show(hand, !observer && (raised || handsAllowed));
   setText(hand, raised ? t('hand.lower') : t('hand.raise'));
   hand.setAttribute('aria-pressed', String(raised));
 
@@ -399,6 +570,8 @@ function renderQueue(s, fac) {
 
 /** @param {ParticipantView} p @param {MeetingState} s */
 function personStatus(p, s) {
+  // Someone in another room: away, and nothing more (the server sends nothing more).
+  if (p.away) return p.connected ? t('side.away') : `${t('side.away')} · ${t('status.reconnecting')}`;
   const bits = [];
   if (s.activeSpeaker === p.participant_id) bits.push(t('status.speaking'));
   if (s.floor?.participant_id === p.participant_id) bits.push(t('status.sharing'));
@@ -407,12 +580,18 @@ function personStatus(p, s) {
   else if (heldMuted(s, p)) bits.push(t('status.heldMuted'));
   else bits.push(t('status.muted'));
   if (!p.connected) bits.push(t('status.reconnecting'));
+  // Facilitators (and a member for themself) learn who has no audio path or a poor one.
+  const q = s.quality.get(p.participant_id);
+  if (q?.state === 'failed') bits.push(t('status.noAudio'));
+  else if (q) bits.push(t('status.poorConnection'));
   return bits.join(' · ');
 }
 
 /** @param {MeetingState} s @param {boolean} fac */
 function renderPeople(s, fac) {
-  const people = [...s.participants.values()];
+  // In a side room or breakout group: the people in it (the rest are elsewhere).
+  const here = s.location?.participants;
+  const people = [...s.participants.values()].filter((p) => !here || here.includes(p.participant_id));
   setText(byId('people-count'), `(${people.length})`);
   reconcile(
     byId('people-list'),
@@ -480,6 +659,7 @@ function createPerson(id) {
       else if (action === 'allow') ctx.send({ type: 'allow_unmute', participant_id: id });
     }),
     act('floor', () => ctx.send({ type: 'give_floor', participant_id: id })),
+    act('stepout', () => void stepOutWith(ctx.state(), ctx.send, id)),
     act('lower', () => ctx.send({ type: 'lower_hand', participant_id: id })),
     act('rename', async () => {
       const p = who();
@@ -551,7 +731,11 @@ function updateManage(details, p, s) {
   label(b('mute'), action === 'allow' ? t('act.allowUnmute') : t('mic.mute'), name);
   show(b('mute'), action !== null);
   label(b('floor'), t('act.giveFloor'), t('act.toName', { name }));
-  show(b('floor'), p.role !== 'observer' && s.floor?.participant_id !== p.participant_id);
+  show(b('floor'), p.role !== 'observer' && !p.away && s.floor?.participant_id !== p.participant_id);
+  // From the main room: step out with a member. From a step-out: ask another facilitator in.
+  const canAsk = !p.away && (s.location ? s.location.kind === 'step_out' && isFacilitator(p.role) && !s.location.participants.includes(p.participant_id) : !isFacilitator(p.role));
+  label(b('stepout'), s.location ? t('side.askIn') : t('side.stepOut'), name);
+  show(b('stepout'), canAsk);
   label(b('lower'), t('hand.lower'), t('act.ofName', { name }));
   show(b('lower'), handRaised(s, p.participant_id));
   label(b('rename'), t('act.rename'), name);

@@ -148,6 +148,12 @@ export type ClientMessage1 =
       type: "end_go_around";
     }
   | {
+      type: "next_segment";
+    }
+  | {
+      type: "previous_segment";
+    }
+  | {
       type: "certificate_request";
     }
   | {
@@ -161,6 +167,54 @@ export type ClientMessage1 =
   | {
       candidate: string;
       type: "ice_candidate";
+    }
+  | {
+      confirm?: boolean;
+      participant_id: ParticipantId;
+      type: "step_out";
+    }
+  | {
+      accept: boolean;
+      /**
+       * As for `step_out`, when a facilitator accepting would leave the main room without one.
+       */
+      confirm?: boolean;
+      invite_id: number;
+      type: "answer_step_out";
+    }
+  | {
+      type: "return_to_main";
+    }
+  | {
+      /**
+       * How people are placed; `assignments` always come first.
+       */
+      assign?: "auto" | "manual" | "choose";
+      /**
+       * Participants by group, `assignments[0]` being group 1; a facilitator placed here runs that group.
+       */
+      assignments?: ParticipantId[][];
+      confirm?: boolean;
+      /**
+       * How many groups (2 to 20).
+       */
+      groups: number;
+      /**
+       * How long they last (1 to 14400 seconds); everyone returns at the end.
+       */
+      seconds: number;
+      type: "open_breakouts";
+      /**
+       * How long before the end everyone is warned (default 60 s; 0 for no warning).
+       */
+      warning_seconds?: number | null;
+    }
+  | {
+      group: number;
+      type: "choose_breakout";
+    }
+  | {
+      type: "close_breakouts";
     };
 /**
  * A participant's id, random per meeting.
@@ -189,6 +243,14 @@ export type ServerMessage = ServerMessage1 & ServerMessage2;
 export type ServerMessage1 =
   | {
       /**
+       * The meeting's agenda when it has a format; absent otherwise.
+       */
+      agenda?: AgendaView | null;
+      /**
+       * The breakout groups, while open.
+       */
+      breakouts?: BreakoutsView | null;
+      /**
        * Where to find help outside the meeting, as the joining member's own program configured
        * it; empty when it configured none (then show nothing).
        */
@@ -196,6 +258,11 @@ export type ServerMessage1 =
       display_name: string;
       floor?: FloorView | null;
       go_around?: GoAroundView | null;
+      /**
+       * The side room or breakout group one is in; `null` in the main room. `participants`,
+       * `queue`, `floor` and `go_around` are that room's.
+       */
+      location?: LocationView | null;
       meeting: MeetingView;
       participant_id: ParticipantId;
       participants: ParticipantView[];
@@ -350,9 +417,82 @@ export type ServerMessage1 =
       type: "media_restart";
     }
   | {
+      segment: SegmentView;
+      type: "segment_changed";
+    }
+  | {
+      index: number;
+      planned_end: number;
+      remaining_seconds: number;
+      type: "segment_warning";
+    }
+  | {
       participant_id?: ParticipantId | null;
       type: "active_speaker";
+    }
+  | {
+      display_name: string;
+      invite_id: number;
+      /**
+       * A participant's id, random per meeting.
+       */
+      participant_id: string;
+      type: "step_out_invite";
+    }
+  | {
+      invite_id: number;
+      type: "step_out_withdrawn";
+    }
+  | {
+      participant_id: ParticipantId;
+      type: "step_out_declined";
+    }
+  | {
+      floor?: FloorView | null;
+      go_around?: GoAroundView | null;
+      location?: LocationView | null;
+      participants: ParticipantView[];
+      queue: QueueEntry[];
+      type: "location_changed";
+    }
+  | {
+      breakouts?: BreakoutsView | null;
+      type: "breakouts_updated";
+    }
+  | {
+      ends_at: number;
+      remaining_seconds: number;
+      type: "breakout_warning";
+    }
+  | {
+      ice_servers: IceServer[];
+      type: "ice_servers";
+    }
+  | {
+      /**
+       * Packets lost on the way to the server, percent (from RTCP receiver reports).
+       */
+      loss_percent?: number | null;
+      participant_id: ParticipantId;
+      /**
+       * Round-trip time between the server and the participant, milliseconds (from RTCP).
+       */
+      rtt_ms?: number | null;
+      state: MediaState;
+      type: "media_quality";
     };
+/**
+ * Who takes part in a segment's go-around.
+ */
+export type GoAroundWho = "members" | "everyone";
+/**
+ * How `open_breakouts` places people who are not in its `assignments`.
+ */
+export type BreakoutAssign = "auto" | "manual" | "choose";
+/**
+ * What kind of room someone outside the main room is in.
+ */
+export type LocationKind = "step_out" | "breakout";
 /**
  * A participant's role in a meeting.
  */
@@ -402,6 +542,15 @@ export type ErrorCode =
   | "invalid_media"
   | "unavailable"
   | "storage_backlog"
+  | "segment_rules"
+  | "no_format"
+  | "no_such_segment"
+  | "confirm_required"
+  | "wrong_location"
+  | "invite_not_found"
+  | "not_in_side_room"
+  | "breakouts_open"
+  | "no_breakouts"
   | "internal";
 /**
  * Why someone left.
@@ -412,6 +561,10 @@ export type LeaveReason =
  * Why a share ended.
  */
 export type ShareEndReason = "yielded" | "passed" | "time_up" | "facilitator" | "left";
+/**
+ * Where a participant's media connection stands, as the server sees it.
+ */
+export type MediaState = "checking" | "connected" | "failed";
 
 /**
  * JSON text frames on /v1/signal. Generated from src/protocol by `haven schema`; do not edit.
@@ -425,6 +578,98 @@ export interface ClientMessage2 {
    * Echoed by every event this request causes for the requester (at most 64 characters).
    */
   id?: string | null;
+}
+/**
+ * The meeting's agenda: every segment and the current one.
+ */
+export interface AgendaView {
+  current: SegmentView;
+  segments: AgendaItem[];
+}
+/**
+ * The current segment: what `segment_changed` carries and `welcome` includes.
+ */
+export interface SegmentView {
+  /**
+   * Whether it moves on by itself at `planned_end`.
+   */
+  auto_advance: boolean;
+  /**
+   * Position in the agenda, from 0.
+   */
+  index: number;
+  /**
+   * When it is planned to end (Unix ms); `null` when open-ended.
+   */
+  planned_end?: number | null;
+  rules: SegmentRules;
+  /**
+   * When it started (Unix ms).
+   */
+  started_at: number;
+  title: string;
+}
+/**
+ * The segment's rules as it starts (facilitators may override them within it; the
+ * meeting's settings in `meeting_updated` show what is in force).
+ */
+export interface SegmentRules {
+  /**
+   * Whether chat is on (default true).
+   */
+  chat?: boolean;
+  /**
+   * A go-around that starts with the segment, and who is in it (default none).
+   */
+  go_around?: GoAroundWho | null;
+  /**
+   * Whether members may raise a hand (default true).
+   */
+  hands?: boolean;
+  /**
+   * What happens when a timed share reaches its end.
+   */
+  share_end?: "hard" | "soft";
+  /**
+   * Length of a share in seconds; `null` for untimed shares (default).
+   */
+  share_seconds?: number | null;
+  /**
+   * Seconds before a share's end that its warning is sent (default 30).
+   */
+  share_warning_seconds?: number;
+  /**
+   * Who may unmute (default `anyone`).
+   */
+  unmute?: "facilitators" | "floor_holder" | "anyone";
+}
+/**
+ * One line of the agenda as participants see it.
+ */
+export interface AgendaItem {
+  planned_minutes?: number | null;
+  title: string;
+}
+/**
+ * The breakout groups while they are open.
+ */
+export interface BreakoutsView {
+  assign: BreakoutAssign;
+  /**
+   * When everyone returns (Unix milliseconds).
+   */
+  ends_at: number;
+  groups: BreakoutGroupView[];
+}
+/**
+ * One breakout group.
+ */
+export interface BreakoutGroupView {
+  /**
+   * From 1.
+   */
+  group: number;
+  participants: ParticipantId[];
 }
 /**
  * A place to find help outside the meeting (a crisis line), configured per program.
@@ -477,11 +722,33 @@ export interface GoAroundView {
   passed: ParticipantId[];
 }
 /**
+ * Where one is when not in the main room, as its occupants see it.
+ */
+export interface LocationView {
+  /**
+   * When a breakout group returns to the main room (Unix milliseconds).
+   */
+  ends_at?: number | null;
+  /**
+   * The breakout group's number (from 1).
+   */
+  group?: number | null;
+  kind: LocationKind;
+  /**
+   * Who is in this room (oneself included).
+   */
+  participants: ParticipantId[];
+}
+/**
  * The meeting as participants see it.
  */
 export interface MeetingView {
   id: string;
   locked: boolean;
+  /**
+   * Every facilitator is in a side room: the main room's floor and queue wait for one to return.
+   */
+  main_room_paused?: boolean;
   settings: MeetingSettings;
   title: string;
 }
@@ -522,6 +789,11 @@ export interface MeetingSettings {
  * What others see of a participant: never the program, member reference or anything network.
  */
 export interface ParticipantView {
+  /**
+   * In another room of the meeting (a side room or another breakout group): nothing else of
+   * theirs is shown then (`muted`, no hand), and never why.
+   */
+  away?: boolean;
   /**
    * False while a facilitator's mute holds (or, in floor control, without the floor).
    */
@@ -565,6 +837,17 @@ export interface WaitingView {
    * When they started waiting (Unix milliseconds).
    */
   since: number;
+}
+/**
+ * A relay for the browser's `RTCPeerConnection` (`iceServers`), with a short-lived credential.
+ */
+export interface IceServer {
+  credential: string;
+  /**
+   * `turn:` and `turns:` URLs (UDP, TCP, TLS).
+   */
+  urls: string[];
+  username: string;
 }
 export interface ServerMessage2 {
   /**

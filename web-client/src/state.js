@@ -12,7 +12,11 @@
 /** @typedef {import('./protocol').SupportView} SupportView */
 /** @typedef {import('./protocol').MeetingView} MeetingView */
 /** @typedef {import('./protocol').Role} Role */
+/** @typedef {import('./protocol').LocationView} LocationView */
+/** @typedef {import('./protocol').BreakoutsView} BreakoutsView */
 /** @typedef {import('./protocol').ErrorCode} ErrorCode */
+/** @typedef {Extract<ServerMessage, { type: 'media_quality' }>} MediaQuality */
+/** @typedef {import('./protocol').AgendaView} AgendaView */
 /** @typedef {import('./crisis.js').CrisisResource} CrisisResource */
 
 import { crisisFrom } from './crisis.js';
@@ -55,7 +59,14 @@ import { t } from './i18n.js';
  * @property {number} clockOffset server clock minus this device's clock, in ms (estimated)
  * @property {Ending | null} ending
  * @property {string | null} activeSpeaker who is speaking now (from the SFU), if anyone
+ * @property {Map<string, MediaQuality>} quality connections with a problem, by participant id
+ *   (facilitators: everyone's; a member: only their own)
  * @property {CrisisResource[]} crisis my program's crisis resources (may be empty)
+ * @property {LocationView | null} location the side room or breakout group I am in; null in the main room
+ * @property {BreakoutsView | null} breakouts the breakout groups, while open
+ * @property {{ invite_id: number, participant_id: string, display_name: string } | null} invite a facilitator asks me to step out
+ * @property {AgendaView | null} agenda the meeting's format: its segments and the current one
+ * @property {number | null} segmentWarning facilitators: the current segment's planned end, once warned
  */
 
 /**
@@ -71,6 +82,7 @@ export function initialState() {
   return {
     phase: 'join',
     activeSpeaker: null,
+    quality: new Map(),
     me: null,
     myName: '',
     myRole: null,
@@ -88,7 +100,22 @@ export function initialState() {
     clockOffset: 0,
     ending: null,
     crisis: [],
+    location: null,
+    breakouts: null,
+    invite: null,
+    agenda: null,
+    segmentWarning: null,
   };
+}
+
+/**
+ * Whether I am the only facilitator left in the main room (so stepping out pauses its floor and
+ * queue: the server asks for a confirmation, and the client asks first).
+ * @param {MeetingState} s
+ */
+export function lastFacilitatorHere(s) {
+  if (s.location || !isFacilitator(s.myRole)) return false;
+  return ![...s.participants.values()].some((p) => p.participant_id !== s.me && isFacilitator(p.role) && !p.away);
 }
 
 /** @param {Role | null | undefined} role */
@@ -178,6 +205,9 @@ export function unmuteBlocker(s) {
   if (!me) return t('mic.notIn');
   if (me.role === 'observer') return t('mic.observer');
   if (me.can_unmute) return null;
+  if (!mayTalk(s, me) && s.agenda?.current.rules.unmute === 'facilitators') {
+    return t('mic.segment', { title: s.agenda.current.title });
+  }
   if (!mayTalk(s, me)) return t('mic.floorOnly');
   return t('mic.heldMuted');
 }
@@ -214,6 +244,10 @@ export function apply(s, msg, now) {
       if (s.warning && s.floor?.participant_id !== s.warning.participant_id) s.warning = null;
       s.ending = null;
       s.crisis = crisisFrom(msg);
+      s.location = msg.location ?? null;
+      s.breakouts = msg.breakouts ?? null;
+      s.agenda = msg.agenda ?? null;
+      if (s.agenda?.current.planned_end !== s.segmentWarning) s.segmentWarning = null;
       if (!sameSeat) notes.push({ text: t('note.inMeeting', { title: msg.meeting.title, name: msg.display_name }) });
       break;
     }
@@ -246,6 +280,7 @@ export function apply(s, msg, now) {
     case 'participant_left': {
       const who = nameOf(s, msg.participant_id);
       s.participants.delete(msg.participant_id);
+      s.quality.delete(msg.participant_id);
       if (msg.participant_id !== s.me) notes.push({ text: t('note.left', { name: who }) });
       break;
     }
@@ -376,10 +411,64 @@ export function apply(s, msg, now) {
     case 'media_answer':
     case 'media_offer':
     case 'media_restart':
+    case 'ice_servers':
       break; // media signaling: handled by media.js through the connection
+    case 'media_quality':
+      // Facilitators get everyone's; a member only their own.
+      // A fresh attempt (`checking`) leaves a known problem shown until it is solved.
+      if (msg.state === 'failed' || (msg.state === 'connected' && poorConnection(msg))) {
+        s.quality.set(msg.participant_id, msg);
+      } else if (msg.state === 'connected') {
+        s.quality.delete(msg.participant_id);
+      }
+      break;
     case 'active_speaker':
       s.activeSpeaker = msg.participant_id ?? null;
       break;
+    case 'step_out_invite':
+      s.invite = { invite_id: msg.invite_id, participant_id: msg.participant_id, display_name: msg.display_name };
+      notes.push({ text: t('side.invite', { name: msg.display_name }), urgent: true });
+      break;
+    case 'step_out_withdrawn':
+      if (s.invite?.invite_id === msg.invite_id) s.invite = null;
+      break;
+    case 'step_out_declined':
+      notes.push({ text: t('side.declined', { name: nameOf(s, msg.participant_id) }), urgent: true });
+      break;
+    case 'location_changed': {
+      const was = s.location;
+      s.location = msg.location ?? null;
+      s.participants = new Map(msg.participants.map((p) => [p.participant_id, p]));
+      s.queue = msg.queue;
+      s.floor = msg.floor ?? null;
+      s.goAround = msg.go_around ?? null;
+      s.warning = null;
+      s.invite = null;
+      s.activeSpeaker = null;
+      // Each room has its own chat: what was said in one stays there.
+      if (Boolean(was) !== Boolean(s.location) || was?.group !== s.location?.group) s.chat = [];
+      if (!was && s.location) notes.push({ text: placeText(s), urgent: true });
+      if (was && !s.location) notes.push({ text: t('side.back'), urgent: true });
+      break;
+    }
+    case 'breakouts_updated':
+      s.breakouts = msg.breakouts ?? null;
+      break;
+    case 'breakout_warning':
+      s.clockOffset = msg.ends_at - msg.remaining_seconds * 1000 - now;
+      notes.push({ text: t('side.breakoutWarning', { n: msg.remaining_seconds }), urgent: true });
+      break;
+    case 'segment_changed':
+      if (s.agenda) s.agenda.current = msg.segment;
+      s.segmentWarning = null;
+      notes.push({ text: t('note.segment', { title: msg.segment.title }) });
+      break;
+    case 'segment_warning': {
+      s.segmentWarning = msg.planned_end;
+      const title = s.agenda?.segments[msg.index]?.title ?? '';
+      notes.push({ text: t('note.segmentEnds', { title, n: Math.max(1, Math.round(msg.remaining_seconds / 60)) }) });
+      break;
+    }
     default: {
       /** @type {never} */
       const unhandled = msg;
@@ -387,6 +476,28 @@ export function apply(s, msg, now) {
     }
   }
   return notes;
+}
+
+/**
+ * Where I am, in words: "You and Alex, privately. The group can't hear you." in a step-out, the
+ * group's number and who is in it in a breakout group; '' in the main room.
+ * @param {MeetingState} s
+ */
+export function placeText(s) {
+  const l = s.location;
+  if (!l) return '';
+  const others = l.participants.filter((id) => id !== s.me).map((id) => nameOf(s, id));
+  const names = others.length ? others.join(', ') : t('side.nobodyYet');
+  if (l.kind === 'step_out') return t('side.private', { names });
+  return t('side.group', { n: l.group ?? 0, names });
+}
+
+/**
+ * Loss or delay that makes a meeting hard to follow.
+ * @param {{ loss_percent?: number | null, rtt_ms?: number | null }} q
+ */
+export function poorConnection(q) {
+  return (q.loss_percent ?? 0) >= 10 || (q.rtt_ms ?? 0) >= 800;
 }
 
 /** @param {Role} role */

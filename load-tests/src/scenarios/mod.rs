@@ -5,6 +5,7 @@ pub mod audio;
 pub mod janus;
 pub mod rooms;
 pub mod storms;
+pub mod webhooks;
 
 use crate::net::{ConnectError, Net, Ws};
 use crate::target::{Target, TargetKind};

@@ -91,10 +91,20 @@ export class Harness {
   /** Configured programs (empty: the server's demo program). @type {TestProgram[]} */
   programs;
 
-  /** @param {{ programs?: TestProgram[] }} [opts] */
+  /** Where the server listens (an address a network namespace reaches, for the UDP-blocked test). */
+  listen;
+  /** A network namespace to run a second Chromium in (`open(..., { netns: true })`). @type {string | null} */
+  netns;
+
+  /** @param {{ programs?: TestProgram[], listen?: string, netns?: string }} [opts] */
   constructor(opts = {}) {
     this.programs = opts.programs ?? [];
+    this.listen = opts.listen ?? '127.0.0.1:0';
+    this.netns = opts.netns ?? null;
   }
+
+  /** The Chromium inside `netns`, when there is one. @type {Browser | null} */
+  nsBrowser = null;
 
   /** @type {import('node:child_process').ChildProcess | null} */
   server = null;
@@ -124,7 +134,7 @@ export class Harness {
       this.apiKey = this.programs[0].apiKey;
     }
     // Global flags after the subcommand: `haven serve --data-dir ...` (the CLI accepts them there).
-    const server = spawn(HAVEN, ['serve', ...args, '--listen', '127.0.0.1:0'], {
+    const server = spawn(HAVEN, ['serve', ...args, '--listen', this.listen], {
       env: serverEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -137,7 +147,7 @@ export class Harness {
       server.on('exit', (code) => reject(new Error(`server exited (${code}):\n${out}\n${this.serverLog.join('')}`)));
       stdout.on('data', (d) => {
         out += String(d);
-        const url = /Haven is running at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        const url = /Haven is running at (http:\/\/[\d.]+:\d+)/.exec(out);
         const key = /API key[^\n]*\n\s+(\S+)/.exec(out);
         if (url && (key || this.programs.length > 0)) {
           clearTimeout(timer);
@@ -147,23 +157,30 @@ export class Harness {
         }
       });
     });
-    this.browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-quic',
-        '--use-fake-ui-for-media-stream',
-        '--use-fake-device-for-media-stream',
-      ],
-    });
+    const args2 = [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+    ];
+    // The microphone needs a secure context: http on another address than loopback is made one.
+    if (!this.base.startsWith('http://127.0.0.1:')) args2.push(`--unsafely-treat-insecure-origin-as-secure=${this.base}`);
+    this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: args2 });
+    if (this.netns) {
+      // Chromium inside the namespace: a wrapper that enters it (the pipes playwright talks over
+      // are inherited).
+      const wrapper = path.join(this.dataDir, 'chromium-in-netns');
+      await writeFile(wrapper, `#!/bin/sh\nexec ip netns exec ${this.netns} ${CHROMIUM} "$@"\n`, { mode: 0o755 });
+      this.nsBrowser = await chromium.launch({ executablePath: wrapper, headless: true, args: args2 });
+    }
   }
 
   async stop() {
     await this.browser?.close().catch(() => {});
+    await this.nsBrowser?.close().catch(() => {});
     if (this.server && this.server.exitCode === null) {
       const exited = new Promise((resolve) => this.server?.once('exit', resolve));
       this.server.kill('SIGTERM');
@@ -220,12 +237,13 @@ export class Harness {
    * @param {string} member
    * @param {'facilitator' | 'member' | 'observer'} role
    * @param {{ width: number, height: number }} [viewport]
-   * @param {{ initScript?: () => void, locale?: string, token?: string }} [opts] initScript runs in
-   *   the page before its own scripts; locale sets the browser's language; token replaces the minted one
+   * @param {{ initScript?: () => void, locale?: string, token?: string, netns?: boolean }} [opts] initScript runs in
+   *   the page before its own scripts; locale sets the browser's language; token replaces the minted
+   *   one; netns opens the page in the Chromium inside the harness's network namespace
    */
   async open(meeting, member, role, viewport = { width: 1280, height: 800 }, opts = {}) {
     const token = opts.token ?? (await this.token(meeting, member, role));
-    const browser = /** @type {Browser} */ (this.browser);
+    const browser = /** @type {Browser} */ (opts.netns ? this.nsBrowser : this.browser);
     const context = await browser.newContext({ viewport, reducedMotion: 'reduce', locale: opts.locale ?? 'en-US' });
     this.contexts.push(context);
     if (opts.initScript) await context.addInitScript(opts.initScript);
@@ -338,7 +356,7 @@ export async function meetingWith(t, meeting, members) {
 // exposes nothing on `window` for the tests.
 
 /** The module path, in a variable so the type checker does not try to resolve it. */
-const MEDIA_MODULE = '/media.js';
+export const MEDIA_MODULE = '/media.js';
 
 /**
  * The participant id of a person, from a page's "People here" list.

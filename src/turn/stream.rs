@@ -1,0 +1,222 @@
+//! TURN over TCP and TLS (RFC 5766 §2.1, RFC 6062 not needed: the relay leg stays UDP).
+//!
+//! The `turn` crate reads datagrams from a `Conn`. A stream listener becomes one such `Conn`: each
+//! accepted connection is split into messages (STUN: 20-byte header plus its length; ChannelData:
+//! 4-byte header plus its length, padded to 4 bytes on a stream), which arrive as datagrams from
+//! the connection's remote address; what the crate sends to that address is written back on the
+//! connection (ChannelData padded as a stream requires).
+
+use async_trait::async_trait;
+use std::any::Any;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Mutex};
+use tokio_rustls::rustls;
+use util::Conn;
+
+/// Largest message (the crate reads into a 1500-byte buffer).
+const MAX_MESSAGE: usize = 1500;
+/// Messages from all connections waiting for the crate's read loop.
+const INBOUND_QUEUE: usize = 4096;
+/// Messages waiting to be written to one connection (beyond it, dropped like datagrams).
+const CONN_QUEUE: usize = 256;
+/// Open connections per listener.
+const MAX_CONNS: usize = 4096;
+/// A connection must complete TLS and send its first message within this time.
+const FIRST_MESSAGE: Duration = Duration::from_secs(10);
+
+/// A TLS acceptor from a PEM certificate chain and key.
+pub(super) fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// All connections of one listener, as one datagram `Conn`.
+struct StreamConn {
+    local: SocketAddr,
+    inbound: Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
+    writers: Arc<dashmap::DashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+}
+
+/// Accepts connections on `listener` (TLS first with `tls`).
+pub(super) fn listen(
+    listener: TcpListener,
+    local: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Arc<dyn Conn + Send + Sync> {
+    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+    let writers = Arc::new(dashmap::DashMap::new());
+    tokio::spawn(accept_loop(listener, tls, tx, writers.clone()));
+    Arc::new(StreamConn { local, inbound: Mutex::new(rx), writers })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    inbound: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    writers: Arc<dashmap::DashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let Ok((stream, source)) = listener.accept().await else { continue };
+        if open.load(Ordering::Relaxed) >= MAX_CONNS {
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        open.fetch_add(1, Ordering::Relaxed);
+        let (inbound, writers, open, tls) = (inbound.clone(), writers.clone(), open.clone(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => connection(stream, source, &inbound, &writers).await,
+                Some(acceptor) => {
+                    if let Ok(Ok(s)) = tokio::time::timeout(FIRST_MESSAGE, acceptor.accept(stream)).await {
+                        connection(s, source, &inbound, &writers).await;
+                    }
+                }
+            }
+            writers.remove(&source);
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Reads one STUN or ChannelData message from a stream; `None` at its end or on anything else.
+pub(super) async fn read_message(r: &mut (impl AsyncRead + Unpin)) -> Option<Vec<u8>> {
+    let mut head = [0u8; 4];
+    r.read_exact(&mut head).await.ok()?;
+    let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+    let (total, padded) = match head[0] >> 6 {
+        // STUN: the length excludes the 20-byte header and is a multiple of 4.
+        0 => (20 + len, 20 + len),
+        // ChannelData (channel numbers 0x4000-0x7fff): padded to 4 bytes on streams.
+        1 => (4 + len, 4 + len.div_ceil(4) * 4),
+        _ => return None,
+    };
+    if total > MAX_MESSAGE {
+        return None;
+    }
+    let mut m = vec![0u8; padded];
+    m[..4].copy_from_slice(&head);
+    r.read_exact(&mut m[4..]).await.ok()?;
+    m.truncate(total);
+    Some(m)
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    stream: S,
+    source: SocketAddr,
+    inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    writers: &dashmap::DashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let Ok(Some(first)) = tokio::time::timeout(FIRST_MESSAGE, read_message(&mut rd)).await else { return };
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+    writers.insert(source, tx);
+    let writer = async move {
+        while let Some(m) = rx.recv().await {
+            if wr.write_all(&m).await.is_err() {
+                return;
+            }
+        }
+    };
+    let reader = async {
+        let mut m = Some(first);
+        while let Some(data) = m {
+            if inbound.send((data, source)).await.is_err() {
+                return;
+            }
+            m = read_message(&mut rd).await;
+        }
+    };
+    tokio::select! {
+        _ = writer => {}
+        _ = reader => {}
+    }
+}
+
+#[async_trait]
+impl Conn for StreamConn {
+    async fn connect(&self, _addr: SocketAddr) -> util::Result<()> {
+        Err(util::Error::Other("not supported".into()))
+    }
+    async fn recv(&self, buf: &mut [u8]) -> util::Result<usize> {
+        Ok(self.recv_from(buf).await?.0)
+    }
+    async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
+        let Some((m, from)) = self.inbound.lock().await.recv().await else {
+            return Err(util::Error::ErrUseClosedNetworkConn);
+        };
+        let n = m.len().min(buf.len());
+        buf[..n].copy_from_slice(&m[..n]);
+        Ok((n, from))
+    }
+    async fn send(&self, _buf: &[u8]) -> util::Result<usize> {
+        Err(util::Error::Other("not supported".into()))
+    }
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> util::Result<usize> {
+        let Some(tx) = self.writers.get(&target).map(|t| t.clone()) else {
+            return Err(util::Error::Other("connection closed".into()));
+        };
+        let mut m = buf.to_vec();
+        if m.first().is_some_and(|b| b >> 6 == 1) {
+            m.resize(m.len().div_ceil(4) * 4, 0);
+        }
+        // A full queue drops the message, as a full socket buffer drops a datagram.
+        let _ = tx.try_send(m);
+        Ok(buf.len())
+    }
+    fn local_addr(&self) -> util::Result<SocketAddr> {
+        Ok(self.local)
+    }
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+    async fn close(&self) -> util::Result<()> {
+        Ok(())
+    }
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stun_and_padded_channel_data_are_split_from_a_stream() {
+        let mut stream: Vec<u8> = Vec::new();
+        // A STUN message with 4 bytes of attributes.
+        stream.extend_from_slice(&[0x00, 0x01, 0x00, 0x04, 0x21, 0x12, 0xa4, 0x42]);
+        stream.extend_from_slice(&[9; 12]);
+        stream.extend_from_slice(&[0, 0, 0, 0]);
+        // ChannelData with 5 bytes of data, padded to 8.
+        stream.extend_from_slice(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0]);
+        // Neither: the stream is dropped.
+        stream.extend_from_slice(&[0x80, 0, 0, 0]);
+        let mut r = &stream[..];
+        assert_eq!(read_message(&mut r).await.map(|m| m.len()), Some(24));
+        assert_eq!(read_message(&mut r).await, Some(vec![0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5]));
+        assert_eq!(read_message(&mut r).await, None);
+    }
+}

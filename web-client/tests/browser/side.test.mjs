@@ -1,0 +1,105 @@
+// Browser tests of side rooms (issue 17): a facilitator steps out with a member from their support
+// request; the member's page shows the private room; another member's page shows both as away and
+// nothing more. Every wait is on DOM state.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ARTIFACTS, useHarness, eventually, joinAs, personRow, waitForMeeting } from './harness.mjs';
+
+const t = useHarness();
+
+/** @param {import('playwright-core').Page} page @param {string} name */
+async function join(page, name) {
+  await joinAs(page, name);
+  await waitForMeeting(page);
+}
+
+test('a facilitator steps out with a member from their support request; the others see both as away and nothing more', async () => {
+  await t.createMeeting('side', { waiting_room: false });
+  const fac = await t.open('side', 'side-fac', 'facilitator');
+  await join(fac, 'Facil');
+  const alex = await t.open('side', 'side-alex', 'member');
+  await join(alex, 'Alex');
+  const robin = await t.open('side', 'side-robin', 'member');
+  await join(robin, 'Robin');
+
+  // Alex asks for support; the facilitator steps out with them from the request.
+  await alex.getByRole('button', { name: 'I need support' }).click();
+  await alex.getByLabel('Tell the facilitators privately (optional)').fill('I am struggling tonight');
+  await alex.getByRole('button', { name: 'Send privately' }).click();
+  await fac.locator('#support-list li', { hasText: 'Alex' }).waitFor();
+  await fac.getByRole('button', { name: 'Step out with them Alex', exact: true }).click();
+  // The only facilitator is told first that the group's queue and floor will wait.
+  await fac.locator('#confirm-dialog', { hasText: 'You are the only facilitator here' }).waitFor();
+  await fac.getByRole('button', { name: 'Step out anyway' }).click();
+
+  // Alex is asked, privately, and says yes.
+  await alex.locator('#step-out-invite', { hasText: 'Facil asks you to step out with them, privately.' }).waitFor();
+  assert.equal(await robin.locator('#step-out-invite').isVisible(), false, 'nobody else is asked');
+  await alex.getByRole('button', { name: 'Step out', exact: true }).click();
+
+  // Alex's page: the private room, plainly, with the way back.
+  await alex.locator('#side-room-text', { hasText: "You and Facil, privately. The group can't hear you." }).waitFor();
+  await alex.getByRole('button', { name: 'Return to the group' }).waitFor();
+  await alex.locator('#people-count', { hasText: '(2)' }).waitFor();
+  await fac.locator('#side-room-text', { hasText: "You and Alex, privately. The group can't hear you." }).waitFor();
+
+  // Robin's page: both away, and nothing more.
+  for (const name of ['Alex', 'Facil']) {
+    await eventually(() => personRow(robin, name).locator('.meta').textContent(), (v) => v === 'away', `${name} shown as away`);
+  }
+  await robin.locator('#paused-note', { hasText: 'The facilitators are away for a moment.' }).waitFor();
+  assert.equal(await robin.locator('#side-room').isVisible(), false);
+  // What is said in the side room stays there.
+  await alex.getByLabel('Message to everyone').fill('Thank you for stepping out with me');
+  await alex.getByRole('button', { name: 'Send' }).click();
+  await fac.locator('#chat-log li', { hasText: 'Thank you for stepping out' }).waitFor();
+  await robin.getByLabel('Message to everyone').fill('Robin here, holding the space');
+  await robin.getByRole('button', { name: 'Send' }).click();
+  await robin.locator('#chat-log li', { hasText: 'holding the space' }).waitFor();
+  const robinText = (await robin.locator('body').innerText()).toLowerCase();
+  for (const word of ['asked for support', 'privately', 'struggling', 'thank you for stepping', 'side room', 'step out']) {
+    assert.ok(!robinText.includes(word), `Robin's page says "${word}"`);
+  }
+  assert.equal(await alex.locator('#chat-log li', { hasText: 'holding the space' }).count(), 0, 'the group chat stays in the group');
+  await robin.screenshot({ path: path.join(ARTIFACTS, 'side-room-others.png') });
+  await alex.screenshot({ path: path.join(ARTIFACTS, 'side-room-member.png') });
+
+  // Back together: the group sees them again.
+  await alex.getByRole('button', { name: 'Return to the group' }).click();
+  await alex.locator('#side-room').waitFor({ state: 'hidden' });
+  for (const name of ['Alex', 'Facil']) {
+    await eventually(() => personRow(robin, name).locator('.meta').textContent(), (v) => !v?.includes('away'), `${name} back`);
+  }
+  await robin.locator('#paused-note').waitFor({ state: 'hidden' });
+});
+
+test('breakout groups: members choose a group, see it with its timer, and everyone returns', async () => {
+  await t.createMeeting('groups', { waiting_room: false });
+  const fac = await t.open('groups', 'groups-fac', 'facilitator');
+  await join(fac, 'Facil');
+  const sam = await t.open('groups', 'groups-sam', 'member');
+  await join(sam, 'Sam');
+  const lee = await t.open('groups', 'groups-lee', 'member');
+  await join(lee, 'Lee');
+
+  await fac.getByLabel('Groups').fill('2');
+  await fac.getByLabel('Minutes').fill('5');
+  await fac.getByLabel('Who goes where').selectOption('choose');
+  await fac.getByRole('button', { name: 'Open breakout groups' }).click();
+  await fac.locator('#breakout-status', { hasText: '2 breakout groups · back in' }).waitFor();
+
+  for (const page of [sam, lee]) {
+    await page.getByRole('button', { name: 'Join group 1' }).click();
+  }
+  await sam.locator('#side-room-text', { hasText: "Breakout group 1: you and Lee. The main room can't hear you." }).waitFor();
+  await sam.locator('#side-room-timer', { hasText: /^Back in [45]:\d\d$/ }).waitFor();
+  await eventually(() => personRow(fac, 'Sam').locator('.meta').textContent(), (v) => v === 'away', 'Sam away for the facilitator');
+
+  await fac.getByRole('button', { name: 'Return everyone' }).click();
+  for (const page of [sam, lee]) {
+    await page.locator('#side-room').waitFor({ state: 'hidden' });
+  }
+  await eventually(() => personRow(fac, 'Sam').locator('.meta').textContent(), (v) => !v?.includes('away'), 'Sam back');
+});
