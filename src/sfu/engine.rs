@@ -38,6 +38,9 @@ const MAX_STOPPED_MLINES: usize = 16;
 /// `recvmmsg` calls per wake-up (of up to `recv::BATCH` datagrams each) before the engine sends
 /// what they produced.
 const RECV_ROUNDS: usize = 2;
+/// Commands taken before each turn's packets (the rest wait for the next turn, so a burst of
+/// offers cannot stall media).
+const COMMANDS_PER_TURN: usize = 256;
 /// How late a session is seen to when only its pacer asked (see `drive`).
 const PACER_LAG: Duration = Duration::from_millis(50);
 /// How often the engine retries backlogged events and checks unanswered offers.
@@ -211,6 +214,15 @@ impl Engine {
                 self.outbox.flush();
                 self.unanswered(now);
                 self.quality_sweep(now);
+            }
+            // Rules (and every other command) already sent apply before more packets are read: a
+            // mute or a move to a side room holds from the next packet on, not a few turns later.
+            for _ in 0..COMMANDS_PER_TURN {
+                match rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
             }
             let deadline = self.next_deadline().min(next_sweep);
             tokio::select! {
