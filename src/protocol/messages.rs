@@ -656,7 +656,6 @@ pub struct ParticipantView {
     pub muted: bool,
     /// False while a facilitator's mute holds (or, in floor control, without the floor).
     pub can_unmute: bool,
-    pub hand_raised: bool,
     /// False while their connection is down and their seat is held for them.
     pub connected: bool,
     /// In another room of the meeting (a side room or another breakout group): nothing else of

@@ -25,9 +25,9 @@ impl Room {
         if self.queue.iter().any(|q| q.participant_id == id) {
             return Err(ProtocolError::new(C::HandAlreadyRaised, "your hand is already raised"));
         }
+        // One frame for everyone: `queue_updated` says whose hand is up (views carry no copy).
         self.queue.push(QueueEntry { participant_id: id, raised_at: now });
         self.dirty.queue = true;
-        self.touch(id);
         Ok(())
     }
 
@@ -52,7 +52,6 @@ impl Room {
         }
         self.queue.remove(pos);
         self.dirty.queue = true;
-        self.touch(id);
         Ok(())
     }
 

@@ -654,7 +654,6 @@ impl Room {
             role: p.role,
             muted: p.muted,
             can_unmute: self.may_speak(p) && !p.mute_locked,
-            hand_raised: self.stage(p.location).queue.iter().any(|q| q.participant_id == p.id),
             connected: p.connected,
             away: false,
         }

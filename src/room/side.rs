@@ -336,7 +336,6 @@ impl Room {
             role: p.role,
             muted: true,
             can_unmute: false,
-            hand_raised: false,
             connected: p.connected,
             away: true,
         }

@@ -10,12 +10,13 @@ use super::demux::{Demux, Route};
 use super::forward::OutStream;
 use super::outbox::Outbox;
 use super::speakers::Speakers;
+use super::timers::Timers;
 use super::{PeerKey, SfuCmd, SfuEvent, SfuStats};
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Event, ParticipantId};
 use crate::room::{MediaRule, VideoAudience};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
-use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
+use str0m::{Candidate, Event as RtcEvent, Input, Output, Reason, Rtc};
 use tokio::sync::mpsc;
 
 /// How often keyframe requests may reach one publisher's track.
@@ -34,8 +35,14 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stopped m-lines stay in a session's SDP (str0m does not recycle them): past this many, the
 /// server restarts the session instead of renegotiating, so SDP stays bounded under churn.
 const MAX_STOPPED_MLINES: usize = 16;
-/// Datagrams read in one turn before the engine sends what they produced.
-const RECV_PER_TURN: usize = 63;
+/// `recvmmsg` calls per wake-up (of up to `recv::BATCH` datagrams each) before the engine sends
+/// what they produced.
+const RECV_ROUNDS: usize = 2;
+/// Commands taken before each turn's packets (the rest wait for the next turn, so a burst of
+/// offers cannot stall media).
+const COMMANDS_PER_TURN: usize = 256;
+/// How late a session is seen to when only its pacer asked (see `drive`).
+const PACER_LAG: Duration = Duration::from_millis(50);
 /// How often the engine retries backlogged events and checks unanswered offers.
 const SWEEP: Duration = Duration::from_millis(20);
 
@@ -93,7 +100,7 @@ struct Peer {
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
     /// Open outgoing streams by their origin: the per-packet lookup, and the numbering state.
-    out_by_origin: HashMap<(ParticipantId, Mid), OutStream>,
+    out_by_origin: FxHashMap<(ParticipantId, Mid), OutStream>,
     pending: Option<SdpPendingOffer>,
     /// When the pending offer was sent.
     pending_since: Option<Instant>,
@@ -105,7 +112,6 @@ struct Peer {
     quality: super::quality::Quality,
     /// The client's DTLS fingerprint: a later offer with the same one renegotiates this session.
     fingerprint: Option<String>,
-    next_timeout: Instant,
 }
 
 /// Whether `sub` gets a track for `origin`'s media of this kind at all. Tracks that no rule lets
@@ -142,7 +148,7 @@ pub(super) struct Engine {
     meetings: HashMap<Arc<str>, Vec<usize>>,
     /// Rules by participant: they may arrive before the participant's first offer.
     rules: HashMap<PeerKey, MediaRule>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: Timers,
     speakers: HashMap<Arc<str>, Speakers>,
     /// This engine's forwarded-packets counter, and this turn's figures (added once per turn).
     forwarded: prometheus_client::metrics::counter::Counter,
@@ -190,7 +196,7 @@ impl Engine {
             outbox: Outbox::default(),
             meetings: HashMap::new(),
             rules: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             speakers: HashMap::new(),
             rtp: Vec::new(),
             batch: SendBatch::default(),
@@ -199,7 +205,7 @@ impl Engine {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<SfuCmd>) {
-        let mut buf = vec![0u8; 2048];
+        let mut inbox = super::recv::RecvBatch::default();
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
             let now = Instant::now();
@@ -209,19 +215,34 @@ impl Engine {
                 self.unanswered(now);
                 self.quality_sweep(now);
             }
+            // Rules (and every other command) already sent apply before more packets are read: a
+            // mute or a move to a side room holds from the next packet on, not a few turns later.
+            for _ in 0..COMMANDS_PER_TURN {
+                match rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            }
             let deadline = self.next_deadline().min(next_sweep);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => return,
                 },
-                r = self.socket.recv_from(&mut buf) => {
-                    if let Ok((n, source)) = r {
-                        self.packet(&buf[..n], source);
-                        // Whatever else is already waiting, in the same turn (one flush for all).
-                        for _ in 0..RECV_PER_TURN {
-                            let Ok((n, source)) = self.socket.try_recv_from(&mut buf) else { break };
-                            self.packet(&buf[..n], source);
+                r = self.socket.readable() => {
+                    if r.is_ok() {
+                        // Whatever is already waiting, in the same turn (one send batch for all).
+                        for _ in 0..RECV_ROUNDS {
+                            let n = inbox.recv(&self.socket);
+                            for i in 0..n {
+                                if let Some((d, from)) = inbox.get(i) {
+                                    self.packet(d, from);
+                                }
+                            }
+                            if n < super::recv::BATCH {
+                                break;
+                            }
                         }
                     }
                 }
@@ -242,33 +263,13 @@ impl Engine {
     }
 
     fn next_deadline(&mut self) -> Instant {
-        // Skip heap entries made stale by a newer timeout of the same peer.
-        while let Some(&Reverse((at, idx))) = self.timers.peek() {
-            match self.peers.get(idx).and_then(Option::as_ref) {
-                Some(p) if p.next_timeout == at => return at,
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        Instant::now() + Duration::from_secs(1)
+        self.timers.next().unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
     }
 
     fn timeouts(&mut self) {
         let now = Instant::now();
-        while let Some(&Reverse((at, idx))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) else { continue };
-            if p.next_timeout != at {
-                continue;
-            }
-            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
-                p.rtc.disconnect();
-            }
-            self.drive(idx);
+        while let Some(idx) = self.timers.pop_due(now) {
+            self.kick(idx, now);
         }
     }
 
@@ -371,10 +372,16 @@ impl Engine {
                         _ => self.tcp.send(t.destination, &t.contents),
                     },
                     Ok(Output::Timeout(t)) => {
-                        if t != p.next_timeout {
-                            p.next_timeout = t;
-                            self.timers.push(Reverse((t, idx)));
-                        }
+                        // After each send str0m's pacer asks for `handle_timeout` at once (a time
+                        // already past) before it polls its queues again. Every packet written to
+                        // a session brings one anyway (`kick`), so a session only its pacer wants
+                        // is seen to a little later, not once more per packet sent.
+                        let t = if matches!(p.rtc.last_timeout_reason(), Reason::Pacer(_)) {
+                            t.max(Instant::now() + PACER_LAG)
+                        } else {
+                            t
+                        };
+                        self.timers.set(idx, t);
                         break;
                     }
                     Ok(Output::Event(e)) => match e {
@@ -420,12 +427,26 @@ impl Engine {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
+        let now = Instant::now();
         for s in dirty.drain(..) {
             if s != idx {
-                self.drive(s);
+                self.kick(s, now);
             }
         }
         self.dirty = dirty;
+    }
+
+    /// Moves a peer's clock to `now`, then drives it. str0m sends what `write_rtp` queued only
+    /// once its time moves (`handle_timeout` stamps the queued packets and releases them): without
+    /// this, every forwarded packet would wait for the subscriber's own timer, a second turn of
+    /// the loop, a heap entry and a second full poll per subscriber.
+    fn kick(&mut self, idx: usize, now: Instant) {
+        if let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) {
+            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                p.rtc.disconnect();
+            }
+        }
+        self.drive(idx);
     }
 
     /// The forwarding path: one incoming RTP packet to every subscriber the rule allows, without
@@ -779,14 +800,13 @@ impl Engine {
             rtc,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
-            out_by_origin: HashMap::new(),
+            out_by_origin: FxHashMap::default(),
             pending: None,
             pending_since: None,
             stopped_mlines: 0,
             restarting: false,
             quality: super::quality::Quality::new(Instant::now(), &self.metrics),
             fingerprint: client_fingerprint,
-            next_timeout: Instant::now(),
         });
         self.metrics.media_participants.inc();
         self.drive(idx);
@@ -837,6 +857,7 @@ impl Engine {
         p.rtc.disconnect();
         p.quality.release(&self.metrics);
         self.free.push(idx);
+        self.timers.clear(idx);
         self.demux.remove_session(idx);
         self.tcp.forget_session(idx);
         self.metrics.media_participants.dec();

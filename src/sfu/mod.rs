@@ -13,9 +13,11 @@ mod engine;
 mod forward;
 mod outbox;
 mod quality;
+mod recv;
 mod sdp;
 mod speakers;
 mod tcp;
+mod timers;
 
 use crate::metrics::Metrics;
 use crate::protocol::Event;

@@ -100,7 +100,11 @@ pub async fn upgrade(
             let limits = &app.config.limits;
             ws.read_buffer_size(limits.ws_read_buffer_bytes)
                 .write_buffer_size(limits.ws_write_buffer_bytes)
-                .max_write_buffer_size(limits.ws_write_buffer_bytes.max(limits.max_frame_bytes) * 2)
+                // No cap below the largest frame the server itself sends: a `welcome` grows with
+                // the meeting (about 130 bytes a participant), and a frame the buffer cannot take
+                // fails the connection (it cut every joiner past ~870 in a meeting). Memory stays
+                // bounded by the outbound queue (frames) and the batch the writer feeds per flush.
+                .max_write_buffer_size(usize::MAX)
                 .max_message_size(limits.max_frame_bytes)
                 .max_frame_size(limits.max_frame_bytes)
                 .on_upgrade(move |socket| connection::run(socket, app, cred, permit))

@@ -24,6 +24,25 @@ async fn joining_receives_welcome_snapshot_with_resume_token() {
 }
 
 #[tokio::test]
+async fn a_welcome_larger_than_the_write_buffer_still_reaches_the_joiner() {
+    // Small buffers, so a meeting of 24 makes a `welcome` several times the write buffer (the
+    // same as ~900 participants with the default 4 KiB buffer and 64 KiB frame cap).
+    let app = spawn_with(|c| {
+        c.limits.ws_write_buffer_bytes = 512;
+        c.limits.max_frame_bytes = 1024;
+    })
+    .await;
+    let (_f, _) = app.join(ALPHA, "open", "fac-1", Facilitator, "Facil").await;
+    let mut keep = Vec::new();
+    for i in 0..24 {
+        let (c, welcome) = app.join(ALPHA, "open", &format!("m-{i}"), Member, &format!("Person {i}")).await;
+        assert_eq!(welcome["type"], "welcome");
+        assert_eq!(welcome["participants"].as_array().map(Vec::len), Some(i + 2));
+        keep.push(c);
+    }
+}
+
+#[tokio::test]
 async fn others_see_joins_and_leaves() {
     let app = spawn_app().await;
     let (mut f, _) = app.join(ALPHA, "open", "fac-1", Facilitator, "Facil").await;

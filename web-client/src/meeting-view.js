@@ -16,6 +16,7 @@ import { media } from './media.js';
 import { renderSupportAlert, setSound, soundOn } from './support-alert.js';
 import {
   canSendVideo,
+  handRaised,
   heldMuted,
   isFacilitator,
   lastFacilitatorHere,
@@ -74,8 +75,9 @@ export function bindMeeting(c) {
   const send = c.send;
 
   button('hand-btn').addEventListener('click', () => {
-    const me = mySeat(ctx.state());
-    if (me) send(me.hand_raised ? { type: 'lower_hand' } : { type: 'raise_hand' });
+    const s = ctx.state();
+    const me = mySeat(s);
+    if (me) send(handRaised(s, me.participant_id) ? { type: 'lower_hand' } : { type: 'raise_hand' });
   });
   button('mic-btn').addEventListener('click', () => {
     const s = ctx.state();
@@ -461,7 +463,7 @@ function renderMe(s, me, fac, observer) {
   setText(byId('my-role'), s.myRole && s.myRole !== 'member' ? ` (${roleLabel(s.myRole)})` : '');
 
   const hand = button('hand-btn');
-  const raised = Boolean(me?.hand_raised);
+  const raised = Boolean(me && handRaised(s, me.participant_id));
   // A segment of the meeting's format may take hands out (a raised hand can still be lowered).
   const handsAllowed = fac || s.agenda?.current.rules.hands !== false;
   show(hand, !observer && (raised || handsAllowed));
@@ -573,7 +575,7 @@ function personStatus(p, s) {
   const bits = [];
   if (s.activeSpeaker === p.participant_id) bits.push(t('status.speaking'));
   if (s.floor?.participant_id === p.participant_id) bits.push(t('status.sharing'));
-  if (p.hand_raised) bits.push(t('status.hand'));
+  if (handRaised(s, p.participant_id)) bits.push(t('status.hand'));
   if (!p.muted) bits.push(t('status.unmuted'));
   else if (heldMuted(s, p)) bits.push(t('status.heldMuted'));
   else bits.push(t('status.muted'));
@@ -735,7 +737,7 @@ function updateManage(details, p, s) {
   label(b('stepout'), s.location ? t('side.askIn') : t('side.stepOut'), name);
   show(b('stepout'), canAsk);
   label(b('lower'), t('hand.lower'), t('act.ofName', { name }));
-  show(b('lower'), p.hand_raised);
+  show(b('lower'), handRaised(s, p.participant_id));
   label(b('rename'), t('act.rename'), name);
   show(b('promote'), p.role === 'member' || p.role === 'co_facilitator');
   label(b('promote'), p.role === 'co_facilitator' ? t('act.makeMember') : t('act.makeCo'), name);

@@ -803,7 +803,6 @@ export interface ParticipantView {
    */
   connected: boolean;
   display_name: string;
-  hand_raised: boolean;
   muted: boolean;
   participant_id: ParticipantId;
   role: Role;

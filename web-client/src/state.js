@@ -166,6 +166,11 @@ export function heldMuted(s, p) {
   return !p.can_unmute && mayTalk(s, p);
 }
 
+/** Whether this participant's hand is up: the queue is the one record of it. @param {MeetingState} s @param {string} id */
+export function handRaised(s, id) {
+  return s.queue.some((q) => q.participant_id === id);
+}
+
 /** 1-based place in the queue, or 0. @param {MeetingState} s */
 export function myQueuePlace(s) {
   return s.queue.findIndex((q) => q.participant_id === s.me) + 1;

@@ -123,8 +123,20 @@ impl Peer {
         Ok((peer, (dir == Direction::SendOnly).then_some(mid)))
     }
 
-    async fn signal(&mut self, v: &Value) -> anyhow::Result<()> {
+    /// Handles one SDP frame. `media_restart` (the server gave up on a renegotiation, e.g. an
+    /// answer that came too late while a thousand listeners joined) starts a fresh session, as a
+    /// browser does: a new socket and `Rtc`, a new offer; returns its m-line.
+    async fn signal(&mut self, v: &Value, dir: Direction) -> anyhow::Result<Option<Mid>> {
         match v["type"].as_str() {
+            Some("media_restart") => {
+                let fresh = Peer::bare(self.local.ip()).await?;
+                (self.rtc, self.socket, self.local, self.pending) = (fresh.rtc, fresh.socket, fresh.local, None);
+                let (offer, mid) = self.offer(dir)?;
+                if let Some(j) = self.joined.as_mut() {
+                    send_json(&mut j.ws, json!({"type": "media_offer", "sdp": offer})).await?;
+                }
+                return Ok(Some(mid));
+            }
             Some("media_answer") => {
                 if let Some(p) = self.pending.take() {
                     let a = SdpAnswer::from_sdp_string(v["sdp"].as_str().unwrap_or_default())?;
@@ -140,14 +152,14 @@ impl Peer {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Runs until `stop`: UDP, timeouts, signaling; the speaker also sends a frame every 20 ms.
     /// `mine` counts what this peer receives.
     pub(crate) async fn run(
         mut self,
-        speak: Option<Mid>,
+        mut speak: Option<Mid>,
         counters: Arc<Counters>,
         mine: Arc<AtomicU64>,
     ) -> anyhow::Result<()> {
@@ -191,9 +203,15 @@ impl Peer {
                     }
                 }
                 m = next_signal(&mut self.joined) => match m {
-                    Some(Ok(Message::Text(t))) => {
+                    // Only SDP matters here: the rest (a thousand `participant_joined` while
+                    // everyone joins) is skipped without parsing, so the generator keeps up.
+                    Some(Ok(Message::Text(t))) if t.contains("\"type\":\"media_") => {
                         let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                        self.signal(&v).await?;
+                        let dir = if speak.is_some() { Direction::SendOnly } else { Direction::RecvOnly };
+                        if let Some(mid) = self.signal(&v, dir).await? {
+                            connected = false;
+                            speak = speak.map(|_| mid);
+                        }
                     }
                     Some(Ok(_)) => {}
                     _ => anyhow::bail!("signaling closed"),
@@ -332,10 +350,14 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Option<u64>>>,
 {
     let Running { tasks, per_listener, listeners, counters, mut errors } = run;
-    // Wait until media flows to (nearly) everyone: received grows by listeners x 25 packets.
+    // Wait until media flows to everyone: received grows by listeners x 25 packets and every
+    // listener has had some (a listener still negotiating would read as loss).
     let warm = async {
         let start = counters.received.load(Ordering::Relaxed);
-        while counters.received.load(Ordering::Relaxed) < start + listeners as u64 * 25 {
+        let before: Vec<u64> = per_listener.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        while counters.received.load(Ordering::Relaxed) < start + listeners as u64 * 25
+            || per_listener.iter().zip(&before).any(|(c, b)| c.load(Ordering::Relaxed) == *b)
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };

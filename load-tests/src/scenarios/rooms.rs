@@ -258,14 +258,13 @@ impl Driver {
         let pid = self.members[who].as_ref().map(|m| m.pid.clone()).unwrap_or_default();
         if let Some(pos) = self.queue.iter().position(|q| *q == who) {
             self.queue.remove(pos);
+            // One frame per recipient: `queue_updated` is the hand's only event.
             let measure = Matcher::without(QUEUE, &pid);
-            let done = Matcher::new(PUPDATE, &pid).and("\"hand_raised\":false");
-            self.event("hand", who, r#"{"type":"lower_hand"}"#.into(), measure, done).await;
+            self.event("hand", who, r#"{"type":"lower_hand"}"#.into(), measure.clone(), measure).await;
         } else {
             self.queue.push(who);
             let measure = Matcher::new(QUEUE, &pid);
-            let done = Matcher::new(PUPDATE, &pid).and("\"hand_raised\":true");
-            self.event("hand", who, r#"{"type":"raise_hand"}"#.into(), measure, done).await;
+            self.event("hand", who, r#"{"type":"raise_hand"}"#.into(), measure.clone(), measure).await;
         }
     }
 
