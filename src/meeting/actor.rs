@@ -327,18 +327,20 @@ impl Actor {
         let now = self.clock.now();
         if handover {
             if let Some(seat) = self.seat.clone() {
-                for p in self.room.participants().iter().filter(|p| p.admitted && p.connected) {
-                    self.writes.push(Record::Presence(PresenceRow {
-                        meeting_id: self.room.id().to_string(),
-                        program_id: p.member.program.clone(),
-                        member_ref: p.member.member_ref.clone(),
-                        participant_id: p.id.to_string(),
-                        kind: Kind::Disconnected,
-                        reason: None,
-                        at: now as i64,
-                        role: None,
-                    }));
-                }
+                // Recorded as the room records any drop, through `dispatch`.
+                let mut gone: Vec<Effect> = self
+                    .room
+                    .participants()
+                    .iter()
+                    .filter(|p| p.admitted && p.connected)
+                    .map(|p| Effect::Presence {
+                        participant_id: p.id,
+                        member: p.member.clone(),
+                        change: crate::room::Presence::Disconnected,
+                        at: now,
+                    })
+                    .collect();
+                self.dispatch(&mut gone, None);
                 self.finish_writes().await;
                 let mut snap = self.room.to_snapshot(now);
                 snap.handed_over = true;

@@ -39,6 +39,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
+/// A client's socket, served here or passed on to the meeting's owner: small buffers, the frame cap.
+fn sized(ws: WebSocketUpgrade, limits: &crate::config::Limits) -> WebSocketUpgrade {
+    ws.read_buffer_size(limits.ws_read_buffer_bytes)
+        .write_buffer_size(limits.ws_write_buffer_bytes)
+        // No cap below the largest frame the server itself sends: a `welcome` grows with the
+        // meeting (about 130 bytes a participant), and a frame the buffer cannot take fails the
+        // connection (it cut every joiner past ~870 in a meeting). Memory stays bounded by the
+        // outbound queue (frames) and the batch the writer feeds per flush.
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+}
+
 /// The upgrade handler.
 pub async fn upgrade(
     State(app): State<AppState>,
@@ -80,14 +93,8 @@ pub async fn upgrade(
                 return match proxy::connect(f).await {
                     Ok(upstream) => {
                         drop(permit);
-                        let limits = &app.config.limits;
                         let metrics = app.metrics.clone();
-                        ws.read_buffer_size(limits.ws_read_buffer_bytes)
-                            .write_buffer_size(limits.ws_write_buffer_bytes)
-                            .max_write_buffer_size(limits.ws_write_buffer_bytes.max(limits.max_frame_bytes) * 2)
-                            .max_message_size(limits.max_frame_bytes)
-                            .max_frame_size(limits.max_frame_bytes)
-                            .on_upgrade(move |socket| proxy::pipe(socket, upstream, metrics))
+                        sized(ws, &app.config.limits).on_upgrade(move |socket| proxy::pipe(socket, upstream, metrics))
                     }
                     Err(refusal) => refusal,
                 };
@@ -97,17 +104,7 @@ pub async fn upgrade(
     }
     match authorize(&app, client, token, certificate).await {
         Ok((cred, permit)) => {
-            let limits = &app.config.limits;
-            ws.read_buffer_size(limits.ws_read_buffer_bytes)
-                .write_buffer_size(limits.ws_write_buffer_bytes)
-                // No cap below the largest frame the server itself sends: a `welcome` grows with
-                // the meeting (about 130 bytes a participant), and a frame the buffer cannot take
-                // fails the connection (it cut every joiner past ~870 in a meeting). Memory stays
-                // bounded by the outbound queue (frames) and the batch the writer feeds per flush.
-                .max_write_buffer_size(usize::MAX)
-                .max_message_size(limits.max_frame_bytes)
-                .max_frame_size(limits.max_frame_bytes)
-                .on_upgrade(move |socket| connection::run(socket, app, cred, permit))
+            sized(ws, &app.config.limits).on_upgrade(move |socket| connection::run(socket, app, cred, permit))
         }
         Err(e) => {
             // Counted in the metrics by the API's error layer, like every API error. The client's
@@ -194,9 +191,14 @@ async fn route(
             "the meeting is moving to another server; try again in a moment",
         )
     };
+    // Redis away, or no node taking meetings: not a move, so the message says what it is.
     let cluster_error = |e: crate::cluster::ClusterError| {
         tracing::warn!(error = %e, "cluster: cannot route a connection");
-        unavailable()
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the servers cannot find or start this meeting right now; try again in a moment",
+        )
     };
     let owner = cluster.owner(&meeting, &app.store, from_node && place).await.map_err(cluster_error)?;
     let owner = match owner {
