@@ -165,6 +165,13 @@ impl Store {
     /// Cluster mode: raises the meeting's fencing token to `fence` (a node took it over) and
     /// returns the token now current (higher than `fence` when a later owner already claimed it).
     pub async fn claim_fence(&self, meeting: &str, fence: i64) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            // A batch of the old owner may hold the row (share lock): wait for it, but not for
+            // ever (a stalled one is ended by `idle_in_transaction_session_timeout`); past this
+            // the takeover fails and the client's next attempt tries again.
+            sqlx::query("SET LOCAL lock_timeout = '10s'").execute(&mut *tx).await?;
+        }
         let row = sqlx::query(
             "INSERT INTO meeting_fences (meeting_id, fence) VALUES ($1, $2) ON CONFLICT (meeting_id) DO UPDATE SET \
              fence = CASE WHEN excluded.fence > meeting_fences.fence THEN excluded.fence ELSE meeting_fences.fence END \
@@ -172,9 +179,11 @@ impl Store {
         )
         .bind(meeting)
         .bind(fence)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(row.try_get(0)?)
+        let current = row.try_get(0)?;
+        tx.commit().await?;
+        Ok(current)
     }
 
     /// Whether a record written under `fence` still speaks for the meeting (no fence: single node).

@@ -154,7 +154,16 @@ impl Store {
         let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
         let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         opts = if postgres {
-            opts.max_connections(10)
+            // A process that stalls inside a transaction (a paused cluster node) must not hold its
+            // row locks for as long as it is paused: PostgreSQL ends such a transaction after a few
+            // seconds (the node retries the batch when it wakes). Haven's transactions never wait
+            // on anything but the database, so a healthy node never comes near this.
+            opts.max_connections(10).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET idle_in_transaction_session_timeout = 5000").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
         } else {
             // SQLite takes one writer at a time; WAL lets readers go on meanwhile.
             opts.max_connections(4).after_connect(|conn, _| {
