@@ -120,6 +120,8 @@ pub struct Server {
     drain_stop: CancellationToken,
     /// Cluster mode: the snapshot writer and its stop.
     snapshot_writer: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+    /// Heartbeat, key reload, series horizon, webhooks, retention, cluster beat and inbox.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The demo program and meeting ids.
@@ -392,18 +394,27 @@ impl Server {
             cluster: cluster.clone(),
             next_conn: AtomicU64::new(1),
         }));
-        tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1)));
-        crate::webhooks::dispatch::spawn(app.store.clone(), app.config.webhooks.clone(), app.shutdown.clone());
-        tokio::spawn(reload_keys(app.clone()));
+        // Every background task stops on `app.shutdown` and `shutdown()` waits for all of them:
+        // once it returns, nothing of this server holds a database transaction (an embedded
+        // SQLite file is free for the CLI or the next start at once).
+        let mut background = vec![
+            tokio::spawn(heartbeat(app.clone(), app.config.limits.heartbeat_seconds.max(1))),
+            tokio::spawn(reload_keys(app.clone())),
+            tokio::spawn(crate::api::series::horizon_task(app.clone())),
+        ];
+        background.extend(crate::webhooks::dispatch::spawn(
+            app.store.clone(),
+            app.config.webhooks.clone(),
+            app.shutdown.clone(),
+        ));
         let snapshot_writer = cluster.map(|c| {
-            tokio::spawn(crate::cluster::run_node(app.clone(), c.clone()));
-            tokio::spawn(c.clone().run_inbox(app.clone()));
+            background.push(tokio::spawn(crate::cluster::run_node(app.clone(), c.clone())));
+            background.push(tokio::spawn(c.clone().run_inbox(app.clone())));
             let stop = CancellationToken::new();
             (tokio::spawn(c.run_writer(stop.clone())), stop)
         });
-        tokio::spawn(crate::api::series::horizon_task(app.clone()));
         if let Some(days) = app.config.attendance_retention_days {
-            tokio::spawn(retention(app.clone(), days));
+            background.push(tokio::spawn(retention(app.clone(), days)));
         }
         let router = crate::api::router(app.clone()).layer(
             tower_http::trace::TraceLayer::new_for_http()
@@ -426,7 +437,7 @@ impl Server {
             let _ = writer_done_tx.send(());
         });
         tracing::info!(%addr, "listening");
-        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done, drain, drain_stop, snapshot_writer })
+        Ok(Server { addr, app, demo, demo_meeting, serve, writer_done, drain, drain_stop, snapshot_writer, background })
     }
 
     /// Stops gracefully: no new connections, every meeting tells its participants and closes,
@@ -445,6 +456,9 @@ impl Server {
         self.app.rooms.shutdown_all().await;
         let _ = self.writer_done.await;
         let _ = self.serve.await;
+        for task in self.background {
+            let _ = task.await;
+        }
         // Everything is durable in the journal; give the database a few seconds to take it, and
         // leave the rest for the next start to replay.
         let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.app.flush_store()).await;

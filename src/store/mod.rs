@@ -168,9 +168,12 @@ impl Store {
             // SQLite takes one writer at a time; WAL lets readers go on meanwhile.
             opts.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
+                    // The busy timeout first: switching to WAL takes a lock, and another
+                    // process (the CLI beside a server, a server still closing) may hold it for
+                    // a moment; without the timeout that moment is an immediate "database is locked".
+                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     Ok(())
                 })

@@ -217,7 +217,7 @@ async fn haven_api_key_replaces_a_lost_demo_key() {
         .args(["--data-dir", dir.path().to_str().unwrap(), "api-key", "--program", "nosuch"])
         .output()
         .unwrap();
-    assert!(!o.status.success() && stderr(&o).contains("unknown program"));
+    assert!(!o.status.success() && stderr(&o).contains("unknown program"), "{}", stderr(&o));
 }
 
 #[tokio::test]
