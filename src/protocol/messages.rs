@@ -495,9 +495,10 @@ pub enum Command {
     MediaAnswer { sdp: String },
     /// A trickled ICE candidate (`candidate:...` line). Optional: the server also learns addresses from ICE checks.
     IceCandidate { candidate: String },
-    /// Facilitator: ask a member in the main room to step out with you into a private side room
-    /// (they answer with `answer_step_out`). From inside a step-out, ask another facilitator in.
-    /// When you are the main room's only facilitator the first try is refused with
+    /// Facilitator: ask a member of your room (the main room, or the breakout group you are in) to
+    /// step out with you into a private side room (they answer with `answer_step_out`). From inside
+    /// a step-out, ask another facilitator in (from the main room, or from the group the step-out
+    /// started from). When you are the main room's only facilitator the first try is refused with
     /// `confirm_required` (its floor and queue pause while you are away); `confirm: true` goes anyway.
     StepOut {
         participant_id: ParticipantId,
@@ -512,7 +513,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         confirm: bool,
     },
-    /// Leave a side room or breakout group for the main room.
+    /// Leave a side room or breakout group: a breakout group for the main room; a step-out for the
+    /// room you came from (your breakout group while it is open, else the main room).
     ReturnToMain,
     /// Facilitator: split the main room into breakout groups for `seconds`.
     OpenBreakouts {

@@ -52,8 +52,13 @@ pub(crate) struct StageRef<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Kind {
-    /// A facilitator and a member (`member`), and any facilitator brought in.
-    StepOut { member: ParticipantId },
+    /// A facilitator and a member (`member`), and any facilitator brought in; started from `from`
+    /// (the main room, or the breakout group the two were in).
+    StepOut {
+        member: ParticipantId,
+        #[serde(default)]
+        from: Location,
+    },
     /// Breakout group number `group` (from 1).
     Breakout { group: u32 },
 }
@@ -64,15 +69,23 @@ pub(crate) struct SideRoom {
     pub kind: Kind,
     opened_by: ParticipantId,
     stage: Stage,
+    /// A step-out's occupants and the room each came from (a breakout group; the main room when
+    /// absent): where they go back to while that room is open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    came_from: Vec<(ParticipantId, Location)>,
 }
 
 /// An open step-out invitation: `room` none for a new step-out, else the step-out `to` is asked into.
+/// `at` is where `to` was asked (for a new step-out, where both are): the main room or a breakout
+/// group. It holds while `to` (and for a new step-out the facilitator) is still there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Invite {
     pub id: u64,
     from: ParticipantId,
     pub to: ParticipantId,
     room: Option<Location>,
+    #[serde(default)]
+    at: Location,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +202,21 @@ impl Room {
         self.side.rooms.iter().find(|r| r.id == loc)
     }
 
+    /// Whether `loc` is an open breakout group.
+    fn is_breakout(&self, loc: Location) -> bool {
+        self.side_room(loc).is_some_and(|r| matches!(r.kind, Kind::Breakout { .. }))
+    }
+
+    /// Where `id`, in `loc`, goes on leaving it: from a step-out, back to the breakout group they
+    /// came from while it is open; otherwise (and from a breakout group) the main room.
+    fn way_back(&self, id: ParticipantId, loc: Location) -> Location {
+        let came_from = self.side_room(loc).and_then(|r| r.came_from.iter().find(|(p, _)| *p == id)).map(|&(_, l)| l);
+        match came_from {
+            Some(l) if self.is_breakout(l) => l,
+            _ => MAIN,
+        }
+    }
+
     /// Admitted participants in `loc`.
     pub(crate) fn occupants(&self, loc: Location) -> impl Iterator<Item = &Participant> {
         self.participants.iter().filter(move |p| p.admitted && p.location == loc)
@@ -289,6 +317,9 @@ impl Room {
             return;
         }
         self.leave_stage(id, now, out);
+        if let Some(r) = self.side.rooms.iter_mut().find(|r| r.id == from) {
+            r.came_from.retain(|(p, _)| *p != id);
+        }
         if let Some(p) = self.get_mut(id) {
             p.location = to;
             p.shown_away = None;
@@ -299,7 +330,7 @@ impl Room {
             if loc != MAIN && !self.side.changed.contains(&loc) {
                 self.side.changed.push(loc);
             }
-            if self.side_room(loc).is_some_and(|r| matches!(r.kind, Kind::Breakout { .. })) {
+            if self.is_breakout(loc) {
                 self.side.breakouts_dirty = true;
             }
         }
@@ -457,7 +488,7 @@ impl Room {
             .rooms
             .iter()
             .filter_map(|r| match r.kind {
-                Kind::StepOut { member } => {
+                Kind::StepOut { member, .. } => {
                     let n = self.occupants(r.id).count();
                     let fac = self.occupants(r.id).any(|p| p.role.is_facilitator());
                     (n < 2 || !fac).then_some((r.id, r.opened_by, member))
@@ -469,7 +500,8 @@ impl Room {
             out.push(self.audit(now, opened_by, "side_room_closed", Some(member), None));
             let ids: Vec<ParticipantId> = self.occupants(loc).map(|p| p.id).collect();
             for id in ids {
-                self.move_to(id, MAIN, now, out);
+                let to = self.way_back(id, loc);
+                self.move_to(id, to, now, out);
             }
             self.side.rooms.retain(|r| r.id != loc);
             self.side.changed.retain(|&l| l != loc);
@@ -479,9 +511,11 @@ impl Room {
         for inv in invites {
             let from = self.get(inv.from).filter(|p| p.admitted).map(|p| p.location);
             let to = self.get(inv.to).filter(|p| p.admitted).map(|p| p.location);
-            let fits = to == Some(MAIN)
+            // Both still where the invitation found them (a closed group has sent them back).
+            let fits = to == Some(inv.at)
+                && (inv.at == MAIN || self.is_breakout(inv.at))
                 && match inv.room {
-                    None => from == Some(MAIN),
+                    None => from == Some(inv.at),
                     Some(r) => from == Some(r) && self.location_exists(r),
                 };
             if fits {
@@ -532,11 +566,13 @@ impl Room {
         if !t.admitted {
             return Err(ProtocolError::new(C::NotAdmitted, "that participant is still waiting"));
         }
-        if t.location != MAIN {
-            return Err(wrong_location("they are not in the main room"));
-        }
-        let room = match f.location {
-            MAIN => {
+        let here = f.location;
+        let room = match self.side_room(here).map(|r| r.kind) {
+            // From the main room or a breakout group: with a member of that room.
+            None | Some(Kind::Breakout { .. }) => {
+                if t.location != here {
+                    return Err(wrong_location("they are not in your room"));
+                }
                 if t.role.is_facilitator() {
                     return Err(ProtocolError::new(
                         C::Forbidden,
@@ -548,9 +584,12 @@ impl Room {
                 }
                 None
             }
-            loc => {
-                if !self.side_room(loc).is_some_and(|r| matches!(r.kind, Kind::StepOut { .. })) {
-                    return Err(wrong_location("a step-out starts from the main room"));
+            // From a step-out: another facilitator, from the main room or the group it started from.
+            Some(Kind::StepOut { from: origin, .. }) => {
+                if t.location != MAIN && (t.location != origin || !self.is_breakout(origin)) {
+                    return Err(wrong_location(
+                        "they are neither in the main room nor in the group you stepped out of",
+                    ));
                 }
                 if !t.role.is_facilitator() {
                     return Err(ProtocolError::new(
@@ -558,9 +597,10 @@ impl Room {
                         "only another facilitator can be asked into a side room",
                     ));
                 }
-                Some(loc)
+                Some(here)
             }
         };
+        let at = t.location;
         let display_name = f.name.as_str().to_string();
         // One open invitation per person: a new one replaces the old.
         if let Some(old) = self.side.invites.iter().position(|i| i.to == target) {
@@ -569,7 +609,7 @@ impl Room {
         }
         self.side.last_invite += 1;
         let invite_id = self.side.last_invite;
-        self.side.invites.push(Invite { id: invite_id, from, to: target, room });
+        self.side.invites.push(Invite { id: invite_id, from, to: target, room, at });
         out.push(Effect::Send {
             to: Audience::One(target),
             event: Event::StepOutInvite { invite_id, participant_id: from, display_name },
@@ -611,9 +651,10 @@ impl Room {
                 let id = self.side.last_room;
                 self.side.rooms.push(SideRoom {
                     id,
-                    kind: Kind::StepOut { member: from },
+                    kind: Kind::StepOut { member: from, from: inv.at },
                     opened_by: inv.from,
                     stage: Stage::default(),
+                    came_from: vec![(inv.from, inv.at), (from, inv.at)],
                 });
                 out.push(self.audit(now, inv.from, "side_room_opened", Some(from), None));
                 self.move_to(inv.from, id, now, out);
@@ -621,6 +662,9 @@ impl Room {
             }
             Some(room) => {
                 out.push(self.audit(now, inv.from, "side_room_joined", Some(from), None));
+                if let Some(r) = self.side.rooms.iter_mut().find(|r| r.id == room) {
+                    r.came_from.push((from, inv.at));
+                }
                 self.move_to(from, room, now, out);
             }
         }
@@ -633,12 +677,14 @@ impl Room {
         now: Millis,
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
-        let p = self.get(from).ok_or_else(not_found)?;
-        if p.location == MAIN {
+        let here = self.get(from).ok_or_else(not_found)?.location;
+        if here == MAIN {
             return Err(ProtocolError::new(C::NotInSideRoom, "you are in the main room"));
         }
-        // A step-out left with one person (or without a facilitator) closes in `tidy_side`.
-        self.move_to(from, MAIN, now, out);
+        // From a step-out, back to the group it started from while that is open. A step-out left
+        // with one person (or without a facilitator) closes in `tidy_side`.
+        let to = self.way_back(from, here);
+        self.move_to(from, to, now, out);
         Ok(())
     }
 
@@ -730,6 +776,7 @@ impl Room {
                 kind: Kind::Breakout { group: g + 1 },
                 opened_by: from,
                 stage: Stage::default(),
+                came_from: Vec::new(),
             });
         }
         self.side.breakout_epoch = self.side.breakout_epoch.wrapping_add(1);

@@ -424,6 +424,216 @@ fn a_restored_room_keeps_its_side_rooms_their_stages_and_the_breakout_timer() {
     assert_eq!(room.get(m).unwrap().location, side, "a step-out is no breakout group");
 }
 
+/// `f` (in the main room) opens two groups by hand: the co-facilitator `c` runs group 1 with `a`
+/// and `b`; `x` is in group 2. Returns group 1 and group 2.
+fn groups_with_a_facilitator(
+    h: &mut H,
+    f: ParticipantId,
+    c: ParticipantId,
+    a: ParticipantId,
+    b: ParticipantId,
+    x: ParticipantId,
+) -> (Location, Location) {
+    h.cmd(f, breakouts(2, 600, BreakoutAssign::Manual, vec![vec![c, a, b], vec![x]])).unwrap();
+    let (g1, g2) = (loc(h, a), loc(h, x));
+    assert!(g1 != MAIN && g2 != MAIN && g1 != g2);
+    assert_eq!((loc(h, c), loc(h, b)), (g1, g1));
+    (g1, g2)
+}
+
+/// Everything `who` got in the last input, checked to say nothing of `x` beyond "away".
+fn only_away(h: &H, who: ParticipantId, xs: &[ParticipantId]) {
+    for e in h.events_to(who) {
+        for &x in xs {
+            assert!(!reveals(&e, x), "{who:?} learned more than away of {x:?}: {e:?}");
+        }
+        assert!(!matches!(e, Event::Chat { .. } | Event::StepOutInvite { .. }), "{who:?} got {e:?}");
+    }
+}
+
+#[test]
+fn a_facilitator_in_a_breakout_group_steps_out_with_a_member_of_it_and_both_return_to_the_group() {
+    let mut h = H::open();
+    let f = h.join("fac", Role::Facilitator);
+    let c = h.join("cof", Role::CoFacilitator);
+    let a = h.join("alex", Role::Member);
+    let b = h.join("bo", Role::Member);
+    let x = h.join("xi", Role::Member);
+    let (g1, g2) = groups_with_a_facilitator(&mut h, f, c, a, b, x);
+
+    // The group's facilitator asks; nobody else hears of it. No warning: the main room keeps `f`.
+    h.cmd(c, step_out(c, a)).unwrap();
+    for who in [f, b, x] {
+        assert!(h.events_to(who).is_empty(), "nobody else hears of the invitation");
+    }
+    let inv = invite_to(&h, a);
+    h.cmd(a, accept(inv)).unwrap();
+    let side = loc(&h, a);
+    assert!(side != MAIN && side != g1 && side != g2, "a side room of its own");
+    assert_eq!(loc(&h, c), side);
+    assert_eq!(loc(&h, b), g1, "the rest of the group stays");
+    for who in [a, c] {
+        let view = h.events_to(who).into_iter().find_map(|e| match e {
+            Event::LocationChanged { location: Some(l), participants, .. } => Some((l, participants)),
+            _ => None,
+        });
+        let (l, participants) = view.expect("a fresh view of the step-out");
+        assert_eq!(l.kind, LocationKind::StepOut);
+        assert_eq!(l.group, None);
+        assert!(l.participants.len() == 2 && l.participants.contains(&a) && l.participants.contains(&c));
+        assert!(participants.iter().any(|p| p.participant_id == b && p.away), "the group is elsewhere now");
+    }
+    // The group sees the two as away and nothing more; its own view no longer lists them.
+    let to_b = h.events_to(b);
+    let away: Vec<ParticipantId> = to_b
+        .iter()
+        .filter_map(|e| match e {
+            Event::ParticipantUpdated { participant } if participant.away => Some(participant.participant_id),
+            _ => None,
+        })
+        .collect();
+    let group_view = to_b.iter().find_map(|e| match e {
+        Event::LocationChanged { location: Some(l), participants, .. } => Some((l.clone(), participants.clone())),
+        _ => None,
+    });
+    let (l, participants) = group_view.expect("the group's fresh view");
+    assert_eq!((l.kind, l.group, l.participants.clone()), (LocationKind::Breakout, Some(1), vec![b]));
+    for id in [a, c] {
+        assert!(
+            away.contains(&id) || participants.iter().any(|p| p.participant_id == id && p.away),
+            "the group sees {id:?} as away"
+        );
+        assert!(participants.iter().filter(|p| p.participant_id == id).all(|p| p.away && p.muted && !p.can_unmute));
+    }
+    for who in [b, f, x] {
+        only_away(&h, who, &[a, c]);
+    }
+    assert!(
+        !h.out.iter().any(
+            |e| matches!(e, Effect::Send { event: Event::MeetingUpdated { meeting }, .. } if meeting.main_room_paused)
+        ),
+        "the main room keeps its facilitator"
+    );
+    // Media: the two hear each other only; the group and the main room go on.
+    assert_eq!((h.p(a).media.location, h.p(c).media.location), (side, side));
+    assert_eq!((h.p(b).media.location, h.p(x).media.location, h.p(f).media.location), (g1, g2, MAIN));
+    // What happens inside stays inside, and the group's stage is its own.
+    h.cmd(a, Command::SetMuted { muted: false }).unwrap();
+    h.cmd(a, Command::Chat { text: "I am not ok".into() }).unwrap();
+    for who in [b, f, x] {
+        assert!(h.events_to(who).is_empty(), "nothing of the step-out reaches {who:?}");
+    }
+    h.cmd(a, Command::RaiseHand).unwrap();
+    h.cmd(b, Command::RaiseHand).unwrap();
+    assert!(h.events_to(a).is_empty() && h.events_to(c).is_empty(), "the group's queue is its own");
+    assert_eq!(h.room.stage(g1).queue.iter().map(|q| q.participant_id).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(h.room.stage(side).queue.iter().map(|q| q.participant_id).collect::<Vec<_>>(), vec![a]);
+    assert_eq!(h.code(c, Command::GiveFloor { participant_id: b }), ErrorCode::WrongLocation);
+    check_locations(&h.room);
+
+    // The member returns: to the group, not the main room; the step-out, left with one, closes
+    // and the facilitator is back in the group too.
+    h.now += 60_000;
+    h.cmd(a, Command::ReturnToMain).unwrap();
+    assert_eq!((loc(&h, a), loc(&h, c)), (g1, g1), "both are back in their group");
+    assert!(h.out.iter().any(|e| matches!(e, Effect::Audit(au) if au.action == "side_room_closed" && au.target == Some(a) && au.detail.is_none())));
+    for who in [a, c] {
+        let view = h.events_to(who).into_iter().find_map(|e| match e {
+            Event::LocationChanged { location, participants, queue, .. } => Some((location, participants, queue)),
+            _ => None,
+        });
+        let (l, participants, queue) = view.expect("the group's view again");
+        let l = l.expect("in a breakout group, not the main room");
+        assert_eq!((l.kind, l.group), (LocationKind::Breakout, Some(1)));
+        assert_eq!(l.participants.len(), 3);
+        assert!(participants.iter().any(|p| p.participant_id == b && !p.away));
+        assert_eq!(queue.iter().map(|q| q.participant_id).collect::<Vec<_>>(), vec![b], "the group's queue");
+    }
+    let back: Vec<ParticipantId> = h
+        .events_to(b)
+        .iter()
+        .filter_map(|e| match e {
+            Event::ParticipantUpdated { participant } if !participant.away => Some(participant.participant_id),
+            _ => None,
+        })
+        .collect();
+    assert!(back.contains(&a) && back.contains(&c), "the group sees them back");
+    for who in [f, x] {
+        only_away(&h, who, &[a, c, b]);
+    }
+    assert_eq!((h.p(a).media.location, h.p(c).media.location), (g1, g1));
+    assert!(matches!(
+        h.room.breakouts_view(),
+        Some(v) if v.groups.iter().any(|g| g.group == 1 && g.participants.len() == 3)
+    ));
+    check_locations(&h.room);
+    // The groups end as usual: everyone is in the main room.
+    h.advance(600_000);
+    assert!([a, b, c, x].iter().all(|&p| loc(&h, p) == MAIN));
+}
+
+#[test]
+fn a_step_out_from_a_group_outlives_the_groups_and_then_returns_to_the_main_room() {
+    let mut h = H::open();
+    let f = h.join("fac", Role::Facilitator);
+    let c = h.join("cof", Role::CoFacilitator);
+    let a = h.join("alex", Role::Member);
+    let b = h.join("bo", Role::Member);
+    let x = h.join("xi", Role::Member);
+    groups_with_a_facilitator(&mut h, f, c, a, b, x);
+    let side = stepped_out(&mut h, c, a);
+    // "Return everyone" does not break up a private conversation.
+    h.cmd(f, Command::CloseBreakouts).unwrap();
+    assert_eq!((loc(&h, b), loc(&h, x)), (MAIN, MAIN));
+    assert_eq!((loc(&h, a), loc(&h, c)), (side, side), "the step-out goes on");
+    only_away(&h, f, &[a, c]);
+    check_locations(&h.room);
+    // Its group is gone: back to the main room.
+    h.cmd(c, Command::ReturnToMain).unwrap();
+    assert_eq!((loc(&h, a), loc(&h, c)), (MAIN, MAIN));
+    assert!(h.events_to(a).iter().any(|e| matches!(e, Event::LocationChanged { location: None, .. })));
+
+    // An invitation made in a group is withdrawn when the group closes before the answer.
+    groups_with_a_facilitator(&mut h, f, c, a, b, x);
+    h.cmd(c, step_out(c, a)).unwrap();
+    let inv = invite_to(&h, a);
+    h.cmd(f, Command::CloseBreakouts).unwrap();
+    assert!(h.events_to(a).iter().any(|e| matches!(e, Event::StepOutWithdrawn { invite_id } if *invite_id == inv)));
+    assert_eq!(h.code(a, accept(inv)), ErrorCode::InviteNotFound);
+    assert!([a, c].iter().all(|&p| loc(&h, p) == MAIN));
+}
+
+#[test]
+fn in_a_group_a_step_out_takes_only_its_own_members_and_each_returns_where_they_came_from() {
+    let mut h = H::open();
+    let f = h.join("fac", Role::Facilitator);
+    let c = h.join("cof", Role::CoFacilitator);
+    let a = h.join("alex", Role::Member);
+    let b = h.join("bo", Role::Member);
+    let x = h.join("xi", Role::Member);
+    let (g1, _g2) = groups_with_a_facilitator(&mut h, f, c, a, b, x);
+    // Only with someone in one's own room.
+    assert_eq!(h.code(c, step_out(c, x)), ErrorCode::WrongLocation, "not with another group's member");
+    assert_eq!(h.code(f, step_out(f, a)), ErrorCode::WrongLocation, "not from the main room into a group");
+    assert_eq!(h.code(b, step_out(b, a)), ErrorCode::Forbidden, "members cannot");
+    let side = stepped_out(&mut h, c, a);
+    // From the step-out, the main room's facilitator can be asked in (warned: the last one there).
+    h.cmd(c, Command::StepOut { participant_id: f, confirm: false }).unwrap();
+    let inv = invite_to(&h, f);
+    assert_eq!(h.code(f, accept(inv)), ErrorCode::ConfirmRequired);
+    h.cmd(f, Command::AnswerStepOut { invite_id: inv, accept: true, confirm: true }).unwrap();
+    assert_eq!(loc(&h, f), side);
+    assert!(h.room.meeting_view().main_room_paused);
+    // Each goes back where they came from: the group's facilitator to the group...
+    h.cmd(c, Command::ReturnToMain).unwrap();
+    assert_eq!((loc(&h, c), loc(&h, a), loc(&h, f)), (g1, side, side));
+    // ...the main room's to the main room, and the member, left alone, to their group.
+    h.cmd(f, Command::ReturnToMain).unwrap();
+    assert_eq!((loc(&h, f), loc(&h, a)), (MAIN, g1));
+    assert!(!h.room.meeting_view().main_room_paused);
+    check_locations(&h.room);
+}
+
 // ---- the property: one location each, and the main room learns only "away" ----
 
 /// Whether `event`, reaching someone outside `x`'s side room, reveals more of `x` than "away".

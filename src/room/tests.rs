@@ -707,6 +707,22 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Mostly side-room commands, with what happens around them (hands, floor, chat, mutes, roles,
+/// removals, time).
+fn side_op() -> impl Strategy<Value = Op> {
+    let kind = prop_oneof![
+        12 => 38u8..47,
+        2 => prop_oneof![Just(0u8), Just(5), Just(7), Just(12), Just(15), Just(24), Just(26), Just(27), Just(32)],
+    ];
+    prop_oneof![
+        1 => (0u8..6, 0u8..4, any::<bool>()).prop_map(|(member, role, named)| Op::Join { member, role, named }),
+        12 => (0u8..8, kind, 0u8..8, 0u32..400).prop_map(|(actor, kind, target, n)| Op::Cmd { actor, kind, target, n }),
+        1 => (0u8..8).prop_map(|who| Op::Drop { who }),
+        1 => (0u8..8).prop_map(|who| Op::Resume { who }),
+        1 => (0u32..200_000).prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
 /// Command kinds, weighted toward the ones whose interplay the invariants are about.
 fn kind() -> impl Strategy<Value = u8> {
     prop_oneof![
@@ -718,7 +734,7 @@ fn kind() -> impl Strategy<Value = u8> {
         1 => Just(26u8), // next speaker
         1 => Just(9u8),  // admit
         8 => 0u8..38,
-        6 => 38u8..46, // side rooms and breakout groups
+        6 => 38u8..47, // side rooms and breakout groups
     ]
 }
 
@@ -795,6 +811,15 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
         43 => Command::CloseBreakouts,
         44 => Command::StepOut { participant_id: pid, confirm: true },
         45 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: true, confirm: true },
+        // Group 1 by hand with its sender (see the property test), so step-outs start from groups too.
+        46 => Command::OpenBreakouts {
+            groups: 2,
+            seconds: 1 + n % 800,
+            warning_seconds: None,
+            assign: crate::protocol::BreakoutAssign::Manual,
+            assignments: vec![vec![pid]],
+            confirm: true,
+        },
         _ => Command::NextSpeaker,
     }
 }
@@ -836,94 +861,133 @@ fn check_invariants(room: &Room) {
     }
 }
 
+/// Runs `ops` on a room that starts with a facilitator and three members, checking the invariants,
+/// the location invariants and the side rooms' privacy after each step, and a snapshot at the end.
+fn run_ops(ops: Vec<Op>, waiting: bool) -> Result<(), TestCaseError> {
+    let mut h = H::new(MeetingSettings { waiting_room: waiting, ..Default::default() });
+    // A facilitator and three members to start with, so most sequences exercise controls.
+    h.join("f0", Role::Facilitator);
+    for m in ["m0", "m1", "m2"] {
+        h.join(m, Role::Member);
+    }
+    let roles = [Role::Facilitator, Role::CoFacilitator, Role::Member, Role::Observer];
+    for op in ops {
+        let ids: Vec<ParticipantId> = h.room.participants().iter().map(|p| p.id).collect();
+        let pick = |i: u8| ids.get(i as usize % ids.len().max(1)).copied();
+        match op {
+            Op::Join { member, role, named } => {
+                let name = format!("Person {member}");
+                let _ = h.join_as(&format!("m{member}"), roles[role as usize], named.then_some(name.as_str()));
+            }
+            Op::Cmd { actor, kind, target, n } => {
+                let Some(mut from) = pick(actor) else { continue };
+                let target = pick(target).unwrap_or(from);
+                let mut cmd = command(kind, target, n);
+                if let Command::AnswerStepOut { invite_id, .. } = &mut cmd {
+                    // Mostly someone who has an invitation answers it, so step-outs happen.
+                    let open = &h.room.side.invites;
+                    if let Some(inv) = open.get(n as usize % open.len().max(1)).filter(|_| n % 5 != 0) {
+                        from = inv.to;
+                    }
+                    if let Some(inv) = h.room.side.invites.iter().find(|i| i.to == from).filter(|_| n % 5 != 0) {
+                        *invite_id = inv.id;
+                    }
+                }
+                if let Command::StepOut { participant_id, .. } = &mut cmd {
+                    // Mostly a member of the sender's own room (the main room or a group), so
+                    // step-outs happen from both.
+                    let here = h.room.get(from).map(|p| p.location).unwrap_or(MAIN);
+                    let members: Vec<ParticipantId> = h
+                        .room
+                        .occupants(here)
+                        .filter(|p| p.id != from && !p.role.is_facilitator())
+                        .map(|p| p.id)
+                        .collect();
+                    if !members.is_empty() && n % 4 != 0 {
+                        *participant_id = members[n as usize % members.len()];
+                    }
+                }
+                if let (46, Command::OpenBreakouts { assignments, .. }) = (kind, &mut cmd) {
+                    // The sender runs group 1 with everyone in the main room (so that a
+                    // facilitator in a group steps out with a member of it now and then).
+                    *assignments = vec![std::iter::once(from)
+                        .chain(h.room.occupants(MAIN).map(|p| p.id).filter(|&p| p != from))
+                        .collect()];
+                }
+                let before = format!("{:?}", h.room);
+                let actor = h.room.get(from).cloned();
+                let actor_role = actor.as_ref().map(|p| p.role);
+                let was_locked = actor.as_ref().is_some_and(|p| p.mute_locked);
+                let fac_only = cmd.is_facilitator_only();
+                let unmute = cmd == Command::SetMuted { muted: false };
+                let side_before: Vec<(ParticipantId, Location)> =
+                    h.room.participants().iter().filter(|p| p.location != MAIN).map(|p| (p.id, p.location)).collect();
+                let result = h.cmd(from, cmd);
+                side_tests::check_privacy(&h, &side_before);
+                let after = format!("{:?}", h.room);
+                match &result {
+                    Err(_) => {
+                        prop_assert_eq!(&before, &after, "an error leaves the room unchanged");
+                        prop_assert!(h.out.is_empty(), "an error has no effects");
+                    }
+                    Ok(()) => prop_assert_ne!(&before, &after, "a successful command changes the room"),
+                }
+                if fac_only && !actor_role.is_some_and(Role::is_facilitator) {
+                    prop_assert_eq!(result.as_ref().map_err(|e| e.code), Err(ErrorCode::Forbidden));
+                }
+                if unmute && was_locked {
+                    prop_assert!(result.is_err(), "a member's own command never lifts a facilitator's mute");
+                }
+                if was_locked && !actor_role.is_some_and(Role::is_facilitator) {
+                    if let Some(p) = h.room.get(from) {
+                        prop_assert!(p.muted, "still muted after their own command");
+                    }
+                }
+            }
+            Op::Drop { who } => {
+                if let Some(p) = pick(who) {
+                    let _ = h.run(Input::Disconnected { participant_id: p });
+                }
+            }
+            Op::Resume { who } => {
+                if let Some(p) = pick(who) {
+                    let token = h.p(p).resume_token.clone();
+                    let r = h.run(Input::Resume { resume_token: token, new_resume_token: format!("r{}", h.now) });
+                    prop_assert!(r.is_ok() || h.room.is_ended());
+                }
+            }
+            Op::Advance { ms } => {
+                h.advance(u64::from(ms));
+            }
+        }
+        check_invariants(&h.room);
+        side_tests::check_locations(&h.room);
+    }
+    // Whatever happened, a snapshot carries every decision to another node (cluster).
+    let bytes = crate::room::snapshot::encode(&h.room.to_snapshot(h.now));
+    let snap = crate::room::snapshot::decode(&bytes).expect("a snapshot decodes");
+    let mut out = Vec::new();
+    let restored = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 1, &mut out);
+    prop_assert!(h.room.same_state(&restored), "a restored room holds the same decisions");
+    check_invariants(&restored);
+    side_tests::check_locations(&restored);
+    prop_assert!(restored.participants().iter().all(|p| !p.connected), "everyone comes back by resume");
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn room_invariants_hold_under_random_commands(ops in proptest::collection::vec(op(), 1..120), waiting in any::<bool>()) {
-        let mut h = H::new(MeetingSettings { waiting_room: waiting, ..Default::default() });
-        // A facilitator and three members to start with, so most sequences exercise controls.
-        h.join("f0", Role::Facilitator);
-        for m in ["m0", "m1", "m2"] {
-            h.join(m, Role::Member);
-        }
-        let roles = [Role::Facilitator, Role::CoFacilitator, Role::Member, Role::Observer];
-        for op in ops {
-            let ids: Vec<ParticipantId> = h.room.participants().iter().map(|p| p.id).collect();
-            let pick = |i: u8| ids.get(i as usize % ids.len().max(1)).copied();
-            match op {
-                Op::Join { member, role, named } => {
-                    let name = format!("Person {member}");
-                    let _ = h.join_as(&format!("m{member}"), roles[role as usize], named.then_some(name.as_str()));
-                }
-                Op::Cmd { actor, kind, target, n } => {
-                    let Some(from) = pick(actor) else { continue };
-                    let target = pick(target).unwrap_or(from);
-                    let mut cmd = command(kind, target, n);
-                    if let Command::AnswerStepOut { invite_id, .. } = &mut cmd {
-                        // Mostly the invitation the sender really has, so step-outs happen.
-                        if let Some(inv) = h.room.side.invites.iter().find(|i| i.to == from).filter(|_| n % 5 != 0) {
-                            *invite_id = inv.id;
-                        }
-                    }
-                    let before = format!("{:?}", h.room);
-                    let actor = h.room.get(from).cloned();
-                    let actor_role = actor.as_ref().map(|p| p.role);
-                    let was_locked = actor.as_ref().is_some_and(|p| p.mute_locked);
-                    let fac_only = cmd.is_facilitator_only();
-                    let unmute = cmd == Command::SetMuted { muted: false };
-                    let side_before: Vec<(ParticipantId, Location)> =
-                        h.room.participants().iter().filter(|p| p.location != MAIN).map(|p| (p.id, p.location)).collect();
-                    let result = h.cmd(from, cmd);
-                    side_tests::check_privacy(&h, &side_before);
-                    let after = format!("{:?}", h.room);
-                    match &result {
-                        Err(_) => {
-                            prop_assert_eq!(&before, &after, "an error leaves the room unchanged");
-                            prop_assert!(h.out.is_empty(), "an error has no effects");
-                        }
-                        Ok(()) => prop_assert_ne!(&before, &after, "a successful command changes the room"),
-                    }
-                    if fac_only && !actor_role.is_some_and(Role::is_facilitator) {
-                        prop_assert_eq!(result.as_ref().map_err(|e| e.code), Err(ErrorCode::Forbidden));
-                    }
-                    if unmute && was_locked {
-                        prop_assert!(result.is_err(), "a member's own command never lifts a facilitator's mute");
-                    }
-                    if was_locked && !actor_role.is_some_and(Role::is_facilitator) {
-                        if let Some(p) = h.room.get(from) {
-                            prop_assert!(p.muted, "still muted after their own command");
-                        }
-                    }
-                }
-                Op::Drop { who } => {
-                    if let Some(p) = pick(who) {
-                        let _ = h.run(Input::Disconnected { participant_id: p });
-                    }
-                }
-                Op::Resume { who } => {
-                    if let Some(p) = pick(who) {
-                        let token = h.p(p).resume_token.clone();
-                        let r = h.run(Input::Resume { resume_token: token, new_resume_token: format!("r{}", h.now) });
-                        prop_assert!(r.is_ok() || h.room.is_ended());
-                    }
-                }
-                Op::Advance { ms } => {
-                    h.advance(u64::from(ms));
-                }
-            }
-            check_invariants(&h.room);
-            side_tests::check_locations(&h.room);
-        }
-        // Whatever happened, a snapshot carries every decision to another node (cluster).
-        let bytes = crate::room::snapshot::encode(&h.room.to_snapshot(h.now));
-        let snap = crate::room::snapshot::decode(&bytes).expect("a snapshot decodes");
-        let mut out = Vec::new();
-        let restored = Room::restore(snap, RoomLimits::default(), [], h.now, h.now + 1, &mut out);
-        prop_assert!(h.room.same_state(&restored), "a restored room holds the same decisions");
-        check_invariants(&restored);
-        side_tests::check_locations(&restored);
-        prop_assert!(restored.participants().iter().all(|p| !p.connected), "everyone comes back by resume");
+        run_ops(ops, waiting)?;
+    }
+
+    /// The same with side rooms and breakout groups most of the time: step-outs from the main room
+    /// and from inside groups, groups closing around them, returns.
+    #[test]
+    fn room_invariants_hold_under_random_side_room_commands(ops in proptest::collection::vec(side_op(), 1..120)) {
+        run_ops(ops, false)?;
     }
 }
 
