@@ -69,6 +69,85 @@ async fn step_out_the_two_hear_each_other_nobody_else_hears_them_and_the_main_ro
     assert_eq!(m.largest_jump(&speaker.pid, "audio"), Some(1), "m's stream of the main room has a gap");
 }
 
+/// Waits for 20 more packets of `from`'s audio at `listener`.
+async fn hears_more(listener: &mut MediaPeer, from: &str) {
+    let n = listener.received(from, "audio") + 20;
+    listener.wait_received(from, "audio", n).await;
+}
+
+#[tokio::test]
+async fn a_step_out_inside_a_breakout_group_isolates_the_two_from_their_group_and_returns_them_to_it() {
+    let app = spawn_app().await;
+    let f = MediaPeer::join(&app, "open", "fac", Facilitator, false).await;
+    let mut c = MediaPeer::join(&app, "open", "group-fac", Facilitator, false).await;
+    let mut a = MediaPeer::join(&app, "open", "alex", Member, false).await;
+    let mut b = MediaPeer::join(&app, "open", "bo", Member, false).await;
+    for p in [&c, &a, &b] {
+        p.send(json!({"type": "set_muted", "muted": false})).await;
+    }
+    // Group 1 by hand, run by the second facilitator; the first stays in the main room.
+    f.send(json!({"type": "open_breakouts", "groups": 2, "seconds": 3600, "assign": "manual",
+        "assignments": [[c.pid, a.pid, b.pid]]}))
+        .await;
+    for p in [&mut c, &mut a, &mut b] {
+        let here = p.event("location_changed").await;
+        assert_eq!(
+            (here["location"]["kind"].as_str(), here["location"]["group"].as_u64()),
+            (Some("breakout"), Some(1))
+        );
+    }
+    // Positive control: the group hears itself.
+    hears_more(&mut b, &a.pid).await;
+    hears_more(&mut b, &c.pid).await;
+    hears_more(&mut a, &b.pid).await;
+
+    // The group's facilitator steps out with alex: no confirmation, the main room keeps its own.
+    c.send(json!({"type": "step_out", "participant_id": a.pid})).await;
+    let invite = a.event("step_out_invite").await;
+    assert_eq!(invite["participant_id"], c.pid.as_str());
+    a.send(json!({"type": "answer_step_out", "invite_id": invite["invite_id"], "accept": true})).await;
+    for p in [&mut a, &mut c] {
+        let here = p.event("location_changed").await;
+        assert_eq!(here["location"]["kind"], "step_out", "{here}");
+        assert_eq!(here["location"]["participants"].as_array().map(Vec::len), Some(2), "{here}");
+    }
+    // The group's own view: only bo is left, the two are away and nothing more.
+    let group = b.event("location_changed").await;
+    assert_eq!(group["location"]["participants"], json!([b.pid]), "{group}");
+    for p in group["participants"].as_array().unwrap() {
+        if p["participant_id"] == a.pid.as_str() || p["participant_id"] == c.pid.as_str() {
+            assert_eq!((&p["away"], &p["muted"]), (&json!(true), &json!(true)), "{p}");
+        }
+    }
+    assert!(!group.to_string().contains("step_out"), "{group}");
+    // The two hear each other...
+    let (ca, ac) = (c.received(&a.pid, "audio"), a.received(&c.pid, "audio"));
+    c.wait_received(&a.pid, "audio", ca + 25).await;
+    a.wait_received(&c.pid, "audio", ac + 25).await;
+    // ...their group and the main room hear neither, and they hear nothing of the group.
+    assert_not_forwarded(&mut a, &b, "audio").await;
+    assert_not_forwarded(&mut c, &b, "audio").await;
+    assert_not_forwarded(&mut a, &f, "audio").await;
+    assert_not_forwarded(&mut b, &a, "audio").await;
+    assert_not_forwarded(&mut b, &c, "audio").await;
+
+    // Alex returns: to the group, and the step-out, left with one, brings its facilitator back too.
+    a.send(json!({"type": "return_to_main"})).await;
+    for p in [&mut a, &mut c] {
+        let back = p.event("location_changed").await;
+        assert_eq!(
+            (back["location"]["kind"].as_str(), back["location"]["group"].as_u64()),
+            (Some("breakout"), Some(1))
+        );
+        assert_eq!(back["location"]["participants"].as_array().map(Vec::len), Some(3), "{back}");
+    }
+    // The group hears them again, and they the group; the main room still hears no group.
+    hears_more(&mut b, &a.pid).await;
+    hears_more(&mut b, &c.pid).await;
+    hears_more(&mut a, &b.pid).await;
+    assert_not_forwarded(&mut a, &f, "audio").await;
+}
+
 /// Packet counts of every (listener, sender) pair among `peers`.
 fn counts(peers: &[MediaPeer]) -> HashMap<(usize, usize), u64> {
     let mut c = HashMap::new();
