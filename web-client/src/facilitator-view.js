@@ -3,7 +3,7 @@
 
 import { byId, confirmDialog, h, label, reconcile, setText, show, timeOfDay } from './dom.js';
 import { durationWords, t } from './i18n.js';
-import { serverNow } from './state.js';
+import { serverNow, stepOutTarget } from './state.js';
 import { soundOn } from './support-alert.js';
 
 /** @typedef {import('./state.js').MeetingState} MeetingState */
@@ -104,8 +104,9 @@ export function renderSupport(s, send, stepOut) {
       label(/** @type {HTMLElement} */ (li.querySelector('[data-act="ack"]')), t('support.ack'), t('support.whose', { name: r.display_name }));
       const out = /** @type {HTMLElement} */ (li.querySelector('[data-act="stepout"]'));
       label(out, t('side.stepOut'), r.display_name);
-      // Only from the main room, and only while they are there too.
-      show(out, !s.location && s.participants.get(r.participant_id)?.away === false);
+      // Only while they are in my room (the main room, or my breakout group).
+      const who = s.participants.get(r.participant_id);
+      show(out, Boolean(who && stepOutTarget(s, who) === 'stepOut'));
     },
   );
 }

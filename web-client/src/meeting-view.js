@@ -2,6 +2,7 @@
 // here, chat, and for facilitators the waiting room, support requests and meeting controls.
 // `render` is called after every change; it updates the page in place.
 
+import { bindBreakouts, renderBreakouts, tickBreakouts } from './breakout-view.js';
 import { byId, clock, confirmDialog, h, label, reconcile, setText, show, spokenDuration, timeOfDay } from './dom.js';
 import {
   labelShareOptions,
@@ -27,6 +28,7 @@ import {
   placeText,
   roleLabel,
   serverNow,
+  stepOutTarget,
   unmuteBlocker,
 } from './state.js';
 
@@ -126,14 +128,7 @@ export function bindMeeting(c) {
   button('invite-accept').addEventListener('click', () => void answer(true));
   button('invite-decline').addEventListener('click', () => void answer(false));
   button('return-btn').addEventListener('click', () => send({ type: 'return_to_main' }));
-  byId('breakout-form', HTMLFormElement).addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    const groups = Number(byId('breakout-groups', HTMLInputElement).value);
-    const minutes = Number(byId('breakout-minutes', HTMLInputElement).value);
-    const assign = byId('breakout-assign', HTMLSelectElement).value === 'choose' ? 'choose' : 'auto';
-    send({ type: 'open_breakouts', groups, seconds: Math.round(minutes * 60), assign });
-  });
-  button('breakout-close').addEventListener('click', () => send({ type: 'close_breakouts' }));
+  bindBreakouts(c);
   button('pass-btn').addEventListener('click', () => send({ type: 'pass' }));
 
   // Support: a small private form.
@@ -231,6 +226,7 @@ export function render(s) {
   renderPeople(s, fac);
   renderChat(s, fac, observer);
   renderSide(s, fac);
+  renderBreakouts(s);
 
   show(byId('fac-waiting'), fac && s.waiting.length > 0);
   show(byId('fac-support'), fac && s.support.length > 0);
@@ -248,6 +244,7 @@ export function render(s) {
 export function tick(s) {
   renderTimer(s);
   renderSideTimers(s);
+  tickBreakouts(s);
   renderAgendaTimer(s);
   for (const li of byId('waiting-list').children) {
     const since = Number(/** @type {HTMLElement} */ (li).dataset.since);
@@ -258,13 +255,15 @@ export function tick(s) {
 
 /**
  * The step-out invitation, the side room I am in ("You and Alex, privately. The group can't hear
- * you.") with its way back, the breakout groups (choose one; for facilitators open and close them),
- * and the main room's pause while its facilitators are away.
+ * you.") with its way back, who runs my breakout group, the choice of groups when members choose,
+ * and the main room's pause while its facilitators are away. (Facilitators open and follow the
+ * groups in breakout-view.js.)
  * @param {MeetingState} s @param {boolean} fac
  */
 function renderSide(s, fac) {
   const invite = s.invite;
-  show(byId('step-out-invite'), Boolean(invite) && !s.location);
+  // Asked from the main room or from inside my breakout group.
+  show(byId('step-out-invite'), Boolean(invite) && s.location?.kind !== 'step_out');
   if (invite) setText(byId('invite-text'), t('side.invite', { name: invite.display_name }));
 
   const room = byId('side-room');
@@ -273,12 +272,22 @@ function renderSide(s, fac) {
   room.dataset.kind = s.location?.kind ?? '';
   setText(byId('side-room-text'), placeText(s));
   if (s.location && !wasShown) byId('side-room-text').focus({ preventScroll: true });
+  // A breakout group goes back to the main room; a step-out to where it started (the group).
+  setText(button('return-btn'), s.location?.kind === 'breakout' ? t('side.returnMain') : t('side.return'));
+  // Who runs this breakout group: a facilitator placed in it.
+  const runs = s.location?.kind === 'breakout'
+    ? s.location.participants.filter((id) => isFacilitator(s.participants.get(id)?.role))
+    : [];
+  const runsEl = byId('side-room-runs');
+  show(runsEl, runs.length > 0);
+  let runsText = '';
+  if (s.me && runs.includes(s.me)) runsText = t('side.youFacilitate');
+  else if (runs.length) runsText = t('side.facilitatedBy', { names: runs.map((id) => nameOf(s, id)).join(', ') });
+  setText(runsEl, runsText);
   // A facilitator in a step-out can ask another facilitator in.
-  const inRoom = s.location?.participants ?? [];
-  const askable =
-    fac && s.location?.kind === 'step_out'
-      ? [...s.participants.values()].filter((p) => isFacilitator(p.role) && !p.away && !inRoom.includes(p.participant_id))
-      : [];
+  const askable = fac && s.location?.kind === 'step_out'
+    ? [...s.participants.values()].filter((p) => stepOutTarget(s, p) === 'askIn')
+    : [];
   reconcile(
     byId('side-room-ask'),
     askable,
@@ -305,9 +314,6 @@ function renderSide(s, fac) {
   }
   show(byId('paused-note'), Boolean(s.meeting?.main_room_paused) && !s.location && !fac);
   setText(byId('paused-note'), t('side.paused'));
-
-  show(byId('breakout-form'), fac && !b && !s.location);
-  show(button('breakout-close'), fac && Boolean(b));
   renderSideTimers(s);
 }
 
@@ -317,12 +323,6 @@ function renderSideTimers(s) {
   const timer = byId('side-room-timer');
   show(timer, endsAt !== null);
   if (endsAt !== null) setText(timer, t('side.backIn', { time: clock(Math.max(0, endsAt - serverNow(s))) }));
-  const status = byId('breakout-status');
-  const b = s.breakouts;
-  show(status, Boolean(b) && isFacilitator(s.myRole));
-  if (b) {
-    setText(status, t('side.breakoutStatus', { n: b.groups.length, time: clock(Math.max(0, b.ends_at - serverNow(s))) }));
-  }
 }
 
 /** The meeting's format: every segment, the current one, its time left. @param {MeetingState} s @param {boolean} fac */
@@ -732,10 +732,11 @@ function updateManage(details, p, s) {
   show(b('mute'), action !== null);
   label(b('floor'), t('act.giveFloor'), t('act.toName', { name }));
   show(b('floor'), p.role !== 'observer' && !p.away && s.floor?.participant_id !== p.participant_id);
-  // From the main room: step out with a member. From a step-out: ask another facilitator in.
-  const canAsk = !p.away && (s.location ? s.location.kind === 'step_out' && isFacilitator(p.role) && !s.location.participants.includes(p.participant_id) : !isFacilitator(p.role));
-  label(b('stepout'), s.location ? t('side.askIn') : t('side.stepOut'), name);
-  show(b('stepout'), canAsk);
+  // From the main room or a breakout group: step out with a member of it. From a step-out: ask
+  // another facilitator in.
+  const step = stepOutTarget(s, p);
+  label(b('stepout'), step === 'askIn' ? t('side.askIn') : t('side.stepOut'), name);
+  show(b('stepout'), step !== null);
   label(b('lower'), t('hand.lower'), t('act.ofName', { name }));
   show(b('lower'), handRaised(s, p.participant_id));
   label(b('rename'), t('act.rename'), name);

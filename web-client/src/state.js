@@ -118,6 +118,23 @@ export function lastFacilitatorHere(s) {
   return ![...s.participants.values()].some((p) => p.participant_id !== s.me && isFacilitator(p.role) && !p.away);
 }
 
+/**
+ * What I, a facilitator, can ask of `p`: from the main room or a breakout group, to step out with
+ * me (a member of that same room); from a step-out, to come in (another facilitator, from the main
+ * room). Null when neither.
+ * @param {MeetingState} s @param {ParticipantView} p @returns {'stepOut' | 'askIn' | null}
+ */
+export function stepOutTarget(s, p) {
+  if (!isFacilitator(s.myRole) || p.participant_id === s.me || p.away) return null;
+  const l = s.location;
+  if (l?.kind === 'step_out') {
+    return isFacilitator(p.role) && !l.participants.includes(p.participant_id) ? 'askIn' : null;
+  }
+  // In a breakout group, its own people; in the main room, whoever is not away is there too.
+  const sameRoom = !l || l.participants.includes(p.participant_id);
+  return sameRoom && !isFacilitator(p.role) ? 'stepOut' : null;
+}
+
 /** @param {Role | null | undefined} role */
 export function isFacilitator(role) {
   return role === 'facilitator' || role === 'co_facilitator';
@@ -447,7 +464,10 @@ export function apply(s, msg, now) {
       s.activeSpeaker = null;
       // Each room has its own chat: what was said in one stays there.
       if (Boolean(was) !== Boolean(s.location) || was?.group !== s.location?.group) s.chat = [];
-      if (!was && s.location) notes.push({ text: placeText(s), urgent: true });
+      // Somewhere else now (not just someone joining my room): say where.
+      if (s.location && (was?.kind !== s.location.kind || was?.group !== s.location.group)) {
+        notes.push({ text: placeText(s), urgent: true });
+      }
       if (was && !s.location) notes.push({ text: t('side.back'), urgent: true });
       break;
     }

@@ -84,7 +84,7 @@ test('breakout groups: members choose a group, see it with its timer, and everyo
   const lee = await t.open('groups', 'groups-lee', 'member');
   await join(lee, 'Lee');
 
-  await fac.getByLabel('Groups').fill('2');
+  await fac.getByLabel('Groups', { exact: true }).fill('2');
   await fac.getByLabel('Minutes').fill('5');
   await fac.getByLabel('Who goes where').selectOption('choose');
   await fac.getByRole('button', { name: 'Open breakout groups' }).click();
@@ -102,4 +102,85 @@ test('breakout groups: members choose a group, see it with its timer, and everyo
     await page.locator('#side-room').waitFor({ state: 'hidden' });
   }
   await eventually(() => personRow(fac, 'Sam').locator('.meta').textContent(), (v) => !v?.includes('away'), 'Sam back');
+});
+
+test('breakout groups by hand: the facilitator puts each person in a group and names a co-facilitator for one; each page shows its group and the co-facilitator runs theirs', async () => {
+  await t.createMeeting('byhand', { waiting_room: false });
+  const fac = await t.open('byhand', 'byhand-fac', 'facilitator');
+  await join(fac, 'Facil');
+  /** @type {Record<string, import('playwright-core').Page>} */
+  const pages = {};
+  for (const name of ['Kim', 'Alex', 'Bo', 'Cy']) {
+    pages[name] = await t.open('byhand', `byhand-${name.toLowerCase()}`, 'member');
+    await join(pages[name], name);
+  }
+  const { Kim: kim, Alex: alex, Bo: bo, Cy: cy } = pages;
+
+  // Kim becomes a co-facilitator.
+  const kimRow = personRow(fac, 'Kim');
+  await kimRow.getByText('Manage').click();
+  await kimRow.getByRole('button', { name: 'Make co-facilitator Kim' }).click();
+  await kim.locator('#my-role', { hasText: 'co-facilitator' }).waitFor();
+
+  // The facilitator sets two groups by hand: Kim runs group 1 with Bo; Alex and Cy are group 2.
+  // (Each choice differs from the even split the form starts from, so the hand shows.)
+  await fac.getByLabel('Groups', { exact: true }).fill('2');
+  await fac.getByLabel('Minutes').fill('5');
+  await fac.getByLabel('Who goes where').selectOption('manual');
+  const people = fac.locator('#breakout-people');
+  await people.waitFor();
+  await fac.getByLabel('Facilitator for group 1').selectOption({ label: 'Kim' });
+  await people.getByLabel('Bo', { exact: true }).selectOption({ label: 'Group 1' });
+  await people.getByLabel('Alex', { exact: true }).selectOption({ label: 'Group 2' });
+  await people.getByLabel('Cy', { exact: true }).selectOption({ label: 'Group 2' });
+  assert.equal(await fac.getByLabel('Facilitator for group 2').inputValue(), '', 'group 2 has no facilitator');
+  await fac.screenshot({ path: path.join(ARTIFACTS, 'breakouts-by-hand.png') });
+  await fac.setViewportSize({ width: 390, height: 844 });
+  await fac.locator('#fac-breakouts').screenshot({ path: path.join(ARTIFACTS, 'breakouts-by-hand-phone.png') });
+  await fac.setViewportSize({ width: 1280, height: 800 });
+  await fac.getByRole('button', { name: 'Open breakout groups' }).click();
+
+  // Each member's page shows the group they were put in.
+  await bo.locator('#side-room-text', { hasText: "Breakout group 1: you and Kim. The main room can't hear you." }).waitFor();
+  await bo.locator('#side-room-runs', { hasText: 'Facilitating this group: Kim' }).waitFor();
+  await alex.locator('#side-room-text', { hasText: "Breakout group 2: you and Cy. The main room can't hear you." }).waitFor();
+  await cy.locator('#side-room-text', { hasText: "Breakout group 2: you and Alex. The main room can't hear you." }).waitFor();
+  assert.equal(await alex.locator('#side-room-runs').isVisible(), false, 'nobody was named for group 2');
+  await kim.locator('#side-room-text', { hasText: "Breakout group 1: you and Bo. The main room can't hear you." }).waitFor();
+  await kim.locator('#side-room-runs', { hasText: 'You facilitate this group.' }).waitFor();
+  for (const page of [bo, kim]) await page.locator('#people-count', { hasText: '(2)' }).waitFor();
+
+  // The facilitator sees the groups and their time; nobody stayed in the main room but them.
+  await fac.locator('#breakout-status', { hasText: /^2 breakout groups · back in [45]:\d\d$/ }).waitFor();
+  await fac.locator('#breakout-list li[data-group="1"]', { hasText: 'Kim (co-facilitator), Bo' }).waitFor();
+  await fac.locator('#breakout-list li[data-group="2"]', { hasText: 'Alex, Cy' }).waitFor();
+  for (const name of ['Kim', 'Alex', 'Bo', 'Cy']) {
+    await eventually(() => personRow(fac, name).locator('.meta').textContent(), (v) => v === 'away', `${name} away for the facilitator`);
+  }
+
+  // Kim runs group 1: the facilitator's controls, for that group only.
+  await kim.locator('#fac-floor').getByRole('button', { name: 'Next speaker' }).waitFor();
+  const boRow = personRow(kim, 'Bo');
+  await boRow.getByText('Manage').click();
+  await boRow.getByRole('button', { name: 'Give the floor to Bo' }).click();
+  await bo.locator('#floor-status', { hasText: /^You have the floor/ }).waitFor();
+  await kim.locator('#floor-status', { hasText: 'Bo has the floor.' }).waitFor();
+  for (const page of [alex, fac]) {
+    assert.equal(await page.locator('#floor-status').textContent(), 'Nobody has the floor.', 'the floor is the group\'s own');
+  }
+  await kim.screenshot({ path: path.join(ARTIFACTS, 'breakout-co-facilitator.png') });
+
+  // Inside the group, Kim steps out with Bo; "Return to the group" brings them back to group 1.
+  await boRow.getByRole('button', { name: 'Step out with them Bo' }).click();
+  await bo.locator('#step-out-invite', { hasText: 'Kim asks you to step out with them, privately.' }).waitFor();
+  await bo.getByRole('button', { name: 'Step out', exact: true }).click();
+  await bo.locator('#side-room-text', { hasText: "You and Kim, privately. The group can't hear you." }).waitFor();
+  await bo.getByRole('button', { name: 'Return to the group' }).click();
+  await bo.locator('#side-room-text', { hasText: "Breakout group 1: you and Kim. The main room can't hear you." }).waitFor();
+  await kim.locator('#side-room-runs', { hasText: 'You facilitate this group.' }).waitFor();
+
+  // Return everyone.
+  await fac.getByRole('button', { name: 'Return everyone' }).click();
+  for (const page of [kim, alex, bo, cy]) await page.locator('#side-room').waitFor({ state: 'hidden' });
+  await fac.locator('#breakout-form').waitFor();
 });
