@@ -78,6 +78,8 @@ pub struct Metrics {
     pub cluster_proxied_connections: Gauge,
     /// Cluster mode: room snapshots written to Redis.
     pub cluster_snapshots_written: Counter,
+    /// Cluster mode: room snapshots taken (serialised and sealed) by meeting actors.
+    pub cluster_snapshots_taken: Counter,
     registry: Registry,
 }
 
@@ -196,6 +198,11 @@ impl Metrics {
             "cluster_snapshots_written",
             "Room snapshots written to Redis",
             m.cluster_snapshots_written.clone(),
+        );
+        reg.register(
+            "cluster_snapshots_taken",
+            "Room snapshots taken by meeting actors (at most one per meeting per 50 ms)",
+            m.cluster_snapshots_taken.clone(),
         );
         m.registry = reg;
         m

@@ -115,6 +115,12 @@ fn derive(secret: &str, label: &str) -> [u8; 32] {
 }
 
 /// The cluster as one node sees it.
+/// How long an actor lets room changes gather before it takes one snapshot of them. A snapshot
+/// serialises and seals the whole room, so taking one per input (a hand raise, a mute) would cost
+/// O(room) per input; this bounds it to 20 per second per meeting. A node that dies loses at most
+/// this much more than the writer's own latency; the ledger (journal) is not affected.
+pub const SNAPSHOT_DEBOUNCE_MS: u64 = 50;
+
 pub struct Cluster {
     pub node: String,
     pub url: String,
@@ -129,6 +135,9 @@ pub struct Cluster {
     wake_writer: Notify,
     /// Snapshots taken from `pending` and not yet written.
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Meetings whose state changed and whose snapshot is not taken yet (the actor takes it at
+    /// most every [`SNAPSHOT_DEBOUNCE_MS`]).
+    due: std::sync::atomic::AtomicUsize,
     draining: AtomicBool,
     redis_ok: AtomicBool,
     /// Meetings this node placed lately, and on which node (see [`Cluster::place`]).
@@ -245,6 +254,7 @@ impl Cluster {
             pending: Mutex::new(HashMap::new()),
             wake_writer: Notify::new(),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            due: std::sync::atomic::AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             redis_ok: AtomicBool::new(true),
             recent_placements: Mutex::new(std::collections::VecDeque::new()),
@@ -314,7 +324,20 @@ impl Cluster {
 
     /// Snapshots taken but not yet in Redis (`/readyz`; tests wait for 0).
     pub fn unwritten_snapshots(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len() + self.in_flight.load(Ordering::Relaxed)
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self.in_flight.load(Ordering::Relaxed)
+            + self.due.load(Ordering::Relaxed)
+    }
+
+    /// An actor's state changed; it will take a snapshot within [`SNAPSHOT_DEBOUNCE_MS`].
+    pub fn snapshot_due(&self) {
+        self.due.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The snapshot an actor said was due is taken (handed to [`Cluster::put_snapshot`]) or no
+    /// longer needed (the actor stopped or the meeting moved).
+    pub fn snapshot_settled(&self) {
+        self.due.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// How many leases this node holds.
@@ -558,6 +581,7 @@ impl Cluster {
     /// `version` grows with every snapshot of one owner: a write that is overtaken by a later one
     /// (the writer's, or a hand-over's) never lands after it.
     pub fn put_snapshot(&self, meeting: &str, token: i64, version: u64, snap: &RoomSnapshot) {
+        self.metrics.cluster_snapshots_taken.inc();
         let sealed = self.seal(meeting, &self.payload(snap));
         self.pending
             .lock()

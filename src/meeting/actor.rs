@@ -165,6 +165,8 @@ pub(super) struct Actor {
     seat: Option<ClusterSeat>,
     /// The room version last handed to the snapshot writer.
     snap_version: u64,
+    /// Cluster mode: when the snapshot of changes since `snap_version` is to be taken.
+    snap_due: Option<Millis>,
     /// The meeting moved to another node (lease lost or handed over): nothing more is written.
     moved: bool,
 }
@@ -244,6 +246,7 @@ impl Actor {
             ended: false,
             seat,
             snap_version: 0,
+            snap_due: None,
             moved: false,
         }
     }
@@ -267,7 +270,7 @@ impl Actor {
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let idle_deadline = empty_since.map(|t| t + self.config.idle_stop_ms);
-            let wake = [next_timer, idle_deadline].into_iter().flatten().min();
+            let wake = [next_timer, idle_deadline, self.snap_due].into_iter().flatten().min();
             let sleep = tokio::time::sleep_until(
                 wake.map(|w| self.clock.instant_at(w))
                     .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600)),
@@ -299,6 +302,9 @@ impl Actor {
                         if at > now { break; }
                         self.timers.pop();
                         self.input(Input::Timer(timer), None);
+                    }
+                    if self.snap_due.is_some_and(|at| at <= now) {
+                        self.take_snapshot();
                     }
                     if empty_since.is_some_and(|t| now >= t + self.config.idle_stop_ms) && self.room.is_empty() {
                         break;
@@ -355,6 +361,7 @@ impl Actor {
             seat.cluster.forget(self.room.id());
         }
         self.moved = true;
+        self.drop_due_snapshot();
         self.writes.clear();
         for (pid, s) in self.sessions.drain() {
             if let Some(conn) = s.conn {
@@ -412,6 +419,7 @@ impl Actor {
             }
         }
         self.finish_writes().await;
+        self.drop_due_snapshot();
         self.metrics.live_meetings.dec();
     }
 
@@ -434,16 +442,36 @@ impl Actor {
             self.journal.append_fenced(self.writes.drain(..), self.seat.as_ref().map(|s| s.token));
         }
         if let Some(seat) = &self.seat {
-            let version = self.room.version();
-            if version != self.snap_version && !self.room.is_ended() {
-                self.snap_version = version;
-                seat.cluster.put_snapshot(
-                    self.room.id(),
-                    seat.token,
-                    version * 2,
-                    &self.room.to_snapshot(self.clock.now()),
-                );
+            if self.snap_due.is_none() && self.room.version() != self.snap_version && !self.room.is_ended() {
+                self.snap_due = Some(self.clock.now() + crate::cluster::SNAPSHOT_DEBOUNCE_MS);
+                seat.cluster.snapshot_due();
             }
+        }
+    }
+
+    /// Cluster mode: hands the room as it is now to the snapshot writer (the changes of the last
+    /// [`crate::cluster::SNAPSHOT_DEBOUNCE_MS`], however many inputs made them, in one snapshot).
+    fn take_snapshot(&mut self) {
+        let Some(seat) = &self.seat else { return };
+        if self.snap_due.take().is_some() {
+            seat.cluster.snapshot_settled();
+        }
+        let version = self.room.version();
+        if version != self.snap_version && !self.room.is_ended() && !self.moved {
+            self.snap_version = version;
+            seat.cluster.put_snapshot(
+                self.room.id(),
+                seat.token,
+                version * 2,
+                &self.room.to_snapshot(self.clock.now()),
+            );
+        }
+    }
+
+    /// Cluster mode: a snapshot said to be due is no longer needed (the actor stops or moved).
+    fn drop_due_snapshot(&mut self) {
+        if let (Some(seat), Some(_)) = (&self.seat, self.snap_due.take()) {
+            seat.cluster.snapshot_settled();
         }
     }
 

@@ -653,3 +653,54 @@ async fn a_burst_of_new_meetings_is_spread_over_the_nodes() {
     })
     .await
 }
+
+/// A counter from a node's `/metrics`.
+async fn counter(addr: SocketAddr, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let prefix = format!("{name} ");
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// A snapshot serialises and seals the whole room: a burst of inputs is gathered into a few
+/// snapshots (one per `SNAPSHOT_DEBOUNCE_MS`), not one per input, and the last state is the one
+/// written (a new owner restores it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_room_changes_is_snapshotted_together_not_once_per_change() {
+    bounded(async {
+        let mut nodes = Nodes::start(2).await;
+        nodes
+            .node(0)
+            .create_meeting(json!({"id": "burst", "title": "Burst", "settings": {"waiting_room": false}}))
+            .await;
+        let (mut ana, _) = person(nodes.addr(0), "burst", "a", TokenRole::Member, "Ana").await;
+        let owner = nodes.owner().await;
+        nodes.snapshots_written(owner).await;
+        let taken = |addr| counter(addr, "haven_cluster_snapshots_taken_total");
+        let before = taken(nodes.addr(owner)).await;
+        assert!(before >= 1, "the join was snapshotted");
+        // 31 hand changes back to back (within the connection's burst allowance), ending raised:
+        // each one changes the room.
+        const N: usize = 31;
+        for i in 0..N {
+            let ty = if i % 2 == 0 { "raise_hand" } else { "lower_hand" };
+            ana.client.send(json!({"type": ty, "id": format!("h{i}")})).await;
+        }
+        loop {
+            let v = ana.recv_type("queue_updated").await;
+            if v["id"] == format!("h{}", N - 1) {
+                break;
+            }
+        }
+        nodes.snapshots_written(owner).await;
+        let taken = taken(nodes.addr(owner)).await - before;
+        // One per change would be 31; gathered, one per 50 ms while the burst lasts: a handful
+        // even on a busy machine.
+        assert!((1..=N as u64 / 3).contains(&taken), "{taken} snapshots taken for {N} changes");
+        // The last change is in the snapshot: the other node restores Ana with her hand up.
+        nodes.kill(owner);
+        let live: Vec<SocketAddr> = nodes.live().into_iter().map(|i| nodes.addr(i)).collect();
+        let welcome = ana.come_back(&live, Instant::now() + Duration::from_secs(30)).await;
+        assert_eq!(ids(&welcome["queue"]), vec![ana.pid.clone()], "the last state: {welcome}");
+    })
+    .await
+}
