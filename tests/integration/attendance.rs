@@ -286,7 +286,7 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
     assert!(fac["rule"].as_str().unwrap().contains("facilitation does not earn credit"), "{fac}");
     assert_eq!(obs["credited"], false, "{obs}");
     // Beta lets facilitation earn credit: its facilitator in the same meeting is credited.
-    let beta = export(&app, BETA_KEY, "meeting=roles").await;
+    let beta = export(&app, BETA_KEY, &format!("meeting={}", alphas("roles"))).await;
     assert_eq!((beta[0]["role"].as_str(), beta[0]["credited"].as_bool()), (Some("facilitator"), Some(true)));
     // CSV: the role comes after the columns consumers already read (later columns after it).
     let text = app.get_text("/v1/attendance?meeting=roles&format=csv", Some(ALPHA_KEY)).await;
