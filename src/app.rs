@@ -150,7 +150,8 @@ async fn bootstrap_demo(store: &Store) -> Result<Option<Demo>, StartError> {
 
 async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> {
     let meeting = MeetingRow {
-        id: id.into(),
+        id: crate::store::meeting_key(DEMO_ID, id),
+        local_id: id.into(),
         program_id: DEMO_ID.into(),
         title: "Demo meeting".into(),
         scheduled_start: None,
@@ -178,9 +179,9 @@ async fn create_demo_meeting(store: &Store, id: &str) -> Result<(), StartError> 
     }
 }
 
-/// The newest demo meeting that has not ended, if any.
+/// The id (the demo program's own) of the newest demo meeting that has not ended, if any.
 pub async fn joinable_demo_meeting(store: &Store) -> Result<Option<String>, crate::store::StoreError> {
-    Ok(store.meetings_of(DEMO_ID, 1000).await?.into_iter().find(|m| m.ended_at.is_none()).map(|m| m.id))
+    Ok(store.meetings_of(DEMO_ID, 1000).await?.into_iter().find(|m| m.ended_at.is_none()).map(|m| m.local_id))
 }
 
 /// Makes sure the demo program has a meeting people can join: after a restart the old one may

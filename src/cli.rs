@@ -48,7 +48,8 @@ pub enum Cmd {
         /// Program id (the token's `iss`).
         #[arg(long, default_value = DEMO_ID)]
         program: String,
-        /// Meeting id, or `series:<id>` for a series' link [default for the demo program: its
+        /// Meeting id (the program's own), `<owner>/<id>` for a meeting another program shares
+        /// with it, or `series:<id>` for a series' link [default for the demo program: its
         /// current demo meeting].
         #[arg(long)]
         meeting: Option<String>,
@@ -376,14 +377,14 @@ async fn token(cli: &Cli, t: TokenRequest<'_>) -> Result<(), String> {
             _ => return Err(format!("no series `{series}` of program `{}`", p.id)),
         }
     } else {
-        let meeting = store
-            .meeting(&meeting_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no meeting `{meeting_id}`"))?;
-        if !meeting.admits_program(&p.id) {
-            return Err(format!("meeting `{meeting_id}` does not admit program `{}`'s members", p.id));
-        }
+        // As the server reads the claim: the program's own id, or `<owner>/<id>` for a meeting
+        // another program shares with it.
+        let meeting = store.meeting_named(&p.id, &meeting_id).await.map_err(|e| e.to_string())?.ok_or_else(|| {
+            format!(
+                "program `{}` has no meeting `{meeting_id}` (a meeting another program shares with it is named `<owner>/<id>`)",
+                p.id
+            )
+        })?;
         if meeting.ended_at.is_some() {
             return Err(format!("meeting `{meeting_id}` has ended"));
         }

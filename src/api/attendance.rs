@@ -17,7 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AttendanceQuery {
-    /// One meeting.
+    /// One meeting: the program's own id, or `<owner program>/<id>` for a meeting another
+    /// program shared with it.
     pub meeting: Option<String>,
     /// One member (the program's own reference).
     pub member: Option<String>,
@@ -94,7 +95,10 @@ pub async fn certificate(
 /// Signs the certificate of a final result, when it was credited, and reports the issue to the
 /// program's webhooks (`certificate.issued`; `via` is `api` or `signal`).
 pub async fn issue(app: &AppState, r: &crate::store::ResultRow, via: &str) -> Result<CertificateResponse, ApiError> {
-    let claims = CertificateClaims::for_result(r, &app.public_url, chrono::Utc::now().timestamp())
+    // The meeting as the member's program names it (never its key).
+    let meeting = app.store.meeting_any(&r.meeting_id).await.map_err(|e| ApiError::internal(&e))?;
+    let meeting_id = meeting.map(|m| m.id_for(&r.program_id)).unwrap_or_else(|| r.meeting_id.clone());
+    let claims = CertificateClaims::for_result(r, &meeting_id, &app.public_url, chrono::Utc::now().timestamp())
         .map_err(|e| ApiError::internal(&e))?;
     if !claims.verdict.credited {
         return Err(ApiError::new(
@@ -105,7 +109,8 @@ pub async fn issue(app: &AppState, r: &crate::store::ResultRow, via: &str) -> Re
     }
     let certificate = app.keyring.get().sign(&claims).map_err(|e| ApiError::internal(&e))?;
     let kid = jsonwebtoken::decode_header(&certificate).ok().and_then(|h| h.kid).unwrap_or_default();
-    if let Err(e) = app.store.note_certificate_issued(r, &kid, via, chrono::Utc::now().timestamp_millis()).await {
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Err(e) = app.store.note_certificate_issued(r, &meeting_id, &kid, via, now).await {
         // The certificate is genuine either way; the program misses only the notice.
         tracing::error!(error = %e, "cannot record certificate.issued for webhooks");
     }

@@ -1,6 +1,6 @@
 //! `/v1/meetings`: a program creates, reads, lists and deletes its own meetings, and reads their
-//! audit logs. Another program's meeting is answered as not found, never as forbidden, so
-//! existence does not leak.
+//! audit logs. Meeting ids are per program: each program has its own, so another program's ids
+//! are never in the way and never answered (see `MeetingRow::id`).
 
 use super::error::{ApiError, ErrorBody};
 use super::ProgramAuth;
@@ -21,7 +21,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMeeting {
-    /// Optional id (letters, digits, `-`, `_`; at most 64); generated when absent.
+    /// Optional id (letters, digits, `-`, `_`; at most 64); generated when absent. Ids are the
+    /// program's own: another program may use the same id for its own meeting. An id is never
+    /// used twice by one program (`409 meeting_exists`; `409 meeting_deleted` for one it deleted).
     pub id: Option<String>,
     pub title: String,
     pub scheduled_start: Option<DateTime<Utc>>,
@@ -49,6 +51,7 @@ pub struct CreateMeeting {
 /// A meeting as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MeetingResponse {
+    /// The id the program gave the meeting (its own namespace).
     pub id: String,
     pub program_id: String,
     pub title: String,
@@ -91,7 +94,7 @@ pub(crate) fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
         created_at: ts(m.created_at),
         ended_at: m.ended_at.map(ts),
         credit_policy: crate::attendance::policy_of(&m),
-        id: m.id,
+        id: m.local_id,
         program_id: m.program_id,
         title: m.title,
         settings: m.settings,
@@ -170,7 +173,8 @@ pub async fn create(
         None => None,
     };
     let row = MeetingRow {
-        id,
+        id: crate::store::meeting_key(&program.id, &id),
+        local_id: id,
         program_id: program.id.clone(),
         title,
         scheduled_start: req.scheduled_start.map(|d| d.timestamp_millis()),
@@ -190,37 +194,35 @@ pub async fn create(
     };
     match app.store.create_meeting(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),
-        // The same answer whoever holds the id (this program, another, or a deleted meeting):
-        // ids are never reused, and the answer tells nothing about other programs.
-        Err(StoreError::Conflict) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "meeting_id_unavailable",
-            "that meeting id cannot be used; choose another or let the server generate one",
-        )),
+        // Only this program's own meetings can hold the id: the answer is about them alone.
+        Err(StoreError::Conflict) => {
+            match app.store.program_meeting(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))? {
+                Some((_, true)) => Err(ApiError::new(StatusCode::CONFLICT, "meeting_deleted", DELETED)),
+                _ => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "meeting_exists",
+                    "the program already has a meeting with this id; choose another or let the server generate one",
+                )),
+            }
+        }
         Err(e) => Err(ApiError::internal(&e)),
     }
 }
 
-/// The program's own meeting; `410 meeting_deleted` for its own deleted one (the id stays
-/// taken), not found for anything else.
-async fn own_meeting(app: &AppState, program: &str, id: &str) -> Result<MeetingRow, ApiError> {
-    match app.store.meeting(id).await.map_err(|e| ApiError::internal(&e))? {
-        Some(m) if m.program_id == program => Ok(m),
-        Some(_) => Err(ApiError::not_found("meeting")),
-        None => Err(deleted_or_not_found(app, program, id).await),
-    }
-}
+const DELETED: &str = "this meeting was deleted; its id cannot be used again";
 
-async fn deleted_or_not_found(app: &AppState, program: &str, id: &str) -> ApiError {
-    match app.store.meeting_owner(id).await {
-        Ok(Some((owner, true))) if owner == program => deleted(),
-        Ok(_) => ApiError::not_found("meeting"),
-        Err(e) => ApiError::internal(&e),
+/// The program's own meeting; `410 meeting_deleted` for its own deleted one (the id stays
+/// used), `404 not_found` for an id the program never used, whoever else uses it.
+async fn own_meeting(app: &AppState, program: &str, id: &str) -> Result<MeetingRow, ApiError> {
+    match app.store.program_meeting(program, id).await.map_err(|e| ApiError::internal(&e))? {
+        Some((m, false)) => Ok(m),
+        Some((_, true)) => Err(deleted()),
+        None => Err(ApiError::not_found("meeting")),
     }
 }
 
 fn deleted() -> ApiError {
-    ApiError::new(StatusCode::GONE, "meeting_deleted", "this meeting was deleted; its id cannot be used again")
+    ApiError::new(StatusCode::GONE, "meeting_deleted", DELETED)
 }
 
 #[utoipa::path(get, path = "/v1/meetings",
@@ -251,26 +253,28 @@ pub async fn delete(
     ProgramAuth(program): ProgramAuth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !app.store.delete_meeting(&program.id, &id, now_ms()).await.map_err(|e| ApiError::internal(&e))? {
-        return Err(deleted_or_not_found(&app, &program.id, &id).await);
-    }
+    let Some(key) = app.store.delete_meeting(&program.id, &id, now_ms()).await.map_err(|e| ApiError::internal(&e))?
+    else {
+        // Not found, or deleted already: the same answer as a read.
+        return Err(own_meeting(&app, &program.id, &id).await.err().unwrap_or_else(deleted));
+    };
     // A live meeting ends for everyone in it, wherever it runs (cluster: its owner is told).
-    if let Some(h) = app.rooms.get(&id) {
+    if let Some(h) = app.rooms.get(&key) {
         let _ = h.tx.send(ActorMsg::End).await;
     } else if let Some(cluster) = &app.cluster {
-        cluster.tell_owner_to_end(&id).await;
+        cluster.tell_owner_to_end(&key).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/v1/meetings/{id}/audit", params(("id" = String, Path)),
-    responses((status = 200, body = [AuditRow]), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+    responses((status = 200, body = [AuditRow]), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn audit(
     State(app): State<AppState>,
     ProgramAuth(program): ProgramAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    own_meeting(&app, &program.id, &id).await?;
-    let rows = app.store.audit_log(&id).await.map_err(|e| ApiError::internal(&e))?;
+    let m = own_meeting(&app, &program.id, &id).await?;
+    let rows = app.store.audit_log(&m.id).await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(rows))
 }

@@ -154,8 +154,10 @@ fn occurrence_row(
     format: Option<&FormatRow>,
     policy: &CreditPolicy,
 ) -> MeetingRow {
+    let local_id = format!("m_{}", hex::encode(rand::random::<[u8; 10]>()));
     MeetingRow {
-        id: format!("m_{}", hex::encode(rand::random::<[u8; 10]>())),
+        id: crate::store::meeting_key(&s.program_id, &local_id),
+        local_id,
         program_id: s.program_id.clone(),
         title: s.title.clone(),
         scheduled_start: Some(o.start),
@@ -254,7 +256,7 @@ async fn response(app: &AppState, s: SeriesRow) -> Result<SeriesResponse, ApiErr
                 scheduled_start: m.scheduled_start.map(ts),
                 scheduled_end: m.scheduled_end.map(ts),
                 status: status.into(),
-                meeting_id: m.id,
+                meeting_id: m.local_id,
                 title: m.title,
             }
         })
@@ -478,9 +480,10 @@ fn occurrence_started() -> ApiError {
     )
 }
 
+/// An occurrence of the series by its meeting id (the program's own), not cancelled.
 async fn own_occurrence(app: &AppState, s: &SeriesRow, meeting: &str) -> Result<MeetingRow, ApiError> {
-    match app.store.meeting(meeting).await.map_err(|e| ApiError::internal(&e))? {
-        Some(m) if m.series_id.as_deref() == Some(s.id.as_str()) => Ok(m),
+    match app.store.program_meeting(&s.program_id, meeting).await.map_err(|e| ApiError::internal(&e))? {
+        Some((m, false)) if m.series_id.as_deref() == Some(s.id.as_str()) => Ok(m),
         _ => Err(ApiError::not_found("occurrence")),
     }
 }
@@ -531,7 +534,7 @@ pub async fn edit_occurrence(
         scheduled_start: m.scheduled_start.map(ts),
         scheduled_end: m.scheduled_end.map(ts),
         status: "scheduled".into(),
-        meeting_id: m.id,
+        meeting_id: m.local_id,
         title: m.title,
     }))
 }
@@ -563,22 +566,14 @@ pub async fn resolve_link(
     program: &str,
     series: &str,
 ) -> Result<MeetingRow, (ApiError, Option<String>)> {
+    // Another program's series is answered like one that does not exist.
     let s = app
         .store
         .series(series)
         .await
         .map_err(|e| (ApiError::internal(&e), None))?
+        .filter(|s| s.program_id == program)
         .ok_or_else(|| (ApiError::new(StatusCode::NOT_FOUND, "series_not_found", "no such series"), None))?;
-    if s.program_id != program {
-        return Err((
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                crate::auth::join_token::TokenError::WrongMeeting.code(),
-                crate::auth::join_token::TokenError::WrongMeeting.to_string(),
-            ),
-            None,
-        ));
-    }
     let title = Some(s.title.clone());
     if s.cancelled_at.is_some() {
         return Err((

@@ -20,6 +20,8 @@ pub const LEGACY_ISSUER: &str = "haven";
 /// The meeting as a certificate describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertMeeting {
+    /// The meeting's id as the member's program names it: its own id, or `<owner>/<id>` for a
+    /// meeting another program shared with it.
     pub id: String,
     pub title: String,
     pub scheduled_start: Option<String>,
@@ -55,9 +57,14 @@ pub struct CertificateClaims {
 }
 
 impl CertificateClaims {
-    /// The claims for a stored (final) result.
     /// The claims for a stored (final) result, issued by the server at `issuer` (its public URL).
-    pub fn for_result(r: &ResultRow, issuer: &str, now_s: i64) -> Result<CertificateClaims, StoreError> {
+    /// `meeting_id`: the meeting's id as the member's program names it.
+    pub fn for_result(
+        r: &ResultRow,
+        meeting_id: &str,
+        issuer: &str,
+        now_s: i64,
+    ) -> Result<CertificateClaims, StoreError> {
         let s: StoredResult = serde_json::from_str(&r.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(CertificateClaims {
             iss: issuer.to_string(),
@@ -66,7 +73,7 @@ impl CertificateClaims {
             iat: now_s,
             program: r.program_id.clone(),
             meeting: CertMeeting {
-                id: r.meeting_id.clone(),
+                id: meeting_id.to_string(),
                 title: s.meeting_title,
                 scheduled_start: s.scheduled_start.map(rfc3339),
                 scheduled_end: s.scheduled_end.map(rfc3339),

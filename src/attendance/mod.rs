@@ -35,6 +35,8 @@ pub struct AttendanceRow {
     /// False while the meeting is still open (the figures can still change).
     #[serde(rename = "final")]
     pub is_final: bool,
+    /// The meeting's id as the program names it: its own id, or `<owner>/<id>` for a meeting
+    /// another program shared with it.
     pub meeting_id: String,
     pub meeting_title: String,
     /// The program's own reference for the member.
@@ -67,6 +69,7 @@ pub struct AttendanceRow {
 /// What to export.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// One meeting, as the program names it (its own id, or `<owner>/<id>` for a shared one).
     pub meeting: Option<String>,
     pub member: Option<String>,
     /// Every occurrence of this series.
@@ -161,9 +164,17 @@ fn row(id: Option<String>, meeting_id: &str, member: &str, r: StoredResult) -> A
 /// A program's attendance: final results where the meeting has ended, live figures otherwise.
 /// Only the program's own members, whoever else was in the meeting.
 pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<AttendanceRow>, StoreError> {
-    let pairs = store
-        .attendance_pairs(program, f.meeting.as_deref(), f.member.as_deref(), f.series.as_deref(), f.from, f.to)
-        .await?;
+    // The meeting as the program names it (its own id, or `<owner>/<id>` for a shared one), to its
+    // key; deleted meetings too, since their attendance stays.
+    let key = match f.meeting.as_deref() {
+        Some(name) => match store.resolve_meeting_name(program, name).await? {
+            Some((m, _)) => Some(m.id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    let pairs =
+        store.attendance_pairs(program, key.as_deref(), f.member.as_deref(), f.series.as_deref(), f.from, f.to).await?;
     let mut out = Vec::with_capacity(pairs.len());
     let mut meeting: Option<MeetingRow> = None;
     // The series of the rows' meetings (pairs come ordered by meeting, so each is read once).
@@ -172,6 +183,8 @@ pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<Atte
         if meeting.as_ref().map(|m| m.id.as_str()) != Some(meeting_id.as_str()) {
             meeting = store.meeting_any(&meeting_id).await?;
         }
+        // Rows name the meeting as this program does, never by its key.
+        let name = meeting.as_ref().map(|m| m.id_for(program)).unwrap_or_else(|| meeting_id.clone());
         let mut r = if let Some(stored) = store.result_for(&meeting_id, program, &member).await? {
             let mut r: StoredResult =
                 serde_json::from_str(&stored.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -179,11 +192,11 @@ pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<Atte
             if r.role.is_none() {
                 r.role = highest_role(store.admitted_roles(&meeting_id, program, &member).await?);
             }
-            row(Some(stored.id), &meeting_id, &member, r)
+            row(Some(stored.id), &name, &member, r)
         } else {
             let Some(m) = meeting.as_ref() else { continue };
             let r = compute_result(store, m, program, &member).await?;
-            row(None, &meeting_id, &member, r)
+            row(None, &name, &member, r)
         };
         if let Some((sid, start)) = meeting.as_ref().and_then(|m| m.series_id.clone().zip(m.scheduled_start)) {
             if !series.contains_key(&sid) {
@@ -213,7 +226,7 @@ pub async fn finalize(store: &Store, meeting_id: &str, now: i64) -> Result<usize
         let r = compute_result(store, &m, program, member).await?;
         let result = serde_json::to_string(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let id = format!("att_{}", hex::encode(rand::random::<[u8; 12]>()));
-        let export_row = row(Some(id.clone()), meeting_id, member, r);
+        let export_row = row(Some(id.clone()), &m.id_for(program), member, r);
         let stored = ResultRow {
             id,
             meeting_id: meeting_id.to_string(),

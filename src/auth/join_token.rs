@@ -43,7 +43,8 @@ pub struct JoinClaims {
     /// The program's reference for the member. Never shown to other participants or logged.
     pub sub: String,
     pub aud: String,
-    /// The meeting id.
+    /// The meeting, as the program names it: one of its own meetings by its id, a meeting another
+    /// program shares with it as `<owner program id>/<meeting id>`, or a series as `series:<id>`.
     pub meeting: String,
     pub role: TokenRole,
     pub exp: u64,
@@ -78,8 +79,6 @@ pub enum TokenError {
     WrongAudience,
     #[error("the token lacks a required claim (iss, sub, aud, exp, meeting, role)")]
     MissingClaim,
-    #[error("the token is for a meeting its program does not hold")]
-    WrongMeeting,
 }
 
 impl TokenError {
@@ -96,7 +95,6 @@ impl TokenError {
             TokenError::NotYetValid => "token_not_yet_valid",
             TokenError::WrongAudience => "token_wrong_audience",
             TokenError::MissingClaim => "token_missing_claim",
-            TokenError::WrongMeeting => "token_wrong_meeting",
         }
     }
 }

@@ -59,6 +59,30 @@ impl Rooms {
         self.map.get(id).map(|h| h.clone())
     }
 
+    /// The live meeting `owner` calls `local_id`, if its actor runs. No database: joins to a live
+    /// meeting never wait on it.
+    pub fn find(&self, owner: &str, local_id: &str) -> Option<RoomHandle> {
+        let mine = |h: &RoomHandle| h.meeting.program_id == owner && h.meeting.local_id == local_id;
+        self.get(&crate::store::meeting_key(owner, local_id))
+            // A meeting created before ids were per program is keyed by its bare id.
+            .or_else(|| self.get(local_id))
+            .filter(mine)
+    }
+
+    /// The meeting a program names `name` (its own `<id>`, or `<owner>/<id>` for one shared with
+    /// it; see `store::split_meeting_name`), live or stored, when it is not deleted and the
+    /// program may join it. Anything else is `None`, so nothing tells whether another program
+    /// uses an id.
+    pub async fn named(&self, program: &str, name: &str) -> Result<Option<MeetingRow>, crate::store::StoreError> {
+        let (owner, id) = crate::store::split_meeting_name(program, name);
+        match self.find(owner, id) {
+            Some(live) => Ok(Some((*live.meeting).clone()).filter(|m| m.admits_program(program))),
+            // Not live (or a partner's bare id for an older shared meeting, which only the
+            // database can tell from the partner's own meeting of that id).
+            None => self.deps.store.meeting_named(program, name).await,
+        }
+    }
+
     /// How many meetings are live.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -166,6 +190,9 @@ impl Rooms {
                             }
                         }
                     };
+                    let mut room = room;
+                    // Participants see the meeting's id as its program named it, never the key.
+                    room.set_public_id(meeting.local_id.clone());
                     let format = meeting.format.clone().map(Arc::new);
                     let mut actor = Actor::new(
                         room,

@@ -719,6 +719,8 @@ pub struct SupportView {
 /// The meeting as participants see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MeetingView {
+    /// The meeting's id as its program named it (ids are per program: a partner program's link
+    /// names it `<owner program>/<id>`).
     pub id: String,
     pub title: String,
     pub locked: bool,

@@ -264,7 +264,10 @@ struct Dirty {
 /// The state of one meeting.
 #[derive(Debug, Clone)]
 pub struct Room {
+    /// The meeting's key (see `MeetingRow::id`).
     id: String,
+    /// The meeting's id as its program named it, which participants see (`MeetingView::id`).
+    public_id: String,
     title: String,
     settings: MeetingSettings,
     limits: RoomLimits,
@@ -312,6 +315,7 @@ impl Room {
         banned: impl IntoIterator<Item = MemberKey>,
     ) -> Room {
         Room {
+            public_id: id.clone(),
             id,
             title,
             settings,
@@ -535,9 +539,14 @@ impl Room {
 
     // ---- queries ----
 
-    /// The meeting id.
+    /// The meeting's key.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Sets the id participants see (the program's id for the meeting; the key until then).
+    pub fn set_public_id(&mut self, id: String) {
+        self.public_id = id;
     }
 
     /// Moves on every successful input (a snapshot is due when it moved).
@@ -661,7 +670,7 @@ impl Room {
 
     fn meeting_view(&self) -> MeetingView {
         MeetingView {
-            id: self.id.clone(),
+            id: self.public_id.clone(),
             title: self.title.clone(),
             locked: self.locked,
             settings: self.settings.clone(),

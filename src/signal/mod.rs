@@ -170,7 +170,8 @@ async fn route(
             // A series link goes where its open occurrence is (no open one: the local checks refuse).
             Some((program, c)) => match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
                 Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok().map(|m| m.id),
-                None => Some(c.meeting),
+                // The meeting as the token's program names it, to its key.
+                None => app.rooms.named(&program.id, &c.meeting).await.ok().flatten().map(|m| m.id),
             },
             None => None,
         }
@@ -290,7 +291,7 @@ async fn check(
             if matches!(e, join_token::TokenError::Expired | join_token::TokenError::NotYetValid) {
                 // Only the times failed: the signature held, so the claims say who and where.
                 if let Some(c) = claims_of_verified(token) {
-                    let m = app.store.meeting(&c.meeting).await.ok().flatten().filter(|m| m.admits_program(&c.iss));
+                    let m = app.rooms.named(&c.iss, &c.meeting).await.ok().flatten();
                     found.meeting_title = m.map(|m| m.title);
                     found.role = Some(c.role.into());
                     found.program = Some(c.iss);
@@ -302,30 +303,25 @@ async fn check(
     found.program = Some(program.id.clone());
     found.role = Some(claims.role.into());
     // A series link (`meeting: "series:<id>"`) joins whichever occurrence is open now.
-    let meeting_id = match claims.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+    let meeting = match claims.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
         Some(series) => match crate::api::series::resolve_link(app, &program.id, series).await {
-            Ok(occurrence) => occurrence.id,
+            Ok(occurrence) => Some(occurrence),
             Err((refusal, title)) => {
                 found.meeting_title = title;
                 return Err(refusal);
             }
         },
-        None => claims.meeting.clone(),
+        // Meeting ids are per program: `<id>` is the token's program's own meeting, `<owner>/<id>`
+        // one shared with it. Whatever else the claim names (another program's meeting that is
+        // not shared with this one, a deleted one, nothing) is one answer, so a token never tells
+        // whether another program uses an id. A live meeting is authorised from what its actor
+        // holds, so joins never wait on the database.
+        None => app.rooms.named(&program.id, &claims.meeting).await.map_err(|e| ApiError::internal(&e))?,
     };
-    // A live meeting is authorised from what its actor holds, so joins never wait on the database.
-    let meeting = match app.rooms.get(&meeting_id) {
-        Some(live) => (*live.meeting).clone(),
-        None => app
-            .store
-            .meeting(&meeting_id)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"))?,
-    };
-    if !meeting.admits_program(&program.id) {
+    let Some(meeting) = meeting else {
         found.role = None;
-        return Err(token_error(join_token::TokenError::WrongMeeting));
-    }
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "meeting_not_found", "no such meeting"));
+    };
     found.meeting_title = Some(meeting.title.clone());
     if claims.role == join_token::TokenRole::Facilitator && !meeting.admits_facilitator(&program.id) {
         return Err(ApiError::new(
@@ -397,7 +393,5 @@ fn claims_of_verified(token: &str) -> Option<join_token::JoinClaims> {
 }
 
 fn token_error(e: join_token::TokenError) -> ApiError {
-    let status =
-        if e == join_token::TokenError::WrongMeeting { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
-    ApiError::new(status, e.code(), e.to_string())
+    ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
 }

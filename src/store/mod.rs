@@ -53,7 +53,14 @@ pub struct ProgramRow {
 /// A meeting as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeetingRow {
+    /// The server's key for the meeting, unique across the server: what rooms, the journal, the
+    /// ledger, bans, leases, snapshots and resume tokens name it by. [`meeting_key`] of the
+    /// program and `local_id` for meetings created since ids are per program; the bare id for
+    /// meetings created before (the migration kept them, so their ledger, journal and links go on
+    /// working). Never shown to programs or participants: they see `local_id` (see [`Self::id_for`]).
     pub id: String,
+    /// The meeting's id as its program gave it: unique within the program and never reused.
+    pub local_id: String,
     pub program_id: String,
     pub title: String,
     pub scheduled_start: Option<i64>,
@@ -76,7 +83,38 @@ pub struct MeetingRow {
     pub occurrence_key: Option<String>,
 }
 
+/// The server's key of the meeting `program` calls `local_id` (see [`MeetingRow::id`]). Opaque
+/// (no program id in resume tokens or logs), and made from the pair, so a live meeting is found by
+/// its program's id without a lookup table.
+pub fn meeting_key(program: &str, local_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"haven meeting key v1");
+    h.update((program.len() as u64).to_be_bytes());
+    h.update(program.as_bytes());
+    h.update(local_id.as_bytes());
+    // `.` never appears in an id a program chose, so no key is ever an older meeting's bare id.
+    format!("m.{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// How a program names a meeting (a join token's `meeting` claim, the attendance filter): `<id>`
+/// is one of its own; `<owner>/<id>` is program `owner`'s meeting `<id>` (one shared with it).
+/// Ids never contain `/`, so the last one separates them. Returns (owner, id).
+pub fn split_meeting_name<'a>(program: &'a str, name: &'a str) -> (&'a str, &'a str) {
+    name.rsplit_once('/').unwrap_or((program, name))
+}
+
 impl MeetingRow {
+    /// The meeting's id as `program` names it: its own id for the owner, `<owner>/<id>` for a
+    /// program it is shared with (see [`split_meeting_name`]).
+    pub fn id_for(&self, program: &str) -> String {
+        if program == self.program_id {
+            self.local_id.clone()
+        } else {
+            format!("{}/{}", self.program_id, self.local_id)
+        }
+    }
+
     /// Whether members of `program` may join this meeting.
     pub fn admits_program(&self, program: &str) -> bool {
         self.program_id == program || self.shared_with.iter().any(|p| p == program)
@@ -247,7 +285,7 @@ impl Store {
 
     // ---- meetings ----
 
-    /// Creates a meeting; `Conflict` when the id is taken.
+    /// Creates a meeting; `Conflict` when its program already used the id (or the key is taken).
     pub async fn create_meeting(&self, m: &MeetingRow) -> Result<(), StoreError> {
         let settings = serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // The `shared_with` column holds the list, or (when partner facilitators are allowed) an
@@ -262,8 +300,8 @@ impl Store {
         let format = json_opt(m.format.as_ref())?;
         sqlx::query(
             "INSERT INTO meetings (id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, credit_policy, \
-             format_id, format, series_id, occurrence_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             format_id, format, series_id, occurrence_key, local_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&m.id)
         .bind(&m.program_id)
@@ -279,6 +317,7 @@ impl Store {
         .bind(format)
         .bind(&m.series_id)
         .bind(&m.occurrence_key)
+        .bind(&m.local_id)
         .execute(&self.pool)
         .await
         .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict } else { e.into() })?;
@@ -287,7 +326,7 @@ impl Store {
 
     const MEETING_COLUMNS: &'static str =
         "id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, ended_at, credit_policy, \
-         format_id, format, series_id, occurrence_key";
+         format_id, format, series_id, occurrence_key, local_id";
 
     fn meeting_from_row(r: &AnyRow) -> Result<MeetingRow, StoreError> {
         let settings: String = r.try_get(6)?;
@@ -314,6 +353,7 @@ impl Store {
             format: from_json_opt(r.try_get(12)?)?,
             series_id: r.try_get(13)?,
             occurrence_key: r.try_get(14)?,
+            local_id: r.try_get(15)?,
         })
     }
 
@@ -331,13 +371,48 @@ impl Store {
         row.as_ref().map(Self::meeting_from_row).transpose()
     }
 
-    /// Who owns a meeting id and whether it was deleted, for any id ever used.
-    pub async fn meeting_owner(&self, id: &str) -> Result<Option<(String, bool)>, StoreError> {
-        let row = sqlx::query("SELECT program_id, deleted_at FROM meetings WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get::<Option<i64>, _>(1)?.is_some()))).transpose()
+    /// One of `program`'s meetings by the id it gave it, deleted or not (`true`: deleted).
+    pub async fn program_meeting(
+        &self,
+        program: &str,
+        local_id: &str,
+    ) -> Result<Option<(MeetingRow, bool)>, StoreError> {
+        let sql = format!(
+            "SELECT {}, deleted_at FROM meetings WHERE program_id = $1 AND local_id = $2",
+            Self::MEETING_COLUMNS
+        );
+        let row = sqlx::query(&sql).bind(program).bind(local_id).fetch_optional(&self.pool).await?;
+        row.map(|r| Ok((Self::meeting_from_row(&r)?, r.try_get::<Option<i64>, _>(16)?.is_some()))).transpose()
+    }
+
+    /// The meeting a program names `name` (see [`split_meeting_name`]) and may join, with whether
+    /// it was deleted. Anything else is `None`: whether another program uses an id is never told.
+    /// A meeting created before ids were per program is also found by its bare id from the programs
+    /// it is shared with (the links they made before), unless they use that id themselves.
+    pub async fn resolve_meeting_name(
+        &self,
+        program: &str,
+        name: &str,
+    ) -> Result<Option<(MeetingRow, bool)>, StoreError> {
+        let (owner, id) = split_meeting_name(program, name);
+        if let Some(found) = self.program_meeting(owner, id).await? {
+            return Ok(Some(found).filter(|(m, _)| m.admits_program(program)));
+        }
+        if name.contains('/') {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {}, deleted_at FROM meetings WHERE id = $1 AND local_id = $2", Self::MEETING_COLUMNS);
+        let row = sqlx::query(&sql).bind(name).bind(name).fetch_optional(&self.pool).await?;
+        let legacy =
+            row.map(|r| Ok::<_, StoreError>((Self::meeting_from_row(&r)?, r.try_get::<Option<i64>, _>(16)?.is_some())));
+        Ok(legacy.transpose()?.filter(|(m, _)| m.admits_program(program)))
+    }
+
+    /// The meeting a program names `name` and may join, when it is not deleted (see
+    /// [`Self::resolve_meeting_name`]).
+    pub async fn meeting_named(&self, program: &str, name: &str) -> Result<Option<MeetingRow>, StoreError> {
+        let found = self.resolve_meeting_name(program, name).await?;
+        Ok(found.filter(|(_, deleted)| !deleted).map(|(m, _)| m))
     }
 
     /// A program's own meetings, newest first.
@@ -350,16 +425,17 @@ impl Store {
         rows.iter().map(Self::meeting_from_row).collect()
     }
 
-    /// Marks a meeting deleted (it stays in the database for its audit log). False if not found.
-    pub async fn delete_meeting(&self, program: &str, id: &str, now: i64) -> Result<bool, StoreError> {
-        let r =
-            sqlx::query("UPDATE meetings SET deleted_at = $1 WHERE id = $2 AND program_id = $3 AND deleted_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .bind(program)
-                .execute(&self.pool)
-                .await?;
-        Ok(r.rows_affected() > 0)
+    /// Marks one of `program`'s meetings deleted (it stays in the database for its audit log and
+    /// attendance, and its id stays used). Returns its key, or `None` when the program has no such
+    /// meeting that is not deleted already.
+    pub async fn delete_meeting(&self, program: &str, local_id: &str, now: i64) -> Result<Option<String>, StoreError> {
+        let Some((m, false)) = self.program_meeting(program, local_id).await? else { return Ok(None) };
+        let r = sqlx::query("UPDATE meetings SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+            .bind(now)
+            .bind(&m.id)
+            .execute(&self.pool)
+            .await?;
+        Ok((r.rows_affected() > 0).then_some(m.id))
     }
 
     /// Records the end of a meeting (first end wins).

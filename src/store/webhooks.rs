@@ -209,7 +209,7 @@ impl Store {
         let Some(m) = meeting_in(conn, meeting).await? else { return Ok(false) };
         let mut any = false;
         for program in std::iter::once(&m.program_id).chain(m.shared_with.iter()) {
-            let data = json!({"meeting_id": m.id, "meeting_title": m.title, "started_at": crate::attendance::rfc3339(at),
+            let data = json!({"meeting_id": m.id_for(program), "meeting_title": m.title, "started_at": crate::attendance::rfc3339(at),
                 "scheduled_start": m.scheduled_start.map(crate::attendance::rfc3339),
                 "scheduled_end": m.scheduled_end.map(crate::attendance::rfc3339)});
             any |= emit(conn, program, EventType::MeetingStarted, data, at).await?;
@@ -227,8 +227,9 @@ impl Store {
         member_ref: &str,
         at: i64,
     ) -> Result<bool, StoreError> {
-        let data =
-            json!({"meeting_id": meeting, "member_ref": member_ref, "banned_at": crate::attendance::rfc3339(at)});
+        // The meeting as the member's program names it, never its key.
+        let name = meeting_in(conn, meeting).await?.map(|m| m.id_for(program)).unwrap_or_else(|| meeting.to_string());
+        let data = json!({"meeting_id": name, "member_ref": member_ref, "banned_at": crate::attendance::rfc3339(at)});
         emit(conn, program, EventType::ParticipantBanned, data, at).await
     }
 
@@ -291,7 +292,7 @@ impl Store {
                 .transpose()?
                 .flatten();
             for program in std::iter::once(&meeting.program_id).chain(meeting.shared_with.iter()) {
-                let data = json!({"meeting_id": meeting.id, "meeting_title": meeting.title,
+                let data = json!({"meeting_id": meeting.id_for(program), "meeting_title": meeting.title,
                     "started_at": started.map(crate::attendance::rfc3339),
                     "ended_at": crate::attendance::rfc3339(at),
                     "attendance_results": per_program.get(program.as_str()).copied().unwrap_or(0)});
@@ -306,14 +307,16 @@ impl Store {
     }
 
     /// A certificate was issued: `certificate.issued` to the member's program.
+    /// `meeting_id`: the meeting as the member's program names it.
     pub async fn note_certificate_issued(
         &self,
         r: &ResultRow,
+        meeting_id: &str,
         kid: &str,
         via: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let data = json!({"attendance_id": r.id, "meeting_id": r.meeting_id, "member_ref": r.member_ref,
+        let data = json!({"attendance_id": r.id, "meeting_id": meeting_id, "member_ref": r.member_ref,
             "kid": kid, "issued_at": crate::attendance::rfc3339(now), "via": via});
         let mut tx = self.begin_write().await?;
         let emitted = emit(&mut tx, &r.program_id, EventType::CertificateIssued, data, now).await?;

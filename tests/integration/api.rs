@@ -210,9 +210,9 @@ async fn audit_scenario(app: TestApp) {
     )
     .await;
     let (mut f, _) = app.join(ALPHA, "partners", "fac-ref-1", Facilitator, "Facil").await;
-    let (mut bf, _) = app.join(BETA, "partners", "beta-fac-ref", Facilitator, "Bea").await;
+    let (mut bf, _) = app.join(BETA, &alphas("partners"), "beta-fac-ref", Facilitator, "Bea").await;
     let (m, _) = app.join(ALPHA, "partners", "member-ref-1", Member, "Sam").await;
-    let (b, _) = app.join(BETA, "partners", "beta-member-ref", Member, "Bo").await;
+    let (b, _) = app.join(BETA, &alphas("partners"), "beta-member-ref", Member, "Bo").await;
     f.request(json!({"type": "mute", "participant_id": m.pid.clone().unwrap()})).await;
     bf.request(json!({"type": "mute", "participant_id": b.pid.clone().unwrap()})).await;
     bf.request(json!({"type": "allow_unmute", "participant_id": m.pid.clone().unwrap()})).await;

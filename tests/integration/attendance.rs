@@ -62,7 +62,7 @@ async fn export_scenario(app: TestApp) {
     let (a, welcome_a) = app.join(ALPHA, "att", "alice-ref", Member, "Alice").await;
     let (mut brief, _) = app.join(ALPHA, "att", "brief-ref", Member, "Brief").await;
     let (c, _) = app.join(ALPHA, "att", "carol-ref", Member, "Carol").await;
-    let (mut beta, _) = app.join(BETA, "att", "beta-ref", Member, "Bea").await;
+    let (mut beta, _) = app.join(BETA, &alphas("att"), "beta-ref", Member, "Bea").await;
     let a_pid = a.pid.clone().unwrap();
     // Brief leaves at once; Carol is removed; Alice drops and comes back.
     brief.send(json!({"type": "leave"})).await;
@@ -272,7 +272,7 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
     let (mut f, _) = app.join(ALPHA, "roles", "fac-ref", Facilitator, "Facil").await;
     let (_m, _) = app.join(ALPHA, "roles", "mem-ref", Member, "Sam").await;
     let (_o, _) = app.join(ALPHA, "roles", "obs-ref", haven::auth::join_token::TokenRole::Observer, "Watcher").await;
-    let (_b, _) = app.join(BETA, "roles", "bfac-ref", Facilitator, "Bea").await;
+    let (_b, _) = app.join(BETA, &alphas("roles"), "bfac-ref", Facilitator, "Bea").await;
     f.request(json!({"type": "end_meeting"})).await;
     let rows = final_rows(&app, "roles").await;
     assert_eq!(rows.len(), 3);
@@ -286,7 +286,7 @@ async fn exports_show_roles_and_facilitation_earns_credit_only_where_the_program
     assert!(fac["rule"].as_str().unwrap().contains("facilitation does not earn credit"), "{fac}");
     assert_eq!(obs["credited"], false, "{obs}");
     // Beta lets facilitation earn credit: its facilitator in the same meeting is credited.
-    let beta = export(&app, BETA_KEY, "meeting=roles").await;
+    let beta = export(&app, BETA_KEY, &format!("meeting={}", alphas("roles"))).await;
     assert_eq!((beta[0]["role"].as_str(), beta[0]["credited"].as_bool()), (Some("facilitator"), Some(true)));
     // CSV: the role comes after the columns consumers already read (later columns after it).
     let text = app.get_text("/v1/attendance?meeting=roles&format=csv", Some(ALPHA_KEY)).await;
@@ -315,7 +315,7 @@ async fn results_stored_before_roles_keep_their_verdict() {
     let app = spawn_with(|c| c.programs[0].facilitation_earns_credit = false).await;
     let store = app.server.as_ref().unwrap().app.store.clone();
     let row = PresenceRow {
-        meeting_id: "open".into(),
+        meeting_id: key(ALPHA, "open"),
         program_id: ALPHA.into(),
         member_ref: "old-fac".into(),
         participant_id: "p000000000009".into(),
@@ -333,7 +333,7 @@ async fn results_stored_before_roles_keep_their_verdict() {
     store
         .insert_result(&ResultRow {
             id: "att_legacy".into(),
-            meeting_id: "open".into(),
+            meeting_id: key(ALPHA, "open"),
             program_id: ALPHA.into(),
             member_ref: "old-fac".into(),
             computed_at: 3_601_000,

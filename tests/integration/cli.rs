@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
 /// A data directory and configuration with alpha (HS256) and ed (EdDSA), meetings `weekly`
-/// (alpha's), `ed-group` (ed's) and `done` (alpha's, ended), and alpha's series `tuesdays`, made
-/// by an in-process server.
+/// (alpha's, and ed's own of the same id), `ed-group` (ed's), `done` (alpha's, ended) and
+/// `partnered` (alpha's, shared with ed), and alpha's series `tuesdays`, made by an in-process server.
 struct Setup {
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
@@ -35,17 +35,23 @@ async fn setup() -> Setup {
     let server = haven::Server::start(c).await.unwrap();
     let store = server.app.store.clone();
     let http = reqwest::Client::new();
-    for (key, id) in [(ALPHA_KEY, "weekly"), (ED_KEY, "ed-group"), (ALPHA_KEY, "done")] {
+    for (key, id, shared) in [
+        (ALPHA_KEY, "weekly", vec![]),
+        (ED_KEY, "ed-group", vec![]),
+        (ALPHA_KEY, "done", vec![]),
+        (ED_KEY, "weekly", vec![]),
+        (ALPHA_KEY, "partnered", vec![ED]),
+    ] {
         let r = http
             .post(format!("http://{}/v1/meetings", server.addr))
             .bearer_auth(key)
-            .json(&json!({"id": id, "title": id}))
+            .json(&json!({"id": id, "title": id, "shared_with": shared}))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201);
+        assert_eq!(r.status(), 201, "{id}");
     }
-    store.end_meeting("done", 1).await.unwrap();
+    store.end_meeting(&key(ALPHA, "done"), 1).await.unwrap();
     let r = http
         .post(format!("http://{}/v1/series", server.addr))
         .bearer_auth(ALPHA_KEY)
@@ -101,7 +107,9 @@ async fn haven_token_prints_a_join_link_and_the_bare_token_with_raw() {
 #[tokio::test]
 async fn haven_token_refuses_meetings_that_cannot_be_joined() {
     let s = setup().await;
-    for (meeting, says) in [("nosuch", "no meeting `nosuch`"), ("done", "has ended"), ("ed-group", "does not admit")] {
+    for (meeting, says) in
+        [("nosuch", "no meeting `nosuch`"), ("done", "has ended"), ("ed-group", "no meeting `ed-group`")]
+    {
         let o = s.haven(&["token", "--program", ALPHA, "--meeting", meeting, "--member", "r"]);
         assert!(!o.status.success(), "{meeting}: {}", stdout(&o));
         assert!(stderr(&o).contains(says), "{meeting}: {}", stderr(&o));
@@ -109,6 +117,34 @@ async fn haven_token_refuses_meetings_that_cannot_be_joined() {
     }
     let o = s.haven(&["token", "--program", "nosuch", "--meeting", "weekly", "--member", "r"]);
     assert!(!o.status.success() && stderr(&o).contains("unknown program"));
+}
+
+#[tokio::test]
+async fn haven_token_names_meetings_as_the_program_does() {
+    let s = setup().await;
+    let own = format!("{}/tests/fixtures/ed25519_private.pem", env!("CARGO_MANIFEST_DIR"));
+    let ed_claims = |o: &Output| {
+        let token = stdout(o);
+        let payload = token.trim().split('.').nth(1).unwrap().to_string();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let mint = |meeting: &str| {
+        s.haven(&["token", "--program", ED, "--meeting", meeting, "--member", "r", "--signing-key", &own, "--raw"])
+    };
+    // Ed's own `weekly` (alpha has one too), and alpha's meeting shared with ed, by its full name.
+    let o = mint("weekly");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ed_claims(&o)["meeting"], "weekly");
+    let o = mint(&format!("{ALPHA}/partnered"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ed_claims(&o)["meeting"], format!("{ALPHA}/partnered"));
+    // Alpha's `weekly` is not shared with ed: as for a meeting nobody has.
+    for meeting in [format!("{ALPHA}/weekly"), format!("{ALPHA}/nosuch")] {
+        let o = mint(&meeting);
+        assert!(!o.status.success(), "{meeting}: {}", stdout(&o));
+        assert!(stderr(&o).contains(&format!("has no meeting `{meeting}`")), "{meeting}: {}", stderr(&o));
+    }
 }
 
 #[tokio::test]
@@ -227,7 +263,7 @@ async fn after_a_restart_the_printed_links_lead_to_a_joinable_demo_meeting() {
     let server = haven::Server::start(config.clone()).await.unwrap();
     assert_eq!(server.demo_meeting.as_deref(), Some("demo"));
     assert!(haven::cli::welcome_text(&server).contains("Demo meeting `demo`"));
-    server.app.store.end_meeting("demo", 1).await.unwrap();
+    server.app.store.end_meeting(&key("demo", "demo"), 1).await.unwrap();
     server.shutdown().await;
 
     let server = haven::Server::start(config.clone()).await.unwrap();

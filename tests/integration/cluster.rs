@@ -493,6 +493,7 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
         store.upsert_program(&program, 1).await.unwrap();
         let meeting = haven::store::MeetingRow {
             id: "m".into(),
+            local_id: "m".into(),
             program_id: ALPHA.into(),
             title: "M".into(),
             scheduled_start: None,

@@ -33,6 +33,7 @@ async fn scenario(store: Store) {
     for (id, day) in days {
         let m = MeetingRow {
             id: id.into(),
+            local_id: id.into(),
             program_id: "p1".into(),
             title: format!("Group {id}"),
             scheduled_start: None,
@@ -139,7 +140,7 @@ async fn engagement_report_over_the_api_in_json_and_csv_holds_only_the_programs_
     let app = spawn_app().await;
     let (mut f, _) = app.join(ALPHA, "shared", "eng-fac", Facilitator, "Facil").await;
     let (_a, _) = app.join(ALPHA, "shared", "eng-a1", Member, "Ann").await;
-    let (_b, _) = app.join(BETA, "shared", "eng-b1", Member, "Bea").await;
+    let (_b, _) = app.join(BETA, &alphas("shared"), "eng-b1", Member, "Bea").await;
     f.request(json!({"type": "end_meeting"})).await;
     app.flush_store().await;
 

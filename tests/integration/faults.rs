@@ -414,7 +414,7 @@ async fn a_join_authorised_before_the_meeting_ended_does_not_start_it_again() {
     let app = spawn_app().await;
     let store = app.server.as_ref().unwrap().app.store.clone();
     // The row as a join's authorisation read it, before the end.
-    let stale = store.meeting("open").await.unwrap().unwrap();
+    let stale = store.meeting(&key(ALPHA, "open")).await.unwrap().unwrap();
     assert_eq!(precheck(&app, &stale).await, None, "positive control: the live meeting takes the member");
     let (mut f, _) = app.join(ALPHA, "open", "fac", Facilitator, "Facil").await;
     f.request(json!({"type": "end_meeting"})).await;
@@ -430,11 +430,11 @@ async fn a_join_authorised_before_the_meeting_ended_does_not_start_it_again() {
 async fn a_join_authorised_before_the_meeting_was_deleted_does_not_start_it() {
     let app = spawn_app().await;
     let store = app.server.as_ref().unwrap().app.store.clone();
-    let stale = store.meeting("lobby").await.unwrap().unwrap();
+    let stale = store.meeting(&key(ALPHA, "lobby")).await.unwrap().unwrap();
     let r = app.http.delete(app.url("/v1/meetings/lobby")).bearer_auth(ALPHA_KEY).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(precheck(&app, &stale).await.as_deref(), Some("meeting_ended"));
-    assert!(app.server.as_ref().unwrap().app.rooms.get("lobby").is_none(), "no room runs for it");
+    assert!(app.server.as_ref().unwrap().app.rooms.get(&key(ALPHA, "lobby")).is_none(), "no room runs for it");
 }
 
 #[tokio::test]
@@ -455,7 +455,7 @@ async fn a_record_the_database_refuses_is_set_aside_and_holds_nothing_back() {
         detail: None,
     });
     let good = Record::Presence(haven::store::PresenceRow {
-        meeting_id: "open".into(),
+        meeting_id: key(ALPHA, "open"),
         program_id: ALPHA.into(),
         member_ref: "after-the-bad-one".into(),
         participant_id: "p000000000001".into(),
@@ -467,6 +467,6 @@ async fn a_record_the_database_refuses_is_set_aside_and_holds_nothing_back() {
     state.journal.append_all([bad, good]);
     tokio::time::timeout(std::time::Duration::from_secs(30), app.flush_store()).await.expect("the journal drains");
     assert_eq!(app.metrics().journal_records_rejected.get(), 1);
-    let stored = state.store.presence_of("open", ALPHA, "after-the-bad-one").await.unwrap();
+    let stored = state.store.presence_of(&key(ALPHA, "open"), ALPHA, "after-the-bad-one").await.unwrap();
     assert_eq!(stored.len(), 1, "the record after the refused one is stored");
 }

@@ -10,6 +10,7 @@ mod engagement;
 mod facilitation;
 mod faults;
 mod formats;
+mod ids;
 mod join_check;
 mod logs;
 mod media;

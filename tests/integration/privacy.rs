@@ -17,7 +17,7 @@ async fn nothing_a_member_receives_identifies_anyone_else() {
     let tokens: Vec<String> = refs
         .iter()
         .enumerate()
-        .map(|(i, (r, p))| app.token(p, "shared", r, if i == 0 { Facilitator } else { Member }))
+        .map(|(i, (r, p))| app.token(p, &alphas("shared"), r, if i == 0 { Facilitator } else { Member }))
         .collect();
     let mut clients = Vec::new();
     for (i, t) in tokens.iter().enumerate() {

@@ -34,6 +34,7 @@ async fn exercise(store: Store) {
 
     let m = MeetingRow {
         id: "m1".into(),
+        local_id: "m1".into(),
         program_id: "p1".into(),
         title: "Group".into(),
         scheduled_start: Some(1000),
@@ -156,10 +157,102 @@ async fn exercise(store: Store) {
     store.end_meeting("m1", 50).await.unwrap();
     store.end_meeting("m1", 60).await.unwrap();
     assert_eq!(store.meeting("m1").await.unwrap().unwrap().ended_at, Some(50), "the first end wins");
-    assert!(!store.delete_meeting("p2", "m1", 70).await.unwrap(), "only the owner deletes");
-    assert!(store.delete_meeting("p1", "m1", 70).await.unwrap());
+    assert_eq!(store.delete_meeting("p2", "m1", 70).await.unwrap(), None, "only the owner deletes");
+    assert_eq!(store.delete_meeting("p1", "m1", 70).await.unwrap().as_deref(), Some("m1"), "its key");
+    assert_eq!(store.delete_meeting("p1", "m1", 71).await.unwrap(), None, "once");
     assert_eq!(store.meeting("m1").await.unwrap(), None);
     store.ping().await.unwrap();
+}
+
+async fn named(store: &Store, program: &str, name: &str) -> Option<String> {
+    store.meeting_named(program, name).await.unwrap().map(|m| m.id)
+}
+
+/// Meeting ids are per program: the same id in two programs, each found by its own program; a
+/// partner finds a shared one by `<owner>/<id>`; an id is never used twice by one program.
+async fn exercise_ids(store: Store) {
+    use haven::store::meeting_key;
+    for p in ["p1", "p2", "p3"] {
+        let row = ProgramRow {
+            id: p.into(),
+            name: p.into(),
+            token_alg: "HS256".into(),
+            token_key: "k".repeat(32),
+            api_key_sha256: format!("{p}{}", "0".repeat(62)),
+        };
+        store.upsert_program(&row, 1).await.unwrap();
+    }
+    let row = |program: &str, id: &str, shared: &[&str]| MeetingRow {
+        id: meeting_key(program, id),
+        local_id: id.into(),
+        program_id: program.into(),
+        title: format!("{program} {id}"),
+        scheduled_start: None,
+        scheduled_end: None,
+        capacity: 20,
+        settings: MeetingSettings::default(),
+        shared_with: shared.iter().map(|s| s.to_string()).collect(),
+        partner_facilitators: false,
+        created_at: 5,
+        ended_at: None,
+        credit_policy: None,
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
+    };
+    let a = row("p1", "tuesday", &["p3"]);
+    let b = row("p2", "tuesday", &[]);
+    store.create_meeting(&a).await.unwrap();
+    store.create_meeting(&b).await.unwrap();
+    assert_ne!(a.id, b.id, "one key each");
+    assert!(matches!(store.create_meeting(&row("p1", "tuesday", &[])).await, Err(StoreError::Conflict)));
+    // A meeting from before ids were per program: its key is its id, and its program holds the id.
+    let legacy = MeetingRow { id: "wednesday".into(), local_id: "wednesday".into(), ..row("p1", "wednesday", &["p3"]) };
+    store.create_meeting(&legacy).await.unwrap();
+    assert!(matches!(store.create_meeting(&row("p1", "wednesday", &[])).await, Err(StoreError::Conflict)));
+    store.create_meeting(&row("p2", "wednesday", &[])).await.unwrap();
+
+    assert_eq!(store.program_meeting("p1", "tuesday").await.unwrap(), Some((a.clone(), false)));
+    assert_eq!(store.program_meeting("p2", "tuesday").await.unwrap(), Some((b.clone(), false)));
+    assert_eq!(store.program_meeting("p3", "tuesday").await.unwrap(), None);
+    assert_eq!(named(&store, "p1", "tuesday").await, Some(a.id.clone()));
+    assert_eq!(named(&store, "p2", "tuesday").await, Some(b.id.clone()));
+    assert_eq!(named(&store, "p3", "tuesday").await, None, "p3 has no `tuesday` of its own");
+    assert_eq!(named(&store, "p3", "p1/tuesday").await, Some(a.id.clone()), "shared with p3");
+    assert_eq!(named(&store, "p1", "p1/tuesday").await, Some(a.id.clone()), "the owner's full name for its own");
+    assert_eq!(named(&store, "p2", "p1/tuesday").await, None, "not shared with p2");
+    assert_eq!(named(&store, "p3", "p2/tuesday").await, None);
+    // The older shared meeting: by its bare id from the program it is shared with (links made
+    // before), unless that program has its own of that id.
+    assert_eq!(named(&store, "p3", "wednesday").await, Some("wednesday".into()));
+    assert_eq!(named(&store, "p3", "p1/wednesday").await, Some("wednesday".into()));
+    assert_eq!(named(&store, "p2", "wednesday").await, Some(meeting_key("p2", "wednesday")));
+    assert_eq!(named(&store, "p1", "m.nothing").await, None);
+    assert_eq!(named(&store, "p1", &a.id).await, None, "a key is not a name");
+    let ids = |rows: Vec<MeetingRow>| rows.into_iter().map(|m| (m.local_id, m.program_id)).collect::<Vec<_>>();
+    assert_eq!(ids(store.meetings_of("p2", 10).await.unwrap()).len(), 2);
+    assert!(ids(store.meetings_of("p1", 10).await.unwrap()).iter().all(|(_, p)| p == "p1"));
+
+    // Deleting p2's `tuesday` leaves p1's; the id stays p2's, deleted.
+    assert_eq!(store.delete_meeting("p2", "tuesday", 9).await.unwrap(), Some(b.id.clone()));
+    assert_eq!(store.program_meeting("p2", "tuesday").await.unwrap(), Some((b.clone(), true)));
+    assert_eq!(named(&store, "p2", "tuesday").await, None);
+    assert_eq!(named(&store, "p1", "tuesday").await, Some(a.id.clone()));
+    assert!(matches!(store.create_meeting(&row("p2", "tuesday", &[])).await, Err(StoreError::Conflict)));
+    assert_eq!(store.resolve_meeting_name("p2", "tuesday").await.unwrap(), Some((b, true)), "for its attendance");
+}
+
+#[tokio::test]
+async fn meeting_ids_are_per_program_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    exercise_ids(Store::connect(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn meeting_ids_are_per_program_on_postgres() {
+    exercise_ids(Store::connect(&fresh_postgres().await).await.unwrap()).await;
 }
 
 #[tokio::test]

@@ -24,6 +24,16 @@ pub const BETA_KEY: &str = "hk_test_beta_key";
 pub const ED_KEY: &str = "hk_test_ed_key";
 pub const RS_KEY: &str = "hk_test_rs_key";
 
+/// The server's key of `program`'s meeting `id` (what the journal, the ledger and rooms use).
+pub fn key(program: &str, id: &str) -> String {
+    haven::store::meeting_key(program, id)
+}
+
+/// How a partner program names one of alpha's meetings shared with it.
+pub fn alphas(id: &str) -> String {
+    format!("{ALPHA}/{id}")
+}
+
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }

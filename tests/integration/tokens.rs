@@ -49,9 +49,12 @@ async fn each_bad_token_is_refused_with_its_own_code() {
     c.iss = "prog-unknown".into();
     assert_eq!(refused(&app, &sign_hs(ALPHA, &c)).await, (401, "token_unknown_program".into()));
 
-    // Beta's member in alpha's own (unshared) meeting.
+    // Beta's member in alpha's own (unshared) meeting, by alpha's id and by its full name: as for
+    // a meeting nobody has.
     let c = claims_for(BETA, "open", "b1", TokenRole::Member, 600);
-    assert_eq!(refused(&app, &sign_hs(BETA, &c)).await, (403, "token_wrong_meeting".into()));
+    assert_eq!(refused(&app, &sign_hs(BETA, &c)).await, (404, "meeting_not_found".into()));
+    let c = claims_for(BETA, &format!("{ALPHA}/open"), "b1", TokenRole::Member, 600);
+    assert_eq!(refused(&app, &sign_hs(BETA, &c)).await, (404, "meeting_not_found".into()));
 
     // alg: none.
     let none = format!(

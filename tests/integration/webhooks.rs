@@ -208,7 +208,7 @@ async fn webhooks_are_signed_per_the_standard_and_a_500_is_retried_with_the_same
     let (mut f, _) = app.join(ALPHA, "shared", "hook-fac", Facilitator, "Facil").await;
     let (mut a1, _) = app.join(ALPHA, "shared", "hook-a1", Member, "Ann").await;
     let (a2, _) = app.join(ALPHA, "shared", "hook-a2", Member, "Abe").await;
-    let (mut b1, _) = app.join(BETA, "shared", "hook-b1", Member, "Bea").await;
+    let (mut b1, _) = app.join(BETA, &alphas("shared"), "hook-b1", Member, "Bea").await;
     a1.request(json!({"type": "chat", "text": "chat-text-never-in-a-webhook"})).await;
     b1.request(json!({"type": "support_request", "text": "support-text-never-in-a-webhook"})).await;
     f.request(json!({"type": "ban", "participant_id": a2.pid.clone().unwrap()})).await;
@@ -283,6 +283,12 @@ async fn webhooks_are_signed_per_the_standard_and_a_500_is_retried_with_the_same
         })
         .await;
     assert_eq!(of_type(&blog, "attendance.finalized").len(), 1);
+    // Beta names alpha's meeting as its links do, in every event.
+    for ty in ["meeting.started", "meeting.ended", "attendance.finalized"] {
+        for r in of_type(&blog, ty) {
+            assert_eq!(r.json["data"]["meeting_id"], alphas("shared"), "{ty}: {}", r.body);
+        }
+    }
     assert!(of_type(&blog, "participant.banned").is_empty(), "alpha's member's ban is alpha's");
     for r in blog.iter().chain(log.iter()) {
         assert!(!r.body.contains("never-in-a-webhook"), "chat or support text in {}", r.body);
@@ -415,7 +421,7 @@ async fn a_receiver_that_never_answers_holds_up_no_meeting_and_no_other_programs
     for i in 0..4 {
         members.push(app.join(ALPHA, "shared", &format!("hang-a{i}"), Member, &format!("A{i}")).await.0);
     }
-    let (_b, _) = app.join(BETA, "shared", "hang-b1", Member, "Bea").await;
+    let (_b, _) = app.join(BETA, &alphas("shared"), "hang-b1", Member, "Bea").await;
     f.request(json!({"type": "end_meeting"})).await;
     // Alpha's receiver holds its requests; beta's events arrive all the same.
     hung.wait_until("two requests held", |log| log.len() >= 2).await;
@@ -445,7 +451,7 @@ async fn a_receiver_that_never_answers_holds_up_no_meeting_and_no_other_programs
     )
     .await;
     let (mut h, _) = app.join(ALPHA, "later", "hang-fac", Facilitator, "Facil").await;
-    let (_b2, _) = app.join(BETA, "later", "hang-b2", Member, "Bo").await;
+    let (_b2, _) = app.join(BETA, &alphas("later"), "hang-b2", Member, "Bo").await;
     h.request(json!({"type": "end_meeting"})).await;
     fine.wait_until("beta's later event", |log| delivered_for(log, "attendance.finalized", &["hang-b2"])).await;
     // Alpha's endpoint never had more than its limit in flight, and none of them was answered.

@@ -743,6 +743,10 @@ export interface LocationView {
  * The meeting as participants see it.
  */
 export interface MeetingView {
+  /**
+   * The meeting's id as its program named it (ids are per program: a partner program's link
+   * names it `<owner program>/<id>`).
+   */
   id: string;
   locked: boolean;
   /**

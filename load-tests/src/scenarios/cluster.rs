@@ -334,9 +334,10 @@ impl LaunchedCluster {
     }
 }
 
-/// Which node owns each meeting, from the leases in Redis (`{name}:lease:{meeting}` holds
-/// `{token}:{node}`, `{name}:node:{node}` the node's URL). `None` for a meeting without a lease
-/// or whose owner is not one of `nodes`.
+/// Which node owns each meeting, from the leases in Redis (`{name}:lease:{meeting key}` holds
+/// `{token}:{node}`, `{name}:node:{node}` the node's URL; the key is the server's for the
+/// program's meeting id, `haven::store::meeting_key`). `None` for a meeting without a lease or
+/// whose owner is not one of `nodes`.
 async fn owners(t: &ClusterTarget, ids: &[String]) -> anyhow::Result<Vec<Option<usize>>> {
     let client = redis::Client::open(t.redis_url.as_str())?;
     let mut con = client.get_multiplexed_async_connection().await?;
@@ -357,7 +358,8 @@ async fn owners(t: &ClusterTarget, ids: &[String]) -> anyhow::Result<Vec<Option<
     }
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let keys: Vec<String> = chunk.iter().map(|m| format!("{}:lease:{m}", t.name)).collect();
+        let keys: Vec<String> =
+            chunk.iter().map(|m| format!("{}:lease:{}", t.name, haven::store::meeting_key(&t.program_id, m))).collect();
         let leases: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut con).await?;
         for l in leases {
             out.push(l.and_then(|l| l.split_once(':').and_then(|(_, node)| index_of.get(node).copied())));
