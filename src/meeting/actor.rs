@@ -15,7 +15,7 @@ use crate::protocol::{Command, ErrorCode, Event, ParticipantId, ProtocolError, R
 use crate::room::{Audience, Effect, Input, MemberKey, Millis, Outcome, Presence, Room, Timer};
 use crate::store::PresenceRow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -151,7 +151,8 @@ pub(super) struct Actor {
     sfu_events_tx: mpsc::Sender<crate::sfu::SfuEvent>,
     pub config: ActorConfig,
     pub clock: Clock,
-    sessions: HashMap<ParticipantId, Session>,
+    /// Looked up once per recipient per event: FxHash (keys are the room's own ids, not input).
+    sessions: rustc_hash::FxHashMap<ParticipantId, Session>,
     timers: BinaryHeap<Reverse<(Millis, u64, TimerKey)>>,
     timer_seq: u64,
     effects: Vec<Effect>,
@@ -235,7 +236,7 @@ impl Actor {
             _self_tx: self_tx,
             config,
             clock,
-            sessions: HashMap::new(),
+            sessions: rustc_hash::FxHashMap::default(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
             effects: Vec::with_capacity(64),

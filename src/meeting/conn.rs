@@ -59,14 +59,21 @@ impl ConnHandle {
     }
 
     /// Cuts the connection off now; true only for the call that cut it (so a cut is counted once).
+    /// The writer sees the cut before its next frame and wherever it waits on the socket; a
+    /// writer waiting for frames is woken by the close queued behind the cut (when the queue has
+    /// room; when it is full the writer is not waiting for frames).
     pub fn cut(&self, reason: CloseReason) -> bool {
-        self.kill.send_if_modified(|k| {
+        let first = self.kill.send_if_modified(|k| {
             let first = k.is_none();
             if first {
                 *k = Some(reason);
             }
             first
-        })
+        });
+        if first {
+            let _ = self.tx.try_send(Outbound::Close(reason));
+        }
+        first
     }
 
     /// Closes after what is queued, or at once when the queue is full.

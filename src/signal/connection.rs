@@ -15,7 +15,7 @@ use crate::room::MemberKey;
 use crate::store::MeetingRow;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -420,7 +420,7 @@ impl Reader {
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
-    mut kill: watch::Receiver<Option<CloseReason>>,
+    kill: watch::Receiver<Option<CloseReason>>,
     done: CancellationToken,
     batch: usize,
 ) {
@@ -437,16 +437,26 @@ async fn write_loop(
         // Best effort: a client that is not reading may never take it.
         let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(frame)))).await;
     }
-    // One future watches for the kill signal for the whole connection (not one per frame).
+    // One future watches for the kill signal for the whole connection (not one per frame), on a
+    // clone of the receiver, so the hot path below can look at the original without waiting.
+    // The hot path (a frame is queued, the socket takes it) registers no waker and polls no
+    // kill future: it only reads the watch's version. The kill future is polled only where the
+    // writer waits on a full socket (a slow consumer's cut must reach it there); a writer
+    // waiting for frames is woken by the close a cut queues.
     let mut close_with: Option<CloseReason> = None;
+    let mut kill_wait = kill.clone();
+    let cut = |kill: &watch::Receiver<Option<CloseReason>>| kill.has_changed().unwrap_or(true);
     {
-        let killed = kill.changed();
+        let killed = kill_wait.changed();
         tokio::pin!(killed);
         loop {
-            let item = tokio::select! {
-                biased;
-                _ = &mut killed => break,
-                m = rx.recv() => m,
+            let item = match rx.try_recv() {
+                Ok(_) if cut(&kill) => break,
+                Ok(m) => Some(m),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                // Waiting for frames: a cut queues a close behind it (`ConnHandle::cut`), so
+                // the queue alone wakes this writer.
+                Err(mpsc::error::TryRecvError::Empty) => rx.recv().await,
             };
             let mut next = match item {
                 None => break,
@@ -457,17 +467,20 @@ async fn write_loop(
                 Some(Outbound::Frame(text)) => Some(text),
             };
             // Everything already queued goes out with one flush: one write for the frames one
-            // room input caused (a hand raise sends two), instead of one per frame. The write
-            // buffer (`ws_write_buffer_bytes`) flushes on its own when a batch outgrows it.
+            // room input caused, instead of one per frame. The write buffer
+            // (`ws_write_buffer_bytes`) flushes on its own when a batch outgrows it.
             let mut fed = 0;
             let mut failed = false;
             while let Some(text) = next.take() {
-                let r = tokio::select! {
-                    biased;
-                    _ = &mut killed => { failed = true; break }
-                    r = sink.feed(Message::Text(text)) => r,
+                let ready = match poll_ready(&mut sink).now_or_never() {
+                    Some(r) => r,
+                    None => tokio::select! {
+                        biased;
+                        _ = &mut killed => { failed = true; break }
+                        r = poll_ready(&mut sink) => r,
+                    },
                 };
-                if r.is_err() {
+                if ready.is_err() || std::pin::Pin::new(&mut sink).start_send(Message::Text(text)).is_err() {
                     failed = true;
                     break;
                 }
@@ -487,10 +500,13 @@ async fn write_loop(
             if failed {
                 break;
             }
-            let flushed = tokio::select! {
-                biased;
-                _ = &mut killed => break,
-                r = sink.flush() => r,
+            let flushed = match sink.flush().now_or_never() {
+                Some(r) => r,
+                None => tokio::select! {
+                    biased;
+                    _ = &mut killed => break,
+                    r = sink.flush() => r,
+                },
             };
             if flushed.is_err() || close_with.is_some() {
                 break;
@@ -505,4 +521,12 @@ async fn write_loop(
         close(&mut sink, r).await;
     }
     done.cancel();
+}
+
+/// Resolves when the sink can take a frame (a future that can be dropped while pending: it holds
+/// no frame).
+fn poll_ready(
+    sink: &mut SplitSink<WebSocket, Message>,
+) -> impl std::future::Future<Output = Result<(), axum::Error>> + '_ {
+    std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *sink).poll_ready(cx))
 }
