@@ -6,16 +6,17 @@
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::cluster::proxy::NODE_HEADER;
 use crate::protocol::{CrisisResource, Role};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The link to check.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinCheckRequest {
     /// A join token or a resume token.
@@ -44,9 +45,23 @@ pub struct JoinCheckResponse {
     responses((status = 200, body = JoinCheckResponse), (status = 400, body = super::error::ErrorBody)))]
 pub async fn join_check(
     State(app): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<JoinCheckRequest>, JsonRejection>,
 ) -> Result<Json<JoinCheckResponse>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    // Cluster mode: a meeting live on another node is checked there (its room knows its lock,
+    // its seats, a resume token's seat). A check another node passed on is answered here, never
+    // passed on again; when the owner cannot be asked, this node answers from what it knows.
+    if let Some(cluster) = &app.cluster {
+        let from_node = headers.get(NODE_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| cluster.is_node(v));
+        if !from_node {
+            if let Some(url) = crate::signal::owner_elsewhere(&app, req.token.trim()).await {
+                if let Some(answer) = ask_owner(&url, cluster.node_credential(), &req.token).await {
+                    return Ok(Json(answer));
+                }
+            }
+        }
+    }
     let (found, verdict) = crate::signal::join_check(&app, req.token.trim()).await;
     let crisis_resources =
         found.program.as_deref().and_then(|p| app.crisis_resources.get(p)).cloned().unwrap_or_default();
@@ -62,4 +77,30 @@ pub async fn join_check(
         role: found.role,
         crisis_resources,
     }))
+}
+
+/// Cluster mode: the owner's answer to the same check (None when it cannot be had in time).
+async fn ask_owner(owner_url: &str, credential: &str, token: &str) -> Option<JoinCheckResponse> {
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let client = CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .ok()
+        })
+        .as_ref()?;
+    let url = format!("{}/v1/join-check", owner_url.trim_end_matches('/'));
+    let r = client
+        .post(url)
+        .header(NODE_HEADER, credential)
+        .json(&JoinCheckRequest { token: token.to_string() })
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
 }

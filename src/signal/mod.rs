@@ -149,6 +149,39 @@ enum Route {
     Forward { url: String, place: bool },
 }
 
+/// The key of the meeting a token leads to: a resume token's meeting, or a join token's (its
+/// program's name for it, or a series link's open occurrence). None when the token does not
+/// verify or names nothing: the local checks refuse it with their usual answer.
+async fn token_meeting(app: &AppState, token: Option<&str>) -> Option<String> {
+    let token = token.filter(|t| !t.is_empty())?;
+    if token.starts_with("hvr.") {
+        return resume_token_meeting(token);
+    }
+    let (program, c) = join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok()?;
+    match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+        // A series link goes where its open occurrence is (no open one: the local checks refuse).
+        Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok().map(|m| m.id),
+        // The meeting as the token's program names it, to its key.
+        None => app.rooms.named(&program.id, &c.meeting).await.ok().flatten().map(|m| m.id),
+    }
+}
+
+/// Cluster mode: the node that owns the live meeting a token leads to, when that is another node
+/// (the join-check asks it, since only the live room knows its lock, its seats and a resume
+/// token's seat). None when the meeting is here, has no owner (nobody is in it: the stored
+/// meeting says everything) or the token leads nowhere.
+pub async fn owner_elsewhere(app: &AppState, token: &str) -> Option<String> {
+    let cluster = app.cluster.as_ref()?;
+    let meeting = token_meeting(app, Some(token)).await?;
+    if app.rooms.get(&meeting).is_some() && cluster.held(&meeting).is_some() {
+        return None;
+    }
+    match cluster.owner(&meeting, &app.store, false).await {
+        Ok(Some(crate::cluster::Owner::Elsewhere { url, .. })) => Some(url),
+        _ => None,
+    }
+}
+
 /// Cluster mode: finds the meeting's owner, or places a meeting that has none (on the least
 /// loaded node; taking the lease when that is this node). A token that does not verify is left
 /// to the local checks, which refuse it with their usual answer. A socket another node passed on
@@ -162,21 +195,7 @@ async fn route(
     place: bool,
 ) -> Result<Route, ApiError> {
     use crate::cluster::Owner;
-    let Some(token) = token.filter(|t| !t.is_empty()) else { return Ok(Route::Here) };
-    let meeting = if token.starts_with("hvr.") {
-        resume_token_meeting(token)
-    } else {
-        match join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok() {
-            // A series link goes where its open occurrence is (no open one: the local checks refuse).
-            Some((program, c)) => match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
-                Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok().map(|m| m.id),
-                // The meeting as the token's program names it, to its key.
-                None => app.rooms.named(&program.id, &c.meeting).await.ok().flatten().map(|m| m.id),
-            },
-            None => None,
-        }
-    };
-    let Some(meeting) = meeting else { return Ok(Route::Here) };
+    let Some(meeting) = token_meeting(app, token).await else { return Ok(Route::Here) };
     if app.rooms.get(&meeting).is_some() && cluster.held(&meeting).is_some() {
         return Ok(Route::Here);
     }

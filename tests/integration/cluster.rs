@@ -705,3 +705,41 @@ async fn a_burst_of_room_changes_is_snapshotted_together_not_once_per_change() {
     })
     .await
 }
+
+/// The join-check through a node that does not own the live meeting answers as the owner's room
+/// would: only the room knows it is locked and whose resume token is current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_join_check_through_any_node_answers_as_the_live_room_does() {
+    bounded(async {
+        let nodes = Nodes::start(2).await;
+        nodes
+            .node(0)
+            .create_meeting(json!({"id": "lockme", "title": "Lock me", "settings": {"waiting_room": false}}))
+            .await;
+        let (mut f, _) = person(nodes.addr(0), "lockme", "fac", TokenRole::Facilitator, "Facil").await;
+        let owner = nodes.owner().await;
+        let other = 1 - owner;
+        f.client.request(json!({"type": "lock"})).await;
+        let check = |addr: SocketAddr, token: String| async move {
+            reqwest::Client::new()
+                .post(format!("http://{addr}/v1/join-check"))
+                .json(&json!({"token": token}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        };
+        let member = sign_hs(ALPHA, &join_token::claims_for(ALPHA, "lockme", "newcomer", TokenRole::Member, 600));
+        for addr in [nodes.addr(owner), nodes.addr(other)] {
+            let r = check(addr, member.clone()).await;
+            assert_eq!((r["joinable"].as_bool(), r["code"].as_str()), (Some(false), Some("meeting_locked")), "{r}");
+            assert_eq!(r["meeting_title"], "Lock me");
+            // The facilitator's current resume token is good, whichever node is asked.
+            let r = check(addr, f.resume_token.clone()).await;
+            assert_eq!(r["joinable"], true, "{r}");
+        }
+    })
+    .await
+}
