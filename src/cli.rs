@@ -370,11 +370,12 @@ async fn token(cli: &Cli, t: TokenRequest<'_>) -> Result<(), String> {
     // A link that cannot work is refused here rather than at the door.
     if let Some(series) = meeting_id.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
         // A series link: it works for whichever occurrence is open when it is used.
-        let s = store.series(series).await.map_err(|e| e.to_string())?;
+        // The program's own series, by the id it gave it (series ids are per program).
+        let s = store.program_series(&p.id, series).await.map_err(|e| e.to_string())?;
         match s {
-            Some(s) if s.program_id == p.id && s.cancelled_at.is_none() => {}
-            Some(s) if s.program_id == p.id => return Err(format!("series `{series}` was cancelled")),
-            _ => return Err(format!("no series `{series}` of program `{}`", p.id)),
+            Some(s) if s.cancelled_at.is_none() => {}
+            Some(_) => return Err(format!("series `{series}` was cancelled")),
+            None => return Err(format!("no series `{series}` of program `{}`", p.id)),
         }
     } else {
         // As the server reads the claim: the program's own id, or `<owner>/<id>` for a meeting

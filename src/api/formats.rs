@@ -1,6 +1,8 @@
 //! `/v1/formats`: a program's meeting formats (agendas). A meeting or series refers to one by id;
-//! a meeting keeps a copy of the format as it was when the meeting was made. Another program's
-//! format is answered as not found.
+//! a meeting keeps a copy of the format as it was when the meeting was made. Format ids are per
+//! program, as meeting ids are: another program's ids are never in the way and never answered
+//! (an id another program uses is answered as an id nobody uses). A deleted format's id stays
+//! used by its program.
 
 use super::error::{ApiError, ErrorBody};
 use super::ProgramAuth;
@@ -20,6 +22,9 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct FormatRequest {
     /// Optional id (letters, digits, `-`, `_`; at most 64); generated when absent. Ignored on edit.
+    /// Ids are the program's own: another program may use the same id for its own format. An id
+    /// is never used twice by one program (`409 format_exists`; `409 format_deleted` for one it
+    /// deleted).
     pub id: Option<String>,
     /// What the program calls it, e.g. "Open share, 60 minutes"; 1 to 200 characters.
     pub name: String,
@@ -41,6 +46,7 @@ impl FormatRequest {
 /// A format as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FormatResponse {
+    /// The id the program gave the format (its own namespace).
     pub id: String,
     pub name: String,
     #[serde(flatten)]
@@ -58,7 +64,7 @@ fn ts(ms: i64) -> DateTime<Utc> {
 fn response(f: FormatRow) -> FormatResponse {
     FormatResponse {
         planned_minutes: f.spec.planned_minutes(),
-        id: f.id,
+        id: f.local_id,
         name: f.name,
         spec: f.spec,
         created_at: ts(f.created_at),
@@ -99,16 +105,46 @@ pub async fn create(
         None => format!("f_{}", hex::encode(rand::random::<[u8; 10]>())),
     };
     let now = Utc::now().timestamp_millis();
-    let row = FormatRow { id, program_id: program.id.clone(), name, spec, created_at: now, updated_at: now };
+    let row = FormatRow {
+        id: crate::store::format_key(&program.id, &id),
+        local_id: id,
+        program_id: program.id.clone(),
+        name,
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
     match app.store.create_format(&row).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(response(row)))),
-        Err(StoreError::Conflict) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "format_id_unavailable",
-            "that format id cannot be used; choose another or let the server generate one",
-        )),
+        // Only this program's own formats can hold the id: the answer is about them alone.
+        Err(StoreError::Conflict) => {
+            match app.store.program_format(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))? {
+                Some((_, true)) => Err(ApiError::new(StatusCode::CONFLICT, "format_deleted", DELETED)),
+                _ => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "format_exists",
+                    "the program already has a format with this id; choose another or let the server generate one",
+                )),
+            }
+        }
         Err(e) => Err(ApiError::internal(&e)),
     }
+}
+
+const DELETED: &str = "this format was deleted; its id cannot be used again";
+
+/// The program's own format by its id; `410 format_deleted` for its own deleted one (the id
+/// stays used), `404 not_found` for an id the program never used, whoever else uses it.
+async fn own(app: &AppState, program: &str, id: &str) -> Result<FormatRow, ApiError> {
+    match app.store.program_format(program, id).await.map_err(|e| ApiError::internal(&e))? {
+        Some((f, false)) => Ok(f),
+        Some((_, true)) => Err(deleted()),
+        None => Err(ApiError::not_found("format")),
+    }
+}
+
+fn deleted() -> ApiError {
+    ApiError::new(StatusCode::GONE, "format_deleted", DELETED)
 }
 
 #[utoipa::path(get, path = "/v1/formats",
@@ -122,18 +158,17 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/formats/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = FormatResponse), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+    responses((status = 200, body = FormatResponse), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn get_one(
     State(app): State<AppState>,
     ProgramAuth(program): ProgramAuth,
     Path(id): Path<String>,
 ) -> Result<Json<FormatResponse>, ApiError> {
-    let row = app.store.format(&program.id, &id).await.map_err(|e| ApiError::internal(&e))?;
-    row.map(|f| Json(response(f))).ok_or_else(|| ApiError::not_found("format"))
+    Ok(Json(response(own(&app, &program.id, &id).await?)))
 }
 
 #[utoipa::path(put, path = "/v1/formats/{id}", params(("id" = String, Path)), request_body = FormatRequest,
-    responses((status = 200, body = FormatResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = FormatResponse), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn update(
     State(app): State<AppState>,
@@ -143,21 +178,17 @@ pub async fn update(
 ) -> Result<Json<FormatResponse>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let name = checked(&req)?;
-    let old = app
-        .store
-        .format(&program.id, &id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::not_found("format"))?;
+    let old = own(&app, &program.id, &id).await?;
     let row = FormatRow { name, spec: req.spec(), updated_at: Utc::now().timestamp_millis(), ..old };
     if !app.store.update_format(&row).await.map_err(|e| ApiError::internal(&e))? {
-        return Err(ApiError::not_found("format"));
+        // Deleted meanwhile: the same answer as a read.
+        return Err(own(&app, &program.id, &id).await.err().unwrap_or_else(deleted));
     }
     Ok(Json(response(row)))
 }
 
 #[utoipa::path(delete, path = "/v1/formats/{id}", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)), security(("api_key" = [])))]
 pub async fn delete(
     State(app): State<AppState>,
     ProgramAuth(program): ProgramAuth,
@@ -167,6 +198,7 @@ pub async fn delete(
     if app.store.delete_format(&program.id, &id, now).await.map_err(|e| ApiError::internal(&e))? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found("format"))
+        // Not found, or deleted already: the same answer as a read.
+        Err(own(&app, &program.id, &id).await.err().unwrap_or_else(deleted))
     }
 }

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use utoipa::ToSchema;
 
 /// A new meeting.
@@ -69,7 +70,7 @@ pub struct MeetingResponse {
     /// The format the meeting was created with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format_id: Option<String>,
-    /// The series this meeting is an occurrence of, if any.
+    /// The series this meeting is an occurrence of, if any (the id the program gave it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series_id: Option<String>,
 }
@@ -78,7 +79,9 @@ fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-pub(crate) fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
+/// The meeting as the API shows it. `series`: the ids the program gave its series, by key (see
+/// [`series_names`]), so an occurrence names its series as the program does.
+pub(crate) fn response(app: &AppState, m: MeetingRow, series: &HashMap<String, String>) -> MeetingResponse {
     let status = if m.ended_at.is_some() {
         "ended"
     } else if app.rooms.get(&m.id).is_some() {
@@ -101,8 +104,16 @@ pub(crate) fn response(app: &AppState, m: MeetingRow) -> MeetingResponse {
         shared_with: m.shared_with,
         partner_facilitators: m.partner_facilitators,
         format_id: m.format_id,
-        series_id: m.series_id,
+        series_id: m.series_id.and_then(|key| series.get(&key).cloned()),
     }
+}
+
+/// The ids `program` gave its series, by key, when one of `rows` is an occurrence (else empty).
+async fn series_names(app: &AppState, program: &str, rows: &[MeetingRow]) -> Result<HashMap<String, String>, ApiError> {
+    if rows.iter().all(|m| m.series_id.is_none()) {
+        return Ok(HashMap::new());
+    }
+    app.store.series_names(program).await.map_err(|e| ApiError::internal(&e))
 }
 
 /// Whether a meeting id is acceptable: it appears in links, so keep it URL-safe.
@@ -187,13 +198,13 @@ pub async fn create(
         ended_at: None,
         // Stored as decided now, so a later change of defaults never changes this meeting's credit.
         credit_policy: Some(policy),
-        format_id: format.as_ref().map(|f| f.id.clone()),
+        format_id: format.as_ref().map(|f| f.local_id.clone()),
         format: format.map(|f| f.spec),
         series_id: None,
         occurrence_key: None,
     };
     match app.store.create_meeting(&row).await {
-        Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row)))),
+        Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row, &HashMap::new())))),
         // Only this program's own meetings can hold the id: the answer is about them alone.
         Err(StoreError::Conflict) => {
             match app.store.program_meeting(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))? {
@@ -232,7 +243,8 @@ pub async fn list(
     ProgramAuth(program): ProgramAuth,
 ) -> Result<Json<Vec<MeetingResponse>>, ApiError> {
     let rows = app.store.meetings_of(&program.id, 1000).await.map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(rows.into_iter().map(|m| response(&app, m)).collect()))
+    let series = series_names(&app, &program.id, &rows).await?;
+    Ok(Json(rows.into_iter().map(|m| response(&app, m, &series)).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/meetings/{id}", params(("id" = String, Path)),
@@ -243,7 +255,8 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<MeetingResponse>, ApiError> {
     let m = own_meeting(&app, &program.id, &id).await?;
-    Ok(Json(response(&app, m)))
+    let series = series_names(&app, &program.id, std::slice::from_ref(&m)).await?;
+    Ok(Json(response(&app, m, &series)))
 }
 
 #[utoipa::path(delete, path = "/v1/meetings/{id}", params(("id" = String, Path)),

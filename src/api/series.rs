@@ -7,6 +7,10 @@
 //!
 //! Edits and cancellations reach only occurrences that have not opened yet: an occurrence that
 //! opened, and the attendance recorded in it, never change.
+//!
+//! Series ids are per program, as meeting ids are: inside the server a series is named by its key
+//! ([`SeriesRow::id`]), and programs by the id they gave it. An id another program uses is
+//! answered exactly as an id nobody uses. A cancelled series keeps its id.
 
 use super::error::{ApiError, ErrorBody};
 use super::ProgramAuth;
@@ -31,7 +35,9 @@ pub const SERIES_CLAIM_PREFIX: &str = "series:";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSeries {
-    /// Optional id (letters, digits, `-`, `_`; at most 64); generated when absent.
+    /// Optional id (letters, digits, `-`, `_`; at most 64); generated when absent. Ids are the
+    /// program's own: another program may use the same id for its own series. An id is never used
+    /// twice by one program (`409 series_exists`; `409 series_cancelled` for one it cancelled).
     pub id: Option<String>,
     /// Each occurrence's title; 1 to 200 characters.
     pub title: String,
@@ -95,6 +101,7 @@ pub struct OccurrenceView {
 /// A series as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SeriesResponse {
+    /// The id the program gave the series (its own namespace).
     pub id: String,
     pub title: String,
     #[serde(flatten)]
@@ -169,7 +176,7 @@ fn occurrence_row(
         created_at: now_ms(),
         ended_at: None,
         credit_policy: Some(policy.clone()),
-        format_id: format.map(|f| f.id.clone()),
+        format_id: format.map(|f| f.local_id.clone()),
         format: format.map(|f| f.spec.clone()),
         series_id: Some(s.id.clone()),
         occurrence_key: Some(occurrence_key(s.generation, o.start)),
@@ -262,8 +269,8 @@ async fn response(app: &AppState, s: SeriesRow) -> Result<SeriesResponse, ApiErr
         })
         .collect();
     Ok(SeriesResponse {
-        join_claim: format!("{SERIES_CLAIM_PREFIX}{}", s.id),
-        id: s.id,
+        join_claim: format!("{SERIES_CLAIM_PREFIX}{}", s.local_id),
+        id: s.local_id,
         title: s.title,
         spec: s.spec,
         cancelled: s.cancelled_at.is_some(),
@@ -272,11 +279,18 @@ async fn response(app: &AppState, s: SeriesRow) -> Result<SeriesResponse, ApiErr
     })
 }
 
+/// The program's own series by the id it gave it (cancelled ones too); `404 not_found` for an id
+/// the program never used, whoever else uses it.
 async fn own_series(app: &AppState, program: &str, id: &str) -> Result<SeriesRow, ApiError> {
-    match app.store.series(id).await.map_err(|e| ApiError::internal(&e))? {
-        Some(s) if s.program_id == program => Ok(s),
-        _ => Err(ApiError::not_found("series")),
-    }
+    app.store
+        .program_series(program, id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::not_found("series"))
+}
+
+fn cancelled() -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "series_cancelled", "this series was cancelled")
 }
 
 fn invalid(m: String) -> ApiError {
@@ -316,7 +330,8 @@ pub async fn create(
     policy(&app, &program.id, &spec)?;
     let now = now_ms();
     let row = SeriesRow {
-        id,
+        id: crate::store::series_key(&program.id, &id),
+        local_id: id,
         program_id: program.id.clone(),
         title,
         spec,
@@ -327,12 +342,18 @@ pub async fn create(
     };
     match app.store.create_series(&row).await {
         Ok(()) => {}
+        // Only this program's own series can hold the id: the answer is about them alone.
         Err(StoreError::Conflict) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "series_id_unavailable",
-                "that series id cannot be used; choose another or let the server generate one",
-            ))
+            let own = app.store.program_series(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))?;
+            return Err(match own {
+                // The same answer as an edit of it.
+                Some(s) if s.cancelled_at.is_some() => cancelled(),
+                _ => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "series_exists",
+                    "the program already has a series with this id; choose another or let the server generate one",
+                ),
+            });
         }
         Err(e) => return Err(ApiError::internal(&e)),
     }
@@ -377,7 +398,7 @@ pub async fn edit(
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let mut s = own_series(&app, &program.id, &id).await?;
     if s.cancelled_at.is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "series_cancelled", "this series was cancelled"));
+        return Err(cancelled());
     }
     capacity_ok(&app, req.capacity)?;
     if let Some(f) = &req.format {
@@ -445,7 +466,7 @@ pub async fn edit(
             m.settings = s.spec.settings.clone().unwrap_or_default();
             m.credit_policy = Some(policy.clone());
             if old.format_id != s.spec.format_id || format.is_some() {
-                m.format_id = format.as_ref().map(|f| f.id.clone());
+                m.format_id = format.as_ref().map(|f| f.local_id.clone());
                 m.format = format.as_ref().map(|f| f.spec.clone());
             }
             app.store.update_occurrence(&s.id, &m, opens_after).await.map_err(|e| ApiError::internal(&e))?;
@@ -569,10 +590,9 @@ pub async fn resolve_link(
     // Another program's series is answered like one that does not exist.
     let s = app
         .store
-        .series(series)
+        .program_series(program, series)
         .await
         .map_err(|e| (ApiError::internal(&e), None))?
-        .filter(|s| s.program_id == program)
         .ok_or_else(|| (ApiError::new(StatusCode::NOT_FOUND, "series_not_found", "no such series"), None))?;
     let title = Some(s.title.clone());
     if s.cancelled_at.is_some() {

@@ -57,7 +57,7 @@ pub struct AttendanceRow {
     pub policy: CreditPolicy,
     /// Presence intervals, RFC 3339 pairs.
     pub intervals: Vec<[String; 2]>,
-    /// The series the meeting is an occurrence of, if any.
+    /// The series the meeting is an occurrence of, if any (the id its program gave it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series_id: Option<String>,
     /// Which occurrence: its start as local time in the series' zone, with the offset
@@ -173,12 +173,21 @@ pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<Atte
         },
         None => None,
     };
-    let pairs =
-        store.attendance_pairs(program, key.as_deref(), f.member.as_deref(), f.series.as_deref(), f.from, f.to).await?;
+    // The series as the program names it, to its key: another program's is as one nobody has.
+    let series_key = match f.series.as_deref() {
+        Some(id) => match store.program_series(program, id).await? {
+            Some(s) => Some(s.id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    let pairs = store
+        .attendance_pairs(program, key.as_deref(), f.member.as_deref(), series_key.as_deref(), f.from, f.to)
+        .await?;
     let mut out = Vec::with_capacity(pairs.len());
     let mut meeting: Option<MeetingRow> = None;
     // The series of the rows' meetings (pairs come ordered by meeting, so each is read once).
-    let mut series: std::collections::HashMap<String, Option<crate::series::SeriesSpec>> = Default::default();
+    let mut series: std::collections::HashMap<String, Option<crate::store::SeriesRow>> = Default::default();
     for (meeting_id, member) in pairs {
         if meeting.as_ref().map(|m| m.id.as_str()) != Some(meeting_id.as_str()) {
             meeting = store.meeting_any(&meeting_id).await?;
@@ -200,11 +209,14 @@ pub async fn export(store: &Store, program: &str, f: &Filter) -> Result<Vec<Atte
         };
         if let Some((sid, start)) = meeting.as_ref().and_then(|m| m.series_id.clone().zip(m.scheduled_start)) {
             if !series.contains_key(&sid) {
-                let spec = store.series(&sid).await?.map(|s| s.spec);
-                series.insert(sid.clone(), spec);
+                let s = store.series_by_key(&sid).await?;
+                series.insert(sid.clone(), s);
             }
-            r.occurrence = series.get(&sid).and_then(|s| s.as_ref()).and_then(|s| s.local_label(start));
-            r.series_id = Some(sid);
+            if let Some(s) = series.get(&sid).and_then(|s| s.as_ref()) {
+                r.occurrence = s.spec.local_label(start);
+                // As the program names the series, never by its key.
+                r.series_id = Some(s.local_id.clone());
+            }
         }
         out.push(r);
     }

@@ -9,7 +9,11 @@ use sqlx::Row;
 /// A format as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FormatRow {
+    /// The server's key: [`super::format_key`] of the program and `local_id` for formats created
+    /// since ids are per program, the bare id for older ones. Never shown to programs.
     pub id: String,
+    /// The format's id as its program gave it: unique within the program and never reused.
+    pub local_id: String,
     pub program_id: String,
     pub name: String,
     pub spec: FormatSpec,
@@ -20,7 +24,13 @@ pub struct FormatRow {
 /// A series as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesRow {
+    /// The server's key, which its occurrences name it by (`meetings.series_id`):
+    /// [`super::series_key`] of the program and `local_id` for series created since ids are per
+    /// program, the bare id for older ones. Never shown to programs.
     pub id: String,
+    /// The series' id as its program gave it (API, join claim `series:<id>`, attendance): unique
+    /// within the program and never reused.
+    pub local_id: String,
     pub program_id: String,
     pub title: String,
     pub spec: SeriesSpec,
@@ -47,10 +57,10 @@ fn unique(e: sqlx::Error) -> StoreError {
 impl Store {
     // ---- formats ----
 
-    /// Stores a new format; `Conflict` when the id is taken.
+    /// Stores a new format; `Conflict` when its program already used the id (or the key is taken).
     pub async fn create_format(&self, f: &FormatRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO formats (id, program_id, name, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO formats (id, program_id, name, spec, created_at, updated_at, local_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&f.id)
         .bind(&f.program_id)
@@ -58,6 +68,7 @@ impl Store {
         .bind(serde_json::to_string(&f.spec).map_err(corrupt)?)
         .bind(f.created_at)
         .bind(f.updated_at)
+        .bind(&f.local_id)
         .execute(&self.pool)
         .await
         .map_err(unique)?;
@@ -73,31 +84,32 @@ impl Store {
             spec: serde_json::from_str(&spec).map_err(corrupt)?,
             created_at: r.try_get(4)?,
             updated_at: r.try_get(5)?,
+            local_id: r.try_get(6)?,
         })
     }
 
-    /// A program's own format (not deleted).
-    pub async fn format(&self, program: &str, id: &str) -> Result<Option<FormatRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, program_id, name, spec, created_at, updated_at FROM formats \
-             WHERE id = $1 AND program_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .bind(program)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(Self::format_from_row).transpose()
+    const FORMAT_COLUMNS: &'static str = "id, program_id, name, spec, created_at, updated_at, local_id";
+
+    /// One of `program`'s formats by the id it gave it, deleted or not (`true`: deleted).
+    pub async fn program_format(&self, program: &str, local_id: &str) -> Result<Option<(FormatRow, bool)>, StoreError> {
+        let sql =
+            format!("SELECT {}, deleted_at FROM formats WHERE program_id = $1 AND local_id = $2", Self::FORMAT_COLUMNS);
+        let row = sqlx::query(&sql).bind(program).bind(local_id).fetch_optional(&self.pool).await?;
+        row.map(|r| Ok((Self::format_from_row(&r)?, r.try_get::<Option<i64>, _>(7)?.is_some()))).transpose()
+    }
+
+    /// One of `program`'s formats by the id it gave it, when not deleted.
+    pub async fn format(&self, program: &str, local_id: &str) -> Result<Option<FormatRow>, StoreError> {
+        Ok(self.program_format(program, local_id).await?.filter(|(_, deleted)| !deleted).map(|(f, _)| f))
     }
 
     /// A program's formats, oldest first.
     pub async fn formats_of(&self, program: &str) -> Result<Vec<FormatRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, program_id, name, spec, created_at, updated_at FROM formats \
-             WHERE program_id = $1 AND deleted_at IS NULL ORDER BY created_at, id LIMIT 1000",
-        )
-        .bind(program)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT {} FROM formats WHERE program_id = $1 AND deleted_at IS NULL ORDER BY created_at, local_id LIMIT 1000",
+            Self::FORMAT_COLUMNS
+        );
+        let rows = sqlx::query(&sql).bind(program).fetch_all(&self.pool).await?;
         rows.iter().map(Self::format_from_row).collect()
     }
 
@@ -116,24 +128,27 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    /// Deletes a format (meetings made with it keep their copy). False if not found.
-    pub async fn delete_format(&self, program: &str, id: &str, now: i64) -> Result<bool, StoreError> {
-        let r =
-            sqlx::query("UPDATE formats SET deleted_at = $1 WHERE id = $2 AND program_id = $3 AND deleted_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .bind(program)
-                .execute(&self.pool)
-                .await?;
+    /// Deletes one of `program`'s formats by the id it gave it (meetings made with it keep their
+    /// copy; the id stays used). False when the program has no such format not deleted already.
+    pub async fn delete_format(&self, program: &str, local_id: &str, now: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE formats SET deleted_at = $1 WHERE program_id = $2 AND local_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(program)
+        .bind(local_id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() > 0)
     }
 
     // ---- series ----
 
-    /// Stores a new series; `Conflict` when the id is taken.
+    /// Stores a new series; `Conflict` when its program already used the id (or the key is taken).
     pub async fn create_series(&self, s: &SeriesRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO series (id, program_id, title, spec, generation, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO series (id, program_id, title, spec, generation, created_at, updated_at, local_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&s.id)
         .bind(&s.program_id)
@@ -142,6 +157,7 @@ impl Store {
         .bind(s.generation)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(&s.local_id)
         .execute(&self.pool)
         .await
         .map_err(unique)?;
@@ -149,7 +165,7 @@ impl Store {
     }
 
     const SERIES_COLUMNS: &'static str =
-        "id, program_id, title, spec, generation, created_at, updated_at, cancelled_at";
+        "id, program_id, title, spec, generation, created_at, updated_at, cancelled_at, local_id";
 
     fn series_from_row(r: &sqlx::any::AnyRow) -> Result<SeriesRow, StoreError> {
         let spec: String = r.try_get(3)?;
@@ -162,20 +178,38 @@ impl Store {
             created_at: r.try_get(5)?,
             updated_at: r.try_get(6)?,
             cancelled_at: r.try_get(7)?,
+            local_id: r.try_get(8)?,
         })
     }
 
-    /// A series, whoever owns it (the caller checks the program).
-    pub async fn series(&self, id: &str) -> Result<Option<SeriesRow>, StoreError> {
+    /// A series by its key ([`SeriesRow::id`], as its occurrences name it), whoever owns it.
+    pub async fn series_by_key(&self, key: &str) -> Result<Option<SeriesRow>, StoreError> {
         let sql = format!("SELECT {} FROM series WHERE id = $1", Self::SERIES_COLUMNS);
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::series_from_row).transpose()
+    }
+
+    /// One of `program`'s series by the id it gave it (cancelled ones too). Another program's
+    /// series is `None`, as is an id nobody uses.
+    pub async fn program_series(&self, program: &str, local_id: &str) -> Result<Option<SeriesRow>, StoreError> {
+        let sql = format!("SELECT {} FROM series WHERE program_id = $1 AND local_id = $2", Self::SERIES_COLUMNS);
+        let row = sqlx::query(&sql).bind(program).bind(local_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::series_from_row).transpose()
+    }
+
+    /// The ids `program` gave its series, by key (for answers that name an occurrence's series).
+    pub async fn series_names(&self, program: &str) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT id, local_id FROM series WHERE program_id = $1")
+            .bind(program)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     /// A program's series, oldest first.
     pub async fn series_of(&self, program: &str) -> Result<Vec<SeriesRow>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM series WHERE program_id = $1 ORDER BY created_at, id LIMIT 1000",
+            "SELECT {} FROM series WHERE program_id = $1 ORDER BY created_at, local_id LIMIT 1000",
             Self::SERIES_COLUMNS
         );
         let rows = sqlx::query(&sql).bind(program).fetch_all(&self.pool).await?;

@@ -75,10 +75,12 @@ pub struct MeetingRow {
     pub ended_at: Option<i64>,
     /// How attendance earns credit; `None` means the default policy.
     pub credit_policy: Option<CreditPolicy>,
-    /// The format the meeting was created with (its id, and the format as it was then).
+    /// The format the meeting was created with (its id as the meeting's program named it, which
+    /// is the format's program: [`FormatRow::local_id`]; and the format as it was then).
     pub format_id: Option<String>,
     pub format: Option<crate::protocol::FormatSpec>,
-    /// The series this meeting is an occurrence of, and which occurrence (`{generation}:{start}`).
+    /// The key of the series this meeting is an occurrence of ([`SeriesRow::id`]; programs see its
+    /// `local_id`), and which occurrence (`{generation}:{start}`).
     pub series_id: Option<String>,
     pub occurrence_key: Option<String>,
 }
@@ -87,14 +89,30 @@ pub struct MeetingRow {
 /// (no program id in resume tokens or logs), and made from the pair, so a live meeting is found by
 /// its program's id without a lookup table.
 pub fn meeting_key(program: &str, local_id: &str) -> String {
+    scoped_key(b"haven meeting key v1", "m.", program, local_id)
+}
+
+/// The server's key of the series `program` calls `local_id` (see [`SeriesRow::id`]).
+pub fn series_key(program: &str, local_id: &str) -> String {
+    scoped_key(b"haven series key v1", "s.", program, local_id)
+}
+
+/// The server's key of the format `program` calls `local_id` (see [`FormatRow::id`]).
+pub fn format_key(program: &str, local_id: &str) -> String {
+    scoped_key(b"haven format key v1", "f.", program, local_id)
+}
+
+/// A key unique across the server for what `program` calls `local_id`: `prefix` and the hex of
+/// SHA-256 over (`domain`, program, id). `.` never appears in an id a program chose, so no key is
+/// ever an older row's bare id (those kept their id as their key).
+fn scoped_key(domain: &[u8], prefix: &str, program: &str, local_id: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(b"haven meeting key v1");
+    h.update(domain);
     h.update((program.len() as u64).to_be_bytes());
     h.update(program.as_bytes());
     h.update(local_id.as_bytes());
-    // `.` never appears in an id a program chose, so no key is ever an older meeting's bare id.
-    format!("m.{}", hex::encode(&h.finalize()[..16]))
+    format!("{prefix}{}", hex::encode(&h.finalize()[..16]))
 }
 
 /// How a program names a meeting (a join token's `meeting` claim, the attendance filter): `<id>`

@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 /// A data directory and configuration with alpha (HS256) and ed (EdDSA), meetings `weekly`
 /// (alpha's, and ed's own of the same id), `ed-group` (ed's), `done` (alpha's, ended) and
-/// `partnered` (alpha's, shared with ed), and alpha's series `tuesdays`, made by an in-process server.
+/// `partnered` (alpha's, shared with ed), alpha's series `tuesdays` and `fridays`, and ed's own
+/// series `tuesdays`, made by an in-process server.
 struct Setup {
     dir: tempfile::TempDir,
     config: std::path::PathBuf,
@@ -52,15 +53,17 @@ async fn setup() -> Setup {
         assert_eq!(r.status(), 201, "{id}");
     }
     store.end_meeting(&key(ALPHA, "done"), 1).await.unwrap();
-    let r = http
-        .post(format!("http://{}/v1/series", server.addr))
-        .bearer_auth(ALPHA_KEY)
-        .json(&json!({"id": "tuesdays", "title": "Tuesdays", "time_zone": "America/Chicago",
-            "dtstart": "2030-01-01T19:00:00", "rrule": "FREQ=WEEKLY", "duration_minutes": 60}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    for (key, id) in [(ALPHA_KEY, "tuesdays"), (ALPHA_KEY, "fridays"), (ED_KEY, "tuesdays")] {
+        let r = http
+            .post(format!("http://{}/v1/series", server.addr))
+            .bearer_auth(key)
+            .json(&json!({"id": id, "title": id, "time_zone": "America/Chicago",
+                "dtstart": "2030-01-01T19:00:00", "rrule": "FREQ=WEEKLY", "duration_minutes": 60}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{id}");
+    }
     server.shutdown().await;
     Setup { dir, config }
 }
@@ -155,8 +158,19 @@ async fn haven_token_mints_a_series_link_for_the_programs_own_series() {
     assert_eq!(alpha_claims(stdout(&o).trim())["meeting"], "series:tuesdays");
     let o = s.haven(&["token", "--program", ALPHA, "--meeting", "series:nosuch", "--member", "r"]);
     assert!(!o.status.success() && stderr(&o).contains("no series `nosuch`"), "{}", stderr(&o));
-    let o = s.haven(&["token", "--program", ED, "--meeting", "series:tuesdays", "--member", "r"]);
-    assert!(!o.status.success() && stderr(&o).contains("no series `tuesdays`"), "{}", stderr(&o));
+    // Series ids are per program: ed's own `tuesdays` (alpha has one too) is ed's link; alpha's
+    // `fridays` is answered as a series nobody has.
+    let own = format!("{}/tests/fixtures/ed25519_private.pem", env!("CARGO_MANIFEST_DIR"));
+    let o =
+        s.haven(&["token", "--program", ED, "--meeting", "series:tuesdays", "--member", "r", "--signing-key", &own]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let refusal = |series: &str| {
+        let o = s.haven(&["token", "--program", ED, "--meeting", &format!("series:{series}"), "--member", "r"]);
+        assert!(!o.status.success() && stdout(&o).is_empty(), "{series}: {}", stdout(&o));
+        stderr(&o).replace(series, "{id}")
+    };
+    assert!(refusal("fridays").contains("no series `{id}`"), "{}", refusal("fridays"));
+    assert_eq!(refusal("fridays"), refusal("nosuch"));
 }
 
 #[tokio::test]

@@ -457,3 +457,375 @@ async fn older_meetings_keep_working(app: TestApp) {
     let nobody = upgrade(&app, &app.token(BETA, "never-used", "b", Member)).await;
     assert_eq!(upgrade(&app, &app.token(BETA, &alphas("legacy"), "b", Member)).await, nobody);
 }
+
+// ---- series and formats (their ids are per program too) ----
+
+/// A format with `segments` segments of its own titles, named `name`.
+fn a_format(id: &str, name: &str, segments: usize) -> Value {
+    let segments: Vec<Value> = (0..segments).map(|i| json!({"title": format!("{name} {i}")})).collect();
+    json!({"id": id, "name": name, "segments": segments})
+}
+
+/// A weekly series in UTC whose first occurrence starts `minutes` from now (open within 15).
+fn a_series(id: &str, title: &str, format: Option<&str>, minutes: i64) -> Value {
+    let start = (chrono::Utc::now() + chrono::Duration::minutes(minutes)).format("%Y-%m-%dT%H:%M:00").to_string();
+    let mut s = json!({"id": id, "title": title, "time_zone": "UTC", "dtstart": start, "rrule": "FREQ=WEEKLY",
+        "duration_minutes": 60, "settings": {"waiting_room": false}});
+    if let Some(f) = format {
+        s["format"] = json!(f);
+    }
+    s
+}
+
+async fn created(app: &TestApp, key: &str, path: &str, body: Value) -> Value {
+    let (status, v) = call(app, Method::POST, path, key, Some(body)).await;
+    assert_eq!(status, 201, "{path}: {v}");
+    v
+}
+
+#[tokio::test]
+async fn two_programs_use_the_same_series_and_format_ids_each_for_its_own() {
+    same_series_and_format_ids(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn two_programs_use_the_same_series_and_format_ids_each_for_its_own_on_postgres() {
+    same_series_and_format_ids(on_postgres().await).await;
+}
+
+async fn same_series_and_format_ids(app: TestApp) {
+    let programs = [(ALPHA, ALPHA_KEY, "Alpha", 2_usize), (BETA, BETA_KEY, "Beta", 3)];
+    for (_, key, name, segments) in programs {
+        let f = created(&app, key, "/v1/formats", a_format("twelve-step", &format!("{name} steps"), segments)).await;
+        assert_eq!(f["id"], "twelve-step");
+        let s =
+            created(&app, key, "/v1/series", a_series("tuesdays", &format!("{name} Tuesdays"), Some("twelve-step"), 5))
+                .await;
+        assert_eq!(
+            (&s["id"], &s["join_claim"], &s["format_id"]),
+            (&json!("tuesdays"), &json!("series:tuesdays"), &json!("twelve-step"))
+        );
+    }
+    for (program, key, name, segments) in programs {
+        // Reads and lists: each program its own.
+        let f = app.get_json("/v1/formats/twelve-step", Some(key)).await;
+        assert_eq!((&f["id"], &f["name"]), (&json!("twelve-step"), &json!(format!("{name} steps"))), "{f}");
+        let formats = app.get_json("/v1/formats", Some(key)).await;
+        assert_eq!(formats.as_array().unwrap().len(), 1, "{formats}");
+        let s = app.get_json("/v1/series/tuesdays", Some(key)).await;
+        assert_eq!((&s["id"], &s["title"]), (&json!("tuesdays"), &json!(format!("{name} Tuesdays"))), "{s}");
+        let list = app.get_json("/v1/series", Some(key)).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(list[0]["id"], "tuesdays");
+        // Its occurrences are its own meetings, naming the series and format by the program's ids.
+        let first = s["occurrences"][0]["meeting_id"].as_str().unwrap().to_string();
+        assert_eq!(s["occurrences"][0]["status"], "open", "{s}");
+        let m = app.get_json(&format!("/v1/meetings/{first}"), Some(key)).await;
+        assert_eq!((&m["series_id"], &m["format_id"]), (&json!("tuesdays"), &json!("twelve-step")), "{m}");
+        let meetings = app.get_json("/v1/meetings", Some(key)).await;
+        let occurrences: Vec<&Value> =
+            meetings.as_array().unwrap().iter().filter(|m| m["series_id"] == "tuesdays").collect();
+        assert_eq!(occurrences.len(), s["occurrences"].as_array().unwrap().len(), "{meetings}");
+        // The series link joins the program's own open occurrence, with its own format.
+        let (_c, w) = app.join(program, "series:tuesdays", &format!("{program}-m"), Member, "Sam").await;
+        assert_eq!((&w["meeting"]["id"], &w["meeting"]["title"]), (&json!(first), &json!(format!("{name} Tuesdays"))));
+        assert_eq!(w["agenda"]["segments"].as_array().unwrap().len(), segments, "{w}");
+        let check =
+            app.post_json("/v1/join-check", json!({"token": app.token(program, "series:tuesdays", "x", Member)})).await;
+        assert_eq!((&check["joinable"], &check["meeting_title"]), (&json!(true), &json!(format!("{name} Tuesdays"))));
+        // Attendance by series: the program's own occurrences, named by its ids.
+        app.flush_store().await;
+        let rows = app.get_json("/v1/attendance?series=tuesdays", Some(key)).await;
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (&rows[0]["member_ref"], &rows[0]["series_id"], &rows[0]["meeting_id"]),
+            (&json!(format!("{program}-m")), &json!("tuesdays"), &json!(first))
+        );
+    }
+
+    // Beta edits, then cancels its series and deletes its format: alpha's are as they were.
+    let (status, s) =
+        call(&app, Method::PATCH, "/v1/series/tuesdays", BETA_KEY, Some(json!({"title": "Beta renamed"}))).await;
+    assert_eq!((status, &s["title"]), (200, &json!("Beta renamed")), "{s}");
+    let (status, f) =
+        call(&app, Method::PUT, "/v1/formats/twelve-step", BETA_KEY, Some(a_format("x", "Beta edited", 1))).await;
+    assert_eq!((status, &f["name"]), (200, &json!("Beta edited")), "{f}");
+    assert_eq!(call(&app, Method::DELETE, "/v1/series/tuesdays", BETA_KEY, None).await.0, 204);
+    assert_eq!(call(&app, Method::DELETE, "/v1/formats/twelve-step", BETA_KEY, None).await.0, 204);
+    let s = app.get_json("/v1/series/tuesdays", Some(ALPHA_KEY)).await;
+    assert_eq!((&s["title"], &s["cancelled"]), (&json!("Alpha Tuesdays"), &json!(false)), "{s}");
+    assert_eq!(app.get_json("/v1/formats/twelve-step", Some(ALPHA_KEY)).await["name"], "Alpha steps");
+    let (_c, w) = app.join(ALPHA, "series:tuesdays", "a-late", Member, "Kim").await;
+    assert_eq!(w["meeting"]["title"], "Alpha Tuesdays");
+    let refused = upgrade(&app, &app.token(BETA, "series:tuesdays", "b-late", Member)).await;
+    assert_eq!((refused.0, refused.1["code"].as_str()), (410, Some("series_cancelled")));
+}
+
+/// Everything beta can do that names series `series` and format `format` (alpha's, or nobody's),
+/// with the answers. The id beta sent is replaced by `{id}` in each answer (a message may repeat
+/// what was asked), so answers about different ids compare.
+async fn beta_series_probes(app: &TestApp, series: &str, format: &str) -> Vec<(String, u16, String)> {
+    let edit = json!({"title": "x"});
+    let format_body = a_format("ignored", "x", 1);
+    let mut with_format = a_series("beta-probe", "x", Some(format), 60);
+    with_format["id"] = Value::Null;
+    let requests = [
+        ("read series", Method::GET, format!("/v1/series/{series}"), None, series),
+        ("edit series", Method::PATCH, format!("/v1/series/{series}"), Some(edit.clone()), series),
+        ("edit series occurrence", Method::PATCH, format!("/v1/series/{series}/occurrences/open"), Some(edit), series),
+        ("cancel series occurrence", Method::DELETE, format!("/v1/series/{series}/occurrences/open"), None, series),
+        ("attendance by series", Method::GET, format!("/v1/attendance?series={series}"), None, series),
+        ("cancel series", Method::DELETE, format!("/v1/series/{series}"), None, series),
+        ("read format", Method::GET, format!("/v1/formats/{format}"), None, format),
+        ("edit format", Method::PUT, format!("/v1/formats/{format}"), Some(format_body), format),
+        (
+            "meeting with format",
+            Method::POST,
+            "/v1/meetings".to_string(),
+            Some(json!({"title": "x", "format": format})),
+            format,
+        ),
+        ("series with format", Method::POST, "/v1/series".to_string(), Some(with_format), format),
+        ("delete format", Method::DELETE, format!("/v1/formats/{format}"), None, format),
+    ];
+    let mut out = Vec::new();
+    for (what, method, path, body, id) in requests {
+        let (status, answer) = call(app, method, &path, BETA_KEY, body).await;
+        out.push((what.to_string(), status, answer.to_string().replace(id, "{id}")));
+    }
+    for role in [Member, Facilitator] {
+        let token = app.token(BETA, &format!("series:{series}"), "prober", role);
+        let (status, body) = upgrade(app, &token).await;
+        out.push((format!("series link as {role:?}"), status, body.to_string().replace(series, "{id}")));
+        let check = app.post_json("/v1/join-check", json!({"token": token})).await;
+        out.push((format!("join check as {role:?}"), 200, check.to_string().replace(series, "{id}")));
+    }
+    out
+}
+
+#[tokio::test]
+async fn probing_another_programs_series_and_format_ids_answers_as_for_ids_nobody_uses() {
+    probing_series_and_formats(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn probing_another_programs_series_and_format_ids_answers_as_for_ids_nobody_uses_on_postgres() {
+    probing_series_and_formats(on_postgres().await).await;
+}
+
+async fn probing_series_and_formats(app: TestApp) {
+    // Alpha's: a format in use, a deleted one; an open series, a cancelled one.
+    created(&app, ALPHA_KEY, "/v1/formats", a_format("secret-format", "Alpha's", 2)).await;
+    created(&app, ALPHA_KEY, "/v1/formats", a_format("gone-format", "Alpha's gone", 2)).await;
+    assert_eq!(call(&app, Method::DELETE, "/v1/formats/gone-format", ALPHA_KEY, None).await.0, 204);
+    created(&app, ALPHA_KEY, "/v1/series", a_series("secret-series", "Alpha open", Some("secret-format"), 5)).await;
+    created(&app, ALPHA_KEY, "/v1/series", a_series("gone-series", "Alpha gone", None, 5)).await;
+    assert_eq!(call(&app, Method::DELETE, "/v1/series/gone-series", ALPHA_KEY, None).await.0, 204);
+    let (_fac, _) = app.join(ALPHA, "series:secret-series", "a-fac", Facilitator, "Ann").await;
+
+    let nobody = beta_series_probes(&app, "never-used", "never-used-format").await;
+    assert_eq!((nobody[0].1, nobody[6].1), (404, 404), "{nobody:?}");
+    for (series, format) in [("secret-series", "secret-format"), ("gone-series", "gone-format")] {
+        assert_eq!(
+            beta_series_probes(&app, series, format).await,
+            nobody,
+            "beta learns something about alpha's `{series}` or `{format}`"
+        );
+    }
+
+    // Creating: beta may use every one of those ids for its own, as it may a new one.
+    for id in ["never-used-format", "secret-format", "gone-format"] {
+        let f = created(&app, BETA_KEY, "/v1/formats", a_format(id, "Beta's", 1)).await;
+        assert_eq!(f["id"], id);
+    }
+    for id in ["never-used", "secret-series", "gone-series"] {
+        let format = match id {
+            "secret-series" => Some("secret-format"),
+            "gone-series" => Some("gone-format"),
+            _ => None,
+        };
+        let s = created(&app, BETA_KEY, "/v1/series", a_series(id, "Beta's", format, 120)).await;
+        assert_eq!((&s["id"], &s["cancelled"]), (&json!(id), &json!(false)));
+    }
+    // Nothing beta did touched alpha's.
+    assert_eq!(app.get_json("/v1/formats/secret-format", Some(ALPHA_KEY)).await["name"], "Alpha's");
+    let (status, _) = call(&app, Method::GET, "/v1/formats/gone-format", ALPHA_KEY, None).await;
+    assert_eq!(status, 410, "alpha's deleted format stays alpha's deleted format");
+    let s = app.get_json("/v1/series/secret-series", Some(ALPHA_KEY)).await;
+    assert_eq!(
+        (&s["title"], &s["cancelled"], &s["occurrences"][0]["status"]),
+        (&json!("Alpha open"), &json!(false), &json!("live"))
+    );
+    assert_eq!(app.get_json("/v1/series/gone-series", Some(ALPHA_KEY)).await["cancelled"], true);
+}
+
+#[tokio::test]
+async fn a_deleted_format_id_and_a_cancelled_series_id_stay_used_by_their_program() {
+    let app = spawn_app().await;
+    created(&app, ALPHA_KEY, "/v1/formats", a_format("once", "Once", 1)).await;
+    assert_eq!(call(&app, Method::DELETE, "/v1/formats/once", ALPHA_KEY, None).await.0, 204);
+    // Read, edit and delete again: 410 format_deleted, the same body each time.
+    let gone = call(&app, Method::GET, "/v1/formats/once", ALPHA_KEY, None).await;
+    assert_eq!((gone.0, gone.1["code"].as_str()), (410, Some("format_deleted")));
+    assert_eq!(call(&app, Method::PUT, "/v1/formats/once", ALPHA_KEY, Some(a_format("once", "x", 1))).await, gone);
+    assert_eq!(call(&app, Method::DELETE, "/v1/formats/once", ALPHA_KEY, None).await, gone);
+    // Creating it again: 409 with the same code and message; a format in use has its own code.
+    let again = call(&app, Method::POST, "/v1/formats", ALPHA_KEY, Some(a_format("once", "Again", 1))).await;
+    assert_eq!((again.0, &again.1), (409, &gone.1));
+    created(&app, ALPHA_KEY, "/v1/formats", a_format("used", "Used", 1)).await;
+    let taken = call(&app, Method::POST, "/v1/formats", ALPHA_KEY, Some(a_format("used", "Again", 1))).await;
+    assert_eq!((taken.0, taken.1["code"].as_str()), (409, Some("format_exists")));
+    // A meeting cannot name the deleted one.
+    let (status, e) =
+        call(&app, Method::POST, "/v1/meetings", ALPHA_KEY, Some(json!({"title": "x", "format": "once"}))).await;
+    assert_eq!((status, e["code"].as_str()), (422, Some("format_not_found")), "{e}");
+
+    // A cancelled series stays readable, and its id its own: creating it again answers as an edit.
+    created(&app, ALPHA_KEY, "/v1/series", a_series("weekly", "Weekly", None, 120)).await;
+    assert_eq!(call(&app, Method::DELETE, "/v1/series/weekly", ALPHA_KEY, None).await.0, 204);
+    assert_eq!(app.get_json("/v1/series/weekly", Some(ALPHA_KEY)).await["cancelled"], true);
+    let edit = call(&app, Method::PATCH, "/v1/series/weekly", ALPHA_KEY, Some(json!({"title": "x"}))).await;
+    assert_eq!((edit.0, edit.1["code"].as_str()), (409, Some("series_cancelled")));
+    let again = call(&app, Method::POST, "/v1/series", ALPHA_KEY, Some(a_series("weekly", "Again", None, 120))).await;
+    assert_eq!(again, edit, "the same code and message as an edit");
+    created(&app, ALPHA_KEY, "/v1/series", a_series("live", "Live", None, 120)).await;
+    let taken = call(&app, Method::POST, "/v1/series", ALPHA_KEY, Some(a_series("live", "Again", None, 120))).await;
+    assert_eq!((taken.0, taken.1["code"].as_str()), (409, Some("series_exists")));
+
+    // Another program's ids are its own: beta's `once` and `weekly` are new.
+    assert_eq!(created(&app, BETA_KEY, "/v1/formats", a_format("once", "Beta once", 1)).await["name"], "Beta once");
+    let s = created(&app, BETA_KEY, "/v1/series", a_series("weekly", "Beta weekly", Some("once"), 120)).await;
+    assert_eq!((&s["cancelled"], &s["format_id"]), (&json!(false), &json!("once")));
+    assert_eq!(call(&app, Method::GET, "/v1/formats/once", ALPHA_KEY, None).await, gone, "alpha's stays deleted");
+    assert_eq!(app.get_json("/v1/series/weekly", Some(ALPHA_KEY)).await["cancelled"], true);
+}
+
+/// A database as Haven left it before series and format ids were per program: every migration
+/// before that one, and alpha's format `legacy-format`, series `legacy-series` (running it) and
+/// the series' occurrence `m_legacy1`, open now, as the server wrote them then (their ids are
+/// their keys; the occurrence names the series by it).
+async fn legacy_series_database(url: &str) {
+    use haven::protocol::{FormatSpec, MeetingSettings};
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let dialect = if url.starts_with("postgres") { "postgres" } else { "sqlite" };
+    let dir = format!("{}/migrations/{dialect}", env!("CARGO_MANIFEST_DIR"));
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(&dir)).await.unwrap();
+    let before: Vec<_> = migrator.migrations.iter().filter(|m| m.version < 20261203000200).cloned().collect();
+    assert!(before.len() < migrator.migrations.len(), "the per-program migration exists");
+    migrator.migrations = before.into();
+    migrator.run(&pool).await.unwrap();
+    for (id, key) in [(ALPHA, ALPHA_KEY), (BETA, BETA_KEY)] {
+        sqlx::query(
+            "INSERT INTO programs (id, name, token_alg, token_key, api_key_sha256, created_at) VALUES ($1, $2, 'HS256', $3, $4, 1)",
+        )
+        .bind(id)
+        .bind(id)
+        .bind("old-secret")
+        .bind(haven::auth::hash_api_key(key))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let format: FormatSpec =
+        serde_json::from_value(json!({"segments": [{"title": "Old welcome"}, {"title": "Old sharing"}]})).unwrap();
+    let format = serde_json::to_string(&format).unwrap();
+    sqlx::query(
+        "INSERT INTO formats (id, program_id, name, spec, created_at, updated_at) VALUES ('legacy-format', $1, 'Old format', $2, 1, 1)",
+    )
+    .bind(ALPHA)
+    .bind(&format)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Weekly in UTC from five minutes from now (to the minute): its first occurrence is open.
+    let start = (chrono::Utc::now().timestamp_millis() / 60_000 + 5) * 60_000;
+    let dtstart = chrono::DateTime::from_timestamp_millis(start).unwrap().naive_utc();
+    let spec = json!({"time_zone": "UTC", "dtstart": dtstart.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        "rrule": "FREQ=WEEKLY", "duration_minutes": 60, "format_id": "legacy-format",
+        "settings": {"waiting_room": false}});
+    sqlx::query(
+        "INSERT INTO series (id, program_id, title, spec, generation, created_at, updated_at) VALUES ('legacy-series', $1, 'Old series', $2, 0, 1, 1)",
+    )
+    .bind(ALPHA)
+    .bind(spec.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let settings = serde_json::to_string(&MeetingSettings { waiting_room: false, ..Default::default() }).unwrap();
+    sqlx::query(
+        "INSERT INTO meetings (id, local_id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, \
+         created_at, format_id, format, series_id, occurrence_key) \
+         VALUES ($1, 'm_legacy1', $2, 'Old series', $3, $4, 50, $5, '[]', 1, 'legacy-format', $6, 'legacy-series', $7)",
+    )
+    .bind(haven::store::meeting_key(ALPHA, "m_legacy1"))
+    .bind(ALPHA)
+    .bind(start)
+    .bind(start + 3_600_000)
+    .bind(&settings)
+    .bind(&format)
+    .bind(haven::series::occurrence_key(0, start))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn series_and_formats_created_before_ids_were_per_program_keep_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    legacy_series_database(&url).await;
+    older_series_and_formats_keep_working(spawn_with(|c| c.database_url = Some(url)).await).await;
+}
+
+#[tokio::test]
+async fn series_and_formats_created_before_ids_were_per_program_keep_their_ids_on_postgres() {
+    let url = crate::store::fresh_postgres().await;
+    legacy_series_database(&url).await;
+    older_series_and_formats_keep_working(spawn_with(|c| c.database_url = Some(url)).await).await;
+}
+
+async fn older_series_and_formats_keep_working(app: TestApp) {
+    // Alpha's older format and series, by their ids, in every answer.
+    let f = app.get_json("/v1/formats/legacy-format", Some(ALPHA_KEY)).await;
+    assert_eq!((&f["id"], &f["name"]), (&json!("legacy-format"), &json!("Old format")), "{f}");
+    let s = app.get_json("/v1/series/legacy-series", Some(ALPHA_KEY)).await;
+    assert_eq!(
+        (&s["id"], &s["join_claim"], &s["format_id"]),
+        (&json!("legacy-series"), &json!("series:legacy-series"), &json!("legacy-format")),
+        "{s}"
+    );
+    assert_eq!(
+        (&s["occurrences"][0]["meeting_id"], &s["occurrences"][0]["status"]),
+        (&json!("m_legacy1"), &json!("open"))
+    );
+    assert!(s["occurrences"].as_array().unwrap().len() > 1, "the horizon goes on with the older series: {s}");
+    let m = app.get_json("/v1/meetings/m_legacy1", Some(ALPHA_KEY)).await;
+    assert_eq!((&m["series_id"], &m["format_id"]), (&json!("legacy-series"), &json!("legacy-format")), "{m}");
+    // Its link made before joins the open occurrence, which runs the format.
+    let (_c, w) = app.join(ALPHA, "series:legacy-series", "a-old", Member, "Ann").await;
+    assert_eq!(w["meeting"]["id"], "m_legacy1");
+    assert_eq!(w["agenda"]["segments"][1]["title"], "Old sharing", "{w}");
+    app.flush_store().await;
+    let rows = app.get_json("/v1/attendance?series=legacy-series", Some(ALPHA_KEY)).await;
+    assert_eq!((&rows[0]["member_ref"], &rows[0]["series_id"]), (&json!("a-old"), &json!("legacy-series")), "{rows}");
+    // Edits reach the occurrences under the older key.
+    let (status, s) =
+        call(&app, Method::PATCH, "/v1/series/legacy-series", ALPHA_KEY, Some(json!({"title": "Renamed"}))).await;
+    assert_eq!((status, &s["occurrences"][1]["title"]), (200, &json!("Renamed")), "{s}");
+    // The ids stay alpha's alone: alpha cannot make them again, beta may make its own.
+    let taken = call(&app, Method::POST, "/v1/formats", ALPHA_KEY, Some(a_format("legacy-format", "x", 1))).await;
+    assert_eq!((taken.0, taken.1["code"].as_str()), (409, Some("format_exists")));
+    let taken =
+        call(&app, Method::POST, "/v1/series", ALPHA_KEY, Some(a_series("legacy-series", "x", None, 120))).await;
+    assert_eq!((taken.0, taken.1["code"].as_str()), (409, Some("series_exists")));
+    created(&app, BETA_KEY, "/v1/formats", a_format("legacy-format", "Beta's", 3)).await;
+    created(&app, BETA_KEY, "/v1/series", a_series("legacy-series", "Beta's series", Some("legacy-format"), 5)).await;
+    let (_b, bw) = app.join(BETA, "series:legacy-series", "b1", Member, "Bea").await;
+    assert_eq!(bw["meeting"]["title"], "Beta's series");
+    assert_eq!(bw["agenda"]["segments"].as_array().unwrap().len(), 3);
+    assert_eq!(app.get_json("/v1/formats/legacy-format", Some(ALPHA_KEY)).await["name"], "Old format");
+    assert_eq!(app.get_json("/v1/series/legacy-series", Some(ALPHA_KEY)).await["title"], "Renamed");
+}
