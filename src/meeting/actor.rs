@@ -454,9 +454,6 @@ impl Actor {
     /// [`crate::cluster::SNAPSHOT_DEBOUNCE_MS`], however many inputs made them, in one snapshot).
     fn take_snapshot(&mut self) {
         let Some(seat) = &self.seat else { return };
-        if self.snap_due.take().is_some() {
-            seat.cluster.snapshot_settled();
-        }
         let version = self.room.version();
         if version != self.snap_version && !self.room.is_ended() && !self.moved {
             self.snap_version = version;
@@ -466,6 +463,11 @@ impl Actor {
                 version * 2,
                 &self.room.to_snapshot(self.clock.now()),
             );
+        }
+        // Settled only once the snapshot is queued for the writer: `/readyz` never counts it as
+        // neither due nor unwritten (a test that waits for 0 and then kills the node relies on it).
+        if self.snap_due.take().is_some() {
+            seat.cluster.snapshot_settled();
         }
     }
 
