@@ -406,6 +406,7 @@ impl Server {
         background.extend(crate::webhooks::dispatch::spawn(
             app.store.clone(),
             app.config.webhooks.clone(),
+            app.metrics.clone(),
             app.shutdown.clone(),
         ));
         let snapshot_writer = cluster.map(|c| {

@@ -80,6 +80,14 @@ pub struct Metrics {
     pub cluster_snapshots_written: Counter,
     /// Cluster mode: room snapshots taken (serialised and sealed) by meeting actors.
     pub cluster_snapshots_taken: Counter,
+    /// Webhook delivery attempts answered 2xx.
+    pub webhook_attempts_succeeded: Counter,
+    /// Webhook delivery attempts that failed (status, timeout, refused address); retried.
+    pub webhook_attempts_failed: Counter,
+    /// Webhook events given up after the retry window.
+    pub webhook_events_given_up: Counter,
+    /// Webhook endpoints disabled after a run of failures.
+    pub webhook_endpoints_disabled: Counter,
     registry: Registry,
 }
 
@@ -203,6 +211,26 @@ impl Metrics {
             "cluster_snapshots_taken",
             "Room snapshots taken by meeting actors (at most one per meeting per 50 ms)",
             m.cluster_snapshots_taken.clone(),
+        );
+        reg.register(
+            "webhook_attempts_succeeded",
+            "Webhook delivery attempts the receiver answered with 2xx",
+            m.webhook_attempts_succeeded.clone(),
+        );
+        reg.register(
+            "webhook_attempts_failed",
+            "Webhook delivery attempts that failed (an error status, a timeout, a refused address)",
+            m.webhook_attempts_failed.clone(),
+        );
+        reg.register(
+            "webhook_events_given_up",
+            "Webhook events given up after the retry window",
+            m.webhook_events_given_up.clone(),
+        );
+        reg.register(
+            "webhook_endpoints_disabled",
+            "Webhook endpoints disabled after a run of failed attempts",
+            m.webhook_endpoints_disabled.clone(),
         );
         m.registry = reg;
         m

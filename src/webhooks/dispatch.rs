@@ -7,6 +7,7 @@
 //! delivery is due, this node writes an event, or `poll_interval` passes (another node's events).
 
 use super::{guard, WebhookConfig};
+use crate::metrics::Metrics;
 use crate::store::{AttemptOutcome, Claimed, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +23,12 @@ fn now_ms() -> i64 {
 
 /// Starts the delivery loop (when `deliver` is on). It stops with `stop`; deliveries in flight
 /// are abandoned (their leases run out and they are attempted again: at least once).
-pub fn spawn(store: Store, config: WebhookConfig, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    store: Store,
+    config: WebhookConfig,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !config.deliver {
         return None;
     }
@@ -33,10 +39,16 @@ pub fn spawn(store: Store, config: WebhookConfig, stop: CancellationToken) -> Op
             return None;
         }
     };
-    Some(tokio::spawn(run(store, config, client, stop)))
+    Some(tokio::spawn(run(store, config, client, metrics, stop)))
 }
 
-async fn run(store: Store, config: WebhookConfig, client: reqwest::Client, stop: CancellationToken) {
+async fn run(
+    store: Store,
+    config: WebhookConfig,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let finished = Arc::new(Notify::new());
     let config = Arc::new(config);
     let mut failing_since: Option<Instant> = None;
@@ -46,7 +58,7 @@ async fn run(store: Store, config: WebhookConfig, client: reqwest::Client, stop:
             return;
         }
         let now = now_ms();
-        match turn(&store, &config, &client, &finished, now).await {
+        match turn(&store, &config, &client, &metrics, &finished, now).await {
             Ok(()) => {
                 if failing_since.take().is_some() {
                     tracing::warn!("webhooks: the database answers again; deliveries go on");
@@ -93,6 +105,7 @@ async fn turn(
     store: &Store,
     config: &Arc<WebhookConfig>,
     client: &reqwest::Client,
+    metrics: &Arc<Metrics>,
     finished: &Arc<Notify>,
     now: i64,
 ) -> Result<(), crate::store::StoreError> {
@@ -112,8 +125,9 @@ async fn turn(
         };
         for c in claimed {
             let (store, config, client, finished) = (store.clone(), config.clone(), client.clone(), finished.clone());
+            let metrics = metrics.clone();
             tokio::spawn(async move {
-                deliver(&store, &config, &client, c).await;
+                deliver(&store, &config, &client, &metrics, c).await;
                 finished.notify_one();
             });
         }
@@ -122,7 +136,7 @@ async fn turn(
 }
 
 /// Sends one delivery and records the outcome.
-async fn deliver(store: &Store, config: &WebhookConfig, client: &reqwest::Client, c: Claimed) {
+async fn deliver(store: &Store, config: &WebhookConfig, client: &reqwest::Client, metrics: &Metrics, c: Claimed) {
     let started = Instant::now();
     let outcome = match send(config, client, &c).await {
         Ok(status) => AttemptOutcome { status_code: Some(status), error: None, duration_ms: 0 },
@@ -139,7 +153,13 @@ async fn deliver(store: &Store, config: &WebhookConfig, client: &reqwest::Client
         let delay = config.backoff(attempt, rand::random::<f64>());
         Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4))
     };
-    if !outcome.succeeded() {
+    if outcome.succeeded() {
+        metrics.webhook_attempts_succeeded.inc();
+    } else {
+        metrics.webhook_attempts_failed.inc();
+        if retry_at.is_none() {
+            metrics.webhook_events_given_up.inc();
+        }
         tracing::debug!(endpoint = %c.endpoint_id, event = %c.event_id, attempt, status = ?outcome.status_code,
             error = ?outcome.error, "webhook attempt failed");
         if retry_at.is_none() {
@@ -149,8 +169,11 @@ async fn deliver(store: &Store, config: &WebhookConfig, client: &reqwest::Client
     }
     let disable_after = i64::from(config.disable_after_failures.max(1));
     match store.finish_delivery(&c, &outcome, now, retry_at, disable_after).await {
-        Ok(true) => tracing::warn!(endpoint = %c.endpoint_id, failures = disable_after,
-            "webhook endpoint disabled after a run of failed attempts"),
+        Ok(true) => {
+            metrics.webhook_endpoints_disabled.inc();
+            tracing::warn!(endpoint = %c.endpoint_id, failures = disable_after,
+                "webhook endpoint disabled after a run of failed attempts")
+        }
         Ok(false) => {}
         // The lease runs out and the delivery is attempted again: at least once.
         Err(e) => {

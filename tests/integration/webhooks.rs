@@ -266,6 +266,19 @@ async fn webhooks_are_signed_per_the_standard_and_a_500_is_retried_with_the_same
         let codes: Vec<_> = x["history"].as_array().unwrap().iter().map(|a| a["status_code"].clone()).collect();
         assert_eq!(codes, vec![json!(500), json!(200)], "{x}");
     }
+    // Operators see the attempts in /metrics: every delivered event failed once, then succeeded.
+    let delivered = d.iter().filter(|x| x["status"] == "delivered").count() as u64;
+    let metrics = app.get_text("/metrics", None).await;
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(delivered >= 3, "{deliveries}");
+    assert!(counter("haven_webhook_attempts_succeeded_total") >= delivered, "{metrics}");
+    assert!(counter("haven_webhook_attempts_failed_total") >= delivered, "{metrics}");
     // Beta's endpoint is not alpha's to read.
     let r = app
         .http
@@ -334,6 +347,9 @@ async fn certificates_test_events_rotation_and_an_endpoint_disabled_after_a_run_
     assert_eq!(v["consecutive_failures"], 3);
     assert_eq!(rx.log().len(), 3, "nothing is sent to a disabled endpoint");
     assert!(rx.log().iter().all(|r| r.id == test_id && r.json["type"] == "webhook.test"));
+    // Operators see it in /metrics: three failed attempts, one endpoint disabled.
+    let m = app.metrics();
+    assert_eq!((m.webhook_attempts_failed.get(), m.webhook_endpoints_disabled.get()), (3, 1));
 
     // Rotation: the new secret is shown once; the old one keeps signing beside it for a while.
     let rotated: Value = app
