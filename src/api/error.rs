@@ -54,3 +54,54 @@ impl IntoResponse for ApiError {
         r
     }
 }
+
+/// A kind of record a program names with its own ids (meetings, formats): an id stays used by
+/// the program once deleted, and another program's ids are answered as ids nobody uses. The
+/// answers for one kind, in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnIds {
+    what: &'static str,
+    deleted_code: &'static str,
+    exists_code: &'static str,
+}
+
+impl OwnIds {
+    pub const MEETING: OwnIds =
+        OwnIds { what: "meeting", deleted_code: "meeting_deleted", exists_code: "meeting_exists" };
+    pub const FORMAT: OwnIds = OwnIds { what: "format", deleted_code: "format_deleted", exists_code: "format_exists" };
+
+    fn deleted_message(self) -> String {
+        format!("this {} was deleted; its id cannot be used again", self.what)
+    }
+
+    /// `410 {what}_deleted`: the program's own record, deleted.
+    pub fn gone(self) -> ApiError {
+        ApiError::new(StatusCode::GONE, self.deleted_code, self.deleted_message())
+    }
+
+    /// A lookup of the program's own record (the row, and whether it was deleted): the row, 410
+    /// for a deleted one, `404 not_found` for an id the program never used, whoever else uses it.
+    pub fn found<T>(self, own: Option<(T, bool)>) -> Result<T, ApiError> {
+        match own {
+            Some((row, false)) => Ok(row),
+            Some((_, true)) => Err(self.gone()),
+            None => Err(ApiError::not_found(self.what)),
+        }
+    }
+
+    /// `409`: creating an id the program already used (`deleted`: that record was deleted).
+    pub fn taken(self, deleted: bool) -> ApiError {
+        if deleted {
+            ApiError::new(StatusCode::CONFLICT, self.deleted_code, self.deleted_message())
+        } else {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                self.exists_code,
+                format!(
+                    "the program already has a {} with this id; choose another or let the server generate one",
+                    self.what
+                ),
+            )
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! (an id another program uses is answered as an id nobody uses). A deleted format's id stays
 //! used by its program.
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, OwnIds};
 use super::ProgramAuth;
 use crate::app::AppState;
 use crate::protocol::FormatSpec;
@@ -118,33 +118,20 @@ pub async fn create(
         Ok(()) => Ok((StatusCode::CREATED, Json(response(row)))),
         // Only this program's own formats can hold the id: the answer is about them alone.
         Err(StoreError::Conflict) => {
-            match app.store.program_format(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))? {
-                Some((_, true)) => Err(ApiError::new(StatusCode::CONFLICT, "format_deleted", DELETED)),
-                _ => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "format_exists",
-                    "the program already has a format with this id; choose another or let the server generate one",
-                )),
-            }
+            let own = app.store.program_format(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))?;
+            Err(OwnIds::FORMAT.taken(matches!(own, Some((_, true)))))
         }
         Err(e) => Err(ApiError::internal(&e)),
     }
 }
 
-const DELETED: &str = "this format was deleted; its id cannot be used again";
-
-/// The program's own format by its id; `410 format_deleted` for its own deleted one (the id
-/// stays used), `404 not_found` for an id the program never used, whoever else uses it.
+/// The program's own format by its id (see [`OwnIds::found`]).
 async fn own(app: &AppState, program: &str, id: &str) -> Result<FormatRow, ApiError> {
-    match app.store.program_format(program, id).await.map_err(|e| ApiError::internal(&e))? {
-        Some((f, false)) => Ok(f),
-        Some((_, true)) => Err(deleted()),
-        None => Err(ApiError::not_found("format")),
-    }
+    OwnIds::FORMAT.found(app.store.program_format(program, id).await.map_err(|e| ApiError::internal(&e))?)
 }
 
 fn deleted() -> ApiError {
-    ApiError::new(StatusCode::GONE, "format_deleted", DELETED)
+    OwnIds::FORMAT.gone()
 }
 
 #[utoipa::path(get, path = "/v1/formats",

@@ -2,7 +2,7 @@
 //! audit logs. Meeting ids are per program: each program has its own, so another program's ids
 //! are never in the way and never answered (see `MeetingRow::id`).
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, OwnIds};
 use super::ProgramAuth;
 use crate::app::AppState;
 use crate::attendance::credit::CreditPolicy;
@@ -207,33 +207,21 @@ pub async fn create(
         Ok(()) => Ok((StatusCode::CREATED, Json(response(&app, row, &HashMap::new())))),
         // Only this program's own meetings can hold the id: the answer is about them alone.
         Err(StoreError::Conflict) => {
-            match app.store.program_meeting(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))? {
-                Some((_, true)) => Err(ApiError::new(StatusCode::CONFLICT, "meeting_deleted", DELETED)),
-                _ => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "meeting_exists",
-                    "the program already has a meeting with this id; choose another or let the server generate one",
-                )),
-            }
+            let own =
+                app.store.program_meeting(&program.id, &row.local_id).await.map_err(|e| ApiError::internal(&e))?;
+            Err(OwnIds::MEETING.taken(matches!(own, Some((_, true)))))
         }
         Err(e) => Err(ApiError::internal(&e)),
     }
 }
 
-const DELETED: &str = "this meeting was deleted; its id cannot be used again";
-
-/// The program's own meeting; `410 meeting_deleted` for its own deleted one (the id stays
-/// used), `404 not_found` for an id the program never used, whoever else uses it.
+/// The program's own meeting by its id (see [`OwnIds::found`]).
 async fn own_meeting(app: &AppState, program: &str, id: &str) -> Result<MeetingRow, ApiError> {
-    match app.store.program_meeting(program, id).await.map_err(|e| ApiError::internal(&e))? {
-        Some((m, false)) => Ok(m),
-        Some((_, true)) => Err(deleted()),
-        None => Err(ApiError::not_found("meeting")),
-    }
+    OwnIds::MEETING.found(app.store.program_meeting(program, id).await.map_err(|e| ApiError::internal(&e))?)
 }
 
 fn deleted() -> ApiError {
-    ApiError::new(StatusCode::GONE, "meeting_deleted", DELETED)
+    OwnIds::MEETING.gone()
 }
 
 #[utoipa::path(get, path = "/v1/meetings",

@@ -169,10 +169,7 @@ async fn unscheduled_meetings_get_a_minutes_default_and_scheduled_ones_a_share()
 #[tokio::test]
 async fn api_errors_are_counted_in_metrics_by_code() {
     let app = spawn_app().await;
-    let count = |text: &str, code: &str| -> u64 {
-        let prefix = format!("haven_errors_total{{code=\"{code}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map_or(0, |n| n.trim().parse().unwrap())
-    };
+    let count = |text: &str, code: &str| metric_value(text, &format!("haven_errors_total{{code=\"{code}\"}}"));
     let before = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert_eq!(count(&before, "unauthorized"), 0);
     for _ in 0..2 {

@@ -439,12 +439,7 @@ async fn a_paused_owner_writes_nothing_after_another_node_took_over() {
             .node(0)
             .wait_json("/readyz", |r| r["cluster"]["owned_meetings"] == 0 && r["journal"]["records"] == 0)
             .await;
-        let metrics = reqwest::get(format!("http://{}/metrics", nodes.addr(0))).await.unwrap().text().await.unwrap();
-        let fenced = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("haven_journal_records_fenced_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let fenced = counter(nodes.addr(0), "haven_journal_records_fenced_total").await;
         // The room on the new owner never heard of the late mute, and neither did the audit log.
         let audit = nodes.node(1).get_json("/v1/meetings/paused/audit").await;
         let late_mutes: Vec<&Value> = audit.as_array().unwrap().iter().filter(|e| e["action"] == "mute").collect();
@@ -661,8 +656,7 @@ async fn a_burst_of_new_meetings_is_spread_over_the_nodes() {
 /// A counter from a node's `/metrics`.
 async fn counter(addr: SocketAddr, name: &str) -> u64 {
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    let prefix = format!("{name} ");
-    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    metric_value(&text, name)
 }
 
 /// A snapshot serialises and seals the whole room: a burst of inputs is gathered into a few

@@ -333,16 +333,15 @@ async fn a_partner_names_a_shared_meeting_by_its_owner_and_id_everywhere() {
     assert_eq!(cert["claims"]["meeting"]["id"], "credited", "{cert}");
 }
 
-/// A database as Haven left it before meeting ids were per program: every migration before that
-/// one, and rows written as the server wrote them then (the meeting's id is its key everywhere).
-async fn legacy_database(url: &str) {
-    use haven::protocol::MeetingSettings;
+/// A database as it was before migration `version` (every earlier one run), with programs
+/// alpha and beta in it.
+async fn database_before(url: &str, version: i64) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let dialect = if url.starts_with("postgres") { "postgres" } else { "sqlite" };
     let dir = format!("{}/migrations/{dialect}", env!("CARGO_MANIFEST_DIR"));
     let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(&dir)).await.unwrap();
-    let before: Vec<_> = migrator.migrations.iter().filter(|m| m.version < 20261203000100).cloned().collect();
+    let before: Vec<_> = migrator.migrations.iter().filter(|m| m.version < version).cloned().collect();
     assert!(before.len() < migrator.migrations.len(), "the per-program migration exists");
     migrator.migrations = before.into();
     migrator.run(&pool).await.unwrap();
@@ -358,6 +357,14 @@ async fn legacy_database(url: &str) {
         .await
         .unwrap();
     }
+    pool
+}
+
+/// A database as Haven left it before meeting ids were per program: every migration before that
+/// one, and rows written as the server wrote them then (the meeting's id is its key everywhere).
+async fn legacy_database(url: &str) {
+    use haven::protocol::MeetingSettings;
+    let pool = database_before(url, 20261203000100).await;
     let settings = serde_json::to_string(&MeetingSettings { waiting_room: false, ..Default::default() }).unwrap();
     for (id, title, shared, at) in [
         ("legacy", "Legacy group", "[]".to_string(), 1_i64),
@@ -707,27 +714,7 @@ async fn a_deleted_format_id_and_a_cancelled_series_id_stay_used_by_their_progra
 /// their keys; the occurrence names the series by it).
 async fn legacy_series_database(url: &str) {
     use haven::protocol::{FormatSpec, MeetingSettings};
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    let dialect = if url.starts_with("postgres") { "postgres" } else { "sqlite" };
-    let dir = format!("{}/migrations/{dialect}", env!("CARGO_MANIFEST_DIR"));
-    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(&dir)).await.unwrap();
-    let before: Vec<_> = migrator.migrations.iter().filter(|m| m.version < 20261203000200).cloned().collect();
-    assert!(before.len() < migrator.migrations.len(), "the per-program migration exists");
-    migrator.migrations = before.into();
-    migrator.run(&pool).await.unwrap();
-    for (id, key) in [(ALPHA, ALPHA_KEY), (BETA, BETA_KEY)] {
-        sqlx::query(
-            "INSERT INTO programs (id, name, token_alg, token_key, api_key_sha256, created_at) VALUES ($1, $2, 'HS256', $3, $4, 1)",
-        )
-        .bind(id)
-        .bind(id)
-        .bind("old-secret")
-        .bind(haven::auth::hash_api_key(key))
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
+    let pool = database_before(url, 20261203000200).await;
     let format: FormatSpec =
         serde_json::from_value(json!({"segments": [{"title": "Old welcome"}, {"title": "Old sharing"}]})).unwrap();
     let format = serde_json::to_string(&format).unwrap();

@@ -458,3 +458,10 @@ impl Drop for BinaryServer {
         self.kill();
     }
 }
+
+/// A sample's value in a Prometheus text exposition (`series` with its labels, e.g.
+/// `haven_errors_total{code="x"}`); 0 when the series is not there yet.
+pub fn metric_value(exposition: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    exposition.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}

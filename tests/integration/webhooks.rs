@@ -269,13 +269,7 @@ async fn webhooks_are_signed_per_the_standard_and_a_500_is_retried_with_the_same
     // Operators see the attempts in /metrics: every delivered event failed once, then succeeded.
     let delivered = d.iter().filter(|x| x["status"] == "delivered").count() as u64;
     let metrics = app.get_text("/metrics", None).await;
-    let counter = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let counter = |name: &str| metric_value(&metrics, name);
     assert!(delivered >= 3, "{deliveries}");
     assert!(counter("haven_webhook_attempts_succeeded_total") >= delivered, "{metrics}");
     assert!(counter("haven_webhook_attempts_failed_total") >= delivered, "{metrics}");
