@@ -33,6 +33,17 @@ fn four() -> (H, ParticipantId, ParticipantId, ParticipantId, ParticipantId) {
     (h, f, c, m, o)
 }
 
+/// Whom `to` was told is no longer away (the `participant_updated` frames showing them back).
+fn seen_back(h: &H, to: ParticipantId) -> Vec<ParticipantId> {
+    h.events_to(to)
+        .iter()
+        .filter_map(|e| match e {
+            Event::ParticipantUpdated { participant } if !participant.away => Some(participant.participant_id),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `f` steps out with `m`; returns the side room.
 fn stepped_out(h: &mut H, f: ParticipantId, m: ParticipantId) -> Location {
     h.cmd(f, step_out(f, m)).unwrap();
@@ -147,14 +158,7 @@ fn returning_restores_the_main_rooms_view() {
         assert!(participants.iter().all(|p| !p.away));
         assert_eq!(floor.map(|f| f.participant_id), Some(o));
     }
-    let back: Vec<ParticipantId> = h
-        .events_to(o)
-        .iter()
-        .filter_map(|e| match e {
-            Event::ParticipantUpdated { participant } if !participant.away => Some(participant.participant_id),
-            _ => None,
-        })
-        .collect();
+    let back = seen_back(&h, o);
     assert!(back.contains(&f) && back.contains(&m), "the main room sees them back");
     assert_eq!(h.p(m).media.location, MAIN);
     assert_eq!(h.code(m, Command::ReturnToMain), ErrorCode::NotInSideRoom);
@@ -549,14 +553,7 @@ fn a_facilitator_in_a_breakout_group_steps_out_with_a_member_of_it_and_both_retu
         assert!(participants.iter().any(|p| p.participant_id == b && !p.away));
         assert_eq!(queue.iter().map(|q| q.participant_id).collect::<Vec<_>>(), vec![b], "the group's queue");
     }
-    let back: Vec<ParticipantId> = h
-        .events_to(b)
-        .iter()
-        .filter_map(|e| match e {
-            Event::ParticipantUpdated { participant } if !participant.away => Some(participant.participant_id),
-            _ => None,
-        })
-        .collect();
+    let back = seen_back(&h, b);
     assert!(back.contains(&a) && back.contains(&c), "the group sees them back");
     for who in [f, x] {
         only_away(&h, who, &[a, c, b]);
