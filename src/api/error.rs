@@ -71,7 +71,7 @@ impl OwnIds {
     pub const FORMAT: OwnIds = OwnIds { what: "format", deleted_code: "format_deleted", exists_code: "format_exists" };
 
     fn deleted_message(self) -> String {
-        format!("this {} was deleted; its id cannot be used again", self.what)
+        format!("this {0} was deleted; its id stays used, so a new {0} needs another id", self.what)
     }
 
     /// `410 {what}_deleted`: the program's own record, deleted.
