@@ -193,7 +193,7 @@ impl Room {
         };
         self.floor_epoch = self.floor_epoch.wrapping_add(1);
         let holder = floor.holder;
-        if self.settings.floor_control {
+        if self.floor_gates(self.side.here) {
             if let Some(p) = self.get_mut(holder) {
                 if !p.role.is_facilitator() {
                     p.muted = true;

@@ -623,11 +623,20 @@ impl Room {
         self.participants.iter_mut().find(|p| p.id == id)
     }
 
+    /// Whether the floor rule decides who speaks in `loc`. Floor control is the main room's: a
+    /// step-out is a private conversation with a facilitator (a member asking for help must not
+    /// wait to be given the floor), and a breakout group may have no facilitator to give it, so in
+    /// a side room anyone unmuted is heard and its queue and shares keep order only, as in a
+    /// meeting without floor control.
+    pub(crate) fn floor_gates(&self, loc: Location) -> bool {
+        self.settings.floor_control && loc == MAIN
+    }
+
     /// Whether this participant's role and the floor rule (of the room they are in) let them speak at all.
     fn may_speak(&self, p: &Participant) -> bool {
         p.admitted
             && p.role != Role::Observer
-            && (!self.settings.floor_control
+            && (!self.floor_gates(p.location)
                 || p.role.is_facilitator()
                 || self.stage(p.location).floor.map(|f| f.holder) == Some(p.id))
     }

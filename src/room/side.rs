@@ -324,6 +324,12 @@ impl Room {
             p.location = to;
             p.shown_away = None;
         }
+        // Back in the main room under floor control without the floor: muted, as after a share.
+        if self.get(id).is_some_and(|p| !p.muted && !self.may_speak(p)) {
+            if let Some(p) = self.get_mut(id) {
+                p.muted = true;
+            }
+        }
         self.touch(id);
         self.side.moved.push(id);
         for loc in [from, to] {

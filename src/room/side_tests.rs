@@ -141,6 +141,34 @@ fn queue_and_floor_are_per_location() {
     assert!(h.events_to(m).iter().all(|e| !matches!(e, Event::FloorChanged { .. })));
 }
 
+/// Found by the property test: floor control is the main room's. A member who steps out under
+/// floor control speaks to the facilitator without being given the floor (a private conversation
+/// in which someone asks for help), and is muted again on coming back without the floor; the same
+/// in a breakout group, which may have no facilitator to give the floor.
+#[test]
+fn floor_control_gates_the_main_room_only() {
+    let mut h = H::new(MeetingSettings { waiting_room: false, floor_control: true, ..Default::default() });
+    let f = h.join("fac", Role::Facilitator);
+    let c = h.join("cof", Role::CoFacilitator);
+    let m = h.join("alex", Role::Member);
+    let o = h.join("other", Role::Member);
+    assert_eq!(h.code(m, Command::SetMuted { muted: false }), ErrorCode::FloorRequired);
+    stepped_out(&mut h, f, m);
+    assert!(!h.p(m).media.audio && h.p(m).muted);
+    h.cmd(m, Command::SetMuted { muted: false }).unwrap();
+    assert!(h.p(m).media.audio, "heard in the step-out without the floor");
+    assert_eq!(h.room.floor_holder(), None);
+    h.cmd(m, Command::ReturnToMain).unwrap();
+    assert!(h.p(m).muted && !h.p(m).media.audio, "back in the main room without the floor: muted");
+    // A breakout group without a facilitator: its members are heard.
+    h.cmd(f, breakouts(2, 300, BreakoutAssign::Manual, vec![vec![m, o], vec![]])).unwrap();
+    assert_ne!(loc(&h, o), MAIN);
+    h.cmd(o, Command::SetMuted { muted: false }).unwrap();
+    assert!(h.p(o).media.audio, "a group without a facilitator is not silenced by the main room's rule");
+    h.cmd(c, Command::CloseBreakouts).unwrap();
+    assert!(h.p(o).muted && !h.p(o).media.audio);
+}
+
 #[test]
 fn returning_restores_the_main_rooms_view() {
     let (mut h, f, c, m, o) = four();

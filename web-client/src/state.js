@@ -159,7 +159,8 @@ export function mySeat(s) {
  */
 export function mayTalk(s, p) {
   if (p.role === 'observer') return false;
-  if (!s.meeting?.settings.floor_control) return true;
+  // Floor control is the main room's; in a step-out or breakout group anyone unmuted is heard.
+  if (!s.meeting?.settings.floor_control || s.location) return true;
   return isFacilitator(p.role) || s.floor?.participant_id === p.participant_id;
 }
 
