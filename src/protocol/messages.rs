@@ -534,8 +534,14 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         confirm: bool,
     },
-    /// Join (or switch to) a breakout group, when the facilitator let members choose.
-    ChooseBreakout { group: u32 },
+    /// Join (or switch to) a breakout group: a member when the facilitator let members choose; a
+    /// facilitator at any time, to visit a group (`confirm` when they are the main room's last
+    /// facilitator: its floor and queue pause until one is back).
+    ChooseBreakout {
+        group: u32,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
     /// Facilitator: bring everyone back from the breakout groups now.
     CloseBreakouts,
 }

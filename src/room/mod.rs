@@ -511,7 +511,7 @@ impl Room {
                 let plan = side::BreakoutPlan { groups, seconds, warning_seconds, assign, assignments, confirm };
                 self.open_breakouts(from, plan, now, out)
             }
-            Command::ChooseBreakout { group } => self.choose_breakout(from, group, now, out),
+            Command::ChooseBreakout { group, confirm } => self.choose_breakout(from, group, confirm, now, out),
             Command::CloseBreakouts => self.close_breakouts(from, now, out),
         }
     }

@@ -806,10 +806,14 @@ impl Room {
         &mut self,
         from: ParticipantId,
         group: u32,
+        confirm: bool,
         now: Millis,
         out: &mut Vec<Effect>,
     ) -> Result<(), ProtocolError> {
-        if !self.side.breakout.as_ref().is_some_and(|b| b.assign == BreakoutAssign::Choose) {
+        // Members choose when the facilitator let them; a facilitator visits any group any time.
+        let fac = self.get(from).is_some_and(|p| p.role.is_facilitator());
+        let open = self.side.breakout.as_ref().map(|b| b.assign);
+        if open.is_none() || (!fac && open != Some(BreakoutAssign::Choose)) {
             return Err(ProtocolError::new(C::NoBreakouts, "there are no breakout groups to choose from"));
         }
         let room = self
@@ -825,6 +829,12 @@ impl Room {
         }
         if self.side_room(here).is_some_and(|r| matches!(r.kind, Kind::StepOut { .. })) {
             return Err(wrong_location("you are in a side room"));
+        }
+        if !confirm && self.last_facilitator_in_main(from) {
+            return Err(confirm_required());
+        }
+        if fac {
+            out.push(self.audit(now, from, "breakout_visited", None, Some(format!("group {group}"))));
         }
         self.move_to(from, room, now, out);
         Ok(())

@@ -348,6 +348,39 @@ fn a_facilitators_mute_follows_a_member_into_their_group() {
     assert!([m, n, ob].iter().all(|&p| loc(&h, p) == MAIN), "return everyone");
 }
 
+/// A facilitator visits any group, whatever the assignment, moves between groups and comes back;
+/// the main room's last facilitator is asked to confirm first; a member cannot choose unless the
+/// facilitator let members choose.
+#[test]
+fn a_facilitator_visits_a_breakout_group_and_comes_back() {
+    let mut h = H::open();
+    let f = h.join("fac", Role::Facilitator);
+    let a = h.join("a", Role::Member);
+    let b = h.join("b", Role::Member);
+    let stay = h.join("stay", Role::Member);
+    h.cmd(f, breakouts(2, 600, BreakoutAssign::Manual, vec![vec![a], vec![b]])).unwrap();
+    assert_eq!(h.code(a, Command::ChooseBreakout { group: 2, confirm: true }), ErrorCode::NoBreakouts);
+    // The only facilitator in the main room, with `stay` there: confirm first.
+    assert_eq!(h.code(f, Command::ChooseBreakout { group: 1, confirm: false }), ErrorCode::ConfirmRequired);
+    assert_eq!(loc(&h, f), MAIN);
+    h.cmd(f, Command::ChooseBreakout { group: 1, confirm: true }).unwrap();
+    assert_eq!(loc(&h, f), loc(&h, a), "visiting group 1");
+    assert!(h.out.iter().any(|e| matches!(e, Effect::Audit(x) if x.action == "breakout_visited")));
+    assert!(h.room.side.paused, "the main room pauses while no facilitator is there");
+    // Group 1 hears the visitor; group 2 and the main room do not.
+    h.cmd(f, Command::SetMuted { muted: false }).unwrap();
+    assert!(h.p(f).media.audio && h.p(f).media.location == h.p(a).media.location);
+    assert_ne!(h.p(f).media.location, h.p(b).media.location);
+    h.cmd(f, Command::ChooseBreakout { group: 2, confirm: false }).unwrap();
+    assert_eq!(loc(&h, f), loc(&h, b), "on to group 2");
+    assert_ne!(loc(&h, a), loc(&h, f), "group 1 goes on without them");
+    h.cmd(f, Command::ReturnToMain).unwrap();
+    assert_eq!(loc(&h, f), MAIN);
+    assert!(!h.room.side.paused);
+    assert_eq!(loc(&h, stay), MAIN);
+    assert_ne!(loc(&h, b), MAIN, "the group stays open");
+}
+
 #[test]
 fn breakouts_by_hand_with_a_facilitator_per_group_and_by_choice() {
     let mut h = H::open();
@@ -360,16 +393,16 @@ fn breakouts_by_hand_with_a_facilitator_per_group_and_by_choice() {
     assert_eq!(loc(&h, b), MAIN, "by hand: the unassigned stay");
     h.cmd(c, Command::GiveFloor { participant_id: a }).unwrap();
     assert_eq!(h.room.stage(loc(&h, a)).floor.map(|x| x.holder), Some(a));
-    assert_eq!(h.code(b, Command::ChooseBreakout { group: 2 }), ErrorCode::NoBreakouts);
+    assert_eq!(h.code(b, Command::ChooseBreakout { group: 2, confirm: false }), ErrorCode::NoBreakouts);
     assert_eq!(h.code(f, breakouts(2, 60, BreakoutAssign::Auto, vec![])), ErrorCode::BreakoutsOpen);
     h.cmd(c, Command::CloseBreakouts).unwrap();
     h.cmd(f, breakouts(3, 600, BreakoutAssign::Choose, vec![])).unwrap();
     assert!([c, a, b].iter().all(|&p| loc(&h, p) == MAIN), "choosing: everyone picks");
-    h.cmd(a, Command::ChooseBreakout { group: 3 }).unwrap();
-    h.cmd(b, Command::ChooseBreakout { group: 3 }).unwrap();
+    h.cmd(a, Command::ChooseBreakout { group: 3, confirm: false }).unwrap();
+    h.cmd(b, Command::ChooseBreakout { group: 3, confirm: false }).unwrap();
     assert_eq!(loc(&h, a), loc(&h, b));
-    assert_eq!(h.code(b, Command::ChooseBreakout { group: 3 }), ErrorCode::NoChange);
-    assert_eq!(h.code(b, Command::ChooseBreakout { group: 9 }), ErrorCode::NoBreakouts);
+    assert_eq!(h.code(b, Command::ChooseBreakout { group: 3, confirm: false }), ErrorCode::NoChange);
+    assert_eq!(h.code(b, Command::ChooseBreakout { group: 9, confirm: false }), ErrorCode::NoBreakouts);
     assert!(matches!(
         h.room.breakouts_view(),
         Some(v) if v.groups.iter().any(|g| g.group == 3 && g.participants.len() == 2)

@@ -807,7 +807,7 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
             assignments: if n.is_multiple_of(4) { vec![vec![pid]] } else { Vec::new() },
             confirm: n.is_multiple_of(2),
         },
-        42 => Command::ChooseBreakout { group: 1 + n % 3 },
+        42 => Command::ChooseBreakout { group: 1 + n % 3, confirm: n.is_multiple_of(2) },
         43 => Command::CloseBreakouts,
         44 => Command::StepOut { participant_id: pid, confirm: true },
         45 => Command::AnswerStepOut { invite_id: u64::from(n % 6), accept: true, confirm: true },

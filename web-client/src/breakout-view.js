@@ -159,9 +159,19 @@ export function renderBreakouts(s) {
       byId('breakout-list'),
       b.groups,
       (g) => String(g.group),
-      () => h('li', { class: 'row' }, h('span', { class: 'name' }), h('span', { class: 'meta' })),
+      (g) => h(
+        'li',
+        { class: 'row' },
+        h('span', { class: 'name' }),
+        h('span', { class: 'meta' }),
+        h('button', { type: 'button', class: 'small visit', onclick: () => visit(g.group) }),
+      ),
       (li, g) => {
         li.dataset.group = String(g.group);
+        // A facilitator visits any group (not from a step-out, not the group they are in).
+        const visitBtn = /** @type {HTMLElement} */ (li.querySelector('.visit'));
+        setText(visitBtn, t('side.visit', { n: g.group }));
+        show(visitBtn, s.location?.kind !== 'step_out' && s.location?.group !== g.group);
         setText(/** @type {Element} */ (li.querySelector('.name')), t('side.groupN', { n: g.group }));
         // "Kim (co-facilitator), Bo": who runs the group shows.
         const names = g.participants.map((id) => {
@@ -174,6 +184,28 @@ export function renderBreakouts(s) {
     );
   }
   tickBreakouts(s);
+}
+
+/**
+ * Goes to group `group`. The main room's only facilitator is asked first (the server would ask
+ * for a confirmation too): its queue and floor pause while no facilitator is there.
+ * @param {number} group
+ */
+async function visit(group) {
+  const s = ctx.state();
+  const othersHere = [...s.participants.values()].some(
+    (p) => p.participant_id !== s.me && isFacilitator(p.role) && !p.away,
+  );
+  const lastInMain = !s.location && !othersHere;
+  if (lastInMain) {
+    const ok = await confirmDialog({
+      title: t('side.confirmVisitTitle'),
+      text: t('side.confirmVisitText'),
+      confirm: t('side.confirmVisitGo'),
+    });
+    if (ok === null) return;
+  }
+  ctx.send({ type: 'choose_breakout', group, confirm: lastInMain });
 }
 
 /** The time left, every second. @param {MeetingState} s */

@@ -298,7 +298,8 @@ function renderSide(s, fac) {
 
   const b = s.breakouts;
   const choose = byId('breakout-choose');
-  const choosing = Boolean(b && b.assign === 'choose') && s.location?.kind !== 'step_out';
+  // Facilitators visit groups from their breakout card instead.
+  const choosing = Boolean(b && b.assign === 'choose') && s.location?.kind !== 'step_out' && !isFacilitator(s.myRole);
   show(choose, choosing);
   if (b && choosing) {
     reconcile(

@@ -210,6 +210,7 @@ export type ClientMessage1 =
       warning_seconds?: number | null;
     }
   | {
+      confirm?: boolean;
       group: number;
       type: "choose_breakout";
     }

@@ -179,6 +179,21 @@ test('breakout groups by hand: the facilitator puts each person in a group and n
   await bo.locator('#side-room-text', { hasText: "Breakout group 1: you and Kim. The main room can't hear you." }).waitFor();
   await kim.locator('#side-room-runs', { hasText: 'You facilitate this group.' }).waitFor();
 
+  // The facilitator visits group 2. As the main room's only facilitator they are asked first;
+  // group 2 then has them, group 1 does not hear them, and they come back to the main room.
+  await fac.locator('#breakout-list li[data-group="2"]').getByRole('button', { name: 'Join group 2' }).click();
+  await fac.getByRole('dialog').getByRole('button', { name: 'Join anyway' }).click();
+  await fac.locator('#side-room-text', { hasText: /^Breakout group 2: you and .*The main room can't hear you\.$/ }).waitFor();
+  for (const name of ['Alex', 'Cy']) assert.ok((await fac.locator('#side-room-text').textContent())?.includes(name));
+  for (const page of [alex, cy]) await page.locator('#people-count', { hasText: '(3)' }).waitFor();
+  await personRow(alex, 'Facil').waitFor();
+  assert.equal(await personRow(bo, 'Facil').count(), 0, 'group 1 does not have the visitor');
+  await bo.locator('#people-count', { hasText: '(2)' }).waitFor();
+  assert.equal(await fac.locator('#breakout-list li[data-group="2"] .visit').isVisible(), false, 'no button for the group one is in');
+  await fac.getByRole('button', { name: 'Return to the main room' }).click();
+  await fac.locator('#side-room').waitFor({ state: 'hidden' });
+  for (const page of [alex, cy]) await page.locator('#people-count', { hasText: '(2)' }).waitFor();
+
   // Return everyone.
   await fac.getByRole('button', { name: 'Return everyone' }).click();
   for (const page of [kim, alex, bo, cy]) await page.locator('#side-room').waitFor({ state: 'hidden' });
