@@ -110,14 +110,14 @@ pub async fn start(
     let tcp = tokio::net::TcpListener::bind(tcp_addr).await.map_err(|e| TurnError::Listen(tcp_addr, e))?;
     let tcp_local = tcp.local_addr().map_err(|e| TurnError::Listen(tcp_addr, e))?;
     let mut conns: Vec<Arc<dyn util::Conn + Send + Sync>> =
-        vec![guard(Arc::new(udp)), guard(stream::listen(tcp, tcp_local, None))];
+        vec![guard(Arc::new(udp)), guard(stream::listen(tcp, tcp_local, None, secret.clone()))];
     let mut tls_local = None;
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         let acceptor = stream::tls_acceptor(cert, key).map_err(TurnError::Certificate)?;
         let tls_addr = bind(config.tls_port);
         let l = tokio::net::TcpListener::bind(tls_addr).await.map_err(|e| TurnError::Listen(tls_addr, e))?;
         let local = l.local_addr().map_err(|e| TurnError::Listen(tls_addr, e))?;
-        conns.push(guard(stream::listen(l, local, Some(acceptor))));
+        conns.push(guard(stream::listen(l, local, Some(acceptor), secret.clone())));
         tls_local = Some(local);
     }
     let conn_configs = conns

@@ -5,6 +5,15 @@
 //! 4-byte header plus its length, padded to 4 bytes on a stream), which arrive as datagrams from
 //! the connection's remote address; what the crate sends to that address is written back on the
 //! connection (ChannelData padded as a stream requires).
+//!
+//! An allocation made over a stream ends with its connection (RFC 6062 §2.1 asks this of TCP
+//! allocations; without it the relay socket would live on until its lifetime ran out). The crate
+//! offers deletion only by username, and a browser uses one username for its UDP, TCP and TLS
+//! allocations alike, so that would end the others too. Instead, when a connection ends, a
+//! Refresh with lifetime 0 is passed to the crate as if that connection had sent it, signed with
+//! the credential and nonce its client last used: it deletes exactly the allocation of that
+//! connection's address. When that credential has expired or its nonce is stale the crate refuses
+//! it, and the allocation ends at its lifetime as before.
 
 use async_trait::async_trait;
 use std::any::Any;
@@ -18,6 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex};
 use tokio_rustls::rustls;
 use util::Conn;
+
+use super::TurnSecret;
 
 /// Largest message (the crate reads into a 1500-byte buffer).
 const MAX_MESSAGE: usize = 1500;
@@ -51,6 +62,51 @@ pub(super) fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsA
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// What a client last authenticated with on a connection: username, realm, nonce.
+type LastCredential = Option<(String, String, String)>;
+
+/// The long-term credential in a request that carries one (Allocate, Refresh, CreatePermission,
+/// ChannelBind with MESSAGE-INTEGRITY). Not verified here: the crate verifies the request, and
+/// what is remembered only ever signs the release of this connection's own allocation.
+fn credential_in(m: &[u8]) -> LastCredential {
+    use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+    use stun::textattrs::TextAttribute;
+    let typ = u16::from_be_bytes([*m.first()?, *m.get(1)?]);
+    // Requests (class bits 0) of Allocate 0x003, Refresh 0x004, CreatePermission 0x008, ChannelBind 0x009.
+    if !matches!(typ, 0x0003 | 0x0004 | 0x0008 | 0x0009) {
+        return None;
+    }
+    let mut msg = stun::message::Message::new();
+    msg.unmarshal_binary(m).ok()?;
+    if !msg.contains(ATTR_MESSAGE_INTEGRITY) {
+        return None;
+    }
+    let text = |a| TextAttribute::get_from_as(&msg, a).ok().map(|t| t.text);
+    Some((text(ATTR_USERNAME)?, text(ATTR_REALM)?, text(ATTR_NONCE)?))
+}
+
+/// A Refresh with lifetime 0 (a release) signed with `credential`, if it is still ours and valid.
+fn release_request(credential: &(String, String, String), secret: &TurnSecret) -> Option<Vec<u8>> {
+    use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+    use stun::message::{Message, MessageType, Setter, CLASS_REQUEST, METHOD_REFRESH};
+    use stun::textattrs::TextAttribute;
+    let (username, realm, nonce) = credential;
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let key = secret.key_for(username, realm, now_s)?;
+    let mut m = Message::new();
+    let setters: Vec<Box<dyn Setter>> = vec![
+        Box::new(stun::agent::TransactionId::new()),
+        Box::new(MessageType::new(METHOD_REFRESH, CLASS_REQUEST)),
+        Box::new(turn::proto::lifetime::Lifetime(Duration::ZERO)),
+        Box::new(TextAttribute::new(ATTR_USERNAME, username.clone())),
+        Box::new(TextAttribute::new(ATTR_REALM, realm.clone())),
+        Box::new(TextAttribute::new(ATTR_NONCE, nonce.clone())),
+        Box::new(stun::integrity::MessageIntegrity(key)),
+    ];
+    m.build(&setters).ok()?;
+    Some(m.raw)
+}
+
 /// All connections of one listener, as one datagram `Conn`.
 struct StreamConn {
     local: SocketAddr,
@@ -63,10 +119,11 @@ pub(super) fn listen(
     listener: TcpListener,
     local: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    secret: TurnSecret,
 ) -> Arc<dyn Conn + Send + Sync> {
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let writers = Arc::new(dashmap::DashMap::new());
-    tokio::spawn(accept_loop(listener, tls, tx, writers.clone()));
+    tokio::spawn(accept_loop(listener, tls, tx, writers.clone(), secret));
     Arc::new(StreamConn { local, inbound: Mutex::new(rx), writers })
 }
 
@@ -75,6 +132,7 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     inbound: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Arc<dashmap::DashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    secret: TurnSecret,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     loop {
@@ -85,16 +143,20 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         open.fetch_add(1, Ordering::Relaxed);
         let (inbound, writers, open, tls) = (inbound.clone(), writers.clone(), open.clone(), tls.clone());
+        let secret = secret.clone();
         tokio::spawn(async move {
-            match tls {
+            let last = match tls {
                 None => connection(stream, source, &inbound, &writers).await,
-                Some(acceptor) => {
-                    if let Ok(Ok(s)) = tokio::time::timeout(FIRST_MESSAGE, acceptor.accept(stream)).await {
-                        connection(s, source, &inbound, &writers).await;
-                    }
-                }
-            }
+                Some(acceptor) => match tokio::time::timeout(FIRST_MESSAGE, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => connection(s, source, &inbound, &writers).await,
+                    _ => None,
+                },
+            };
             writers.remove(&source);
+            // The connection is gone: so is its allocation (see the module's comment).
+            if let Some(release) = last.as_ref().and_then(|c| release_request(c, &secret)) {
+                let _ = inbound.send((release, source)).await;
+            }
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -127,9 +189,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     source: SocketAddr,
     inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: &dashmap::DashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-) {
+) -> LastCredential {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let Ok(Some(first)) = tokio::time::timeout(FIRST_MESSAGE, read_message(&mut rd)).await else { return };
+    let Ok(Some(first)) = tokio::time::timeout(FIRST_MESSAGE, read_message(&mut rd)).await else { return None };
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
     writers.insert(source, tx);
     let writer = async move {
@@ -139,9 +201,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
             }
         }
     };
+    let mut last: LastCredential = None;
     let reader = async {
         let mut m = Some(first);
         while let Some(data) = m {
+            if let Some(c) = credential_in(&data) {
+                last = Some(c);
+            }
             if inbound.send((data, source)).await.is_err() {
                 return;
             }
@@ -152,6 +218,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
         _ = writer => {}
         _ = reader => {}
     }
+    last
 }
 
 #[async_trait]

@@ -41,6 +41,8 @@ struct Shim {
     udp: SocketAddr,
     /// Bytes carried over streams, both ways.
     carried: Arc<AtomicU64>,
+    /// The tasks that hold each stream's halves: aborting them closes the streams.
+    streams: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 async fn read_framed(r: &mut (impl AsyncRead + Unpin), framing: Framing) -> Option<Vec<u8>> {
@@ -88,6 +90,8 @@ impl Shim {
         let udp = socket.local_addr().unwrap();
         let carried = Arc::new(AtomicU64::new(0));
         let c2 = carried.clone();
+        let streams_held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = streams_held.clone();
         tokio::spawn(async move {
             let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
             let mut buf = vec![0u8; 2048];
@@ -101,14 +105,14 @@ impl Shim {
                         let stream = connect().await;
                         let (mut rd, mut wr) = tokio::io::split(stream);
                         let (socket, carried) = (socket.clone(), c2.clone());
-                        tokio::spawn(async move {
+                        let reader = tokio::spawn(async move {
                             while let Some(d) = read_framed(&mut rd, framing).await {
                                 carried.fetch_add(d.len() as u64, Ordering::Relaxed);
                                 let _ = socket.send_to(&d, from).await;
                             }
                         });
                         let carried = c2.clone();
-                        tokio::spawn(async move {
+                        let writer = tokio::spawn(async move {
                             while let Some(d) = rx.recv().await {
                                 carried.fetch_add(d.len() as u64, Ordering::Relaxed);
                                 if wr.write_all(&frame(&d, framing)).await.is_err() {
@@ -116,13 +120,21 @@ impl Shim {
                                 }
                             }
                         });
+                        held.lock().unwrap().extend([reader, writer]);
                         tx
                     }
                 };
                 let _ = tx.send(buf[..n].to_vec()).await;
             }
         });
-        Shim { udp, carried }
+        Shim { udp, carried, streams: streams_held }
+    }
+
+    /// Closes every stream the shim opened (as a browser's tab closing would).
+    fn close_streams(&self) {
+        for t in self.streams.lock().unwrap().drain(..) {
+            t.abort();
+        }
     }
 }
 
@@ -286,6 +298,36 @@ async fn relay_only_client_through_turn_over_tcp_hears_and_is_heard() {
     assert_eq!(app.metrics().turn_allocations.get(), 1, "the relay carries the session");
     assert!(shim.carried.load(Ordering::Relaxed) > 0);
     assert_credentials_checked(&app, shim.udp).await;
+}
+
+/// A relay allocated over TCP ends when its connection closes, not at the end of its lifetime;
+/// the same participant's UDP allocation (same credential, as a browser gathers over every
+/// transport) stays.
+#[tokio::test]
+async fn a_relay_allocated_over_tcp_ends_with_its_connection_and_no_other() {
+    let app = spawn_app().await;
+    let t = turn(&app);
+    let cred = t.credentials("p-tcp", unix_now());
+    let media = app.server.as_ref().unwrap().app.sfu.clone().unwrap().addrs()[0];
+    let over_udp = allocate(t.udp, &cred.username, &cred.credential).await.unwrap();
+    let udp_relay = over_udp.allocate().await.expect("allocated over UDP");
+    let shim = Shim::start(tcp_to(t.tcp), Framing::Turn).await;
+    let over_tcp = allocate(shim.udp, &cred.username, &cred.credential).await.unwrap();
+    let _tcp_relay = over_tcp.allocate().await.expect("allocated over TCP");
+    assert_eq!(app.metrics().turn_allocations.get(), 2);
+    shim.close_streams();
+    // Waits for the release (the allocation's lifetime would be 10 minutes).
+    let released = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while app.metrics().turn_allocations.get() != 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(released.is_ok(), "the TCP allocation ends with its connection");
+    // The one left is the UDP allocation: a permission needs it (437 without one).
+    use util::Conn;
+    udp_relay.send_to(b"hello", media).await.expect("the UDP allocation stays");
+    assert_eq!(app.metrics().turn_allocations.get(), 1);
 }
 
 #[tokio::test]
