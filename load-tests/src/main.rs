@@ -110,6 +110,10 @@ struct AudioArgs {
     /// Listeners joining at once.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
+    /// Packets the speaker sends back to back every 20 ms (1: a voice; more: packets that arrive
+    /// together, as a video frame's do).
+    #[arg(long, default_value_t = 1)]
+    burst: usize,
     /// Also run the same speaker and listeners against a reference SFU: `janus` (VideoRoom,
     /// started by the harness; skipped with a message when not installed).
     #[arg(long)]
@@ -382,6 +386,7 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
                 listeners: a.listeners,
                 duration: std::time::Duration::from_secs(a.duration),
                 concurrency: a.concurrency,
+                burst: a.burst,
             };
             let (target, launched) = haven_target(g, &pin).await?;
             let r = haven_load::scenarios::audio::run(&target, &p).await;

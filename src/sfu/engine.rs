@@ -38,6 +38,8 @@ const MAX_STOPPED_MLINES: usize = 16;
 /// `recvmmsg` calls per wake-up (of up to `recv::BATCH` datagrams each) before the engine sends
 /// what they produced.
 const RECV_ROUNDS: usize = 2;
+/// Rounds of kicks per turn (`kick_dirty`): the packets' subscribers, then what kicking them asked.
+const KICK_ROUNDS: usize = 4;
 /// Commands taken before each turn's packets (the rest wait for the next turn, so a burst of
 /// offers cannot stall media).
 const COMMANDS_PER_TURN: usize = 256;
@@ -249,6 +251,7 @@ impl Engine {
                 _ = tokio::time::sleep_until(deadline.into()) => self.timeouts(),
                 m = self.tcp.recv() => self.tcp_input(m),
             }
+            self.kick_dirty();
             if !self.batch.is_empty() {
                 let (_, calls) = self.batch.flush(&self.socket);
                 self.metrics.media_send_calls.inc_by(calls as u64);
@@ -326,6 +329,7 @@ impl Engine {
                 self.receive(&data, source, Protocol::Tcp, destination, route);
             }
         }
+        self.kick_dirty();
         if !self.batch.is_empty() {
             let (_, calls) = self.batch.flush(&self.socket);
             self.metrics.media_send_calls.inc_by(calls as u64);
@@ -424,16 +428,29 @@ impl Engine {
             self.forward(idx, &d);
         }
         self.rtp = media;
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        let now = Instant::now();
-        for s in dirty.drain(..) {
-            if s != idx {
+    }
+
+    /// Kicks every session something was written to since the last call, once each, however
+    /// many packets it was given: a turn's datagrams (a `recvmmsg` batch: a video frame's packets,
+    /// several speakers at once) cost each subscriber one `handle_timeout` and one poll, not one
+    /// per packet. A kick can make more work (a keyframe request relayed to a publisher); that is
+    /// kicked in the next round, a few rounds at most per turn, the rest in the next turn.
+    fn kick_dirty(&mut self) {
+        for _ in 0..KICK_ROUNDS {
+            if self.dirty.is_empty() {
+                return;
+            }
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            let now = Instant::now();
+            for s in dirty.drain(..) {
                 self.kick(s, now);
             }
+            // Keep the allocation: `kick` may have pushed to the new `self.dirty`.
+            dirty.append(&mut self.dirty);
+            self.dirty = dirty;
         }
-        self.dirty = dirty;
     }
 
     /// Moves a peer's clock to `now`, then drives it. str0m sends what `write_rtp` queued only

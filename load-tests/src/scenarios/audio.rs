@@ -34,6 +34,9 @@ pub struct AudioParams {
     pub duration: Duration,
     /// Listeners joining at once.
     pub concurrency: usize,
+    /// Packets the speaker sends back to back every 20 ms (1: a voice; more: packets that arrive
+    /// together, as a video frame's do, or several voices at once).
+    pub burst: usize,
 }
 
 /// What a run measured.
@@ -160,6 +163,7 @@ impl Peer {
     pub(crate) async fn run(
         mut self,
         mut speak: Option<Mid>,
+        burst: usize,
         counters: Arc<Counters>,
         mine: Arc<AtomicU64>,
     ) -> anyhow::Result<()> {
@@ -221,14 +225,19 @@ impl Peer {
                     if let Some(mid) = speak {
                         if tokio::time::Instant::now() >= next_frame {
                             next_frame += Duration::from_millis(20);
-                            if let Some(w) = self.rtc.writer(mid) {
-                                let pt = w.payload_params().next().map(|p| p.pt());
-                                if let Some(pt) = pt {
-                                    let t = MediaTime::new(frame * 960, Frequency::FORTY_EIGHT_KHZ);
-                                    if w.write(pt, Instant::now(), t, payload.clone()).is_ok() {
-                                        counters.sent.fetch_add(1, Ordering::Relaxed);
-                                        frame += 1;
-                                    }
+                            for _ in 0..burst.max(1) {
+                                let Some(w) = self.rtc.writer(mid) else { break };
+                                let Some(pt) = w.payload_params().next().map(|p| p.pt()) else { break };
+                                let t = MediaTime::new(frame * 960, Frequency::FORTY_EIGHT_KHZ);
+                                if w.write(pt, Instant::now(), t, payload.clone()).is_err() {
+                                    break;
+                                }
+                                counters.sent.fetch_add(1, Ordering::Relaxed);
+                                frame += 1;
+                                // Each packet goes out now, back to back with the others.
+                                self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+                                while let Output::Transmit(t) = self.rtc.poll_output()? {
+                                    let _ = self.socket.try_send_to(&t.contents, t.destination);
                                 }
                             }
                         }
@@ -277,8 +286,8 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
         .map_err(|e| anyhow::anyhow!("speaker join: {e}"))?;
     send_json(&mut speaker.ws, json!({"type": "set_muted", "muted": false})).await?;
     let (peer, mid) = Peer::start(speaker, Direction::SendOnly).await?;
-    let c = counters.clone();
-    let mut tasks = vec![tokio::spawn(async move { peer.run(mid, c, Arc::new(AtomicU64::new(0))).await })];
+    let (c, burst) = (counters.clone(), params.burst);
+    let mut tasks = vec![tokio::spawn(async move { peer.run(mid, burst, c, Arc::new(AtomicU64::new(0))).await })];
 
     // Listeners, a batch at a time. Each starts reading its socket as soon as it has joined:
     // a listener that waited for all the others would let its queue of their arrivals fill up
@@ -299,7 +308,7 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
             drop(permit);
             let mine = Arc::new(AtomicU64::new(0));
             let m = mine.clone();
-            anyhow::Ok((mine, tokio::spawn(async move { peer.run(None, c, m).await })))
+            anyhow::Ok((mine, tokio::spawn(async move { peer.run(None, 1, c, m).await })))
         }));
     }
     let mut listeners = 0;

@@ -233,8 +233,8 @@ pub async fn run(janus: &Janus, params: &AudioParams) -> anyhow::Result<AudioRep
     let answer = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap_or_default())?;
     let pending = speaker.pending.take().context("no pending offer")?;
     speaker.rtc.sdp_api().accept_answer(pending, answer)?;
-    let c = counters.clone();
-    let mut tasks = vec![tokio::spawn(async move { speaker.run(Some(mid), c, Arc::new(AtomicU64::new(0))).await })];
+    let (c, burst) = (counters.clone(), params.burst);
+    let mut tasks = vec![tokio::spawn(async move { speaker.run(Some(mid), burst, c, Arc::new(AtomicU64::new(0))).await })];
 
     // Listeners subscribe.
     let sem = Arc::new(tokio::sync::Semaphore::new(params.concurrency.max(1)));
@@ -275,7 +275,7 @@ pub async fn run(janus: &Janus, params: &AudioParams) -> anyhow::Result<AudioRep
                 listeners += 1;
                 let (c, mine) = (counters.clone(), Arc::new(AtomicU64::new(0)));
                 per_listener.push(mine.clone());
-                tasks.push(tokio::spawn(async move { peer.run(None, c, mine).await }));
+                tasks.push(tokio::spawn(async move { peer.run(None, 1, c, mine).await }));
             }
             Err(e) => errors.push(e.to_string()),
         }
