@@ -159,7 +159,9 @@ pub(super) struct Engine {
     /// Datagrams of this turn, sent together at its end.
     batch: SendBatch,
     /// Reused buffers.
-    rtp: Vec<RtpPacket>,
+    /// RTP packets received this turn, with the session they came from, forwarded at its end
+    /// (`forward_turn`).
+    rtp: Vec<(usize, RtpPacket)>,
     dirty: Vec<usize>,
     /// ICE over TCP (reach): connections and their sessions.
     tcp: super::tcp::TcpSide,
@@ -251,7 +253,7 @@ impl Engine {
                 _ = tokio::time::sleep_until(deadline.into()) => self.timeouts(),
                 m = self.tcp.recv() => self.tcp_input(m),
             }
-            self.kick_dirty();
+            self.forward_turn();
             if !self.batch.is_empty() {
                 let (_, calls) = self.batch.flush(&self.socket);
                 self.metrics.media_send_calls.inc_by(calls as u64);
@@ -329,7 +331,7 @@ impl Engine {
                 self.receive(&data, source, Protocol::Tcp, destination, route);
             }
         }
-        self.kick_dirty();
+        self.forward_turn();
         if !self.batch.is_empty() {
             let (_, calls) = self.batch.flush(&self.socket);
             self.metrics.media_send_calls.inc_by(calls as u64);
@@ -361,7 +363,6 @@ impl Engine {
 
     /// Polls a peer until it has nothing more to do now, then forwards what it received.
     fn drive(&mut self, idx: usize) {
-        let mut media = std::mem::take(&mut self.rtp);
         let mut new_tracks: Vec<(Mid, MediaKind)> = Vec::new();
         let mut keyframes: Vec<(Mid, KeyframeRequestKind)> = Vec::new();
         let mut reports: Vec<super::quality::Report> = Vec::new();
@@ -402,7 +403,7 @@ impl Engine {
                                 new_tracks.push((m.mid, m.kind));
                             }
                         }
-                        RtcEvent::RtpPacket(d) => media.push(d),
+                        RtcEvent::RtpPacket(d) => self.rtp.push((idx, d)),
                         RtcEvent::KeyframeRequest(r) => keyframes.push((r.mid, r.kind)),
                         RtcEvent::IceConnectionStateChange(s) => {
                             reports.extend(p.quality.ice(s, Instant::now(), &self.metrics))
@@ -424,17 +425,36 @@ impl Engine {
         for (mid, kind) in keyframes {
             self.relay_keyframe_request(idx, mid, kind);
         }
-        for d in media.drain(..) {
-            self.forward(idx, &d);
-        }
-        self.rtp = media;
     }
 
-    /// Kicks every session something was written to since the last call, once each, however
-    /// many packets it was given: a turn's datagrams (a `recvmmsg` batch: a video frame's packets,
-    /// several speakers at once) cost each subscriber one `handle_timeout` and one poll, not one
-    /// per packet. A kick can make more work (a keyframe request relayed to a publisher); that is
-    /// kicked in the next round, a few rounds at most per turn, the rest in the next turn.
+    /// Forwards the packets the turn received, publisher by publisher: all of one publisher's
+    /// packets (a video frame's, which arrive together in one `recvmmsg` batch) are written to
+    /// each subscriber, then each subscriber is kicked once, so a burst costs a subscriber one
+    /// `handle_timeout` and one poll, not one per packet. A lone packet is forwarded and its
+    /// subscribers kicked right after (each session's state still in cache).
+    fn forward_turn(&mut self) {
+        while !self.rtp.is_empty() {
+            let mut turn = std::mem::take(&mut self.rtp);
+            let mut i = 0;
+            while i < turn.len() {
+                let from = turn[i].0;
+                while i < turn.len() && turn[i].0 == from {
+                    self.forward(from, &turn[i].1);
+                    i += 1;
+                }
+                self.kick_dirty();
+            }
+            // Keep the allocation; kicks may have queued more (rarely: a session driven again).
+            turn.clear();
+            turn.append(&mut self.rtp);
+            self.rtp = turn;
+        }
+        self.kick_dirty();
+    }
+
+    /// Kicks every session something was written to since the last call, once each. A kick can
+    /// make more work (a keyframe request relayed to a publisher); that is kicked in the next
+    /// round, a few rounds at most, the rest at the end of the turn.
     fn kick_dirty(&mut self) {
         for _ in 0..KICK_ROUNDS {
             if self.dirty.is_empty() {
