@@ -56,6 +56,9 @@ pub enum ErrorCode {
     ObserverCannotSpeak,
     /// The hand is already raised.
     HandAlreadyRaised,
+    /// A facilitator has paused raised hands (`update_settings` with `hands: false`); a hand
+    /// already up can still be lowered.
+    HandsPaused,
     /// The hand is not raised.
     HandNotRaised,
     /// `next_speaker` with nobody in the queue.
@@ -145,6 +148,7 @@ impl ErrorCode {
             ErrorCode::ChatNotFound => "chat_not_found",
             ErrorCode::ObserverCannotSpeak => "observer_cannot_speak",
             ErrorCode::HandAlreadyRaised => "hand_already_raised",
+            ErrorCode::HandsPaused => "hands_paused",
             ErrorCode::HandNotRaised => "hand_not_raised",
             ErrorCode::QueueEmpty => "queue_empty",
             ErrorCode::NotFloorHolder => "not_floor_holder",

@@ -127,6 +127,8 @@ pub struct MeetingSettings {
     pub share_end: ShareEnd,
     /// Whether chat is on.
     pub chat_enabled: bool,
+    /// Whether members may raise a hand (facilitators always may).
+    pub hands: bool,
     /// Who may send video.
     #[schema(value_type = String)]
     pub video: VideoPolicy,
@@ -141,6 +143,7 @@ impl Default for MeetingSettings {
             share_warning_seconds: 30,
             share_end: ShareEnd::Soft,
             chat_enabled: true,
+            hands: true,
             video: VideoPolicy::FacilitatorsOnly,
         }
     }
@@ -461,6 +464,9 @@ pub enum Command {
         share_end: Option<ShareEnd>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         video: Option<VideoPolicy>,
+        /// `false` pauses raised hands (a hand already up stays until lowered).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hands: Option<bool>,
     },
     /// Facilitator: change someone's role.
     Promote { participant_id: ParticipantId, role: PromoteTo },

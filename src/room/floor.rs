@@ -19,7 +19,7 @@ impl Room {
         if p.role == Role::Observer {
             return Err(ProtocolError::new(C::ObserverCannotSpeak, "observers cannot raise a hand"));
         }
-        if let Some(e) = self.segment_refuses_hand(p.role) {
+        if let Some(e) = self.refuses_hand(p.role) {
             return Err(e);
         }
         if self.queue.iter().any(|q| q.participant_id == id) {

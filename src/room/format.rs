@@ -23,6 +23,8 @@ pub struct RuleOverrides {
     pub share_warning_seconds: Option<u32>,
     pub share_end: Option<ShareEnd>,
     pub chat: Option<bool>,
+    #[serde(default)]
+    pub hands: Option<bool>,
 }
 
 impl RuleOverrides {
@@ -30,7 +32,7 @@ impl RuleOverrides {
     pub fn apply(&self, base: &SegmentRules) -> SegmentRules {
         SegmentRules {
             unmute: self.unmute.unwrap_or(base.unmute),
-            hands: base.hands,
+            hands: self.hands.unwrap_or(base.hands),
             share_seconds: self.share_seconds.unwrap_or(base.share_seconds),
             share_warning_seconds: self.share_warning_seconds.unwrap_or(base.share_warning_seconds),
             share_end: self.share_end.unwrap_or(base.share_end),
@@ -147,6 +149,7 @@ impl Room {
         s.share_warning_seconds = rules.share_warning_seconds;
         s.share_end = rules.share_end;
         s.chat_enabled = rules.chat;
+        s.hands = rules.hands;
         if let Some(fs) = self.format.as_mut() {
             fs.rules = rules;
         }
@@ -217,6 +220,9 @@ impl Room {
         if new.chat_enabled != old.chat_enabled {
             o.chat = Some(new.chat_enabled);
         }
+        if new.hands != old.hands {
+            o.hands = Some(new.hands);
+        }
         if let Some(seg) = fs.spec.segments.get(fs.current) {
             fs.rules = fs.overrides.apply(&seg.rules);
         }
@@ -230,14 +236,20 @@ impl Room {
         })
     }
 
-    /// Why the current segment refuses a raised hand, if it does (facilitators are never refused).
-    pub(super) fn segment_refuses_hand(&self, role: Role) -> Option<ProtocolError> {
-        if role.is_facilitator() {
+    /// Why a raised hand is refused, if it is (facilitators never are): the current segment's
+    /// rule, or a facilitator's pause (`hands`, which the segment's rule sets and a facilitator
+    /// overrides).
+    pub(super) fn refuses_hand(&self, role: Role) -> Option<ProtocolError> {
+        if role.is_facilitator() || self.settings.hands {
             return None;
         }
-        self.format.as_ref().filter(|fs| !fs.rules.hands).map(|fs| {
-            let title = fs.spec.segments.get(fs.current).map(|s| s.title.as_str()).unwrap_or_default();
-            ProtocolError::new(C::SegmentRules, format!("hands are not raised during \"{title}\""))
+        let segment = self.format.as_ref().filter(|fs| fs.overrides.hands.is_none());
+        Some(match segment {
+            Some(fs) => {
+                let title = fs.spec.segments.get(fs.current).map(|s| s.title.as_str()).unwrap_or_default();
+                ProtocolError::new(C::SegmentRules, format!("hands are not raised during \"{title}\""))
+            }
+            None => ProtocolError::new(C::HandsPaused, "a facilitator has paused raised hands for now"),
         })
     }
 

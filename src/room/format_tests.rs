@@ -69,6 +69,61 @@ pub(super) fn assert_settings_follow(room: &Room) {
         (r.share_seconds, r.share_warning_seconds, r.share_end)
     );
     assert_eq!(s.chat_enabled, r.chat);
+    assert_eq!(s.hands, r.hands);
+}
+
+fn hands(v: bool) -> Command {
+    Command::UpdateSettings {
+        waiting_room: None,
+        floor_control: None,
+        share_seconds: None,
+        share_warning_seconds: None,
+        share_end: None,
+        video: None,
+        hands: Some(v),
+    }
+}
+
+/// A facilitator opens hands within a segment that has none (a question during the readings),
+/// and the next segment starts from its own rule; outside a format, hands can be paused and a
+/// hand already up stays until lowered.
+#[test]
+fn hands_are_overridden_within_a_segment_and_paused_in_any_meeting() {
+    let mut h = H::open();
+    start(&mut h, group_format());
+    let f = h.join("fac", Role::Facilitator);
+    let a = h.join("a", Role::Member);
+    assert_eq!(h.code(a, Command::RaiseHand), ErrorCode::SegmentRules);
+    h.cmd(f, hands(true)).unwrap();
+    assert_eq!(h.room.overrides().and_then(|o| o.hands), Some(true));
+    assert_settings_follow(&h.room);
+    h.cmd(a, Command::RaiseHand).unwrap();
+    h.cmd(a, Command::LowerHand { participant_id: None }).unwrap();
+    // The check-in round has no hands either: its own rule again.
+    h.cmd(f, Command::NextSegment).unwrap();
+    assert_eq!(h.room.overrides().and_then(|o| o.hands), None);
+    assert_eq!(h.code(a, Command::RaiseHand), ErrorCode::SegmentRules);
+    // Open sharing has hands; a facilitator pauses them: paused, not the segment's rule.
+    h.cmd(f, Command::NextSegment).unwrap();
+    h.cmd(f, hands(false)).unwrap();
+    assert_eq!(h.code(a, Command::RaiseHand), ErrorCode::HandsPaused);
+    assert_settings_follow(&h.room);
+
+    // Without a format.
+    let mut h = H::open();
+    let f = h.join("fac", Role::Facilitator);
+    let a = h.join("a", Role::Member);
+    let b = h.join("b", Role::Member);
+    h.cmd(a, Command::RaiseHand).unwrap();
+    assert_eq!(h.code(a, hands(false)), ErrorCode::Forbidden);
+    h.cmd(f, hands(false)).unwrap();
+    assert!(!h.room.settings().hands);
+    assert_eq!(h.code(b, Command::RaiseHand), ErrorCode::HandsPaused);
+    h.cmd(f, Command::RaiseHand).unwrap();
+    assert_eq!(h.room.queue().len(), 2, "a hand already up stays; facilitators always may");
+    h.cmd(a, Command::LowerHand { participant_id: None }).unwrap();
+    h.cmd(f, hands(true)).unwrap();
+    h.cmd(b, Command::RaiseHand).unwrap();
 }
 
 #[test]
@@ -263,6 +318,7 @@ fn facilitator_overrides_hold_within_a_segment_and_the_next_segment_starts_from_
             share_warning_seconds: None,
             share_end: None,
             video: None,
+            hands: None,
         },
     )
     .unwrap();
@@ -314,7 +370,12 @@ pub(super) fn prop_format() -> FormatSpec {
 fn expect_overrides(model: &mut RuleOverrides, in_force: &SegmentRules, cmd: &Command) {
     match cmd {
         Command::SetChat { enabled } => model.chat = Some(*enabled),
-        Command::UpdateSettings { floor_control, share_seconds, share_warning_seconds, share_end, .. } => {
+        Command::UpdateSettings { floor_control, share_seconds, share_warning_seconds, share_end, hands, .. } => {
+            if let Some(v) = hands {
+                if *v != in_force.hands {
+                    model.hands = Some(*v);
+                }
+            }
             if let Some(v) = floor_control {
                 if *v != (in_force.unmute != WhoMayUnmute::Anyone) {
                     model.unmute = Some(if *v { WhoMayUnmute::FloorHolder } else { WhoMayUnmute::Anyone });

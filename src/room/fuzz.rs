@@ -56,6 +56,7 @@ fn any_command(b: &mut Bytes, pid: ParticipantId) -> Command {
                 [VideoPolicy::Everyone, VideoPolicy::FacilitatorsOnly, VideoPolicy::MembersToFacilitators]
                     [n as usize % 3],
             ),
+            hands: (n & 4 == 0).then_some(n & 8 == 0),
         },
         37 => Command::ExtendShare { seconds: Some(n) },
         38 => Command::MoveHand { participant_id: pid, position: n },

@@ -462,6 +462,7 @@ impl Room {
                 share_warning_seconds,
                 share_end,
                 video,
+                hands,
             } => {
                 let mut s = self.settings.clone();
                 if let Some(v) = waiting_room {
@@ -481,6 +482,9 @@ impl Room {
                 }
                 if let Some(v) = video {
                     s.video = v;
+                }
+                if let Some(v) = hands {
+                    s.hands = v;
                 }
                 self.update_settings(from, s, now, out)
             }

@@ -679,6 +679,7 @@ fn settings_update_validates_and_floor_control_mutes_speakers_without_floor() {
         share_warning_seconds: warn,
         share_end: None,
         video: None,
+        hands: None,
     };
     assert_eq!(h.code(f, upd(None, Some(20), Some(30))), ErrorCode::InvalidSettings);
     h.cmd(f, upd(Some(true), None, None)).unwrap();
@@ -771,6 +772,7 @@ fn command(kind: u8, target: ParticipantId, n: u32) -> Command {
             share_warning_seconds: Some(n % 3 * 15),
             share_end: Some(if n.is_multiple_of(5) { ShareEnd::Hard } else { ShareEnd::Soft }),
             video: None,
+            hands: n.is_multiple_of(7).then_some(n.is_multiple_of(2)),
         },
         24 => Command::Promote {
             participant_id: pid,
@@ -1014,6 +1016,7 @@ fn video_policy_decides_whose_camera_reaches_whom() {
         share_warning_seconds: None,
         share_end: None,
         video: Some(v),
+        hands: None,
     };
     h.cmd(f, upd(VideoPolicy::FacilitatorsOnly)).unwrap();
     assert_eq!(h.p(m).media.video, VideoAudience::Nobody);

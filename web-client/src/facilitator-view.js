@@ -121,6 +121,10 @@ export function renderMeetingControls(s) {
   const chat = button('chat-toggle');
   setText(chat, m.settings.chat_enabled ? t('fac.chatOff') : t('fac.chatOn'));
   chat.setAttribute('aria-pressed', String(Boolean(m.settings.chat_enabled)));
+  const hands = button('hands-toggle');
+  const handsOn = m.settings.hands ?? true;
+  setText(hands, handsOn ? t('fac.handsOff') : t('fac.handsOn'));
+  hands.setAttribute('aria-pressed', String(handsOn));
   const waiting = button('waiting-toggle');
   const wr = m.settings.waiting_room ?? true;
   setText(waiting, wr ? t('fac.waitingOff') : t('fac.waitingOn'));

@@ -188,6 +188,9 @@ export function bindMeeting(c) {
   button('chat-toggle').addEventListener('click', () =>
     send({ type: 'set_chat', enabled: !ctx.state().meeting?.settings.chat_enabled }),
   );
+  button('hands-toggle').addEventListener('click', () =>
+    send({ type: 'update_settings', hands: !(ctx.state().meeting?.settings.hands ?? true) }),
+  );
   button('mute-all').addEventListener('click', () => send({ type: 'mute_all' }));
   button('waiting-toggle').addEventListener('click', () =>
     send({ type: 'update_settings', waiting_room: !(ctx.state().meeting?.settings.waiting_room ?? true) }),
@@ -465,8 +468,9 @@ function renderMe(s, me, fac, observer) {
 
   const hand = button('hand-btn');
   const raised = Boolean(me && handRaised(s, me.participant_id));
-  // A segment of the meeting's format may take hands out (a raised hand can still be lowered).
-  const handsAllowed = fac || s.agenda?.current.rules.hands !== false;
+  // A segment of the meeting's format, or a facilitator, may pause hands (the rule in force is
+  // `settings.hands`); a raised hand can still be lowered.
+  const handsAllowed = fac || s.meeting?.settings.hands !== false;
   show(hand, !observer && (raised || handsAllowed));
   setText(hand, raised ? t('hand.lower') : t('hand.raise'));
   hand.setAttribute('aria-pressed', String(raised));

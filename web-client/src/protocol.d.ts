@@ -106,6 +106,10 @@ export type ClientMessage1 =
     }
   | {
       floor_control?: boolean | null;
+      /**
+       * `false` pauses raised hands (a hand already up stays until lowered).
+       */
+      hands?: boolean | null;
       share_end?: ShareEnd | null;
       /**
        * `0` switches share timing off.
@@ -525,6 +529,7 @@ export type ErrorCode =
   | "chat_not_found"
   | "observer_cannot_speak"
   | "hand_already_raised"
+  | "hands_paused"
   | "hand_not_raised"
   | "queue_empty"
   | "not_floor_holder"
@@ -769,6 +774,10 @@ export interface MeetingSettings {
    * Only the floor holder and facilitators may unmute.
    */
   floor_control?: boolean;
+  /**
+   * Whether members may raise a hand (facilitators always may).
+   */
+  hands?: boolean;
   /**
    * What happens when a timed share reaches its end.
    */

@@ -409,6 +409,9 @@ export function apply(s, msg, now) {
       if (before && before.settings.chat_enabled !== msg.meeting.settings.chat_enabled) {
         notes.push({ text: t(msg.meeting.settings.chat_enabled ? 'note.chatOn' : 'note.chatOff') });
       }
+      const handsBefore = before?.settings.hands ?? true;
+      const handsNow = msg.meeting.settings.hands ?? true;
+      if (before && handsBefore !== handsNow) notes.push({ text: t(handsNow ? 'note.handsOn' : 'note.handsOff') });
       break;
     }
     case 'removed':

@@ -234,7 +234,8 @@ pub async fn run(janus: &Janus, params: &AudioParams) -> anyhow::Result<AudioRep
     let pending = speaker.pending.take().context("no pending offer")?;
     speaker.rtc.sdp_api().accept_answer(pending, answer)?;
     let (c, burst) = (counters.clone(), params.burst);
-    let mut tasks = vec![tokio::spawn(async move { speaker.run(Some(mid), burst, c, Arc::new(AtomicU64::new(0))).await })];
+    let mut tasks =
+        vec![tokio::spawn(async move { speaker.run(Some(mid), burst, c, Arc::new(AtomicU64::new(0))).await })];
 
     // Listeners subscribe.
     let sem = Arc::new(tokio::sync::Semaphore::new(params.concurrency.max(1)));

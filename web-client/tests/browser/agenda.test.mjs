@@ -63,6 +63,13 @@ test('the agenda shows the current segment on a member page and moves when the f
   // For review (not compared): the agenda on both pages.
   await member.screenshot({ path: path.join(ARTIFACTS, 'agenda-member.png'), fullPage: true });
   await fac.screenshot({ path: path.join(ARTIFACTS, 'agenda-facilitator.png'), fullPage: true });
+  // A question during the readings: the facilitator allows hands for this segment only.
+  await fac.getByRole('button', { name: 'Allow raised hands' }).click();
+  await member.getByRole('button', { name: 'Raise hand' }).click();
+  await member.getByRole('button', { name: 'Lower hand' }).click();
+  await fac.getByRole('button', { name: 'Pause raised hands' }).click();
+  await member.getByText('Raised hands are paused for now.').first().waitFor();
+  await member.locator('#hand-btn').waitFor({ state: 'hidden' });
 
   await next.click();
   await member.locator('#agenda-now', { hasText: 'Now: Open sharing' }).waitFor();
