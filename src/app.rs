@@ -299,6 +299,7 @@ impl Server {
         let journal = Journal::open(&config.data_dir.join("journal"), config.limits.journal_max_bytes)?;
         let drain_stop = CancellationToken::new();
         let drain = crate::journal::spawn_drain(journal.clone(), store.clone(), metrics.clone(), drain_stop.clone());
+        let relays = crate::sfu::RelayAddrs::default();
         let sfu = if config.media.enabled {
             let ip = config.listen.ip();
             let advertise = config.media.advertise_ip.unwrap_or(if ip.is_unspecified() {
@@ -310,7 +311,13 @@ impl Server {
             let bind = std::net::SocketAddr::new(ip, config.media.udp_port);
             let tcp_bind = config.media.ice_tcp.then(|| std::net::SocketAddr::new(ip, config.media.tcp_port));
             let handle = crate::sfu::start(
-                crate::sfu::SfuConfig { bind, advertise, engines: config.media.engines, tcp_bind },
+                crate::sfu::SfuConfig {
+                    bind,
+                    advertise,
+                    engines: config.media.engines,
+                    tcp_bind,
+                    relays: relays.clone(),
+                },
                 metrics.clone(),
             )
             .map_err(|e| StartError::Listen(bind, e))?;
@@ -327,6 +334,7 @@ impl Server {
                     config.listen.ip(),
                     advertise,
                     &handle.media_addrs(),
+                    relays.clone(),
                     metrics.clone(),
                 )
                 .await?;

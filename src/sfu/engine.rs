@@ -165,6 +165,8 @@ pub(super) struct Engine {
     dirty: Vec<usize>,
     /// ICE over TCP (reach): connections and their sessions.
     tcp: super::tcp::TcpSide,
+    /// The TURN relay's sockets: sessions through them count as `relay`.
+    relays: super::RelayAddrs,
 }
 
 fn send_event(outbox: &mut Outbox, key: &PeerKey, event: Event, request_id: Option<Arc<str>>) {
@@ -183,9 +185,11 @@ impl Engine {
         metrics: Arc<Metrics>,
         forwarded: prometheus_client::metrics::counter::Counter,
         tcp: super::tcp::TcpSide,
+        relays: super::RelayAddrs,
     ) -> Engine {
         Engine {
             tcp,
+            relays,
             forwarded,
             forwarded_turn: 0,
             bytes_turn: 0,
@@ -408,7 +412,13 @@ impl Engine {
                         RtcEvent::IceConnectionStateChange(s) => {
                             reports.extend(p.quality.ice(s, Instant::now(), &self.metrics))
                         }
-                        RtcEvent::PeerStats(s) => reports.extend(p.quality.stats(&s, &self.metrics)),
+                        RtcEvent::PeerStats(s) => {
+                            let relayed = s
+                                .selected_candidate_pair
+                                .as_ref()
+                                .is_some_and(|c| self.relays.contains(&c.remote.addr));
+                            reports.extend(p.quality.stats(&s, relayed, &self.metrics))
+                        }
                         _ => {}
                     },
                     Err(_) => {

@@ -88,6 +88,11 @@ pub struct SfuStats {
 }
 
 /// Media configuration.
+/// The source addresses of this server's TURN relay sockets, as the media engines see them: a
+/// session whose selected pair's remote address is one of them is counted as `relay` in
+/// `haven_media_transports` (written by the relay per allocation, read per session stats event).
+pub type RelayAddrs = Arc<dashmap::DashSet<SocketAddr>>;
+
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
     /// Where the first engine's UDP socket binds (port 0: any free port for every engine; port P:
@@ -100,6 +105,8 @@ pub struct SfuConfig {
     /// Where the first engine's ICE-TCP listener binds (same numbering as `bind`); `None`: no
     /// ICE over TCP.
     pub tcp_bind: Option<SocketAddr>,
+    /// The TURN relay's socket addresses (see [`RelayAddrs`]).
+    pub relays: RelayAddrs,
 }
 
 /// Commands queued to the engine before actors wait. Actors send rules in order and wait rather
@@ -259,6 +266,7 @@ pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHan
         let gauge = metrics.media_engine_meetings.get_or_create(&label).clone();
         let forwarded = metrics.media_engine_forwarded.get_or_create(&label).clone();
         let m = metrics.clone();
+        let relays = config.relays.clone();
         std::thread::Builder::new().name(format!("haven-sfu-{i}")).spawn(move || {
             runtime.block_on(async move {
                 let tcp = match (tcp.map(tokio::net::TcpListener::from_std), tcp_addr) {
@@ -270,7 +278,7 @@ pub fn start(config: SfuConfig, metrics: Arc<Metrics>) -> std::io::Result<SfuHan
                     _ => tcp::TcpSide::off(),
                 };
                 match tokio::net::UdpSocket::from_std(socket) {
-                    Ok(socket) => engine::Engine::new(socket, addr, m, forwarded, tcp).run(rx).await,
+                    Ok(socket) => engine::Engine::new(socket, addr, m, forwarded, tcp, relays).run(rx).await,
                     Err(e) => tracing::error!(error = %e, "media socket unusable; media disabled"),
                 }
             })

@@ -27,7 +27,7 @@ pub(super) struct Quality {
     since: Instant,
     loss: Option<f32>,
     rtt_ms: Option<u32>,
-    transport: Option<Protocol>,
+    transport: Option<&'static str>,
     /// What was last reported.
     sent: Option<Report>,
 }
@@ -40,8 +40,11 @@ fn state_label(s: MediaState) -> &'static str {
     }
 }
 
-fn transport_label(p: Protocol) -> &'static str {
+/// `relay`: through this server's TURN relay (over UDP, TCP or TLS to the client); else the
+/// selected pair's own protocol (`udp`, or `tcp` for ICE-TCP).
+fn transport_label(p: Protocol, relayed: bool) -> &'static str {
     match p {
+        _ if relayed => "relay",
         Protocol::Udp => "udp",
         _ => "tcp",
     }
@@ -63,13 +66,13 @@ impl Quality {
         }
     }
 
-    fn set_transport(&mut self, t: Option<Protocol>, metrics: &Metrics) {
+    fn set_transport(&mut self, t: Option<&'static str>, metrics: &Metrics) {
         if t != self.transport {
             if let Some(old) = self.transport {
-                metrics.media_transport(transport_label(old)).dec();
+                metrics.media_transport(old).dec();
             }
             if let Some(new) = t {
-                metrics.media_transport(transport_label(new)).inc();
+                metrics.media_transport(new).inc();
             }
             self.transport = t;
         }
@@ -91,7 +94,7 @@ impl Quality {
         self.report()
     }
 
-    pub(super) fn stats(&mut self, s: &str0m::stats::PeerStats, metrics: &Metrics) -> Option<Report> {
+    pub(super) fn stats(&mut self, s: &str0m::stats::PeerStats, relayed: bool, metrics: &Metrics) -> Option<Report> {
         // Loss both ways: what the participant lost of ours (their receiver reports) and what we
         // lost of theirs; either makes the meeting hard to follow.
         let loss = match (s.egress_loss_fraction, s.ingress_loss_fraction) {
@@ -105,7 +108,7 @@ impl Quality {
         if let Some(r) = rtt {
             self.rtt_ms = Some(u32::try_from(r.as_millis()).unwrap_or(u32::MAX));
         }
-        self.set_transport(s.selected_candidate_pair.as_ref().map(|p| p.protocol), metrics);
+        self.set_transport(s.selected_candidate_pair.as_ref().map(|p| transport_label(p.protocol, relayed)), metrics);
         self.report()
     }
 

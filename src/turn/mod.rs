@@ -92,6 +92,7 @@ pub async fn start(
     ip: IpAddr,
     advertise: IpAddr,
     media: &[(SocketAddr, SocketAddr)],
+    relays: crate::sfu::RelayAddrs,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<TurnHandle, TurnError> {
     let allowed = media_addrs(media);
@@ -129,6 +130,7 @@ pub async fn start(
                 advertise,
                 allowed: allowed.clone(),
                 metrics: metrics.clone(),
+                relays: relays.clone(),
             }),
         })
         .collect();

@@ -178,6 +178,8 @@ pub(super) struct MediaOnly {
     pub(super) advertise: IpAddr,
     pub(super) allowed: MediaAddrs,
     pub(super) metrics: Arc<Metrics>,
+    /// Where each relay socket's datagrams come from, as the media engines see them.
+    pub(super) relays: crate::sfu::RelayAddrs,
 }
 
 #[async_trait]
@@ -200,12 +202,25 @@ impl turn::relay::RelayAddressGenerator for MediaOnly {
         let port = socket.local_addr().map_err(|e| turn::Error::Other(e.to_string()))?.port();
         let relayed = SocketAddr::new(self.advertise, port);
         self.metrics.turn_allocations.inc();
+        // The socket sends to the engines' local addresses: from loopback when it is bound to
+        // every interface, else from its own address.
+        let source = match self.bind {
+            ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::from([127, 0, 0, 1]),
+            ip if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let sources = [SocketAddr::new(source, port), relayed];
+        for a in sources {
+            self.relays.insert(a);
+        }
         let conn = RelayConn {
             socket,
             relayed,
             allowed: self.allowed.clone(),
             allocations: self.metrics.turn_allocations.clone(),
             closed: tokio_util::sync::CancellationToken::new(),
+            sources,
+            relays: self.relays.clone(),
         };
         Ok((Arc::new(conn), relayed))
     }
@@ -222,11 +237,17 @@ struct RelayConn {
     allocations: prometheus_client::metrics::gauge::Gauge,
     /// Closed with its allocation: ends the crate's read loop, which frees the socket.
     closed: tokio_util::sync::CancellationToken,
+    /// This socket's entries in `relays`, removed with it.
+    sources: [SocketAddr; 2],
+    relays: crate::sfu::RelayAddrs,
 }
 
 impl Drop for RelayConn {
     fn drop(&mut self) {
         self.allocations.dec();
+        for a in &self.sources {
+            self.relays.remove(a);
+        }
     }
 }
 
@@ -323,10 +344,12 @@ mod tests {
             advertise: "203.0.113.10".parse().unwrap(),
             allowed,
             metrics: Arc::new(m),
+            relays: Default::default(),
         };
         let (relay, relayed) = turn::relay::RelayAddressGenerator::allocate_conn(&gen, true, 0).await.unwrap();
         assert_eq!(relayed.ip().to_string(), "203.0.113.10");
         assert_eq!(gen.metrics.turn_allocations.get(), 1);
+        assert!(gen.relays.contains(&SocketAddr::new("127.0.0.1".parse().unwrap(), relayed.port())));
         assert!(relay.send_to(b"no", other.local_addr().unwrap()).await.is_err(), "not an open relay");
         assert_eq!(relay.send_to(b"yes", advertised).await.unwrap(), 3);
         let mut buf = [0u8; 8];
@@ -339,6 +362,7 @@ mod tests {
         assert_eq!((&buf[..n], src), (&b"media"[..], advertised));
         drop(relay);
         assert_eq!(gen.metrics.turn_allocations.get(), 0);
+        assert!(gen.relays.is_empty(), "the relay's addresses go with it");
         // Full: refused.
         gen.metrics.turn_allocations.set(MAX_ALLOCATIONS);
         assert!(turn::relay::RelayAddressGenerator::allocate_conn(&gen, true, 0).await.is_err());

@@ -233,6 +233,19 @@ async fn allocate(server: SocketAddr, username: &str, password: &str) -> Result<
     Ok(client)
 }
 
+/// Waits (10 s at most) until `haven_media_transports{transport}` reads `want`: sessions are
+/// classified from their stats, about once a second.
+async fn transports_reach(app: &TestApp, transport: &'static str, want: i64) -> bool {
+    let g = app.metrics().media_transports.get_or_create(&haven::metrics::TransportLabel { transport }).clone();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while g.get() != want {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -284,6 +297,7 @@ async fn ice_tcp_only_client_hears_and_is_heard_through_ice_tcp() {
     assert!(prio(udp_line) > prio(tcp_line), "UDP preferred when both work");
     // The media went over the TCP connection.
     assert_eq!(sfu.stats().await.unwrap().tcp_connections, 1);
+    assert!(transports_reach(&app, "tcp", 1).await, "counted as ICE-TCP in /metrics");
     assert!(shim.carried.load(Ordering::Relaxed) > 0);
     drop((f, m));
 }
@@ -296,6 +310,8 @@ async fn relay_only_client_through_turn_over_tcp_hears_and_is_heard() {
         Net { relay_only: true, turn_via: Some(format!("turn:{}?transport=udp", shim.udp)), ..Default::default() };
     let (_f, _m) = assert_audio_both_ways(&app, net).await;
     assert_eq!(app.metrics().turn_allocations.get(), 1, "the relay carries the session");
+    assert!(transports_reach(&app, "relay", 1).await, "counted as relayed in /metrics, not as udp");
+    assert!(transports_reach(&app, "udp", 1).await, "the other participant over plain UDP");
     assert!(shim.carried.load(Ordering::Relaxed) > 0);
     assert_credentials_checked(&app, shim.udp).await;
 }
