@@ -199,3 +199,30 @@ test('breakout groups by hand: the facilitator puts each person in a group and n
   for (const page of [kim, alex, bo, cy]) await page.locator('#side-room').waitFor({ state: 'hidden' });
   await fac.locator('#breakout-form').waitFor();
 });
+
+test('placing the only facilitator in a group asks first; the member left in the main room is told the queue waits', async () => {
+  await t.createMeeting('alone', { waiting_room: false });
+  const fac = await t.open('alone', 'alone-fac', 'facilitator');
+  await join(fac, 'Facil');
+  const sam = await t.open('alone', 'alone-sam', 'member');
+  await join(sam, 'Sam');
+  const lee = await t.open('alone', 'alone-lee', 'member');
+  await join(lee, 'Lee');
+
+  await fac.getByLabel('Groups', { exact: true }).fill('2');
+  await fac.getByLabel('Who goes where').selectOption('manual');
+  const people = fac.locator('#breakout-people');
+  await people.waitFor();
+  await fac.getByLabel('Facilitator for group 1').selectOption({ label: 'Facil (you)' });
+  await people.getByLabel('Sam', { exact: true }).selectOption({ label: 'Group 1' });
+  await people.getByLabel('Lee', { exact: true }).selectOption({ label: 'Main room' });
+  await fac.getByRole('button', { name: 'Open breakout groups' }).click();
+  const dialog = fac.getByRole('dialog');
+  await dialog.getByText("Every facilitator would be in a group. The main room's speaking queue and floor pause until one is back.").waitFor();
+  await dialog.getByRole('button', { name: 'Open anyway' }).click();
+
+  await fac.locator('#side-room-text', { hasText: "Breakout group 1: you and Sam. The main room can't hear you." }).waitFor();
+  await lee.locator('#paused-note', { hasText: 'The facilitators are away for a moment. The speaking queue waits until one is back.' }).waitFor();
+  await fac.getByRole('button', { name: 'Return everyone' }).click();
+  await lee.locator('#paused-note').waitFor({ state: 'hidden' });
+});
