@@ -114,6 +114,10 @@ struct AudioArgs {
     /// together, as a video frame's do).
     #[arg(long, default_value_t = 1)]
     burst: usize,
+    /// Meetings, each with its own speaker, the listeners spread over them (with `--no-pin` and
+    /// two engines, a meeting per engine).
+    #[arg(long, default_value_t = 1)]
+    meetings: usize,
     /// Also run the same speaker and listeners against a reference SFU: `janus` (VideoRoom,
     /// started by the harness; skipped with a message when not installed).
     #[arg(long)]
@@ -382,11 +386,14 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
             Ok(Output::ResumeStorm(r?))
         }
         Command::Audio(a) => {
+            // The Janus reference runs one room.
+            anyhow::ensure!(a.reference.is_none() || a.meetings <= 1, "--reference runs one meeting: drop --meetings");
             let p = haven_load::scenarios::audio::AudioParams {
                 listeners: a.listeners,
                 duration: std::time::Duration::from_secs(a.duration),
                 concurrency: a.concurrency,
                 burst: a.burst,
+                meetings: a.meetings,
             };
             let (target, launched) = haven_target(g, &pin).await?;
             let r = haven_load::scenarios::audio::run(&target, &p).await;

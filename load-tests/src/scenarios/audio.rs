@@ -37,6 +37,9 @@ pub struct AudioParams {
     /// Packets the speaker sends back to back every 20 ms (1: a voice; more: packets that arrive
     /// together, as a video frame's do, or several voices at once).
     pub burst: usize,
+    /// Meetings, each with its own speaker; the listeners are spread over them (a server with
+    /// several engines places each meeting on the least loaded one).
+    pub meetings: usize,
 }
 
 /// What a run measured.
@@ -273,21 +276,25 @@ fn forwarded(metrics: &str) -> u64 {
 
 /// Runs the scenario against a Haven target.
 pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioReport> {
-    let meeting = format!("audio-{}", run_id());
-    create_meetings(target, std::slice::from_ref(&meeting), params.listeners + 1).await?;
+    let run = run_id();
+    let meetings: Vec<String> = (0..params.meetings.max(1)).map(|i| format!("audio-{run}-{i}")).collect();
+    create_meetings(target, &meetings, params.listeners + 1).await?;
     let minter = Minter::new(&target.program_id, &target.secret);
     let net = Arc::new(Net::new(target.addr, 1));
     let counters = new_counters();
     let mut errors = Vec::new();
 
-    // The speaker: a facilitator who unmutes.
-    let mut speaker = join_haven(&net, &minter.mint(&meeting, "speaker", "facilitator", 3600)?)
-        .await
-        .map_err(|e| anyhow::anyhow!("speaker join: {e}"))?;
-    send_json(&mut speaker.ws, json!({"type": "set_muted", "muted": false})).await?;
-    let (peer, mid) = Peer::start(speaker, Direction::SendOnly).await?;
-    let (c, burst) = (counters.clone(), params.burst);
-    let mut tasks = vec![tokio::spawn(async move { peer.run(mid, burst, c, Arc::new(AtomicU64::new(0))).await })];
+    // A speaker in each meeting: a facilitator who unmutes.
+    let mut tasks = Vec::new();
+    for meeting in &meetings {
+        let mut speaker = join_haven(&net, &minter.mint(meeting, "speaker", "facilitator", 3600)?)
+            .await
+            .map_err(|e| anyhow::anyhow!("speaker join: {e}"))?;
+        send_json(&mut speaker.ws, json!({"type": "set_muted", "muted": false})).await?;
+        let (peer, mid) = Peer::start(speaker, Direction::SendOnly).await?;
+        let (c, burst) = (counters.clone(), params.burst);
+        tasks.push(tokio::spawn(async move { peer.run(mid, burst, c, Arc::new(AtomicU64::new(0))).await }));
+    }
 
     // Listeners, a batch at a time. Each starts reading its socket as soon as it has joined:
     // a listener that waited for all the others would let its queue of their arrivals fill up
@@ -298,7 +305,7 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
         let (net, sem, token, c) = (
             net.clone(),
             sem.clone(),
-            minter.mint(&meeting, &format!("listener-{i}"), "member", 3600)?,
+            minter.mint(&meetings[i % meetings.len()], &format!("listener-{i}"), "member", 3600)?,
             counters.clone(),
         );
         joins.push(tokio::spawn(async move {
@@ -398,7 +405,8 @@ where
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => packets_received,
     };
-    let expected = packets_sent * listeners as u64;
+    // Each listener hears its own meeting's speaker: a share of what all speakers sent.
+    let expected = packets_sent * listeners as u64 / params.meetings.max(1) as u64;
     let cpu = cpu0.zip(cpu1).map(|(a, b)| b.cpu_seconds - a.cpu_seconds);
     Ok(AudioReport {
         listeners: params.listeners,
