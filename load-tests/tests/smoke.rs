@@ -143,7 +143,13 @@ async fn reference_server_process() {
 async fn audio_in_process() {
     use haven_load::scenarios::audio::{self, AudioParams};
     let app = launch::in_process_haven().await.unwrap();
-    let p = AudioParams { listeners: 3, duration: std::time::Duration::from_secs(2), concurrency: 3, burst: 1, meetings: 1 };
+    let p = AudioParams {
+        listeners: 3,
+        duration: std::time::Duration::from_secs(2),
+        concurrency: 3,
+        burst: 1,
+        meetings: 1,
+    };
     let r = audio::run(&app.target, &p).await.unwrap();
     assert_eq!(r.listeners_receiving, 3, "{r:#?}");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -174,7 +180,13 @@ async fn audio_against_the_janus_reference() {
         return;
     }
     let j = janus::start(None).await.unwrap();
-    let p = AudioParams { listeners: 3, duration: std::time::Duration::from_secs(2), concurrency: 3, burst: 1, meetings: 1 };
+    let p = AudioParams {
+        listeners: 3,
+        duration: std::time::Duration::from_secs(2),
+        concurrency: 3,
+        burst: 1,
+        meetings: 1,
+    };
     let r = janus::run(&j, &p).await.unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.listeners_heard, 3, "{r:#?}");
