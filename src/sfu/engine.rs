@@ -158,10 +158,10 @@ pub(super) struct Engine {
     bytes_turn: u64,
     /// Datagrams of this turn, sent together at its end.
     batch: SendBatch,
-    /// Reused buffers.
     /// RTP packets received this turn, with the session they came from, forwarded at its end
     /// (`forward_turn`).
     rtp: Vec<(usize, RtpPacket)>,
+    /// Sessions written to since their last kick (`kick_dirty`).
     dirty: Vec<usize>,
     /// ICE over TCP (reach): connections and their sessions.
     tcp: super::tcp::TcpSide,
@@ -365,7 +365,8 @@ impl Engine {
         self.drive(idx);
     }
 
-    /// Polls a peer until it has nothing more to do now, then forwards what it received.
+    /// Polls a peer until it has nothing more to do now; the RTP it received is forwarded at the
+    /// end of the turn (`forward_turn`).
     fn drive(&mut self, idx: usize) {
         let mut new_tracks: Vec<(Mid, MediaKind)> = Vec::new();
         let mut keyframes: Vec<(Mid, KeyframeRequestKind)> = Vec::new();
@@ -443,7 +444,12 @@ impl Engine {
     /// `handle_timeout` and one poll, not one per packet. A lone packet is forwarded and its
     /// subscribers kicked right after (each session's state still in cache).
     fn forward_turn(&mut self) {
-        while !self.rtp.is_empty() {
+        // Kicks do not normally release RTP (only a received datagram does); the bound keeps a
+        // surprise from looping, leaving anything left for the next turn.
+        for _ in 0..KICK_ROUNDS {
+            if self.rtp.is_empty() {
+                break;
+            }
             let mut turn = std::mem::take(&mut self.rtp);
             let mut i = 0;
             while i < turn.len() {
