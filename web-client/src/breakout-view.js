@@ -117,12 +117,7 @@ export function bindBreakouts(c) {
     ev.preventDefault();
     const { cmd, everyFacilitator } = breakoutPlan(ctx.state());
     if (everyFacilitator) {
-      const ok = await confirmDialog({
-        title: t('side.confirmBreakoutTitle'),
-        text: t('side.confirmBreakoutText'),
-        confirm: t('side.confirmBreakoutGo'),
-      });
-      if (ok === null) return;
+      if (!(await confirmLeavingMain('side.confirmBreakoutText', 'side.confirmBreakoutGo'))) return;
       if (cmd.type === 'open_breakouts') cmd.confirm = true;
     }
     ctx.send(cmd);
@@ -197,15 +192,19 @@ async function visit(group) {
     (p) => p.participant_id !== s.me && isFacilitator(p.role) && !p.away,
   );
   const lastInMain = !s.location && !othersHere;
-  if (lastInMain) {
-    const ok = await confirmDialog({
-      title: t('side.confirmVisitTitle'),
-      text: t('side.confirmVisitText'),
-      confirm: t('side.confirmVisitGo'),
-    });
-    if (ok === null) return;
-  }
+  if (lastInMain && !(await confirmLeavingMain('side.confirmVisitText', 'side.confirmVisitGo'))) return;
   ctx.send({ type: 'choose_breakout', group, confirm: lastInMain });
+}
+
+/**
+ * Asks before the main room is left without a facilitator (its queue and floor pause; the server
+ * would ask for a confirmation too). True to go on.
+ * @param {'side.confirmBreakoutText' | 'side.confirmVisitText'} text
+ * @param {'side.confirmBreakoutGo' | 'side.confirmVisitGo'} go
+ */
+async function confirmLeavingMain(text, go) {
+  const ok = await confirmDialog({ title: t('side.confirmBreakoutTitle'), text: t(text), confirm: t(go) });
+  return ok !== null;
 }
 
 /** The time left, every second. @param {MeetingState} s */

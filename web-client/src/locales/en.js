@@ -426,7 +426,6 @@ const en = {
   'side.confirmBreakoutText': "Every facilitator would be in a group. The main room's speaking queue and floor pause until one is back.",
   'side.confirmBreakoutGo': 'Open anyway',
   'side.visit': 'Join group {n}',
-  'side.confirmVisitTitle': 'Nobody would facilitate the main room',
   'side.confirmVisitText': "You are the only facilitator in the main room. Its speaking queue and floor pause until a facilitator is back.",
   'side.confirmVisitGo': 'Join anyway',
   'error.confirm_required': 'Confirm first: the group would be left without a facilitator.',

@@ -416,7 +416,6 @@ const es = {
   'side.confirmBreakoutText': 'Todas las personas que facilitan estarían en un grupo. El turno de palabra de la sala principal queda en pausa hasta que vuelva alguna.',
   'side.confirmBreakoutGo': 'Abrir de todos modos',
   'side.visit': 'Entrar al grupo {n}',
-  'side.confirmVisitTitle': 'Nadie facilitaría la sala principal',
   'side.confirmVisitText': 'Eres la única persona que facilita en la sala principal. Su turno de palabra queda en pausa hasta que vuelva alguien que facilite.',
   'side.confirmVisitGo': 'Entrar de todos modos',
   'error.confirm_required': 'Confírmalo antes: el grupo se quedaría sin nadie que facilite.',

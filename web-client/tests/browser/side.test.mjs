@@ -15,14 +15,26 @@ async function join(page, name) {
   await waitForMeeting(page);
 }
 
-test('a facilitator steps out with a member from their support request; the others see both as away and nothing more', async () => {
-  await t.createMeeting('side', { waiting_room: false });
-  const fac = await t.open('side', 'side-fac', 'facilitator');
+/**
+ * A meeting `id` without a waiting room, its facilitator "Facil" and these members joined; the
+ * members' pages in the same order.
+ * @param {string} id @param {string[]} members
+ */
+async function meetingWith(id, members) {
+  await t.createMeeting(id, { waiting_room: false });
+  const fac = await t.open(id, `${id}-fac`, 'facilitator');
   await join(fac, 'Facil');
-  const alex = await t.open('side', 'side-alex', 'member');
-  await join(alex, 'Alex');
-  const robin = await t.open('side', 'side-robin', 'member');
-  await join(robin, 'Robin');
+  const pages = [];
+  for (const name of members) {
+    const page = await t.open(id, `${id}-${name.toLowerCase()}`, 'member');
+    await join(page, name);
+    pages.push(page);
+  }
+  return { fac, pages };
+}
+
+test('a facilitator steps out with a member from their support request; the others see both as away and nothing more', async () => {
+  const { fac, pages: [alex, robin] } = await meetingWith('side', ['Alex', 'Robin']);
 
   // Alex asks for support; the facilitator steps out with them from the request.
   await alex.getByRole('button', { name: 'I need support' }).click();
@@ -76,13 +88,7 @@ test('a facilitator steps out with a member from their support request; the othe
 });
 
 test('breakout groups: members choose a group, see it with its timer, and everyone returns', async () => {
-  await t.createMeeting('groups', { waiting_room: false });
-  const fac = await t.open('groups', 'groups-fac', 'facilitator');
-  await join(fac, 'Facil');
-  const sam = await t.open('groups', 'groups-sam', 'member');
-  await join(sam, 'Sam');
-  const lee = await t.open('groups', 'groups-lee', 'member');
-  await join(lee, 'Lee');
+  const { fac, pages: [sam, lee] } = await meetingWith('groups', ['Sam', 'Lee']);
 
   await fac.getByLabel('Groups', { exact: true }).fill('2');
   await fac.getByLabel('Minutes').fill('5');
@@ -105,16 +111,7 @@ test('breakout groups: members choose a group, see it with its timer, and everyo
 });
 
 test('breakout groups by hand: the facilitator puts each person in a group and names a co-facilitator for one; each page shows its group and the co-facilitator runs theirs', async () => {
-  await t.createMeeting('byhand', { waiting_room: false });
-  const fac = await t.open('byhand', 'byhand-fac', 'facilitator');
-  await join(fac, 'Facil');
-  /** @type {Record<string, import('playwright-core').Page>} */
-  const pages = {};
-  for (const name of ['Kim', 'Alex', 'Bo', 'Cy']) {
-    pages[name] = await t.open('byhand', `byhand-${name.toLowerCase()}`, 'member');
-    await join(pages[name], name);
-  }
-  const { Kim: kim, Alex: alex, Bo: bo, Cy: cy } = pages;
+  const { fac, pages: [kim, alex, bo, cy] } = await meetingWith('byhand', ['Kim', 'Alex', 'Bo', 'Cy']);
 
   // Kim becomes a co-facilitator.
   const kimRow = personRow(fac, 'Kim');
@@ -201,13 +198,7 @@ test('breakout groups by hand: the facilitator puts each person in a group and n
 });
 
 test('placing the only facilitator in a group asks first; the member left in the main room is told the queue waits', async () => {
-  await t.createMeeting('alone', { waiting_room: false });
-  const fac = await t.open('alone', 'alone-fac', 'facilitator');
-  await join(fac, 'Facil');
-  const sam = await t.open('alone', 'alone-sam', 'member');
-  await join(sam, 'Sam');
-  const lee = await t.open('alone', 'alone-lee', 'member');
-  await join(lee, 'Lee');
+  const { fac, pages: [sam, lee] } = await meetingWith('alone', ['Sam', 'Lee']);
 
   await fac.getByLabel('Groups', { exact: true }).fill('2');
   await fac.getByLabel('Who goes where').selectOption('manual');
