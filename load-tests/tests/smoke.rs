@@ -139,17 +139,22 @@ async fn reference_server_process() {
     assert!(r.server_proc.is_some(), "pid known");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_in_process() {
-    use haven_load::scenarios::audio::{self, AudioParams};
-    let app = launch::in_process_haven().await.unwrap();
-    let p = AudioParams {
+/// One speaker and three listeners for two seconds: what the audio smoke tests run.
+fn three_listeners() -> haven_load::scenarios::audio::AudioParams {
+    haven_load::scenarios::audio::AudioParams {
         listeners: 3,
         duration: std::time::Duration::from_secs(2),
         concurrency: 3,
         burst: 1,
         meetings: 1,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_in_process() {
+    use haven_load::scenarios::audio;
+    let app = launch::in_process_haven().await.unwrap();
+    let p = three_listeners();
     let r = audio::run(&app.target, &p).await.unwrap();
     assert_eq!(r.listeners_receiving, 3, "{r:#?}");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -173,20 +178,13 @@ async fn audio_in_process() {
 
 #[tokio::test]
 async fn audio_against_the_janus_reference() {
-    use haven_load::scenarios::audio::AudioParams;
     use haven_load::scenarios::janus;
     if let Some(why) = janus::unavailable() {
         eprintln!("skipped: {why}");
         return;
     }
     let j = janus::start(None).await.unwrap();
-    let p = AudioParams {
-        listeners: 3,
-        duration: std::time::Duration::from_secs(2),
-        concurrency: 3,
-        burst: 1,
-        meetings: 1,
-    };
+    let p = three_listeners();
     let r = janus::run(&j, &p).await.unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.listeners_heard, 3, "{r:#?}");
