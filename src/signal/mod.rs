@@ -15,6 +15,7 @@ use crate::meeting::actor::resume_token_meeting;
 use crate::meeting::ActorMsg;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::room::MemberKey;
+use crate::store::MeetingRow;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -150,20 +151,22 @@ enum Route {
 }
 
 /// The key of the meeting a token leads to: a resume token's meeting, or a join token's (its
-/// program's name for it, or a series link's open occurrence). None when the token does not
-/// verify or names nothing: the local checks refuse it with their usual answer.
-async fn token_meeting(app: &AppState, token: Option<&str>) -> Option<String> {
+/// program's name for it, or a series link's open occurrence), with the meeting's row when
+/// finding it read one (so routing does not read it again). None when the token does not verify
+/// or names nothing: the local checks refuse it with their usual answer.
+async fn token_meeting(app: &AppState, token: Option<&str>) -> Option<(String, Option<MeetingRow>)> {
     let token = token.filter(|t| !t.is_empty())?;
     if token.starts_with("hvr.") {
-        return resume_token_meeting(token);
+        return resume_token_meeting(token).map(|m| (m, None));
     }
     let (program, c) = join_token::verify(&app.programs, token, app.config.limits.token_leeway_seconds).ok()?;
-    match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
+    let row = match c.meeting.strip_prefix(crate::api::series::SERIES_CLAIM_PREFIX) {
         // A series link goes where its open occurrence is (no open one: the local checks refuse).
-        Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok().map(|m| m.id),
+        Some(series) => crate::api::series::resolve_link(app, &program.id, series).await.ok()?,
         // The meeting as the token's program names it, to its key.
-        None => app.rooms.named(&program.id, &c.meeting).await.ok().flatten().map(|m| m.id),
-    }
+        None => app.rooms.named(&program.id, &c.meeting).await.ok().flatten()?,
+    };
+    Some((row.id.clone(), Some(row)))
 }
 
 /// Cluster mode: the node that owns the live meeting a token leads to, when that is another node
@@ -172,7 +175,7 @@ async fn token_meeting(app: &AppState, token: Option<&str>) -> Option<String> {
 /// meeting says everything) or the token leads nowhere.
 pub async fn owner_elsewhere(app: &AppState, token: &str) -> Option<String> {
     let cluster = app.cluster.as_ref()?;
-    let meeting = token_meeting(app, Some(token)).await?;
+    let (meeting, _) = token_meeting(app, Some(token)).await?;
     if app.rooms.get(&meeting).is_some() && cluster.held(&meeting).is_some() {
         return None;
     }
@@ -195,12 +198,17 @@ async fn route(
     place: bool,
 ) -> Result<Route, ApiError> {
     use crate::cluster::Owner;
-    let Some(meeting) = token_meeting(app, token).await else { return Ok(Route::Here) };
+    let Some((meeting, row)) = token_meeting(app, token).await else { return Ok(Route::Here) };
     if app.rooms.get(&meeting).is_some() && cluster.held(&meeting).is_some() {
         return Ok(Route::Here);
     }
-    // An unknown, ended or deleted meeting is refused here, as on a single node.
-    let live = app.store.meeting(&meeting).await.map_err(|e| ApiError::internal(&e))?;
+    // An unknown, ended or deleted meeting is refused here, as on a single node. A join token's
+    // row was just read from the database when the meeting is not live here (a live room's copy
+    // may predate its end); else it is read now.
+    let live = match row {
+        Some(r) if app.rooms.get(&meeting).is_none() => Some(r),
+        _ => app.store.meeting(&meeting).await.map_err(|e| ApiError::internal(&e))?,
+    };
     if live.is_none_or(|m| m.ended_at.is_some()) || app.journal.is_ending(&meeting) {
         return Ok(Route::Here);
     }
