@@ -56,7 +56,7 @@ pub async fn join_check(
         let from_node = headers.get(NODE_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| cluster.is_node(v));
         if !from_node {
             if let Some(url) = crate::signal::owner_elsewhere(&app, req.token.trim()).await {
-                if let Some(answer) = ask_owner(&url, cluster.node_credential(), &req.token).await {
+                if let Some(answer) = ask_owner(&cluster.http, &url, cluster.node_credential(), &req.token).await {
                     return Ok(Json(answer));
                 }
             }
@@ -80,17 +80,12 @@ pub async fn join_check(
 }
 
 /// Cluster mode: the owner's answer to the same check (None when it cannot be had in time).
-async fn ask_owner(owner_url: &str, credential: &str, token: &str) -> Option<JoinCheckResponse> {
-    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
-    let client = CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(3))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .ok()
-        })
-        .as_ref()?;
+async fn ask_owner(
+    client: &reqwest::Client,
+    owner_url: &str,
+    credential: &str,
+    token: &str,
+) -> Option<JoinCheckResponse> {
     let url = format!("{}/v1/join-check", owner_url.trim_end_matches('/'));
     let r = client
         .post(url)

@@ -114,13 +114,13 @@ fn derive(secret: &str, label: &str) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-/// The cluster as one node sees it.
 /// How long an actor lets room changes gather before it takes one snapshot of them. A snapshot
 /// serialises and seals the whole room, so taking one per input (a hand raise, a mute) would cost
 /// O(room) per input; this bounds it to 20 per second per meeting. A node that dies loses at most
 /// this much more than the writer's own latency; the ledger (journal) is not affected.
 pub const SNAPSHOT_DEBOUNCE_MS: u64 = 50;
 
+/// The cluster as one node sees it.
 pub struct Cluster {
     pub node: String,
     pub url: String,
@@ -142,6 +142,9 @@ pub struct Cluster {
     redis_ok: AtomicBool,
     /// Meetings this node placed lately, and on which node (see [`Cluster::place`]).
     recent_placements: Mutex<std::collections::VecDeque<(std::time::Instant, String)>>,
+    /// Requests to other nodes (a join-check for a meeting another node runs): short timeouts,
+    /// no redirects.
+    pub http: reqwest::Client,
     metrics: Arc<Metrics>,
     acquire: Script,
     renew: Script,
@@ -242,7 +245,13 @@ impl Cluster {
             internal: hex::encode(derive(&secret, "haven node v1")),
             resume: derive(&secret, "haven resume v1"),
         };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ClusterError::Config(format!("HTTP client: {e}")))?;
         let cluster = Arc::new(Cluster {
+            http,
             node,
             url: node_url,
             prefix: format!("{}:", config.cluster.name),

@@ -249,7 +249,10 @@ impl Room {
                 let title = fs.spec.segments.get(fs.current).map(|s| s.title.as_str()).unwrap_or_default();
                 ProtocolError::new(C::SegmentRules, format!("hands are not raised during \"{title}\""))
             }
-            None => ProtocolError::new(C::HandsPaused, "a facilitator has paused raised hands for now"),
+            None => ProtocolError::new(
+                C::HandsPaused,
+                "a facilitator has paused raised hands; raise yours once they allow hands again",
+            ),
         })
     }
 

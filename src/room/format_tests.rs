@@ -447,13 +447,12 @@ proptest! {
                     }
                     Op::Drop { who } => {
                         if let Some(p) = pick(who) {
-                            let _ = h.run(Input::Disconnected { participant_id: p });
+                            h.disconnect(p);
                         }
                     }
                     Op::Resume { who } => {
                         if let Some(p) = pick(who) {
-                            let token = h.p(p).resume_token.clone();
-                            let _ = h.run(Input::Resume { resume_token: token, new_resume_token: format!("r{}", h.now) });
+                            let _ = h.resume(p);
                         }
                     }
                     Op::Advance { ms } => {

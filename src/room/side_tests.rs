@@ -489,6 +489,27 @@ fn a_restored_room_keeps_its_side_rooms_their_stages_and_the_breakout_timer() {
     assert_eq!(room.get(m).unwrap().location, side, "a step-out is no breakout group");
 }
 
+/// A facilitator `f`, a co-facilitator `c` and members `a`, `b`, `x`, all in the main room (see
+/// [`groups_with_a_facilitator`]).
+struct Five {
+    h: H,
+    f: ParticipantId,
+    c: ParticipantId,
+    a: ParticipantId,
+    b: ParticipantId,
+    x: ParticipantId,
+}
+
+fn five() -> Five {
+    let mut h = H::open();
+    let f = h.join("fac", Role::Facilitator);
+    let c = h.join("cof", Role::CoFacilitator);
+    let a = h.join("alex", Role::Member);
+    let b = h.join("bo", Role::Member);
+    let x = h.join("xi", Role::Member);
+    Five { h, f, c, a, b, x }
+}
+
 /// `f` (in the main room) opens two groups by hand: the co-facilitator `c` runs group 1 with `a`
 /// and `b`; `x` is in group 2. Returns group 1 and group 2.
 fn groups_with_a_facilitator(
@@ -518,12 +539,7 @@ fn only_away(h: &H, who: ParticipantId, xs: &[ParticipantId]) {
 
 #[test]
 fn a_facilitator_in_a_breakout_group_steps_out_with_a_member_of_it_and_both_return_to_the_group() {
-    let mut h = H::open();
-    let f = h.join("fac", Role::Facilitator);
-    let c = h.join("cof", Role::CoFacilitator);
-    let a = h.join("alex", Role::Member);
-    let b = h.join("bo", Role::Member);
-    let x = h.join("xi", Role::Member);
+    let Five { mut h, f, c, a, b, x } = five();
     let (g1, g2) = groups_with_a_facilitator(&mut h, f, c, a, b, x);
 
     // The group's facilitator asks; nobody else hears of it. No warning: the main room keeps `f`.
@@ -632,12 +648,7 @@ fn a_facilitator_in_a_breakout_group_steps_out_with_a_member_of_it_and_both_retu
 
 #[test]
 fn a_step_out_from_a_group_outlives_the_groups_and_then_returns_to_the_main_room() {
-    let mut h = H::open();
-    let f = h.join("fac", Role::Facilitator);
-    let c = h.join("cof", Role::CoFacilitator);
-    let a = h.join("alex", Role::Member);
-    let b = h.join("bo", Role::Member);
-    let x = h.join("xi", Role::Member);
+    let Five { mut h, f, c, a, b, x } = five();
     groups_with_a_facilitator(&mut h, f, c, a, b, x);
     let side = stepped_out(&mut h, c, a);
     // "Return everyone" does not break up a private conversation.
@@ -663,12 +674,7 @@ fn a_step_out_from_a_group_outlives_the_groups_and_then_returns_to_the_main_room
 
 #[test]
 fn in_a_group_a_step_out_takes_only_its_own_members_and_each_returns_where_they_came_from() {
-    let mut h = H::open();
-    let f = h.join("fac", Role::Facilitator);
-    let c = h.join("cof", Role::CoFacilitator);
-    let a = h.join("alex", Role::Member);
-    let b = h.join("bo", Role::Member);
-    let x = h.join("xi", Role::Member);
+    let Five { mut h, f, c, a, b, x } = five();
     let (g1, _g2) = groups_with_a_facilitator(&mut h, f, c, a, b, x);
     // Only with someone in one's own room.
     assert_eq!(h.code(c, step_out(c, x)), ErrorCode::WrongLocation, "not with another group's member");

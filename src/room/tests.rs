@@ -32,6 +32,17 @@ impl H {
         H::new(MeetingSettings { waiting_room: false, ..Default::default() })
     }
 
+    /// `id`'s connection drops (a no-op for someone not here).
+    fn disconnect(&mut self, id: ParticipantId) {
+        let _ = self.run(Input::Disconnected { participant_id: id });
+    }
+
+    /// `id` comes back with their current resume token.
+    fn resume(&mut self, id: ParticipantId) -> Result<Outcome, ProtocolError> {
+        let token = self.p(id).resume_token.clone();
+        self.run(Input::Resume { resume_token: token, new_resume_token: format!("r{}", self.now) })
+    }
+
     fn run(&mut self, input: Input) -> Result<Outcome, ProtocolError> {
         self.out.clear();
         let r = self.room.handle(input, self.now, &mut self.out);
@@ -949,13 +960,12 @@ fn run_ops(ops: Vec<Op>, waiting: bool) -> Result<(), TestCaseError> {
             }
             Op::Drop { who } => {
                 if let Some(p) = pick(who) {
-                    let _ = h.run(Input::Disconnected { participant_id: p });
+                    h.disconnect(p);
                 }
             }
             Op::Resume { who } => {
                 if let Some(p) = pick(who) {
-                    let token = h.p(p).resume_token.clone();
-                    let r = h.run(Input::Resume { resume_token: token, new_resume_token: format!("r{}", h.now) });
+                    let r = h.resume(p);
                     prop_assert!(r.is_ok() || h.room.is_ended());
                 }
             }

@@ -15,7 +15,7 @@ use crate::room::MemberKey;
 use crate::store::MeetingRow;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -472,15 +472,16 @@ async fn write_loop(
             let mut fed = 0;
             let mut failed = false;
             while let Some(text) = next.take() {
-                let ready = match poll_ready(&mut sink).now_or_never() {
+                // A future that holds no frame, so it can be dropped while the socket is full.
+                let ready = match std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)).now_or_never() {
                     Some(r) => r,
                     None => tokio::select! {
                         biased;
                         _ = &mut killed => { failed = true; break }
-                        r = poll_ready(&mut sink) => r,
+                        r = std::future::poll_fn(|cx| sink.poll_ready_unpin(cx)) => r,
                     },
                 };
-                if ready.is_err() || std::pin::Pin::new(&mut sink).start_send(Message::Text(text)).is_err() {
+                if ready.is_err() || sink.start_send_unpin(Message::Text(text)).is_err() {
                     failed = true;
                     break;
                 }
@@ -521,12 +522,4 @@ async fn write_loop(
         close(&mut sink, r).await;
     }
     done.cancel();
-}
-
-/// Resolves when the sink can take a frame (a future that can be dropped while pending: it holds
-/// no frame).
-fn poll_ready(
-    sink: &mut SplitSink<WebSocket, Message>,
-) -> impl std::future::Future<Output = Result<(), axum::Error>> + '_ {
-    std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *sink).poll_ready(cx))
 }

@@ -265,7 +265,7 @@ impl Store {
             Self::MEETING_COLUMNS
         );
         let rows = sqlx::query(&sql).bind(series).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((Self::meeting_from_row(r)?, r.try_get::<Option<i64>, _>(16)?.is_some()))).collect()
+        rows.iter().map(Self::meeting_and_deleted).collect()
     }
 
     /// The occurrence whose join window holds `now` (from `open_ms` before its start to its

@@ -346,6 +346,11 @@ impl Store {
         "id, program_id, title, scheduled_start, scheduled_end, capacity, settings, shared_with, created_at, ended_at, credit_policy, \
          format_id, format, series_id, occurrence_key, local_id";
 
+    /// A meeting selected as `MEETING_COLUMNS, deleted_at`, with whether it was deleted.
+    fn meeting_and_deleted(r: &AnyRow) -> Result<(MeetingRow, bool), StoreError> {
+        Ok((Self::meeting_from_row(r)?, r.try_get::<Option<i64>, _>(16)?.is_some()))
+    }
+
     fn meeting_from_row(r: &AnyRow) -> Result<MeetingRow, StoreError> {
         let settings: String = r.try_get(6)?;
         let shared: String = r.try_get(7)?;
@@ -400,7 +405,7 @@ impl Store {
             Self::MEETING_COLUMNS
         );
         let row = sqlx::query(&sql).bind(program).bind(local_id).fetch_optional(&self.pool).await?;
-        row.map(|r| Ok((Self::meeting_from_row(&r)?, r.try_get::<Option<i64>, _>(16)?.is_some()))).transpose()
+        row.as_ref().map(Self::meeting_and_deleted).transpose()
     }
 
     /// The meeting a program names `name` (see [`split_meeting_name`]) and may join, with whether
@@ -421,9 +426,8 @@ impl Store {
         }
         let sql = format!("SELECT {}, deleted_at FROM meetings WHERE id = $1 AND local_id = $2", Self::MEETING_COLUMNS);
         let row = sqlx::query(&sql).bind(name).bind(name).fetch_optional(&self.pool).await?;
-        let legacy =
-            row.map(|r| Ok::<_, StoreError>((Self::meeting_from_row(&r)?, r.try_get::<Option<i64>, _>(16)?.is_some())));
-        Ok(legacy.transpose()?.filter(|(m, _)| m.admits_program(program)))
+        let legacy = row.as_ref().map(Self::meeting_and_deleted).transpose()?;
+        Ok(legacy.filter(|(m, _)| m.admits_program(program)))
     }
 
     /// The meeting a program names `name` and may join, when it is not deleted (see

@@ -59,12 +59,19 @@ impl TurnSecret {
     }
 }
 
-impl turn::auth::AuthHandler for TurnSecret {
-    fn auth_handle(&self, username: &str, realm: &str, _src: SocketAddr) -> Result<Vec<u8>, turn::Error> {
+impl TurnSecret {
+    /// [`Self::key_for`] now.
+    pub fn key_now(&self, username: &str, realm: &str) -> Option<Vec<u8>> {
         let now_s =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.key_for(username, realm, now_s)
+    }
+}
+
+impl turn::auth::AuthHandler for TurnSecret {
+    fn auth_handle(&self, username: &str, realm: &str, _src: SocketAddr) -> Result<Vec<u8>, turn::Error> {
         // Refused the same way whether unknown, forged or expired: the client gets 401.
-        self.key_for(username, realm, now_s).ok_or_else(|| turn::Error::Other("credential refused".into()))
+        self.key_now(username, realm).ok_or_else(|| turn::Error::Other("credential refused".into()))
     }
 }
 

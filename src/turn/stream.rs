@@ -91,8 +91,7 @@ fn release_request(credential: &(String, String, String), secret: &TurnSecret) -
     use stun::message::{Message, MessageType, Setter, CLASS_REQUEST, METHOD_REFRESH};
     use stun::textattrs::TextAttribute;
     let (username, realm, nonce) = credential;
-    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let key = secret.key_for(username, realm, now_s)?;
+    let key = secret.key_now(username, realm)?;
     let mut m = Message::new();
     let setters: Vec<Box<dyn Setter>> = vec![
         Box::new(stun::agent::TransactionId::new()),

@@ -481,33 +481,10 @@ async fn an_owner_that_lost_its_lease_can_neither_snapshot_nor_record() {
         use haven::cluster::Owner;
         use haven::journal::{Entry, Record};
         let (x, y, store) = two_clusters().await;
-        let program = haven::store::ProgramRow {
-            id: ALPHA.into(),
-            name: "Alpha".into(),
-            token_alg: "HS256".into(),
-            token_key: "k".repeat(32),
-            api_key_sha256: "ab".repeat(32),
-        };
+        let program =
+            haven::store::ProgramRow { name: "Alpha".into(), api_key_sha256: "ab".repeat(32), ..program_row(ALPHA) };
         store.upsert_program(&program, 1).await.unwrap();
-        let meeting = haven::store::MeetingRow {
-            id: "m".into(),
-            local_id: "m".into(),
-            program_id: ALPHA.into(),
-            title: "M".into(),
-            scheduled_start: None,
-            scheduled_end: None,
-            capacity: 20,
-            settings: Default::default(),
-            shared_with: Vec::new(),
-            partner_facilitators: false,
-            created_at: 1,
-            ended_at: None,
-            credit_policy: None,
-            format_id: None,
-            format: None,
-            series_id: None,
-            occurrence_key: None,
-        };
+        let meeting = haven::store::MeetingRow { title: "M".into(), ..meeting_row(ALPHA, "m") };
         store.create_meeting(&meeting).await.unwrap();
         x.beat(0, 0).await.unwrap();
         y.beat(0, 0).await.unwrap();

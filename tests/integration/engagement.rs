@@ -7,8 +7,7 @@ use haven::attendance::credit::{CreditPolicy, Kind};
 use haven::attendance::engagement::{self, Window};
 use haven::auth::join_token::TokenRole::{Facilitator, Member};
 use haven::journal::{Entry, Record};
-use haven::protocol::MeetingSettings;
-use haven::store::{MeetingRow, PresenceRow, ProgramRow, Store};
+use haven::store::{MeetingRow, PresenceRow, Store};
 use serde_json::{json, Value};
 
 fn at(s: &str) -> i64 {
@@ -19,36 +18,17 @@ fn at(s: &str) -> i64 {
 /// stopped coming, who skipped a week; an observer of p1 and a member of p2 in the shared one.
 async fn scenario(store: Store) {
     for p in ["p1", "p2"] {
-        let row = ProgramRow {
-            id: p.into(),
-            name: p.into(),
-            token_alg: "HS256".into(),
-            token_key: "k".repeat(32),
-            api_key_sha256: format!("{p}{}", "0".repeat(62)),
-        };
-        store.upsert_program(&row, 1).await.unwrap();
+        store.upsert_program(&program_row(p), 1).await.unwrap();
     }
     let days =
         [("w0", "2026-10-20"), ("w1", "2026-11-03"), ("w2", "2026-11-10"), ("w3", "2026-11-17"), ("w4", "2026-11-24")];
     for (id, day) in days {
         let m = MeetingRow {
-            id: id.into(),
-            local_id: id.into(),
-            program_id: "p1".into(),
             title: format!("Group {id}"),
-            scheduled_start: None,
-            scheduled_end: None,
-            capacity: 20,
-            settings: MeetingSettings::default(),
             shared_with: if id == "w4" { vec!["p2".into()] } else { vec![] },
-            partner_facilitators: false,
             created_at: at(day),
-            ended_at: None,
             credit_policy: Some(CreditPolicy { min_minutes: Some(30), min_share_percent: None, max_gap_seconds: 60 }),
-            format_id: None,
-            format: None,
-            series_id: None,
-            occurrence_key: None,
+            ..meeting_row("p1", id)
         };
         store.create_meeting(&m).await.unwrap();
     }

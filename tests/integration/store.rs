@@ -33,27 +33,17 @@ async fn exercise(store: Store) {
     assert_eq!(programs[0].name, "Renamed");
 
     let m = MeetingRow {
-        id: "m1".into(),
-        local_id: "m1".into(),
-        program_id: "p1".into(),
         title: "Group".into(),
         scheduled_start: Some(1000),
-        scheduled_end: None,
-        capacity: 20,
         settings: MeetingSettings { floor_control: true, ..Default::default() },
         shared_with: vec!["p2".into()],
-        partner_facilitators: false,
         created_at: 5,
-        ended_at: None,
         credit_policy: Some(haven::attendance::credit::CreditPolicy {
             min_minutes: Some(30),
             min_share_percent: None,
             max_gap_seconds: 60,
         }),
-        format_id: None,
-        format: None,
-        series_id: None,
-        occurrence_key: None,
+        ..meeting_row("p1", "m1")
     };
     store.create_meeting(&m).await.unwrap();
     assert!(matches!(store.create_meeting(&m).await, Err(StoreError::Conflict)));
@@ -173,33 +163,14 @@ async fn named(store: &Store, program: &str, name: &str) -> Option<String> {
 async fn exercise_ids(store: Store) {
     use haven::store::meeting_key;
     for p in ["p1", "p2", "p3"] {
-        let row = ProgramRow {
-            id: p.into(),
-            name: p.into(),
-            token_alg: "HS256".into(),
-            token_key: "k".repeat(32),
-            api_key_sha256: format!("{p}{}", "0".repeat(62)),
-        };
-        store.upsert_program(&row, 1).await.unwrap();
+        store.upsert_program(&program_row(p), 1).await.unwrap();
     }
     let row = |program: &str, id: &str, shared: &[&str]| MeetingRow {
         id: meeting_key(program, id),
-        local_id: id.into(),
-        program_id: program.into(),
         title: format!("{program} {id}"),
-        scheduled_start: None,
-        scheduled_end: None,
-        capacity: 20,
-        settings: MeetingSettings::default(),
         shared_with: shared.iter().map(|s| s.to_string()).collect(),
-        partner_facilitators: false,
         created_at: 5,
-        ended_at: None,
-        credit_policy: None,
-        format_id: None,
-        format: None,
-        series_id: None,
-        occurrence_key: None,
+        ..meeting_row(program, id)
     };
     let a = row("p1", "tuesday", &["p3"]);
     let b = row("p2", "tuesday", &[]);

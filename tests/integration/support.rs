@@ -465,3 +465,40 @@ pub fn metric_value(exposition: &str, series: &str) -> u64 {
     let prefix = format!("{series} ");
     exposition.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
+
+/// A program as the store keeps it, for tests that write to a store directly: named `id`, an
+/// HS256 key, an API-key hash of its own (`id` padded with zeros).
+pub fn program_row(id: &str) -> haven::store::ProgramRow {
+    haven::store::ProgramRow {
+        id: id.into(),
+        name: id.into(),
+        token_alg: "HS256".into(),
+        token_key: "k".repeat(32),
+        api_key_sha256: format!("{id:0<64}"),
+    }
+}
+
+/// A meeting as the store keeps it, for tests that write to a store directly: `program`'s meeting
+/// `id` (keyed by the bare id, as meetings made before ids were per program are), titled `id`,
+/// 20 seats, default settings, shared with nobody, created at 1, nothing else set.
+pub fn meeting_row(program: &str, id: &str) -> haven::store::MeetingRow {
+    haven::store::MeetingRow {
+        id: id.into(),
+        local_id: id.into(),
+        program_id: program.into(),
+        title: id.into(),
+        scheduled_start: None,
+        scheduled_end: None,
+        capacity: 20,
+        settings: Default::default(),
+        shared_with: Vec::new(),
+        partner_facilitators: false,
+        created_at: 1,
+        ended_at: None,
+        credit_policy: None,
+        format_id: None,
+        format: None,
+        series_id: None,
+        occurrence_key: None,
+    }
+}

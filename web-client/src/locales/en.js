@@ -358,7 +358,7 @@ const en = {
   'error.floor_required': 'In this meeting only the person sharing can unmute.',
   'error.rate_limited': 'That was a lot at once. Please wait a moment and try again.',
   'error.chat_disabled': 'Chat is off right now.',
-  'error.hands_paused': 'Raised hands are paused right now.',
+  'error.hands_paused': 'Raised hands are paused right now. You can raise yours when the facilitator allows hands again.',
   'error.not_admitted': "You're still in the waiting room.",
   'error.queue_empty': 'Nobody has a hand raised.',
   'error.hand_already_raised': 'Your hand is already raised.',

@@ -348,7 +348,7 @@ const es = {
   'error.floor_required': 'En esta reunión solo quien tiene la palabra puede activar el micrófono.',
   'error.rate_limited': 'Demasiado a la vez. Espera un momento y vuelve a intentarlo.',
   'error.chat_disabled': 'El chat está desactivado ahora.',
-  'error.hands_paused': 'Levantar la mano está en pausa ahora.',
+  'error.hands_paused': 'Levantar la mano está en pausa ahora. Podrás levantarla cuando la persona que facilita lo permita de nuevo.',
   'error.not_admitted': 'Sigues en la sala de espera.',
   'error.queue_empty': 'Nadie ha levantado la mano.',
   'error.hand_already_raised': 'Tu mano ya está levantada.',
