@@ -161,6 +161,9 @@ pub(super) struct Actor {
     /// Reused for each fan-out.
     recipients: Vec<ParticipantId>,
     slow: Vec<ParticipantId>,
+    /// Frames queued since the `messages_out` counter was last told (once per input, not once
+    /// per recipient: the counter is shared by every meeting on every thread).
+    sent: u64,
     ended: bool,
     /// Cluster mode: the lease this actor works under.
     seat: Option<ClusterSeat>,
@@ -244,6 +247,7 @@ impl Actor {
             sfu_cmds: Vec::new(),
             recipients: Vec::new(),
             slow: Vec::new(),
+            sent: 0,
             ended: false,
             seat,
             snap_version: 0,
@@ -268,14 +272,26 @@ impl Actor {
     pub(super) async fn run(mut self) {
         self.metrics.live_meetings.inc();
         let mut empty_since: Option<Millis> = None;
+        // One sleep for the actor's life, re-armed only when the next wake-up moves: a new sleep
+        // per input would register with (and drop from) tokio's timer wheel, under its lock, for
+        // every message. `armed` is what the sleep is set to; None once it fired.
+        let sleep = tokio::time::sleep(std::time::Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let idle_deadline = empty_since.map(|t| t + self.config.idle_stop_ms);
             let wake = [next_timer, idle_deadline, self.snap_due].into_iter().flatten().min();
-            let sleep = tokio::time::sleep_until(
-                wake.map(|w| self.clock.instant_at(w))
-                    .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600)),
-            );
+            // With nothing due, whatever is armed stays (a wake-up for nothing finds nothing due).
+            let target = match (wake, armed) {
+                (Some(w), _) => self.clock.instant_at(w),
+                (None, Some(a)) => a,
+                (None, None) => Instant::now() + std::time::Duration::from_secs(3600),
+            };
+            if armed != Some(target) {
+                sleep.as_mut().reset(target);
+                armed = Some(target);
+            }
             tokio::select! {
                 msg = self.rx.recv() => match msg {
                     Some(ActorMsg::Shutdown { done }) => {
@@ -297,7 +313,8 @@ impl Actor {
                     None => break,
                 },
                 Some(ev) = self.sfu_events.recv() => self.on_sfu_event(ev),
-                _ = sleep => {
+                _ = &mut sleep => {
+                    armed = None;
                     let now = self.clock.now();
                     while let Some(Reverse((at, _, TimerKey(timer)))) = self.timers.peek().copied() {
                         if at > now { break; }
@@ -427,6 +444,9 @@ impl Actor {
     /// Media rules first (a facilitator's mute takes effect before anything is written), then the
     /// records, into the journal: an append that never waits for the database.
     async fn finish_writes(&mut self) {
+        if self.sent > 0 {
+            self.metrics.messages_out.inc_by(std::mem::take(&mut self.sent));
+        }
         if let Some(sfu) = &self.sfu {
             for c in self.sfu_cmds.drain(..) {
                 // Rules are never dropped: the actor waits if the media engine is behind.
@@ -874,9 +894,7 @@ impl Actor {
         }
         if let Some(conn) = &s.conn {
             match conn.try_frame(render_frame(seq, request_id.map(|r| &**r), body)) {
-                Ok(()) => {
-                    self.metrics.messages_out.inc();
-                }
+                Ok(()) => self.sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     if !self.slow.contains(&pid) {
                         self.slow.push(pid);

@@ -3,6 +3,7 @@
 
 use crate::protocol::{Event, LeaveReason};
 use axum::extract::ws::Utf8Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
@@ -43,11 +44,66 @@ pub enum Outbound {
     Close(CloseReason),
 }
 
+/// A connection's outbound queue, bounded to `capacity` items.
+///
+/// Built on tokio's unbounded channel plus a counter rather than on its bounded channel: the
+/// bounded channel's receiver gives each permit back under its semaphore's mutex, a lock per frame
+/// on the fan-out path (per recipient per event). Here a send and a receive each cost one atomic
+/// add. The bound is exact: a send that would pass it takes nothing and answers `Full`.
+pub fn outbound_queue(capacity: usize) -> (OutboundTx, OutboundRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (OutboundTx { tx, queued: queued.clone(), capacity: capacity.max(1) }, OutboundRx { rx, queued })
+}
+
+/// The sending half of [`outbound_queue`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OutboundTx {
+    tx: mpsc::UnboundedSender<Outbound>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl OutboundTx {
+    /// Queues `m`, or gives it back: `Full` at the bound, `Closed` when the writer is gone.
+    pub fn try_send(&self, m: Outbound) -> Result<(), mpsc::error::TrySendError<Outbound>> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(mpsc::error::TrySendError::Full(m));
+        }
+        self.tx.send(m).map_err(|e| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            mpsc::error::TrySendError::Closed(e.0)
+        })
+    }
+}
+
+/// The receiving half of [`outbound_queue`] (the connection's writer).
+#[derive(Debug)]
+pub struct OutboundRx {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OutboundRx {
+    pub fn try_recv(&mut self) -> Result<Outbound, mpsc::error::TryRecvError> {
+        let m = self.rx.try_recv()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Ok(m)
+    }
+
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        let m = self.rx.recv().await?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(m)
+    }
+}
+
 /// The actor's grip on one connection: its bounded queue and a way to cut it off at once.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     pub id: ConnId,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: OutboundTx,
     /// Set to cut the connection off without queueing (used when the queue is full).
     pub kill: Arc<watch::Sender<Option<CloseReason>>>,
 }
@@ -87,14 +143,19 @@ impl ConnHandle {
 /// Renders a server frame: `{"seq":N,"id":...,` spliced in front of the event's own fields, so a
 /// fan-out serialises the event once and only this small prefix per recipient.
 pub fn render_frame(seq: u64, request_id: Option<&str>, body: &str) -> String {
-    let mut s = String::with_capacity(body.len() + 24 + request_id.map_or(0, |r| r.len() + 8));
+    // A string always serialises.
+    let id = request_id.map(|id| serde_json::to_string(id).unwrap_or_else(|_| "null".into()));
+    // Exactly the frame's length: a frame whose capacity is its length becomes the queue's
+    // `Bytes` without a second allocation (one allocation per recipient, not two).
+    let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let len = "{\"seq\":".len() + digits + id.as_ref().map_or(0, |j| ",\"id\":".len() + j.len()) + body.len().max(2);
+    let mut s = String::with_capacity(len);
     s.push_str("{\"seq\":");
     // Writing into a String cannot fail.
     let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{seq}"));
-    if let Some(id) = request_id {
+    if let Some(id) = id {
         s.push_str(",\"id\":");
-        // A string always serialises.
-        s.push_str(&serde_json::to_string(id).unwrap_or_else(|_| "null".into()));
+        s.push_str(&id);
     }
     // Every event is a JSON object with at least its `type`, so the body starts with `{"`.
     s.push(',');
@@ -115,6 +176,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_outbound_queue_holds_exactly_its_capacity_and_frees_a_place_per_frame_taken() {
+        let (tx, mut rx) = outbound_queue(2);
+        let frame = || Outbound::Frame(Utf8Bytes::from_static("{}"));
+        assert!(tx.try_send(frame()).is_ok());
+        assert!(tx.clone().try_send(frame()).is_ok());
+        assert!(matches!(tx.try_send(frame()), Err(mpsc::error::TrySendError::Full(_))));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(_))));
+        assert!(tx.try_send(Outbound::Close(CloseReason::IDLE)).is_ok());
+        assert!(matches!(tx.try_send(frame()), Err(mpsc::error::TrySendError::Full(_))));
+        assert!(rx.try_recv().is_ok());
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Close(CloseReason::IDLE))));
+        assert!(matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Empty)));
+        drop(rx);
+        assert!(matches!(tx.try_send(frame()), Err(mpsc::error::TrySendError::Closed(_))));
+    }
+
+    #[test]
     fn render_frame_splices_seq_and_id_into_the_event() {
         let body = event_body(&Event::Pong);
         let f = render_frame(7, Some("r\"1"), &body);
@@ -123,8 +201,15 @@ mod tests {
         assert_eq!(v["id"], "r\"1");
         assert_eq!(v["type"], "pong");
         let f = render_frame(8, None, &event_body(&Event::ChatDeleted { message_id: 3 }));
+        assert_eq!(f.len(), f.capacity(), "one allocation per frame: {f}");
         let m: crate::protocol::ServerMessage = serde_json::from_str(&f).unwrap();
         assert_eq!(m.seq, 8);
+        for seq in [0, 9, 10, 99, 100, 123_456, u64::MAX] {
+            for id in [None, Some("r-1"), Some("q\"\\")] {
+                let f = render_frame(seq, id, &body);
+                assert_eq!(f.len(), f.capacity(), "{f}");
+            }
+        }
         assert_eq!(m.event, Event::ChatDeleted { message_id: 3 });
     }
 }

@@ -6,4 +6,5 @@ pub mod conn;
 pub mod registry;
 
 pub use actor::{ActorMsg, CloseReason, ConnHandle, JoinFailure, Outbound};
+pub use conn::{outbound_queue, OutboundRx, OutboundTx};
 pub use registry::{RoomHandle, Rooms};

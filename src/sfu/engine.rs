@@ -161,12 +161,20 @@ pub(super) struct Engine {
     /// RTP packets received this turn, with the session they came from, forwarded at its end
     /// (`forward_turn`).
     rtp: Vec<(usize, RtpPacket)>,
-    /// Sessions written to since their last kick (`kick_dirty`).
+    /// Sessions to kick and poll until they have nothing more to do (`kick_dirty`).
     dirty: Vec<usize>,
+    /// Sessions RTP was written to since their last kick, once per packet (`kick_dirty`).
+    written: Vec<usize>,
     /// ICE over TCP (reach): connections and their sessions.
     tcp: super::tcp::TcpSide,
     /// The TURN relay's sockets: sessions through them count as `relay`.
     relays: super::RelayAddrs,
+}
+
+/// An SRTP packet rather than SRTCP, STUN or DTLS (RFC 7983 and RFC 5761: version 2, and a
+/// second byte outside RTCP's packet types 192–223).
+fn is_rtp(datagram: &[u8]) -> bool {
+    matches!(datagram, [b0, b1, ..] if (128..192).contains(b0) && !(192..224).contains(b1))
 }
 
 fn send_event(outbox: &mut Outbox, key: &PeerKey, event: Event, request_id: Option<Arc<str>>) {
@@ -209,6 +217,7 @@ impl Engine {
             rtp: Vec::new(),
             batch: SendBatch::default(),
             dirty: Vec::new(),
+            written: Vec::new(),
         }
     }
 
@@ -368,6 +377,16 @@ impl Engine {
     /// Polls a peer until it has nothing more to do now; the RTP it received is forwarded at the
     /// end of the turn (`forward_turn`).
     fn drive(&mut self, idx: usize) {
+        self.drive_until(idx, usize::MAX);
+    }
+
+    /// Polls a peer until it has nothing more to do now, or until it has sent `rtp` RTP packets:
+    /// a subscriber kicked for the packets just written to it stops there, without the last
+    /// poll that would only say when it next wants time (the most expensive poll: it asks every
+    /// part of the session). Its timer keeps the deadline of its last full poll; writing RTP does
+    /// not make a session's own deadlines earlier (the pacer's are pushed back anyway, above), and
+    /// anything else it queued goes out at its next kick or timer.
+    fn drive_until(&mut self, idx: usize, mut rtp: usize) {
         let mut new_tracks: Vec<(Mid, MediaKind)> = Vec::new();
         let mut keyframes: Vec<(Mid, KeyframeRequestKind)> = Vec::new();
         let mut reports: Vec<super::quality::Report> = Vec::new();
@@ -377,10 +396,19 @@ impl Engine {
                     break;
                 }
                 match p.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => match t.proto {
-                        Protocol::Udp => self.batch.push(t.destination, t.contents.into()),
-                        _ => self.tcp.send(t.destination, &t.contents),
-                    },
+                    Ok(Output::Transmit(t)) => {
+                        let is_rtp = is_rtp(&t.contents);
+                        match t.proto {
+                            Protocol::Udp => self.batch.push(t.destination, t.contents.into()),
+                            _ => self.tcp.send(t.destination, &t.contents),
+                        }
+                        if is_rtp && rtp != usize::MAX {
+                            rtp -= 1;
+                            if rtp == 0 {
+                                break;
+                            }
+                        }
+                    }
                     Ok(Output::Timeout(t)) => {
                         // After each send str0m's pacer asks for `handle_timeout` at once (a time
                         // already past) before it polls its queues again. Every packet written to
@@ -468,18 +496,32 @@ impl Engine {
         self.kick_dirty();
     }
 
-    /// Kicks every session something was written to since the last call, once each. A kick can
-    /// make more work (a keyframe request relayed to a publisher); that is kicked in the next
+    /// Kicks every session something was written to since the last call, once each: a
+    /// subscriber is polled until the RTP written to it has gone out, a session that needs more
+    /// (a publisher asked for a keyframe, a renegotiation) until it has nothing more to do. A kick
+    /// can make more work (a keyframe request relayed to a publisher); that is kicked in the next
     /// round, a few rounds at most, the rest at the end of the turn.
     fn kick_dirty(&mut self) {
         for _ in 0..KICK_ROUNDS {
-            if self.dirty.is_empty() {
+            if self.dirty.is_empty() && self.written.is_empty() {
                 return;
             }
+            let now = Instant::now();
+            let mut written = std::mem::take(&mut self.written);
+            written.sort_unstable();
+            let mut i = 0;
+            while i < written.len() {
+                let s = written[i];
+                let n = written[i..].iter().take_while(|&&w| w == s).count();
+                self.kick_for(s, now, n);
+                i += n;
+            }
+            written.clear();
+            written.append(&mut self.written);
+            self.written = written;
             let mut dirty = std::mem::take(&mut self.dirty);
             dirty.sort_unstable();
             dirty.dedup();
-            let now = Instant::now();
             for s in dirty.drain(..) {
                 self.kick(s, now);
             }
@@ -494,12 +536,17 @@ impl Engine {
     /// this, every forwarded packet would wait for the subscriber's own timer, a second turn of
     /// the loop, a heap entry and a second full poll per subscriber.
     fn kick(&mut self, idx: usize, now: Instant) {
+        self.kick_for(idx, now, usize::MAX);
+    }
+
+    /// `kick`, polling only until `rtp` RTP packets went out (`drive_until`).
+    fn kick_for(&mut self, idx: usize, now: Instant, rtp: usize) {
         if let Some(p) = self.peers.get_mut(idx).and_then(Option::as_mut) {
             if p.rtc.handle_input(Input::Timeout(now)).is_err() {
                 p.rtc.disconnect();
             }
         }
-        self.drive(idx);
+        self.drive_until(idx, rtp);
     }
 
     /// The forwarding path: one incoming RTP packet to every subscriber the rule allows, without
@@ -593,7 +640,7 @@ impl Engine {
             tx.write_rtp(w);
             self.forwarded_turn += 1;
             self.bytes_turn += d.payload.len() as u64;
-            self.dirty.push(s);
+            self.written.push(s);
         }
         self.announce_speaker(from);
     }
@@ -1007,5 +1054,26 @@ impl Engine {
                 self.report_quality(idx, vec![r]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rtp;
+
+    #[test]
+    fn rtp_is_told_from_rtcp_stun_and_dtls() {
+        // Opus (PT 111) with and without the marker bit; VP8 (PT 96) with it.
+        assert!(is_rtp(&[0x80, 111, 0, 1]));
+        assert!(is_rtp(&[0x80, 111 | 0x80, 0, 1]));
+        assert!(is_rtp(&[0x90, 96 | 0x80, 0, 1]));
+        // RTCP sender report (200), receiver report (201), transport feedback (205).
+        for pt in [200, 201, 205] {
+            assert!(!is_rtp(&[0x80, pt, 0, 6]));
+        }
+        // STUN binding request, DTLS handshake record, too short.
+        assert!(!is_rtp(&[0x00, 0x01, 0, 0]));
+        assert!(!is_rtp(&[22, 0xfe, 0xfd]));
+        assert!(!is_rtp(&[0x80]));
     }
 }

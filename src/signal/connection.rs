@@ -68,7 +68,7 @@ fn read_error_reason(e: axum::Error) -> CloseReason {
 pub async fn run(socket: WebSocket, app: AppState, cred: Credential, permit: Option<UnjoinedPermit>) {
     app.metrics.connections.inc();
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(app.config.limits.outbound_queue.max(1));
+    let (tx, rx) = crate::meeting::outbound_queue(app.config.limits.outbound_queue);
     let (kill_tx, kill_rx) = watch::channel(None);
     let conn = ConnHandle { id: app.next_conn_id(), tx, kill: Arc::new(kill_tx) };
     let writer_done = CancellationToken::new();
@@ -419,7 +419,7 @@ impl Reader {
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: crate::meeting::OutboundRx,
     kill: watch::Receiver<Option<CloseReason>>,
     done: CancellationToken,
     batch: usize,
