@@ -271,39 +271,37 @@ async fn a_few_frames_over_the_limit_are_answered_once_and_the_connection_stays(
     assert_eq!(limited, 1, "one rate_limited reply for the burst, not one per frame");
 }
 
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-// A current-thread runtime: the server's tasks run on this thread, under its subscriber.
-#[tokio::test(flavor = "current_thread")]
+// The real binary, its stderr read: a subscriber set for one test thread misses lines when
+// another test registers the same log call sites at the same moment (tracing caches a call
+// site's interest process-wide), so an in-process capture failed whenever a neighbouring test
+// started a server at the same instant.
+#[tokio::test]
 async fn refusals_at_the_upgrade_are_not_logged_as_errors() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let app = spawn_with(|c| {
-        c.limits.max_connections = 0;
-        // With a key-encryption key: without one the start itself warns (secrets stored unsealed).
-        c.key_encryption_key = Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string().into());
-    })
-    .await;
-    let (status, body) = Client::connect(app.addr, &app.token(ALPHA, "open", "m1", Member)).await.err().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    // With a key-encryption key: without one the start itself warns (secrets stored unsealed).
+    let text = format!(
+        "key_encryption_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n{}",
+        binary_config(&[("limits", "max_connections = 0")])
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = BinaryServer::start_with_logs(dir.path(), &config, &[], Some("info"));
+    let claims = haven::auth::join_token::claims_for(ALPHA, "m1", "open", Member, 600);
+    let (status, body) = Client::connect(server.addr, &sign_hs(ALPHA, &claims)).await.err().unwrap();
     assert_eq!((status, body["code"].as_str()), (503, Some("server_busy")));
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // Everything logged about the refusal comes before the shutdown's first line.
+    let ok = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let logs = async {
+        loop {
+            let logs = server.logs();
+            if logs.contains("shutting down") {
+                return logs;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let logs = tokio::time::timeout(WAIT, logs).await.expect("the server logs its shutdown");
     assert!(logs.contains("listening"), "the capture works: {logs}");
     assert!(!logs.contains("ERROR"), "a client-caused 503 is not an error: {logs}");
     assert!(!logs.contains("WARN"), "nor a warning: {logs}");
