@@ -28,6 +28,8 @@ type Counts = HashMap<(String, &'static str), u64>;
 /// The live (not rejected) tracks the server's latest offer holds: (origin participant id, kind).
 type Offered = HashSet<(String, &'static str)>;
 type Jumps = HashMap<(String, &'static str), u16>;
+/// The SSRC each received track arrives with, by (sender's participant id, kind).
+type Ssrcs = Arc<std::sync::Mutex<HashMap<(String, &'static str), u32>>>;
 
 /// A participant with a WebSocket and a webrtc-rs peer connection that sends fake Opus (and
 /// optionally VP8) RTP continuously. Answers the server's renegotiation offers, and on
@@ -40,6 +42,8 @@ pub(crate) struct MediaPeer {
     jumps: watch::Receiver<Jumps>,
     offered: watch::Receiver<Offered>,
     restarts: watch::Receiver<u64>,
+    /// Keyframe requests (PLI) the server sent for this peer's camera.
+    plis: watch::Receiver<u64>,
     /// The server's answers to this client's ICE restarts.
     pub(crate) ice_restarts: watch::Receiver<Vec<String>>,
     sent: watch::Receiver<u64>,
@@ -137,6 +141,8 @@ struct Local {
     counts: Arc<watch::Sender<Counts>>,
     /// Largest step between consecutive RTP sequence numbers received, by origin and kind.
     jumps: Arc<watch::Sender<Jumps>>,
+    ssrcs: Ssrcs,
+    plis: Arc<watch::Sender<u64>>,
     net: Net,
 }
 
@@ -146,15 +152,28 @@ impl Local {
         let pc = new_pc_with(&self.net).await;
         pc.add_track(self.audio.clone()).await.unwrap();
         if let Some(v) = &self.video {
-            pc.add_track(v.clone()).await.unwrap();
+            let sender = pc.add_track(v.clone()).await.unwrap();
+            // The camera's RTCP from the server: count keyframe requests.
+            let plis = self.plis.clone();
+            tokio::spawn(async move {
+                use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+                while let Ok((packets, _)) = sender.read_rtcp().await {
+                    let n = packets.iter().filter(|p| p.as_any().is::<PictureLossIndication>()).count();
+                    if n > 0 {
+                        plis.send_modify(|c| *c += n as u64);
+                    }
+                }
+            });
         }
         let counts_tx = self.counts.clone();
         let jumps_tx = self.jumps.clone();
+        let ssrcs = self.ssrcs.clone();
         pc.on_track(Box::new(move |track, _, _| {
             let (counts_tx, jumps_tx) = (counts_tx.clone(), jumps_tx.clone());
+            let kind = if track.kind() == RTPCodecType::Video { "video" } else { "audio" };
+            ssrcs.lock().unwrap().insert((track.stream_id(), kind), track.ssrc());
             // webrtc-rs awaits this future before announcing the next track: read elsewhere.
             tokio::spawn(async move {
-                let kind = if track.kind() == RTPCodecType::Video { "video" } else { "audio" };
                 let origin = track.stream_id();
                 let mut last: Option<u16> = None;
                 while let Ok((pkt, _)) = track.read_rtp().await {
@@ -248,11 +267,14 @@ impl MediaPeer {
         });
         let (counts_tx, counts) = watch::channel(Counts::new());
         let (jumps_tx, jumps) = watch::channel(Jumps::new());
+        let (plis_tx, plis) = watch::channel(0u64);
         let local = Local {
             audio: audio.clone(),
             video: vtrack.clone(),
             counts: Arc::new(counts_tx),
             jumps: Arc::new(jumps_tx),
+            ssrcs: Ssrcs::default(),
+            plis: Arc::new(plis_tx),
             net: net.clone(),
         };
         // Offer with all candidates gathered (loopback), then answer.
@@ -277,6 +299,14 @@ impl MediaPeer {
             loop {
                 tokio::select! {
                     cmd = from_test.recv() => match cmd {
+                        Some(v) if v["type"] == "test_keyframe_request" => {
+                            // A keyframe request (PLI) for the camera track received from `from`.
+                            use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+                            let key = (v["from"].as_str().unwrap_or_default().to_string(), "video");
+                            let ssrc = local.ssrcs.lock().unwrap().get(&key).copied();
+                            let media_ssrc = ssrc.expect("a camera track from that participant");
+                            pc.write_rtcp(&[Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await.unwrap();
+                        }
                         Some(v) if v["type"] == "test_ice_restart" => {
                             let answer = ice_restart(&pc, &mut ws, &net).await;
                             let sdp = answer["sdp"].as_str().unwrap_or_default().to_string();
@@ -371,6 +401,7 @@ impl MediaPeer {
             jumps,
             offered,
             restarts,
+            plis,
             ice_restarts,
             sent,
             answer_sdp,
@@ -453,6 +484,20 @@ impl MediaPeer {
             .await
             .unwrap_or_else(|_| panic!("{kind} from {from} never reached {n} packets"))
             .unwrap();
+    }
+
+    /// Asks the server for a keyframe of the camera received from `from` (an RTCP PLI, as a
+    /// browser sends when it cannot decode).
+    async fn request_keyframe(&self, from: &str) {
+        self.send(json!({"type": "test_keyframe_request", "from": from})).await;
+    }
+
+    /// Waits until the server has sent at least `n` keyframe requests for this peer's camera.
+    async fn wait_keyframe_requests(&mut self, n: u64) {
+        let r = tokio::time::timeout(WAIT, self.plis.wait_for(|c| *c >= n)).await;
+        let ok = matches!(r, Ok(Ok(_)));
+        drop(r);
+        assert!(ok, "the camera got {} keyframe requests, not {n}", *self.plis.borrow());
     }
 
     /// Waits until this peer has sent `n` more packets.
@@ -593,6 +638,19 @@ async fn members_video_reaches_facilitators_only() {
     assert!(!b.is_offered(&a.pid, "video"), "no member is offered another member's camera");
     assert_not_forwarded(&mut a, &b, "video").await;
     assert_eq!(b.received(&a.pid, "video"), 0, "no member sees another member's camera");
+}
+
+#[tokio::test]
+async fn a_subscribers_keyframe_request_reaches_the_publisher() {
+    let app = spawn_app().await;
+    app.create_meeting(ALPHA_KEY, json!({"id": "kf", "title": "Keyframes", "settings": {"waiting_room": false}})).await;
+    let mut f = MediaPeer::join(&app, "kf", "fac", Facilitator, true).await;
+    let mut a = MediaPeer::join(&app, "kf", "a", Member, false).await;
+    a.wait_received(&f.pid, "video", 10).await;
+    assert_eq!(*f.plis.borrow(), 0, "no keyframe request before a subscriber asks");
+    // The subscriber's PLI names the server's outgoing stream; the publisher gets one for its own.
+    a.request_keyframe(&f.pid).await;
+    f.wait_keyframe_requests(1).await;
 }
 
 #[tokio::test]
