@@ -507,14 +507,11 @@ impl Engine {
                 return;
             }
             let now = Instant::now();
+            // One entry per packet written: a session's run is the number of packets it got.
             let mut written = std::mem::take(&mut self.written);
             written.sort_unstable();
-            let mut i = 0;
-            while i < written.len() {
-                let s = written[i];
-                let n = written[i..].iter().take_while(|&&w| w == s).count();
-                self.kick_for(s, now, n);
-                i += n;
+            for run in written.chunk_by(|a, b| a == b) {
+                self.kick_for(run[0], now, run.len());
             }
             written.clear();
             written.append(&mut self.written);

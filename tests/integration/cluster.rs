@@ -103,9 +103,8 @@ impl Nodes {
     }
 
     fn signal(&self, i: usize, sig: &str) {
+        self.node(i).signal(sig);
         let pid = self.node(i).pid();
-        let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
-        assert!(ok, "kill {sig} {pid}");
         if sig == "-STOP" {
             // A signal is delivered as each thread next runs: wait until every thread is stopped,
             // so nothing the test sends from now on is handled before the process continues.

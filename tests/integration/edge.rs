@@ -290,18 +290,8 @@ async fn refusals_at_the_upgrade_are_not_logged_as_errors() {
     let (status, body) = Client::connect(server.addr, &sign_hs(ALPHA, &claims)).await.err().unwrap();
     assert_eq!((status, body["code"].as_str()), (503, Some("server_busy")));
     // Everything logged about the refusal comes before the shutdown's first line.
-    let ok = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
-    assert!(ok.success());
-    let logs = async {
-        loop {
-            let logs = server.logs();
-            if logs.contains("shutting down") {
-                return logs;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    let logs = tokio::time::timeout(WAIT, logs).await.expect("the server logs its shutdown");
+    server.signal("-TERM");
+    let logs = server.wait_logs(|l| l.contains("shutting down")).await;
     assert!(logs.contains("listening"), "the capture works: {logs}");
     assert!(!logs.contains("ERROR"), "a client-caused 503 is not an error: {logs}");
     assert!(!logs.contains("WARN"), "nor a warning: {logs}");

@@ -441,6 +441,28 @@ impl BinaryServer {
         self.child.id()
     }
 
+    /// Sends a signal with `kill` (`-TERM`, `-STOP`, `-CONT`, ...).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid();
+        let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Waits until the captured logs satisfy `pred`, and returns them. The timeout is a guard
+    /// against a hang, not a pause.
+    pub async fn wait_logs(&self, pred: impl Fn(&str) -> bool) -> String {
+        let wait = async {
+            loop {
+                let logs = self.logs();
+                if pred(&logs) {
+                    return logs;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("the logs never got there: {}", self.logs()))
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

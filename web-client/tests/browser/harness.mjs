@@ -271,10 +271,10 @@ export class Harness {
 export async function joinAs(page, name) {
   // The name screen follows the pre-join check; a refusal or a check still loading after the
   // first page load on a busy machine is said plainly rather than as a hidden input.
-  const name_or_refused = page.locator('#screen-name:visible, #screen-refused:visible');
-  await name_or_refused.first().waitFor({ timeout: 3 * TIMEOUT });
-  if (await page.locator('#screen-refused').isVisible()) {
-    throw new Error(`the join page refused the link: ${await page.locator('#screen-refused').innerText()}`);
+  const refused = page.locator('#screen-refused');
+  await page.locator('#screen-name:visible, #screen-refused:visible').first().waitFor({ timeout: 3 * TIMEOUT });
+  if (await refused.isVisible()) {
+    throw new Error(`the join page refused the link: ${await refused.innerText()}`);
   }
   await page.getByLabel('Display name').fill(name);
   await page.getByRole('button', { name: 'Join the meeting' }).click();

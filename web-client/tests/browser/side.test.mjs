@@ -33,6 +33,22 @@ async function meetingWith(id, members) {
   return { fac, pages };
 }
 
+/**
+ * Sets the breakout form to "by hand": each facilitator choice (by its label), then each
+ * person's place (by name).
+ * @param {import('playwright-core').Page} fac
+ * @param {Record<string, string>} facilitators @param {Record<string, string>} places
+ */
+async function byHand(fac, facilitators, places) {
+  await fac.getByLabel('Who goes where').selectOption('manual');
+  const people = fac.locator('#breakout-people');
+  await people.waitFor();
+  for (const [label, name] of Object.entries(facilitators)) await fac.getByLabel(label).selectOption({ label: name });
+  for (const [name, place] of Object.entries(places)) {
+    await people.getByLabel(name, { exact: true }).selectOption({ label: place });
+  }
+}
+
 test('a facilitator steps out with a member from their support request; the others see both as away and nothing more', async () => {
   const { fac, pages: [alex, robin] } = await meetingWith('side', ['Alex', 'Robin']);
 
@@ -123,13 +139,7 @@ test('breakout groups by hand: the facilitator puts each person in a group and n
   // (Each choice differs from the even split the form starts from, so the hand shows.)
   await fac.getByLabel('Groups', { exact: true }).fill('2');
   await fac.getByLabel('Minutes').fill('5');
-  await fac.getByLabel('Who goes where').selectOption('manual');
-  const people = fac.locator('#breakout-people');
-  await people.waitFor();
-  await fac.getByLabel('Facilitator for group 1').selectOption({ label: 'Kim' });
-  await people.getByLabel('Bo', { exact: true }).selectOption({ label: 'Group 1' });
-  await people.getByLabel('Alex', { exact: true }).selectOption({ label: 'Group 2' });
-  await people.getByLabel('Cy', { exact: true }).selectOption({ label: 'Group 2' });
+  await byHand(fac, { 'Facilitator for group 1': 'Kim' }, { Bo: 'Group 1', Alex: 'Group 2', Cy: 'Group 2' });
   assert.equal(await fac.getByLabel('Facilitator for group 2').inputValue(), '', 'group 2 has no facilitator');
   await fac.screenshot({ path: path.join(ARTIFACTS, 'breakouts-by-hand.png') });
   await fac.setViewportSize({ width: 390, height: 844 });
@@ -201,12 +211,7 @@ test('placing the only facilitator in a group asks first; the member left in the
   const { fac, pages: [sam, lee] } = await meetingWith('alone', ['Sam', 'Lee']);
 
   await fac.getByLabel('Groups', { exact: true }).fill('2');
-  await fac.getByLabel('Who goes where').selectOption('manual');
-  const people = fac.locator('#breakout-people');
-  await people.waitFor();
-  await fac.getByLabel('Facilitator for group 1').selectOption({ label: 'Facil (you)' });
-  await people.getByLabel('Sam', { exact: true }).selectOption({ label: 'Group 1' });
-  await people.getByLabel('Lee', { exact: true }).selectOption({ label: 'Main room' });
+  await byHand(fac, { 'Facilitator for group 1': 'Facil (you)' }, { Sam: 'Group 1', Lee: 'Main room' });
   await fac.getByRole('button', { name: 'Open breakout groups' }).click();
   const dialog = fac.getByRole('dialog');
   await dialog.getByText("Every facilitator would be in a group. The main room's speaking queue and floor pause until one is back.").waitFor();
