@@ -118,6 +118,11 @@ struct AudioArgs {
     /// two engines, a meeting per engine).
     #[arg(long, default_value_t = 1)]
     meetings: usize,
+    /// Listeners per meeting that also publish a microphone track and stay silent, as most
+    /// members of a real group do: every listener's session then holds that many more outgoing
+    /// streams (Haven only).
+    #[arg(long, default_value_t = 0)]
+    publishing: usize,
     /// Also run the same speaker and listeners against a reference SFU: `janus` (VideoRoom,
     /// started by the harness; skipped with a message when not installed).
     #[arg(long)]
@@ -203,6 +208,11 @@ struct RoomsArgs {
     /// Also run the same clients against the reference broadcast server and report the ratios.
     #[arg(long)]
     reference: bool,
+    /// With --reference: this many Haven-then-reference pairs, alternating, each with fresh
+    /// servers; the ratios are reported per pair and as medians (one closed-loop pair on a small
+    /// VM moves by ±20 % from run to run, a median of several does not).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 #[derive(Args, Debug)]
@@ -347,17 +357,21 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
         }
         Command::Rooms(a) => {
             let p = rooms_params(a, g);
-            let (target, launched) = haven_target(g, &pin).await?;
-            let haven = rooms::run(&target, &p).await;
-            stop(launched).await;
-            let haven = haven?;
-            if !a.reference {
-                return Ok(Output::Rooms(Box::new(haven)));
+            let mut pairs = Vec::new();
+            for _ in 0..a.rounds.max(1) {
+                let (target, launched) = haven_target(g, &pin).await?;
+                let haven = rooms::run(&target, &p).await;
+                stop(launched).await;
+                let haven = haven?;
+                if !a.reference {
+                    return Ok(Output::Rooms(Box::new(haven)));
+                }
+                let l = launch::spawn_reference(&std::env::current_exe()?, pin.server_core).await?;
+                let reference = rooms::run(&l.target, &p).await;
+                l.stop().await;
+                pairs.push((haven, reference?));
             }
-            let l = launch::spawn_reference(&std::env::current_exe()?, pin.server_core).await?;
-            let reference = rooms::run(&l.target, &p).await;
-            l.stop().await;
-            Ok(Output::Compare(Box::new(Comparison::new(haven, reference?))))
+            Ok(Output::Compare(Box::new(Comparison::of_rounds(pairs)?)))
         }
         Command::JoinStorm(a) => {
             let p = JoinStormParams {
@@ -388,12 +402,17 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
         Command::Audio(a) => {
             // The Janus reference runs one room.
             anyhow::ensure!(a.reference.is_none() || a.meetings <= 1, "--reference runs one meeting: drop --meetings");
+            anyhow::ensure!(
+                a.reference.is_none() || a.publishing == 0,
+                "--reference runs one voice: drop --publishing"
+            );
             let p = haven_load::scenarios::audio::AudioParams {
                 listeners: a.listeners,
                 duration: std::time::Duration::from_secs(a.duration),
                 concurrency: a.concurrency,
                 burst: a.burst,
                 meetings: a.meetings,
+                publishing: a.publishing,
             };
             let (target, launched) = haven_target(g, &pin).await?;
             let r = haven_load::scenarios::audio::run(&target, &p).await;

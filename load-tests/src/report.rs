@@ -57,19 +57,86 @@ pub struct Comparison {
     /// Haven ÷ reference, fan-out latency p50 and p99 (above 1: Haven is slower).
     pub latency_p50_ratio: f64,
     pub latency_p99_ratio: f64,
+    /// With `--rounds N`: every pair's figures, in the order run (the reports above are the
+    /// last pair's), and the medians over the pairs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Round>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median: Option<Round>,
+}
+
+/// One Haven-then-reference pair's ratios.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Round {
+    /// Haven ÷ reference, completed events per second.
+    pub throughput_ratio: f64,
+    /// Haven ÷ reference, deliveries per second.
+    pub deliveries_ratio: f64,
+    /// Reference ÷ Haven, server CPU per completed event (above 1: Haven spends less), when both
+    /// servers' CPU was read.
+    pub cpu_per_event_ratio: Option<f64>,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+impl Round {
+    fn of(haven: &RoomsReport, reference: &RoomsReport) -> Round {
+        let cpu = |r: &RoomsReport| r.server_proc.as_ref().map(|p| p.cpu_us_per_event).filter(|c| *c > 0.0);
+        Round {
+            throughput_ratio: ratio(haven.events_per_s, reference.events_per_s),
+            deliveries_ratio: ratio(haven.deliveries_per_s, reference.deliveries_per_s),
+            cpu_per_event_ratio: cpu(reference).zip(cpu(haven)).map(|(r, h)| r / h),
+        }
+    }
 }
 
 impl Comparison {
     pub fn new(haven: RoomsReport, reference: RoomsReport) -> Comparison {
-        let r = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let round = Round::of(&haven, &reference);
         Comparison {
-            throughput_ratio: r(haven.events_per_s, reference.events_per_s),
-            deliveries_ratio: r(haven.deliveries_per_s, reference.deliveries_per_s),
-            latency_p50_ratio: r(haven.fanout.p50_ms, reference.fanout.p50_ms),
-            latency_p99_ratio: r(haven.fanout.p99_ms, reference.fanout.p99_ms),
+            throughput_ratio: round.throughput_ratio,
+            deliveries_ratio: round.deliveries_ratio,
+            latency_p50_ratio: ratio(haven.fanout.p50_ms, reference.fanout.p50_ms),
+            latency_p99_ratio: ratio(haven.fanout.p99_ms, reference.fanout.p99_ms),
             haven,
             reference,
+            rounds: Vec::new(),
+            median: None,
         }
+    }
+
+    /// Several pairs: the last pair's reports and ratios, every pair's ratios, and their
+    /// medians (one pair: the same as `new`).
+    pub fn of_rounds(pairs: Vec<(RoomsReport, RoomsReport)>) -> anyhow::Result<Comparison> {
+        let rounds: Vec<Round> = pairs.iter().map(|(h, r)| Round::of(h, r)).collect();
+        let n = rounds.len();
+        let Some((haven, reference)) = pairs.into_iter().last() else { anyhow::bail!("no rounds were run") };
+        let mut c = Comparison::new(haven, reference);
+        if n > 1 {
+            let cpu: Vec<f64> = rounds.iter().filter_map(|r| r.cpu_per_event_ratio).collect();
+            c.median = Some(Round {
+                throughput_ratio: median(rounds.iter().map(|r| r.throughput_ratio).collect()),
+                deliveries_ratio: median(rounds.iter().map(|r| r.deliveries_ratio).collect()),
+                cpu_per_event_ratio: (!cpu.is_empty()).then(|| median(cpu)),
+            });
+            c.rounds = rounds;
+        }
+        Ok(c)
     }
 }
 
@@ -212,6 +279,33 @@ pub fn human(machine: &Machine, output: &Output) -> String {
             row(&mut s, "fan-out throughput (events/s)", format!("{:.2}", c.throughput_ratio));
             row(&mut s, "deliveries/s", format!("{:.2}", c.deliveries_ratio));
             row(&mut s, "fan-out latency", summary_ratio(&c.haven.fanout, &c.reference.fanout));
+            if let Some(m) = &c.median {
+                let cpu = |r: &Round| r.cpu_per_event_ratio.map_or("-".to_string(), |x| format!("{x:.2}"));
+                let _ = writeln!(s);
+                let _ = writeln!(s, "rounds (Haven / reference; CPU: reference ÷ Haven per event):");
+                for (i, r) in c.rounds.iter().enumerate() {
+                    row(
+                        &mut s,
+                        &format!("  pair {}", i + 1),
+                        format!(
+                            "throughput {:.2}, deliveries {:.2}, CPU per event {}",
+                            r.throughput_ratio,
+                            r.deliveries_ratio,
+                            cpu(r)
+                        ),
+                    );
+                }
+                row(
+                    &mut s,
+                    "median",
+                    format!(
+                        "throughput {:.2}, deliveries {:.2}, CPU per event {}",
+                        m.throughput_ratio,
+                        m.deliveries_ratio,
+                        cpu(m)
+                    ),
+                );
+            }
         }
         Output::JoinStorm(j) => {
             let _ = writeln!(s, "join-storm: {}", j.server);
@@ -393,4 +487,17 @@ fn cluster_table(s: &mut String, c: &crate::scenarios::cluster::ClusterReport) {
             c.generator_cpu_join_s, c.join.wall_s, c.generator_cpu_recovery_s, c.recovery_wall_s
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_rounds_is_the_middle_one_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![0.64, 1.11, 0.84]), 0.84);
+        assert_eq!(median(vec![3.0, 1.0, 2.0, 4.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+        assert_eq!(ratio(1.0, 0.0), 0.0);
+    }
 }

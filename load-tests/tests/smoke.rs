@@ -147,6 +147,7 @@ fn three_listeners() -> haven_load::scenarios::audio::AudioParams {
         concurrency: 3,
         burst: 1,
         meetings: 1,
+        publishing: 0,
     }
 }
 
@@ -173,6 +174,37 @@ async fn audio_in_process() {
     assert!(r.min_received_per_listener * 3 >= r.packets_sent * 2, "every listener hears most of it: {r:#?}");
     let text = report::human(&Machine::describe("test".into()), &Output::Audio(r));
     assert!(text.contains("forwarded per second"), "{text}");
+    app.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_with_silent_publishers_in_process() {
+    use haven_load::scenarios::audio;
+    let app = launch::in_process_haven().await.unwrap();
+    let sfu = app.server.app.sfu.clone().unwrap();
+    let p = audio::AudioParams { publishing: 2, ..three_listeners() };
+    let target = app.target.clone();
+    let run = tokio::spawn(async move { audio::run(&target, &p).await });
+    // The server holds a track from the speaker and one from each of the two silent publishers
+    // while the run is on (polled until then: the run ends a couple of seconds after everyone hears).
+    let mut most = 0;
+    while !run.is_finished() {
+        if let Some(s) = sfu.stats().await {
+            most = most.max(s.tracks_in);
+        }
+        if most >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = run.await.unwrap().unwrap();
+    assert_eq!(most, 3, "one speaker and two publishing listeners: {r:#?}");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.listeners_heard, 3, "publishing listeners hear the speaker too: {r:#?}");
+    // The silent tracks carry nothing: what is forwarded is the speaker's, to the three listeners.
+    let expected = r.packets_sent * 3;
+    let slack = expected / 10 + 3 * 5;
+    assert!(r.packets_forwarded.abs_diff(expected) <= slack, "forwarded {} vs {expected}: {r:#?}", r.packets_forwarded);
     app.server.shutdown().await;
 }
 

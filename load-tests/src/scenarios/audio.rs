@@ -40,6 +40,9 @@ pub struct AudioParams {
     /// Meetings, each with its own speaker; the listeners are spread over them (a server with
     /// several engines places each meeting on the least loaded one).
     pub meetings: usize,
+    /// Listeners per meeting that also publish a microphone track and never send on it (a
+    /// member's muted microphone): each listener's session holds that many more outgoing streams.
+    pub publishing: usize,
 }
 
 /// What a run measured.
@@ -96,6 +99,9 @@ pub(crate) struct Peer {
     local: SocketAddr,
     joined: Option<Joined>,
     pub(crate) pending: Option<SdpPendingOffer>,
+    /// The direction of the client's own m-line (a fresh session after `media_restart` offers
+    /// the same).
+    dir: Direction,
 }
 
 impl Peer {
@@ -108,7 +114,7 @@ impl Peer {
             .enable_opus(true, false)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp")?);
-        Ok(Peer { rtc, socket, local, joined: None, pending: None })
+        Ok(Peer { rtc, socket, local, joined: None, pending: None, dir: Direction::RecvOnly })
     }
 
     /// An offer with one audio m-line in direction `dir`, kept pending.
@@ -122,6 +128,7 @@ impl Peer {
 
     async fn start(joined: Joined, dir: Direction) -> anyhow::Result<(Peer, Option<Mid>)> {
         let mut peer = Peer::bare(std::net::Ipv4Addr::LOCALHOST.into()).await?;
+        peer.dir = dir;
         let (offer, mid) = peer.offer(dir)?;
         let mut joined = joined;
         send_json(&mut joined.ws, json!({"type": "media_offer", "sdp": offer})).await?;
@@ -132,12 +139,12 @@ impl Peer {
     /// Handles one SDP frame. `media_restart` (the server gave up on a renegotiation, e.g. an
     /// answer that came too late while a thousand listeners joined) starts a fresh session, as a
     /// browser does: a new socket and `Rtc`, a new offer; returns its m-line.
-    async fn signal(&mut self, v: &Value, dir: Direction) -> anyhow::Result<Option<Mid>> {
+    async fn signal(&mut self, v: &Value) -> anyhow::Result<Option<Mid>> {
         match v["type"].as_str() {
             Some("media_restart") => {
                 let fresh = Peer::bare(self.local.ip()).await?;
                 (self.rtc, self.socket, self.local, self.pending) = (fresh.rtc, fresh.socket, fresh.local, None);
-                let (offer, mid) = self.offer(dir)?;
+                let (offer, mid) = self.offer(self.dir)?;
                 if let Some(j) = self.joined.as_mut() {
                     send_json(&mut j.ws, json!({"type": "media_offer", "sdp": offer})).await?;
                 }
@@ -214,8 +221,7 @@ impl Peer {
                     // everyone joins) is skipped without parsing, so the generator keeps up.
                     Some(Ok(Message::Text(t))) if t.contains("\"type\":\"media_") => {
                         let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                        let dir = if speak.is_some() { Direction::SendOnly } else { Direction::RecvOnly };
-                        if let Some(mid) = self.signal(&v, dir).await? {
+                        if let Some(mid) = self.signal(&v).await? {
                             connected = false;
                             speak = speak.map(|_| mid);
                         }
@@ -308,10 +314,14 @@ pub async fn run(target: &Target, params: &AudioParams) -> anyhow::Result<AudioR
             minter.mint(&meetings[i % meetings.len()], &format!("listener-{i}"), "member", 3600)?,
             counters.clone(),
         );
+        let publishing = i / meetings.len() < params.publishing;
         joins.push(tokio::spawn(async move {
             let permit = sem.acquire().await;
             let j = join_haven(&net, &token).await.map_err(|e| anyhow::anyhow!("join: {e}"))?;
-            let (peer, _) = Peer::start(j, Direction::RecvOnly).await?;
+            // A silent publisher offers a send track and never writes to it; it hears the
+            // speaker on the tracks the server adds, like any listener.
+            let dir = if publishing { Direction::SendOnly } else { Direction::RecvOnly };
+            let (peer, _) = Peer::start(j, dir).await?;
             drop(permit);
             let mine = Arc::new(AtomicU64::new(0));
             let m = mine.clone();
