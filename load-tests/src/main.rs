@@ -357,19 +357,22 @@ async fn run(cli: Cli, pin: Pinning) -> anyhow::Result<Output> {
         }
         Command::Rooms(a) => {
             let p = rooms_params(a, g);
+            let haven = || async {
+                let (target, launched) = haven_target(g, &pin).await?;
+                let r = rooms::run(&target, &p).await;
+                stop(launched).await;
+                r
+            };
+            if !a.reference {
+                return Ok(Output::Rooms(Box::new(haven().await?)));
+            }
             let mut pairs = Vec::new();
             for _ in 0..a.rounds.max(1) {
-                let (target, launched) = haven_target(g, &pin).await?;
-                let haven = rooms::run(&target, &p).await;
-                stop(launched).await;
-                let haven = haven?;
-                if !a.reference {
-                    return Ok(Output::Rooms(Box::new(haven)));
-                }
+                let h = haven().await?;
                 let l = launch::spawn_reference(&std::env::current_exe()?, pin.server_core).await?;
                 let reference = rooms::run(&l.target, &p).await;
                 l.stop().await;
-                pairs.push((haven, reference?));
+                pairs.push((h, reference?));
             }
             Ok(Output::Compare(Box::new(Comparison::of_rounds(pairs)?)))
         }

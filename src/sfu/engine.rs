@@ -397,12 +397,13 @@ impl Engine {
                 }
                 match p.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => {
-                        let is_rtp = is_rtp(&t.contents);
+                        // Told apart only when counting (a kicked subscriber).
+                        let counted = rtp != usize::MAX && is_rtp(&t.contents);
                         match t.proto {
                             Protocol::Udp => self.batch.push(t.destination, t.contents.into()),
                             _ => self.tcp.send(t.destination, &t.contents),
                         }
-                        if is_rtp && rtp != usize::MAX {
+                        if counted {
                             rtp -= 1;
                             if rtp == 0 {
                                 break;

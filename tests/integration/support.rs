@@ -327,7 +327,7 @@ pub struct BinaryServer {
     pub addr: SocketAddr,
     child: std::process::Child,
     /// What the server logged (stderr), when captured.
-    pub logs: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    logs: Option<tokio::sync::watch::Receiver<String>>,
 }
 
 impl BinaryServer {
@@ -363,25 +363,24 @@ impl BinaryServer {
         }
         let mut child = cmd.spawn().expect("the haven binary starts");
         let logs = child.stderr.take().map(|mut err| {
-            let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-            let b = buf.clone();
+            let (tx, rx) = tokio::sync::watch::channel(String::new());
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 8192];
                 while let Ok(n) = err.read(&mut chunk) {
                     if n == 0 {
                         break;
                     }
-                    b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                    tx.send_modify(|l| l.push_str(&String::from_utf8_lossy(&chunk[..n])));
                 }
             });
-            buf
+            rx
         });
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
             let Some(Ok(line)) = lines.next() else {
                 let _ = child.wait();
-                let logs = logs.as_ref().map(|l| l.lock().unwrap().clone()).unwrap_or_default();
+                let logs = logs.as_ref().map(|l| l.borrow().clone()).unwrap_or_default();
                 panic!("the server did not start:\n{logs}");
             };
             if let Some(rest) = line.strip_prefix("Haven is running at http://") {
@@ -448,19 +447,15 @@ impl BinaryServer {
         assert!(ok, "kill {sig} {pid}");
     }
 
-    /// Waits until the captured logs satisfy `pred`, and returns them. The timeout is a guard
-    /// against a hang, not a pause.
+    /// Waits until the captured logs satisfy `pred` (woken by each chunk the server writes), and
+    /// returns them. The timeout is a guard against a hang, not a pause.
     pub async fn wait_logs(&self, pred: impl Fn(&str) -> bool) -> String {
-        let wait = async {
-            loop {
-                let logs = self.logs();
-                if pred(&logs) {
-                    return logs;
-                }
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("the logs never got there: {}", self.logs()))
+        let mut rx = self.logs.clone().expect("the server's stderr is captured");
+        let r = tokio::time::timeout(WAIT, rx.wait_for(|l| pred(l))).await.map(|r| r.map(|l| l.clone()));
+        match r {
+            Ok(Ok(logs)) => logs,
+            _ => panic!("the logs never got there: {}", self.logs()),
+        }
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -471,7 +466,7 @@ impl BinaryServer {
 
     /// What the server logged so far.
     pub fn logs(&self) -> String {
-        self.logs.as_ref().map(|l| l.lock().unwrap().clone()).unwrap_or_default()
+        self.logs.as_ref().map(|l| l.borrow().clone()).unwrap_or_default()
     }
 }
 
