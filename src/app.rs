@@ -438,6 +438,16 @@ impl Server {
         );
         let (writer_done_tx, writer_done) = tokio::sync::oneshot::channel();
         let serve = tokio::spawn(async move {
+            // TCP_NODELAY on every accepted socket: a meeting's frames are small and each one is
+            // news (a hand, a mute, a support request). With Nagle's algorithm a frame written
+            // while the previous one is unacknowledged waits for the client's delayed ACK, up to
+            // 40 ms on Linux.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
+                }
+            });
             let result = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await;

@@ -296,3 +296,34 @@ async fn refusals_at_the_upgrade_are_not_logged_as_errors() {
     assert!(!logs.contains("ERROR"), "a client-caused 503 is not an error: {logs}");
     assert!(!logs.contains("WARN"), "nor a warning: {logs}");
 }
+
+/// Nagle's algorithm holds a small frame written while the previous one is unacknowledged until
+/// the client's delayed ACK (up to 40 ms on Linux): every accepted socket has it off. The server
+/// runs in this process, so its end of the connection is one of this process's sockets, found by
+/// its two addresses and asked for `TCP_NODELAY` (no timing involved).
+#[tokio::test]
+async fn accepted_connections_have_nagles_algorithm_off() {
+    use nix::sys::socket::{getpeername, getsockname, getsockopt, sockopt::TcpNoDelay, SockaddrIn};
+    use std::net::{SocketAddr, SocketAddrV4};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // An answered request: the server has accepted the connection (kept alive after it).
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: haven\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let (server, client) = (app.addr, tcp.local_addr().unwrap());
+    let v4 = |a: SockaddrIn| SocketAddr::V4(SocketAddrV4::from(a));
+    let servers_end: Vec<bool> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| {
+            let name = getsockname::<SockaddrIn>(fd).ok().map(v4);
+            let peer = getpeername::<SockaddrIn>(fd).ok().map(v4);
+            name == Some(server) && peer == Some(client)
+        })
+        .map(|fd| getsockopt(fd, TcpNoDelay).unwrap_or(false))
+        .collect();
+    assert_eq!(servers_end, vec![true], "the server's end of the connection, found once, with TCP_NODELAY set");
+}
